@@ -1,0 +1,16 @@
+-- Output: orders from a distribution centre to a store.
+CREATE TABLE IF NOT EXISTS `{dataset}.replenishment_orders` (
+  run_id STRING NOT NULL,
+  run_date DATE NOT NULL,
+  order_id STRING NOT NULL,
+  dc_id STRING NOT NULL,
+  store_id STRING NOT NULL,
+  product_id STRING NOT NULL,
+  quantity INT64 NOT NULL,
+  cases INT64 NOT NULL,
+  order_value FLOAT64 NOT NULL,
+  expected_arrival DATE NOT NULL
+)
+PARTITION BY run_date
+CLUSTER BY store_id, product_id
+OPTIONS(description = 'Replenishment orders from distribution centres');

@@ -1,0 +1,18 @@
+-- Output: one row per vehicle route.
+CREATE TABLE IF NOT EXISTS `{dataset}.routes` (
+  run_id STRING NOT NULL,
+  run_date DATE NOT NULL,
+  route_id STRING NOT NULL,
+  vehicle_id STRING NOT NULL,
+  depot_id STRING NOT NULL,
+  start_time TIMESTAMP NOT NULL,
+  end_time TIMESTAMP NOT NULL,
+  distance_km FLOAT64 NOT NULL,
+  duration_minutes FLOAT64 NOT NULL,
+  stop_count INT64 NOT NULL,
+  units_carried INT64 NOT NULL,
+  cost FLOAT64 NOT NULL
+)
+PARTITION BY run_date
+CLUSTER BY vehicle_id
+OPTIONS(description = 'Vehicle routes');
