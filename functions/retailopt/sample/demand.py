@@ -1,0 +1,256 @@
+"""Daily unit sales of every store x product, simulated in one vectorised pass.
+
+The latent rate is a product of independent effects (store size, store x product affinity,
+weekly and yearly seasonality, holidays, promotions, permanent price steps, trend and product
+life cycle). Smooth and erratic items draw negative binomial units around it; intermittent and
+lumpy items draw an occurrence and then a demand size, which is what gives them their ADI/CV^2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import holidays
+import numpy as np
+
+from .catalog import CATEGORIES, ERRATIC, INTERMITTENT, LUMPY, SMOOTH, Catalog
+
+_CAT_INDEX = {c.name: i for i, c in enumerate(CATEGORIES)}
+_GROCERY_LIKE = [_CAT_INDEX["grocery"], _CAT_INDEX["beverages"]]
+_GIFT_LIKE = [_CAT_INDEX["electronics"], _CAT_INDEX["toys"], _CAT_INDEX["apparel"]]
+
+
+@dataclass(frozen=True)
+class Demand:
+    units: np.ndarray  # (S, P, T) int32 units sold
+    expected: np.ndarray  # (S, P, W) expected units over the last W days (latent mean)
+    price: np.ndarray  # (P, T) selling price of the day
+    promo: np.ndarray  # (P, T) bool, on promotion
+    closed: np.ndarray  # (T,) bool, stores closed (e.g. Christmas Day)
+
+
+def _bump(doy: np.ndarray, centre: float, width: float) -> np.ndarray:
+    d = np.abs(doy - centre)
+    d = np.minimum(d, 365.0 - d)  # wraps around the new year
+    return np.exp(-0.5 * (d / width) ** 2)
+
+
+def _season_shapes(days: np.ndarray) -> np.ndarray:
+    """(C, T) yearly shape per category, before per-product scaling."""
+    doy = np.array([d.timetuple().tm_yday for d in days], dtype=float)
+    # Gift shopping builds up over the weeks before Christmas Eve and stops after it.
+    to_xmas = np.array([(date(d.year, 12, 24) - d).days for d in days], dtype=float)
+    xmas = np.where((to_xmas >= 0) & (to_xmas <= 45), np.exp(-np.clip(to_xmas, 0, None) / 12.0), 0.0)
+    summer = _bump(doy, 185, 38)
+    spring = _bump(doy, 115, 28)
+    school = _bump(doy, 225, 12)
+    winter = _bump(doy, 20, 25)
+    garden = _bump(doy, 140, 35)
+    shapes = {
+        "grocery": 0.25 * xmas + 0.08 * summer,
+        "beverages": 0.7 * summer + 0.35 * xmas,
+        "household": 0.3 * spring + 0.1 * xmas,
+        "personal_care": 0.5 * summer + 0.3 * xmas,
+        "electronics": 2.5 * xmas + 0.6 * school,
+        "toys": 5.0 * xmas + 0.2 * summer,
+        "apparel": 0.5 * spring + 0.8 * school + 1.2 * xmas + 0.4 * winter,
+        "garden": 4.0 * garden + 0.8 * summer,
+    }
+    return np.stack([shapes[c.name] for c in CATEGORIES])
+
+
+# A low floor makes a category's off-season genuinely quiet (garden in winter).
+_SEASON_FLOOR = np.array([0.15 if c.name == "garden" else 1.0 for c in CATEGORIES])
+
+
+def _yearly(rng: np.random.Generator, cat: np.ndarray, days: list[date]) -> np.ndarray:
+    strength = rng.uniform(0.5, 1.5, cat.size)
+    shapes = _season_shapes(np.array(days))
+    # Normalise on a full reference year so the level does not depend on the history length.
+    ref = _season_shapes(np.array([date(2025, 1, 1) + timedelta(i) for i in range(365)]))
+    raw = _SEASON_FLOOR[cat, None] + strength[:, None] * shapes[cat]
+    norm = _SEASON_FLOOR[cat] + strength * ref.mean(axis=1)[cat]
+    return raw / norm[:, None]
+
+
+def _holiday_effects(days: list[date], country: str) -> tuple[np.ndarray, np.ndarray]:
+    """(C, T) multiplicative holiday effect per category and (T,) store closure days."""
+    years = range(days[0].year, days[-1].year + 1)
+    try:
+        # Shoppers follow the actual date, not the observed day off.
+        cal = holidays.country_holidays(country, years=years, observed=False)
+    except NotImplementedError as exc:
+        raise ValueError(f"holiday_country {country!r} is not known to the holidays package") from exc
+    index = {d: i for i, d in enumerate(days)}
+    n_cat, n_days = len(CATEGORIES), len(days)
+    effect = np.ones((n_cat, n_days))
+    closed = np.zeros(n_days, dtype=bool)
+
+    def scale(d: date, cats: list[int] | slice, factor: float) -> None:
+        i = index.get(d)
+        if i is not None:
+            effect[cats, i] *= factor
+
+    for d, name in cal.items():
+        is_closed = (d.month == 12 and d.day == 25) or "Thanksgiving" in name
+        major = is_closed or any(k in name for k in ("New Year", "Independence", "Memorial", "Labor"))
+        if is_closed and d in index:
+            closed[index[d]] = True
+        # Stocking up for the holiday meal or barbecue in the two days before.
+        scale(d - timedelta(1), _GROCERY_LIKE, 1.6 if major else 1.12)
+        scale(d - timedelta(2), _GROCERY_LIKE, 1.3 if major else 1.05)
+        if not is_closed:
+            # A day off: fewer grocery runs, more browsing and holiday sales events.
+            scale(d, _GROCERY_LIKE, 0.75 if major else 0.95)
+            scale(d, _GIFT_LIKE + [_CAT_INDEX["garden"], _CAT_INDEX["household"]], 1.25 if major else 1.1)
+        if "Thanksgiving" in name:
+            scale(d + timedelta(1), _GIFT_LIKE, 2.6)  # Black Friday
+            scale(d + timedelta(1), slice(None), 1.3)
+            scale(d + timedelta(3), [_CAT_INDEX["electronics"]], 1.5)  # Cyber Monday spill-over
+    for d in days:
+        if d.month == 12 and d.day == 24:
+            scale(d, _GROCERY_LIKE, 1.5)
+            scale(d, _GIFT_LIKE, 1.4)
+        if d.month == 12 and d.day == 31:
+            scale(d, [_CAT_INDEX["beverages"]], 1.8)
+    return effect, closed
+
+
+def _promotions(rng: np.random.Generator, catalog: Catalog, days: list[date],
+                regular: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chain-wide promotions (weekly circulars): (P, T) promo flag, price and demand factor."""
+    n_prod, n_days = regular.shape
+    promo = np.zeros((n_prod, n_days), dtype=bool)
+    price = regular.copy()
+    factor = np.ones((n_prod, n_days))
+    # Circulars start on Wednesdays.
+    first_wed = (2 - days[0].weekday()) % 7
+    for p in np.flatnonzero(catalog.promotable):
+        n_promos = rng.poisson(n_days / 365.0 * rng.uniform(3.0, 8.0))
+        if n_promos == 0:
+            continue
+        discount = rng.uniform(0.10, 0.35)
+        elasticity = rng.uniform(2.0, 4.0)  # display and advertising add to the price effect
+        lift = (1.0 - discount) ** (-elasticity)
+        for _ in range(n_promos):
+            start = first_wed + 7 * rng.integers(0, max(1, (n_days - first_wed) // 7))
+            stop = min(n_days, start + 7 * rng.integers(1, 3))
+            if promo[p, max(0, start - 7):stop + 7].any():
+                continue  # keep promos apart so each one has a clean baseline
+            promo[p, start:stop] = True
+            price[p, start:stop] = np.round(regular[p, start:stop] * (1.0 - discount), 2)
+            factor[p, start:stop] *= lift
+            # Pantry loading: customers buy less right after a promotion ends.
+            factor[p, stop:stop + 7] *= 0.85
+    return promo, price, factor
+
+
+def _price_steps(rng: np.random.Generator, current: np.ndarray, n_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Permanent price changes ending at today's price: (P, T) regular price and demand factor."""
+    n_prod = current.size
+    log_steps = np.zeros((n_prod, n_days))
+    has_steps = rng.random(n_prod) < 0.35
+    for p in np.flatnonzero(has_steps):
+        for _ in range(rng.integers(1, 3)):
+            t = rng.integers(1, n_days)
+            # Mostly inflation-driven increases, some price cuts.
+            step = rng.uniform(0.02, 0.10) if rng.random() < 0.75 else -rng.uniform(0.05, 0.15)
+            log_steps[p, t] += np.log1p(step)
+    cum = np.cumsum(log_steps, axis=1)
+    rel = np.exp(cum - cum[:, -1:])  # 1.0 on the last day
+    regular = np.round(current[:, None] * rel, 2)
+    elasticity = rng.uniform(0.8, 2.5, n_prod)
+    return regular, rel ** (-elasticity[:, None])
+
+
+def _life_cycle(rng: np.random.Generator, n_prod: int, n_days: int) -> np.ndarray:
+    """(P, T) availability: a few launches during the history and a couple discontinued items."""
+    life = np.ones((n_prod, n_days))
+    if n_prod < 6 or n_days < 60:
+        return life
+    order = rng.permutation(n_prod)
+    n_new = max(1, round(0.05 * n_prod))
+    t = np.arange(n_days)
+    for p in order[:n_new]:
+        launch = rng.integers(n_days // 4, n_days - 30)
+        life[p] = np.where(t >= launch, 1.0 - np.exp(-(t - launch + 1) / 14.0), 0.0)
+    for p in order[n_new:n_new + 2]:
+        end = rng.integers(n_days // 2, n_days - 21)
+        life[p, end:] = 0.0
+    return life
+
+
+def simulate(rng: np.random.Generator, catalog: Catalog, store_size: np.ndarray,
+             store_weekly_tilt: np.ndarray, days: list[date], holiday_country: str,
+             expected_window: int = 28) -> Demand:
+    n_store, n_prod, n_days = store_size.size, catalog.category.size, len(days)
+    cat = catalog.category
+    dclass = catalog.demand_class
+    current_price = catalog.products["price"].to_numpy(dtype=float)
+
+    regular, price_factor = _price_steps(rng, current_price, n_days)
+    promo, price, promo_factor = _promotions(rng, catalog, days, regular)
+    holiday_effect, closed = _holiday_effects(days, holiday_country)
+    yearly = _yearly(rng, cat, days)
+    growth = rng.normal(0.02, 0.12, n_prod)  # per year, level anchored on the last day
+    trend = np.exp(growth[:, None] * (np.arange(n_days) - (n_days - 1))[None, :] / 365.0)
+    life = _life_cycle(rng, n_prod, n_days)
+    # (P, T): everything that does not depend on the store.
+    product_t = yearly * holiday_effect[cat] * price_factor * promo_factor * trend * life
+    product_t[:, closed] = 0.0
+
+    # Weekly profile, flattened or sharpened per store (commuter stores are flatter).
+    weekly = np.array([c.weekly for c in CATEGORIES])
+    weekly = weekly / weekly.mean(axis=1, keepdims=True)
+    dow = np.array([d.weekday() for d in days])
+    store_weekly = 1.0 + store_weekly_tilt[:, None, None] * (weekly[None, :, :] - 1.0)  # (S, C, 7)
+    affinity = store_size[:, None] * rng.lognormal(-0.06, 0.35, (n_store, n_prod))  # (S, P)
+
+    # Per-product base level at an average store on an average day.
+    base = np.empty(n_prod)
+    k = np.empty(n_prod)
+    size_mean = np.zeros(n_prod)
+    for cls, (lo, hi), (klo, khi) in (
+        (SMOOTH, (4.0, 40.0), (8.0, 30.0)),
+        (ERRATIC, (2.0, 15.0), (0.7, 1.6)),
+        (INTERMITTENT, (0.04, 0.35), (0.0, 0.0)),  # occurrence rate per day
+        (LUMPY, (0.03, 0.20), (0.5, 0.9)),  # occurrence rate; k is the size dispersion
+    ):
+        m = dclass == cls
+        base[m] = np.exp(rng.uniform(np.log(lo), np.log(hi), m.sum()))
+        k[m] = rng.uniform(klo, khi, m.sum())
+    size_mean[dclass == INTERMITTENT] = rng.uniform(0.1, 0.4, (dclass == INTERMITTENT).sum())
+    size_mean[dclass == LUMPY] = rng.uniform(3.0, 9.0, (dclass == LUMPY).sum())
+
+    units = np.zeros((n_store, n_prod, n_days), dtype=np.int32)
+    expected = np.zeros((n_store, n_prod, min(expected_window, n_days)))
+    w = expected.shape[2]
+
+    def multiplier(idx: np.ndarray) -> np.ndarray:
+        week = store_weekly[:, cat[idx]][:, :, dow]  # (S, p, T)
+        return affinity[:, idx, None] * product_t[None, idx, :] * week
+
+    cont = np.flatnonzero((dclass == SMOOTH) | (dclass == ERRATIC))
+    if cont.size:
+        mean = base[cont][None, :, None] * multiplier(cont)
+        kk = np.broadcast_to(k[cont][None, :, None], mean.shape)
+        units[:, cont, :] = rng.negative_binomial(kk, kk / (kk + mean))
+        expected[:, cont, :] = mean[:, :, -w:]
+    occ_idx = np.flatnonzero((dclass == INTERMITTENT) | (dclass == LUMPY))
+    if occ_idx.size:
+        rate = base[occ_idx][None, :, None] * multiplier(occ_idx)
+        p_occ = -np.expm1(-rate)
+        hit = rng.random(p_occ.shape) < p_occ
+        s_i, p_i, t_i = np.nonzero(hit)
+        prod = occ_idx[p_i]
+        sm = size_mean[prod]
+        lumpy = dclass[prod] == LUMPY
+        size = np.ones(prod.size, dtype=np.int64)
+        # Intermittent: sizes near 1 (low CV^2). Lumpy: heavy-tailed sizes (high CV^2).
+        size[~lumpy] += rng.poisson(sm[~lumpy])
+        kl = k[prod[lumpy]]
+        size[lumpy] += rng.negative_binomial(kl, kl / (kl + sm[lumpy]))
+        units[s_i, prod, t_i] = size
+        expected[:, occ_idx, :] = (p_occ * (1.0 + size_mean[occ_idx])[None, :, None])[:, :, -w:]
+    return Demand(units=units, expected=expected, price=price, promo=promo, closed=closed)
