@@ -1,0 +1,625 @@
+"""Local forecasting engine: the ARIMA_PLUS pipeline, vectorised across all series at once.
+
+Steps (each one numpy operation over a dense series x days matrix, never a Python loop over
+series):
+
+1. gap filling: history rows go into a dense matrix, missing days are zero sales; days before a
+   series' first sale are unobserved;
+2. weekly seasonality per series, shrunk towards its store's profile (noisy series borrow
+   strength); holiday effects pooled over the chain per holiday; yearly seasonality (Fourier
+   terms, shrunk towards the chain profile) when two years of history exist;
+3. a first pass with one smoothing constant gives in-sample means, a negative-binomial
+   dispersion per series, spikes (capped) and dips (runs of zeros too unlikely to be demand,
+   i.e. stock-outs, excluded);
+4. a second pass fits every candidate level model on the cleaned, deseasonalised series:
+   simple exponential smoothing, i.e. ARIMA(0,1,1), for smooth and erratic demand, and TSB
+   (demand probability x size, each smoothed) for intermittent and lumpy demand (classified by
+   ADI and CV^2); each series keeps the candidate with the lowest error of the mean over the
+   next ``horizon`` days, measured at every in-sample origin (rolling origin);
+5. the same rolling origins give the variance of the level error over a window; with the
+   dispersion this gives a count distribution (negative binomial) per day and for the demand
+   summed over any window, with the right variance (day-to-day noise plus the level error,
+   which is shared by all days of a window).
+
+Series that cannot be modelled get a documented fallback and a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from .calendar import holiday_table
+from .distributions import QUANTILES, count_quantiles
+
+MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
+DISCONTINUED_DAYS = 56  # trailing zero run at least this long and implausible: discontinued
+ADI_CUT = 1.32  # Syntetos-Boylan-Croston classification
+CV2_CUT = 0.49
+SES_ALPHAS = (0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35)
+TSB_PARAMS = ((0.01, 0.02), (0.02, 0.05), (0.04, 0.1), (0.08, 0.1), (0.15, 0.2), (0.02, 0.2))
+DAILY_COLUMNS = ["store_id", "product_id", "forecast_date", "forecast_mean", "standard_error",
+                 "confidence_level", "lower_bound", "upper_bound", "quantile_50", "quantile_80",
+                 "quantile_90", "quantile_95", "quantile_99", "model", "fallback_reason"]
+PROTECTION_COLUMNS = ["store_id", "product_id", "window_days", "demand_mean", "demand_std",
+                      "q50", "q80", "q90", "q95", "q99", "model"]
+
+
+@dataclass(frozen=True)
+class ForecastResult:
+    """Daily forecasts (``forecasts`` table columns without run_id), window demand
+    (``demand_windows`` columns without run_id and run_date) and per-series diagnostics."""
+
+    daily: pd.DataFrame
+    protection: pd.DataFrame
+    series: pd.DataFrame
+
+
+@dataclass
+class _Dense:
+    keys: pd.DataFrame  # store_id, product_id in output order
+    days: pd.DatetimeIndex
+    units: np.ndarray  # (S, T)
+    promo: np.ndarray  # (S, T) bool
+    has_rows: np.ndarray  # (S,) bool
+    first: np.ndarray  # (S,) index of first day with sales (T if none)
+
+
+def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: date, horizon: int,
+             window_days: pd.DataFrame, confidence_level: float = 0.9,
+             holiday_country: str | None = "US", holiday_subdivision: str | None = None,
+             seed: int = 42, holidays: pd.DataFrame | None = None,
+             max_history_days: int = 1100, variance_scale: float = 1.0) -> ForecastResult:
+    """Forecast every position for ``horizon`` days from ``forecast_start``.
+
+    ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
+    ``holiday_country``. ``variance_scale`` multiplies the predictive variance (set by a
+    backtest calibration; 1 means the in-sample estimate). The engine is deterministic;
+    ``seed`` is accepted for interface stability with sampling-based engines.
+    """
+    del seed  # deterministic: quantiles come from closed-form count distributions
+    if horizon < 1:
+        raise ValueError(f"horizon={horizon}: expected >= 1")
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
+    forecast_start = pd.Timestamp(forecast_start).date()
+    dense = _densify(history, positions, forecast_start, max_history_days)
+    windows = _window_lengths(window_days, dense.keys)
+    n_future = int(max(horizon, windows.max(initial=1)))
+    future_days = pd.date_range(forecast_start, periods=n_future, freq="D")
+    first_day = dense.days[0].date() if len(dense.days) else forecast_start
+    hol = holiday_table(first_day, future_days[-1].date(), holiday_country, holiday_subdivision,
+                        holidays)
+    fit = _fit(dense, future_days, hol, horizon)
+    mean = fit["mean"]  # (S, F)
+    # Calibration scales the variance beyond Poisson (counts never vary less than that).
+    var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
+    daily = _daily_frame(dense.keys, future_days[:horizon], mean[:, :horizon], var[:, :horizon],
+                         confidence_level, fit["model"], fit["reason"])
+    protection = _protection_frame(dense.keys, windows, mean, var, fit["level_var"] * variance_scale,
+                                   fit["model"])
+    series = dense.keys.copy()
+    for name in ("demand_class", "model", "reason", "adi", "cv2", "dispersion", "level_var",
+                 "param", "n_spikes", "n_dip_days", "cv_error"):
+        series[name if name != "reason" else "fallback_reason"] = fit[name]
+    return ForecastResult(daily=daily, protection=protection, series=series)
+
+
+# --------------------------------------------------------------------------- input
+
+def _require(df: pd.DataFrame, name: str, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name}: missing column(s) {missing}")
+
+
+def _densify(history: pd.DataFrame, positions: pd.DataFrame, forecast_start: date,
+             max_history_days: int) -> _Dense:
+    _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
+    _require(positions, "positions", ["store_id", "product_id"])
+    keys = (positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+            .reset_index(drop=True))
+    n_series = len(keys)
+    end = pd.Timestamp(forecast_start) - pd.Timedelta(days=1)
+    hist = history.loc[:, [c for c in ("store_id", "product_id", "sale_date", "units", "on_promotion")
+                           if c in history.columns]]
+    sale_date = pd.to_datetime(hist["sale_date"]).dt.tz_localize(None).dt.normalize() \
+        if getattr(hist["sale_date"].dtype, "tz", None) else pd.to_datetime(hist["sale_date"]).dt.normalize()
+    units = pd.to_numeric(hist["units"], errors="coerce")
+    bad = units.isna() | (units < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"history row {row}: field units={hist['units'].iloc[row]!r} "
+                         "is not a non-negative number")
+    after = sale_date > end
+    if after.any():
+        row = int(np.flatnonzero(after.to_numpy())[0])
+        raise ValueError(f"history row {row}: sale_date {sale_date.iloc[row].date()} is on or after "
+                         f"forecast_start {forecast_start}")
+    start = end - pd.Timedelta(days=max_history_days - 1)
+    if len(sale_date):
+        start = max(start, sale_date.min())
+    days = pd.date_range(start, end, freq="D") if start <= end else pd.DatetimeIndex([])
+    n_days = len(days)
+    index = pd.MultiIndex.from_frame(keys)
+    row_key = pd.MultiIndex.from_arrays([hist["store_id"].astype(str), hist["product_id"].astype(str)])
+    series_idx = index.get_indexer(row_key)
+    day_idx = ((sale_date - start).dt.days).to_numpy()
+    ok = (series_idx >= 0) & (day_idx >= 0)
+    mat = np.zeros((n_series, n_days))
+    promo = np.zeros((n_series, n_days), dtype=bool)
+    has_rows = np.zeros(n_series, dtype=bool)
+    if ok.any():
+        si, di = series_idx[ok], day_idx[ok]
+        np.add.at(mat, (si, di), units.to_numpy(dtype=float)[ok])
+        if "on_promotion" in hist.columns:
+            promo[si, di] = hist["on_promotion"].fillna(False).to_numpy(dtype=bool)[ok]
+        has_rows[si] = True
+    # Rows outside the kept window still prove the series exists (it is not new).
+    has_rows[np.unique(series_idx[series_idx >= 0])] = True
+    sold = mat > 0
+    first = np.where(sold.any(axis=1), sold.argmax(axis=1), n_days)
+    return _Dense(keys=keys, days=days, units=mat, promo=promo, has_rows=has_rows, first=first)
+
+
+def _window_lengths(window_days: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray:
+    _require(window_days, "window_days", ["store_id", "product_id", "window_days"])
+    w = window_days.loc[:, ["store_id", "product_id", "window_days"]].copy()
+    w["store_id"] = w["store_id"].astype(str)
+    w["product_id"] = w["product_id"].astype(str)
+    w = w.drop_duplicates(["store_id", "product_id"], keep="last")
+    merged = keys.merge(w, on=["store_id", "product_id"], how="left")
+    if merged["window_days"].isna().any():
+        row = merged.loc[merged["window_days"].isna()].iloc[0]
+        raise ValueError(f"window_days: no row for store_id={row.store_id} product_id={row.product_id}")
+    values = merged["window_days"].to_numpy(dtype=float)
+    if (values < 1).any() or (values != np.round(values)).any():
+        row = merged.iloc[int(np.flatnonzero((values < 1) | (values != np.round(values)))[0])]
+        raise ValueError(f"window_days: store_id={row.store_id} product_id={row.product_id}: "
+                         f"window_days={row.window_days!r} is not a positive whole number")
+    return values.astype(int)
+
+
+# --------------------------------------------------------------------------- model
+
+def _weekday_profile(y: np.ndarray, obs: np.ndarray, dow: np.ndarray, store_codes: np.ndarray,
+                     last: int = 364) -> np.ndarray:
+    """Day-of-week factors (S, 7), mean 1, shrunk towards the store profile by volume."""
+    t0 = max(0, y.shape[1] - last)
+    yy, oo, dd = y[:, t0:], obs[:, t0:], dow[t0:]
+    onehot = (dd[:, None] == np.arange(7)[None, :]).astype(float)  # (T, 7)
+    sums = (yy * oo) @ onehot
+    counts = oo.astype(float) @ onehot
+    rate = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+    n_stores = int(store_codes.max(initial=-1)) + 1
+    store_sums = np.zeros((max(n_stores, 1), 7))
+    store_counts = np.zeros((max(n_stores, 1), 7))
+    np.add.at(store_sums, store_codes, sums)
+    np.add.at(store_counts, store_codes, counts)
+    store_rate = np.divide(store_sums, store_counts, out=np.zeros_like(store_sums), where=store_counts > 0)
+    store_prof = _normalise(store_rate)
+    # A weekday never observed at store level stays 1 rather than looking like a closed day.
+    store_prof[store_counts == 0] = 1.0
+    raw = _normalise(rate)
+    # Shrinkage weight: the relative noise of a weekday mean is about sqrt(7 / units).
+    volume = sums.sum(axis=1)
+    weight = (volume / (volume + 400.0))[:, None] * (counts > 0)
+    return _normalise(weight * raw + (1 - weight) * store_prof[store_codes])
+
+
+def _normalise(rates: np.ndarray) -> np.ndarray:
+    m = rates.mean(axis=1, keepdims=True)
+    return np.divide(rates, m, out=np.ones_like(rates), where=m > 0)
+
+
+def _holiday_effects(y: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
+                     future: pd.DatetimeIndex, hol: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Multiplicative holiday factor per day of history (T,) and future (F,), pooled over series.
+
+    The effect of a holiday is the chain's sales on it relative to the same weekday one and two
+    weeks before and after; pooling over every series makes it estimable from a few occurrences.
+    """
+    hist_factor = np.ones(len(days))
+    fut_factor = np.ones(len(future))
+    if hol.empty or len(days) == 0:
+        return hist_factor, fut_factor
+    total = (y * obs).sum(axis=0)
+    n_obs = obs.sum(axis=0).astype(float)
+    hol_days = set(hol["holiday_date"])
+    day_pos = {d: i for i, d in enumerate(days)}
+    effects: dict[str, float] = {}
+    for name, group in hol.groupby("holiday_name"):
+        num = den = 0.0
+        for d in group["holiday_date"]:
+            i = day_pos.get(d)
+            if i is None or n_obs[i] == 0:
+                continue
+            refs = [day_pos.get(d + pd.Timedelta(days=k)) for k in (-14, -7, 7, 14)]
+            refs = [j for j in refs if j is not None and days[j] not in hol_days and n_obs[j] > 0]
+            if not refs:
+                continue
+            num += total[i] / n_obs[i]
+            den += float(np.mean([total[j] / n_obs[j] for j in refs]))
+        if den > 0:
+            # Pooled over the chain one occurrence is strong evidence; shrink only slightly.
+            raw = num / den
+            occurrences = group["holiday_date"].isin(day_pos.keys()).sum()
+            w = occurrences / (occurrences + 0.05)
+            effects[name] = float(np.clip(w * raw + (1 - w), 0.0, 5.0))
+    for _, row in hol.iterrows():
+        effect = effects.get(row.holiday_name)
+        if effect is None:
+            continue
+        i = day_pos.get(row.holiday_date)
+        if i is not None:
+            hist_factor[i] *= effect
+        j = future.get_indexer([row.holiday_date])[0]
+        if j >= 0:
+            fut_factor[j] *= effect
+    return hist_factor, fut_factor
+
+
+def _yearly_profile(x: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
+                    future: pd.DatetimeIndex, eligible: np.ndarray, order: int = 3
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Yearly multiplicative factors (S, T) and (S, F) from Fourier terms on weekly log means.
+
+    Fitted by least squares for all eligible series in one solve (with a linear trend so growth
+    is not mistaken for season), then shrunk towards the chain profile in proportion to each
+    series' noise, as a single series' year is mostly noise.
+    """
+    n_series, n_days = x.shape
+    hist = np.ones((n_series, n_days))
+    fut = np.ones((n_series, len(future)))
+    if n_days < 728 or not eligible.any():
+        return hist, fut
+    n_weeks = n_days // 7
+    t0 = n_days - 7 * n_weeks
+    xe, oe = x[eligible][:, t0:], obs[eligible][:, t0:]
+    wsum = (xe * oe).reshape(len(xe), n_weeks, 7).sum(axis=2)
+    wcnt = oe.reshape(len(xe), n_weeks, 7).sum(axis=2)
+    wmean = np.divide(wsum, wcnt, out=np.zeros_like(wsum), where=wcnt > 0)
+    scale = wmean.mean(axis=1, keepdims=True)
+    # log of the level relative to its mean; +0.5/7 keeps weeks without sales finite.
+    pad = 0.5 / 7
+    z = np.log((wmean + pad) / (scale + pad))
+    mid = days[t0:].to_numpy().reshape(n_weeks, 7)[:, 3]
+    design = _fourier(pd.DatetimeIndex(mid), order)
+    trend = np.linspace(-1, 1, n_weeks)[:, None]
+    full = np.hstack([np.ones((n_weeks, 1)), trend, design])
+    coef, *_ = np.linalg.lstsq(full, z.T, rcond=None)  # (P, S_e)
+    resid = z.T - full @ coef
+    sigma2 = (resid ** 2).sum(axis=0) / max(n_weeks - full.shape[1], 1)
+    beta = coef[2:].T  # (S_e, 2*order)
+    # Weight by the volume of each series: chain profile from the volume-weighted mean.
+    vol = scale[:, 0]
+    chain = (beta * vol[:, None]).sum(axis=0) / max(vol.sum(), 1e-9)
+    # Between-series variance of the true coefficients vs. sampling noise of each estimate.
+    noise = sigma2 / (n_weeks / 2)
+    spread = max(float(np.mean((beta - chain) ** 2) - np.mean(noise)), 1e-4)
+    w = (spread / (spread + noise))[:, None]
+    shrunk = w * beta + (1 - w) * chain
+    hist_terms = _fourier(days, order)
+    fut_terms = _fourier(future, order)
+    fh = np.exp(shrunk @ hist_terms.T)
+    ff = np.exp(shrunk @ fut_terms.T)
+    norm = fh.mean(axis=1, keepdims=True)
+    hist[eligible] = fh / norm
+    fut[eligible] = ff / norm
+    return hist, fut
+
+
+def _fourier(days: pd.DatetimeIndex, order: int) -> np.ndarray:
+    t = 2 * np.pi * (days.dayofyear.to_numpy() - 1) / 365.25
+    return np.column_stack([f(k * t) for k in range(1, order + 1) for f in (np.sin, np.cos)])
+
+
+def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[float, ...],
+                 tsb: tuple[tuple[float, float], ...], horizon: int, keep_path: bool = False):
+    """Run every candidate level model over time for all series together.
+
+    Returns the final level per candidate (S, C), the rolling-origin squared error of the mean
+    over the next ``horizon`` days and of the next day, the number of scored origins, the mean
+    squared level at those origins and, when asked, the one-step path of the first candidate.
+    """
+    n_series, n_days = x.shape
+    n_ses, n_tsb = len(ses), len(tsb)
+    a_ses = np.asarray(ses)[None, :]
+    a_p = np.asarray([p for p, _ in tsb])[None, :]
+    a_z = np.asarray([z for _, z in tsb])[None, :]
+    xo = np.where(obs, x, 0.0)
+    # Initial state from the first weeks of each series.
+    init_len = 56
+    idx = np.clip(first[:, None] + np.arange(init_len)[None, :], 0, max(n_days - 1, 0))
+    take = np.take_along_axis(xo, idx, axis=1) if n_days else np.zeros((n_series, init_len))
+    take_obs = np.take_along_axis(obs, idx, axis=1) if n_days else np.zeros((n_series, init_len), bool)
+    cnt = np.maximum(take_obs.sum(axis=1), 1)
+    level0 = (take * take_obs).sum(axis=1) / cnt
+    occ = (take > 0) & take_obs
+    p0 = np.maximum(occ.sum(axis=1) / cnt, 1.0 / cnt)
+    z0 = np.divide((take * occ).sum(axis=1), occ.sum(axis=1), out=np.ones(n_series),
+                   where=occ.sum(axis=1) > 0)
+    level = np.repeat(level0[:, None], n_ses, axis=1)
+    prob = np.repeat(p0[:, None], n_tsb, axis=1)
+    size = np.repeat(z0[:, None], n_tsb, axis=1)
+    # Mean of the next `horizon` observed days from each day: rolling-origin targets.
+    cs = np.concatenate([np.zeros((n_series, 1)), np.cumsum(xo, axis=1)], axis=1)
+    cn = np.concatenate([np.zeros((n_series, 1)), np.cumsum(obs, axis=1)], axis=1)
+    n_c = n_ses + n_tsb
+    sse_h = np.zeros((n_series, n_c))
+    sse_1 = np.zeros((n_series, n_c))
+    n_h = np.zeros(n_series)
+    n_1 = np.zeros(n_series)
+    lvl2 = np.zeros((n_series, n_c))
+    lvl1 = np.zeros((n_series, n_c))
+    path = np.zeros((n_series, n_days)) if keep_path else None
+    score_from = max(0, n_days - 365 - horizon)
+    for t in range(n_days):
+        pred = np.concatenate([level, prob * size], axis=1)
+        if keep_path:
+            path[:, t] = pred[:, 0]
+        xt = xo[:, t]
+        ot = obs[:, t]
+        active = ot & (t >= first)
+        if t >= score_from:
+            warm = t >= first + 28
+            e1 = (xt[:, None] - pred) * (active & warm)[:, None]
+            sse_1 += e1 * e1
+            n_1 += active & warm
+            if t + horizon <= n_days:
+                cnt_h = cn[:, t + horizon] - cn[:, t]
+                valid = warm & (cnt_h >= horizon / 2)
+                target = np.divide(cs[:, t + horizon] - cs[:, t], cnt_h, out=np.zeros(n_series),
+                                   where=cnt_h > 0)
+                eh = (target[:, None] - pred) * valid[:, None]
+                sse_h += eh * eh
+                n_h += valid
+                lvl2 += pred * pred * valid[:, None]
+                lvl1 += pred * valid[:, None]
+        err = (xt[:, None] - level) * active[:, None]
+        level += a_ses * err
+        occ_t = (xt > 0) & active
+        prob += a_p * ((occ_t.astype(float))[:, None] - prob) * active[:, None]
+        size += a_z * (xt[:, None] - size) * occ_t[:, None]
+    final = np.concatenate([level, prob * size], axis=1)
+    return dict(final=final, sse_h=sse_h, sse_1=sse_1, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
+                path=path)
+
+
+def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each day in a run of zero sales: total log-probability of that whole run and its length."""
+    n_series, n_days = y.shape
+    zero = (y == 0) & obs
+    run_sum = np.zeros((n_series, n_days))
+    run_len = np.zeros((n_series, n_days))
+    acc = np.zeros(n_series)
+    length = np.zeros(n_series)
+    for t in range(n_days):
+        acc = np.where(zero[:, t], acc + logp0[:, t], 0.0)
+        length = np.where(zero[:, t], length + 1, 0.0)
+        run_sum[:, t] = acc
+        run_len[:, t] = length
+    # Propagate each run's total back to all its days.
+    for t in range(n_days - 2, -1, -1):
+        cont = zero[:, t] & zero[:, t + 1]
+        run_sum[:, t] = np.where(cont, run_sum[:, t + 1], run_sum[:, t])
+        run_len[:, t] = np.where(cont, run_len[:, t + 1], run_len[:, t])
+    return run_sum, run_len
+
+
+def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int) -> dict:
+    y = dense.units
+    n_series, n_days = y.shape
+    n_future = len(future)
+    t_idx = np.arange(n_days)
+    obs = t_idx[None, :] >= dense.first[:, None]
+    n_obs = n_days - dense.first
+    total = y.sum(axis=1)
+    last_sale = np.where(y.any(axis=1), n_days - 1 - np.argmax(y[:, ::-1] > 0, axis=1), -1)
+
+    reason = np.full(n_series, None, dtype=object)
+    reason[~dense.has_rows] = "new_series"
+    reason[dense.has_rows & (total == 0)] = "all_zero"
+    reason[(reason == None) & (n_obs < MIN_OBS_DAYS)] = "too_short"  # noqa: E711
+    model_ok = reason == None  # noqa: E711
+
+    # Intermittency classification on the last year of observed days.
+    t0 = max(0, n_days - 365)
+    yy, oo = y[:, t0:], obs[:, t0:]
+    nz = (yy > 0) & oo
+    n_nz = nz.sum(axis=1)
+    adi = np.divide(oo.sum(axis=1), n_nz, out=np.full(n_series, np.inf), where=n_nz > 0)
+    nz_mean = np.divide((yy * nz).sum(axis=1), n_nz, out=np.zeros(n_series), where=n_nz > 0)
+    nz_var = np.divide(((yy - nz_mean[:, None]) ** 2 * nz).sum(axis=1), np.maximum(n_nz - 1, 1))
+    cv2 = np.divide(nz_var, nz_mean ** 2, out=np.zeros(n_series), where=nz_mean > 0)
+    demand_class = np.where(adi < ADI_CUT, np.where(cv2 < CV2_CUT, "smooth", "erratic"),
+                            np.where(cv2 < CV2_CUT, "intermittent", "lumpy"))
+
+    dow_hist = days_dow = dense.days.dayofweek.to_numpy()
+    dow_fut = future.dayofweek.to_numpy()
+    store_codes = pd.factorize(dense.keys["store_id"])[0]
+    mean = np.zeros((n_series, n_future))
+    var = np.zeros((n_series, n_future))
+    level_var = np.zeros(n_series)
+    model = np.full(n_series, "fallback_zero", dtype=object)
+    dispersion = np.zeros(n_series)
+    param = np.full(n_series, np.nan)
+    cv_error = np.full(n_series, np.nan)
+    n_spikes = np.zeros(n_series, dtype=int)
+    n_dip_days = np.zeros(n_series, dtype=int)
+    rate_recent = np.zeros(n_series)
+
+    if model_ok.any():
+        ok = np.flatnonzero(model_ok)
+        yk, ok_obs = y[ok], obs[ok]
+        prof = _weekday_profile(yk, ok_obs, dow_hist, store_codes[ok])
+        hol_hist, hol_fut = _holiday_effects(yk, ok_obs, dense.days, future, hol)
+        season = prof[:, days_dow] * hol_hist[None, :]
+        season_f = prof[:, dow_fut] * hol_fut[None, :]
+        # Days the series cannot sell (closed weekday, store-closing holiday) carry no level info.
+        usable = ok_obs & (season > 0.05)
+        x = np.divide(yk, season, out=np.zeros_like(yk), where=usable)
+        first = dense.first[ok]
+        long_enough = (n_obs[ok] >= 728)
+        yr_hist, yr_fut = _yearly_profile(x, usable, dense.days, future, long_enough)
+        season = season * yr_hist
+        season_f = season_f * yr_fut
+        x = np.divide(yk, season, out=np.zeros_like(yk), where=usable)
+
+        # Pass 1: one moderate smoother for in-sample means -> dispersion, spikes, dips.
+        p1 = _smooth_pass(x, usable, first, (0.05,), (), horizon, keep_path=True)
+        mu1 = p1["path"] * season
+        scored = usable & (t_idx[None, :] >= first[:, None] + 28)
+        inv_k = _dispersion(yk, mu1, scored)
+        sd1 = np.sqrt(mu1 + mu1 ** 2 * inv_k[:, None])
+        cap = np.ceil(mu1 + 5.0 * sd1 + 2.0)
+        spikes = scored & (yk > cap)
+        n_spikes[ok] = spikes.sum(axis=1)
+        y_clean = np.where(spikes, cap, yk)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logp0 = np.where(inv_k[:, None] > 1e-9,
+                             -np.log1p(mu1 * inv_k[:, None]) / np.maximum(inv_k[:, None], 1e-9), -mu1)
+        run_logp, run_len = _runs_of_zeros_logp(yk, scored, logp0)
+        # A run of zeros this unlikely under the demand model is a stock-out, not demand.
+        dips = scored & (run_logp < np.log(1e-5))
+        trailing = dips[:, -1] & (run_len[:, -1] >= DISCONTINUED_DAYS) if n_days else np.zeros(len(ok), bool)
+        dips[trailing] = dips[trailing] & False
+        n_dip_days[ok] = dips.sum(axis=1)
+        clean_obs = usable & ~dips
+        x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
+
+        # Pass 2: all candidates on the cleaned series; pick per series by rolling-origin error.
+        h = int(np.clip(horizon, 7, 56))
+        p2 = _smooth_pass(x, clean_obs, first, SES_ALPHAS, TSB_PARAMS, h)
+        n_ses = len(SES_ALPHAS)
+        err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
+        intermittent = np.isin(demand_class[ok], ["intermittent", "lumpy"])
+        allowed = np.zeros_like(err_h, dtype=bool)
+        allowed[~intermittent, :n_ses] = True
+        allowed[intermittent, n_ses:] = True
+        best = np.argmin(np.where(allowed, err_h, np.inf), axis=1)
+        rows = np.arange(len(ok))
+        lvl = np.maximum(p2["final"][rows, best], 0.0)
+        params = np.concatenate([np.asarray(SES_ALPHAS), np.asarray([p for p, _ in TSB_PARAMS])])
+        param[ok] = params[best]
+        model[ok] = np.where(best < n_ses, "local_ses_nb", "local_tsb_nb")
+
+        # Variance: day-to-day dispersion from cleaned residuals, level error from the
+        # rolling-origin error of the window mean minus its day-to-day part.
+        mu_clean = p1["path"] * season
+        inv_k2 = _dispersion(y_clean, mu_clean, scored & ~dips)
+        nh = np.maximum(p2["n_h"], 1)
+        mse_h = p2["sse_h"][rows, best] / nh
+        mean_l2 = np.maximum(p2["lvl2"][rows, best] / nh, 1e-9)
+        mean_l1 = np.maximum(p2["lvl1"][rows, best] / nh, 1e-9)
+        noise_of_mean = (mean_l1 + mean_l2 * inv_k2) / h
+        v_rel = np.maximum(mse_h - noise_of_mean, 0.0) / mean_l2
+        # Few independent windows per series: shrink towards the pooled relative level error.
+        n_windows = p2["n_h"] / h
+        has_score = p2["n_h"] > 0
+        pooled = float(np.median(v_rel[has_score])) if has_score.any() else 0.05
+        v_rel = np.where(has_score, (n_windows * v_rel + 4 * pooled) / (n_windows + 4), pooled)
+        cv_error[ok] = np.sqrt(mse_h) / mean_l1 * np.sqrt(has_score) / np.where(has_score, 1, np.nan)
+
+        mu_f = lvl[:, None] * season_f
+        mean[ok] = mu_f
+        var[ok] = mu_f + mu_f ** 2 * inv_k2[:, None]
+        level_var[ok] = v_rel
+        dispersion[ok] = inv_k2
+        recent = slice(max(0, n_days - 91), n_days)
+        rate_recent[ok] = (yk[:, recent].sum(axis=1) / np.maximum(ok_obs[:, recent].sum(axis=1), 1))
+
+        # Discontinued: a long trailing run of zeros that the demand model finds implausible.
+        disc = np.zeros(n_series, dtype=bool)
+        disc[ok] = trailing & (n_days - 1 - last_sale[ok] >= DISCONTINUED_DAYS)
+        reason[disc] = "discontinued"
+        model[disc] = "fallback_zero"
+        mean[disc] = 0.0
+        var[disc] = 0.0
+        level_var[disc] = 0.0
+
+    # Fallbacks.
+    keys = dense.keys
+    short = reason == "too_short"
+    if short.any():
+        rate = total[short] / np.maximum(n_obs[short], 1)
+        mean[short] = rate[:, None]
+        # Poisson-gamma with the uncertainty of a rate estimated from few units.
+        var[short] = rate[:, None] + rate[:, None] ** 2
+        level_var[short] = 1.0 / np.maximum(total[short], 1) + 0.1
+        dispersion[short] = 1.0
+        model[short] = "fallback_recent_mean"
+    new = reason == "new_series"
+    if new.any():
+        product_rate = pd.Series(rate_recent[model_ok]).groupby(
+            keys["product_id"].to_numpy()[model_ok]).median()
+        chain_rate = float(np.median(rate_recent[model_ok])) if model_ok.any() else 0.0
+        rate = keys.loc[new, "product_id"].map(product_rate).fillna(chain_rate).to_numpy(dtype=float)
+        mean[new] = rate[:, None]
+        var[new] = rate[:, None] + rate[:, None] ** 2
+        level_var[new] = 0.5
+        dispersion[new] = 1.0
+        model[new] = np.where(keys.loc[new, "product_id"].isin(product_rate.index),
+                              "fallback_product_median", "fallback_chain_median")
+    var = var + level_var[:, None] * mean ** 2
+    return dict(mean=mean, var=var, level_var=level_var, model=model, reason=reason,
+                demand_class=np.where(reason == None, demand_class, "none"),  # noqa: E711
+                adi=adi, cv2=cv2, dispersion=dispersion, param=param, n_spikes=n_spikes,
+                n_dip_days=n_dip_days, cv_error=cv_error)
+
+
+def _dispersion(y: np.ndarray, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Negative-binomial 1/k per series by the method of moments: Var = mu + mu^2/k."""
+    r2 = ((y - mu) ** 2 - mu) * mask
+    m2 = (mu ** 2) * mask
+    num = r2.sum(axis=1)
+    den = m2.sum(axis=1)
+    inv_k = np.divide(num, den, out=np.zeros(len(y)), where=den > 1e-9)
+    return np.clip(inv_k, 0.0, 50.0)
+
+
+# --------------------------------------------------------------------------- output
+
+def _daily_frame(keys: pd.DataFrame, days: pd.DatetimeIndex, mean: np.ndarray, var: np.ndarray,
+                 confidence_level: float, model: np.ndarray, reason: np.ndarray) -> pd.DataFrame:
+    n_series, n_days = mean.shape
+    probs = [(1 - confidence_level) / 2, (1 + confidence_level) / 2, *QUANTILES]
+    q = count_quantiles(mean, var, probs)  # (S, D, 7)
+    out = pd.DataFrame({
+        "store_id": np.repeat(keys["store_id"].to_numpy(), n_days),
+        "product_id": np.repeat(keys["product_id"].to_numpy(), n_days),
+        "forecast_date": np.tile(days.to_numpy(), n_series),
+        "forecast_mean": mean.ravel(),
+        "standard_error": np.sqrt(np.maximum(var - 0, 0)).ravel(),
+        "confidence_level": float(confidence_level),
+        "lower_bound": q[..., 0].ravel(),
+        "upper_bound": q[..., 1].ravel(),
+    })
+    for i, level in enumerate(QUANTILES):
+        out[f"quantile_{int(round(level * 100))}"] = q[..., 2 + i].ravel()
+    out["model"] = np.repeat(model, n_days)
+    out["fallback_reason"] = np.repeat(reason, n_days)
+    return out.loc[:, DAILY_COLUMNS]
+
+
+def _protection_frame(keys: pd.DataFrame, windows: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                      level_var: np.ndarray, model: np.ndarray) -> pd.DataFrame:
+    # Day-to-day noise adds up; the level error is shared by every day of the window, so its
+    # standard deviation grows with the window length, not its square root.
+    n_future = mean.shape[1]
+    in_window = np.arange(n_future)[None, :] < windows[:, None]
+    m = (mean * in_window).sum(axis=1)
+    noise = ((var - level_var[:, None] * mean ** 2) * in_window).sum(axis=1)
+    v = noise + level_var * m ** 2
+    q = count_quantiles(m, v, QUANTILES)
+    out = keys.copy()
+    out["window_days"] = windows.astype(int)
+    out["demand_mean"] = m
+    out["demand_std"] = np.sqrt(np.maximum(v, 0))
+    for i, level in enumerate(QUANTILES):
+        out[f"q{int(round(level * 100))}"] = q[:, i]
+    out["model"] = model
+    return out.loc[:, PROTECTION_COLUMNS]

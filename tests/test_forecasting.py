@@ -1,0 +1,166 @@
+"""Local forecasting engine: contract, fallbacks, seasonality, holidays and calibration."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retailopt.forecasting import ForecastResult, forecast
+from retailopt.forecasting.synthetic import matrix_to_history, synthetic_matrix
+
+SCHEMA = Path(__file__).resolve().parents[1] / "sql" / "schema"
+
+
+def _columns(table: str) -> list[str]:
+    text = (SCHEMA / f"{table}.sql").read_text()
+    body = text[text.index("(") + 1: text.index("\n)")]
+    return [m.group(1) for m in re.finditer(r"^\s+([a-z_0-9]+)\s+[A-Z]", body, re.M)]
+
+
+def _keys(n_stores: int, n_products: int) -> pd.DataFrame:
+    return pd.DataFrame([(f"S{s}", f"P{p}") for s in range(n_stores) for p in range(n_products)],
+                        columns=["store_id", "product_id"])
+
+
+def _run(units: np.ndarray, keys: pd.DataFrame, days: pd.DatetimeIndex, horizon: int = 14,
+         window: int = 7, **kw) -> ForecastResult:
+    hist = matrix_to_history(keys, days, units)
+    return forecast(hist, keys, forecast_start=(days[-1] + pd.Timedelta(days=1)).date(),
+                    horizon=horizon, window_days=keys.assign(window_days=window), **kw)
+
+
+def test_output_columns_match_the_warehouse_tables():
+    keys, days, units, promo = synthetic_matrix(60, 400, date(2024, 3, 31), seed=3, n_stores=3)
+    res = forecast(matrix_to_history(keys, days, units, promo), keys, forecast_start=date(2024, 4, 1),
+                   horizon=10, window_days=keys.assign(window_days=np.arange(60) % 20 + 1))
+    assert list(res.daily.columns) == [c for c in _columns("forecasts") if c != "run_id"]
+    assert list(res.protection.columns) == [c for c in _columns("demand_windows")
+                                            if c not in ("run_id", "run_date")]
+    d = res.daily
+    assert len(d) == 60 * 10
+    assert d["forecast_date"].min() == pd.Timestamp("2024-04-01")
+    assert d["forecast_date"].max() == pd.Timestamp("2024-04-10")
+    assert (d["forecast_mean"] >= 0).all()
+    assert (d["lower_bound"] <= d["quantile_50"]).all() and (d["quantile_50"] <= d["upper_bound"]).all()
+    q = d[["quantile_50", "quantile_80", "quantile_90", "quantile_95", "quantile_99"]].to_numpy()
+    assert (np.diff(q, axis=1) >= 0).all()
+    p = res.protection
+    assert (p["window_days"].to_numpy() == np.arange(60) % 20 + 1).all()
+    assert (np.diff(p[["q50", "q80", "q90", "q95", "q99"]].to_numpy(), axis=1) >= 0).all()
+    assert d["model"].notna().all() and p["model"].notna().all()
+
+
+def test_fallbacks_have_reasons_and_never_crash():
+    days = pd.date_range(end="2024-06-30", periods=200, freq="D")
+    rng = np.random.default_rng(0)
+    keys = pd.DataFrame({"store_id": ["A"] * 5, "product_id": ["ok", "short", "gone", "zero", "new"]})
+    units = np.zeros((5, 200))
+    units[0] = rng.poisson(3, 200)
+    units[1, -10:] = rng.poisson(2, 10) + 1
+    units[2, :100] = rng.poisson(4, 100)
+    hist = matrix_to_history(keys, days, units)
+    # An explicit zero-units row: the series exists but never sold.
+    hist = pd.concat([hist, pd.DataFrame([{"store_id": "A", "product_id": "zero", "units": 0,
+                                           "sale_date": days[5], "price": 1.0,
+                                           "on_promotion": False}])], ignore_index=True)
+    res = forecast(hist, keys, forecast_start=date(2024, 7, 1), horizon=7,
+                   window_days=keys.assign(window_days=5))
+    by = res.daily.groupby("product_id").first()
+    assert pd.isna(by.loc["ok", "fallback_reason"])
+    assert by.loc["short", "fallback_reason"] == "too_short"
+    assert by.loc["gone", "fallback_reason"] == "discontinued"
+    assert by.loc["zero", "fallback_reason"] == "all_zero"
+    assert by.loc["new", "fallback_reason"] == "new_series"
+    assert by.loc["gone", "forecast_mean"] == 0 and by.loc["zero", "forecast_mean"] == 0
+    assert by.loc["short", "forecast_mean"] > 1
+    assert 2 < by.loc["ok", "forecast_mean"] < 4.5
+
+
+def test_new_product_borrows_the_rate_of_the_same_product_elsewhere():
+    days = pd.date_range(end="2024-06-30", periods=120, freq="D")
+    rng = np.random.default_rng(1)
+    keys = pd.DataFrame({"store_id": ["A", "B", "C", "C"], "product_id": ["X", "X", "Y", "X"]})
+    units = np.vstack([rng.poisson(8, 120), rng.poisson(10, 120), rng.poisson(1, 120), np.zeros(120)])
+    res = _run(units, keys, days)
+    row = res.daily[(res.daily.store_id == "C") & (res.daily.product_id == "X")].iloc[0]
+    assert row.fallback_reason == "new_series" and row.model == "fallback_product_median"
+    assert 7 < row.forecast_mean < 11
+
+
+def test_weekly_seasonality_and_level_are_recovered():
+    days = pd.date_range(end="2024-06-30", periods=365, freq="D")
+    rng = np.random.default_rng(2)
+    profile = np.array([1, 1, 1, 1, 1.5, 2.5, 0.5])
+    truth = 6.0 * profile[days.dayofweek.to_numpy()]
+    keys = _keys(1, 20)
+    units = rng.poisson(np.broadcast_to(truth, (20, 365)))
+    res = _run(units, keys, days, horizon=14, holiday_country=None)
+    mean = res.daily.groupby(res.daily.forecast_date.dt.dayofweek)["forecast_mean"].mean()
+    np.testing.assert_allclose(mean.to_numpy(), 6.0 * profile, rtol=0.12)
+
+
+def test_window_distribution_is_not_a_sum_of_daily_quantiles():
+    days = pd.date_range(end="2024-06-30", periods=300, freq="D")
+    rng = np.random.default_rng(3)
+    keys = _keys(1, 30)
+    units = rng.poisson(5.0, (30, 300))
+    res = _run(units, keys, days, horizon=14, window=14, holiday_country=None)
+    sum_daily_q95 = res.daily.groupby("product_id")["quantile_95"].sum()
+    p = res.protection.set_index("product_id")
+    assert (p["q95"] < sum_daily_q95.loc[p.index]).all()
+    # A 14-day sum of Poisson(5) has mean 70 and sd ~8.4 (plus a little level uncertainty).
+    np.testing.assert_allclose(p["demand_mean"].median(), 70, rtol=0.06)
+    assert 7.5 < p["demand_std"].median() < 14
+
+
+def test_christmas_closure_is_learned_from_history():
+    days = pd.date_range(start="2021-10-01", end="2023-12-15", freq="D")
+    rng = np.random.default_rng(4)
+    mu = np.full(len(days), 10.0)
+    mu[(days.month == 12) & (days.day == 25)] = 0.0
+    keys = _keys(2, 10)
+    units = rng.poisson(np.broadcast_to(mu, (20, len(days))))
+    res = _run(units, keys, days, horizon=14, holiday_country="US")
+    xmas = res.daily[res.daily.forecast_date == pd.Timestamp("2023-12-25")]
+    other = res.daily[res.daily.forecast_date == pd.Timestamp("2023-12-21")]
+    assert xmas["forecast_mean"].max() < 1.0 < 8 < other["forecast_mean"].min()
+
+
+def test_intermittent_series_get_count_models_and_honest_coverage():
+    keys, days, units, promo = synthetic_matrix(400, 500, date(2024, 5, 31), seed=5, n_stores=8)
+    h = 21
+    hist = matrix_to_history(keys, days[:-h], units[:, :-h], promo[:, :-h])
+    res = forecast(hist, keys, forecast_start=days[-h].date(), horizon=h,
+                   window_days=keys.assign(window_days=h))
+    assert (res.series.loc[res.series.demand_class.isin(["intermittent", "lumpy"]), "model"]
+            == "local_tsb_nb").all()
+    actual = units[:, -h:]
+    window = actual.sum(axis=1)
+    p = res.protection
+    ok = res.series["fallback_reason"].isna().to_numpy()
+    cover90 = (window[ok] <= p["q90"].to_numpy()[ok]).mean()
+    assert 0.82 <= cover90 <= 0.97
+    lo = res.daily["lower_bound"].to_numpy().reshape(400, h)
+    hi = res.daily["upper_bound"].to_numpy().reshape(400, h)
+    inside = ((actual >= lo) & (actual <= hi))[ok].mean()
+    assert inside >= 0.86
+
+
+def test_bad_input_names_row_and_field():
+    keys = _keys(1, 1)
+    hist = pd.DataFrame({"store_id": ["S0"], "product_id": ["P0"], "sale_date": [pd.Timestamp("2024-01-01")],
+                         "units": [-3], "price": [1.0], "on_promotion": [False]})
+    with pytest.raises(ValueError, match="row 0.*units"):
+        forecast(hist, keys, forecast_start=date(2024, 2, 1), horizon=7,
+                 window_days=keys.assign(window_days=7))
+    with pytest.raises(ValueError, match="missing column"):
+        forecast(hist.drop(columns=["units"]), keys, forecast_start=date(2024, 2, 1), horizon=7,
+                 window_days=keys.assign(window_days=7))
+    with pytest.raises(ValueError, match="window_days"):
+        forecast(hist.assign(units=1), keys, forecast_start=date(2024, 2, 1), horizon=7,
+                 window_days=keys.assign(window_days=0))
