@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retailopt import schema
+
 from .catalog import CATEGORIES, CLASS_NAMES, make_catalog
 from .demand import simulate
 from .network import make_distribution_centers, make_inventory, make_stores, make_vehicles
@@ -30,18 +32,21 @@ __all__ = ["generate_sample_chain", "main", "METRO_BBOX", "PLACES", "DC_PLACE", 
 DEFAULT_END_DATE = date(2026, 11, 21)
 _RECENT_DAYS = 28
 
-SALES_SCHEMA = pa.schema([
-    ("sale_date", pa.date32()),
-    ("store_id", pa.string()),
-    ("product_id", pa.string()),
-    ("units", pa.int64()),
-    ("price", pa.float64()),
-    ("on_promotion", pa.bool_()),
-])
+_ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(),
+                "BOOL": pa.bool_(), "DATE": pa.date32()}
 
 
-def _write_csv(df: pd.DataFrame, path: Path) -> Path:
-    df.to_csv(path, index=False, lineterminator="\n")
+def _arrow_schema(name: str) -> pa.Schema:
+    return pa.schema([pa.field(c.name, _ARROW_TYPES[c.type], nullable=c.nullable)
+                      for c in schema.table(name).columns])
+
+
+def _write_csv(name: str, df: pd.DataFrame, path: Path) -> Path:
+    # The DDL decides the column order; a mismatch is a bug here, caught before writing.
+    columns = schema.table(name).column_names
+    if sorted(columns) != sorted(df.columns):
+        raise AssertionError(f"sample {name} columns {list(df.columns)} differ from the DDL {columns}")
+    df[columns].to_csv(path, index=False, lineterminator="\n")
     return path
 
 
@@ -50,14 +55,16 @@ def _sales_table(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: 
     # Only days with sales are rows: a missing day means no sales (the input contract).
     s, p, t = np.nonzero(units)
     epoch = (np.datetime64(days[0], "D") - np.datetime64("1970-01-01", "D")).astype(np.int32)
-    return pa.table({
+    columns = {
         "sale_date": pa.array(epoch + t.astype(np.int32), pa.int32()).cast(pa.date32()),
         "store_id": pc.take(pa.array(store_ids, pa.string()), pa.array(s.astype(np.int32))),
         "product_id": pc.take(pa.array(product_ids, pa.string()), pa.array(p.astype(np.int32))),
         "units": pa.array(units[s, p, t].astype(np.int64)),
         "price": pa.array(price[p, t]),
         "on_promotion": pa.array(promo[p, t]),
-    }, schema=SALES_SCHEMA)
+    }
+    target = _arrow_schema("sales")
+    return pa.table([columns[f.name] for f in target], schema=target)
 
 
 def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, n_products: int = 300,
@@ -89,11 +96,11 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]))
 
     paths = {
-        "stores": _write_csv(stores, out_dir / "stores.csv"),
-        "distribution_centers": _write_csv(dcs, out_dir / "distribution_centers.csv"),
-        "products": _write_csv(catalog.products, out_dir / "products.csv"),
-        "vehicles": _write_csv(vehicles, out_dir / "vehicles.csv"),
-        "inventory": _write_csv(inventory, out_dir / "inventory.csv"),
+        "stores": _write_csv("stores", stores, out_dir / "stores.csv"),
+        "distribution_centers": _write_csv("distribution_centers", dcs, out_dir / "distribution_centers.csv"),
+        "products": _write_csv("products", catalog.products, out_dir / "products.csv"),
+        "vehicles": _write_csv("vehicles", vehicles, out_dir / "vehicles.csv"),
+        "inventory": _write_csv("inventory", inventory, out_dir / "inventory.csv"),
     }
     table = _sales_table(demand.units, demand.price, demand.promo, calendar,
                          stores["store_id"].tolist(), catalog.products["product_id"].tolist())

@@ -61,7 +61,7 @@ def _season_shapes(days: np.ndarray) -> np.ndarray:
 
 
 # A low floor makes a category's off-season genuinely quiet (garden in winter).
-_SEASON_FLOOR = np.array([0.15 if c.name == "garden" else 1.0 for c in CATEGORIES])
+_SEASON_FLOOR = np.array([0.25 if c.name == "garden" else 1.0 for c in CATEGORIES])
 
 
 def _yearly(rng: np.random.Generator, cat: np.ndarray, days: list[date]) -> np.ndarray:
