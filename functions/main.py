@@ -1,0 +1,38 @@
+"""functions-framework entry points: one container image, FUNCTION_TARGET picks the service.
+
+Each target only hands the request to `retailopt.services.entrypoints`, which parses the event,
+calls the domain and answers.
+"""
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from flask import Request
+
+from retailopt.services import entrypoints
+
+
+@functions_framework.cloud_event
+def import_files(event: CloudEvent) -> None:
+    """A file finalized in the raw bucket, or a start message on `<prefix>-import`."""
+    entrypoints.import_files(event)
+
+
+@functions_framework.cloud_event
+def forecast(event: CloudEvent) -> None:
+    entrypoints.forecast(event)
+
+
+@functions_framework.cloud_event
+def plan(event: CloudEvent) -> None:
+    """Policy, rebalancing and routing, then publish the plan and its reorder events."""
+    entrypoints.plan(event)
+
+
+@functions_framework.cloud_event
+def retrain(event: CloudEvent) -> None:
+    entrypoints.retrain(event)
+
+
+@functions_framework.http
+def api(request: Request):
+    return entrypoints.api(request)

@@ -1,0 +1,302 @@
+"""The HTTP API: start runs (what-if overrides included), run status, results, latest plan.
+
+Routing is werkzeug's, inside whatever Flask app hosts the function (functions-framework in
+Cloud Run and in `serve`). JSON in and out; the OpenAPI document in this package is the contract
+and its request schemas validate the bodies. Errors say what is wrong with the request, never
+anything about the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+from collections import OrderedDict
+from datetime import date, datetime, timezone
+from importlib import resources
+from typing import Any, Callable
+
+import jsonschema
+import pandas as pd
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from retailopt.services import handlers, messages
+from retailopt.services.auth import AuthError
+from retailopt.services.logs import log, trace_fields
+from retailopt.services.messages import PermanentError
+from retailopt.services.runtime import Runtime
+
+_RUN_ID_RE = r"[A-Za-z0-9_.-]{1,128}"
+
+
+def _url_map() -> Map:
+    from werkzeug.routing import BaseConverter
+
+    class RegexConverter(BaseConverter):
+        def __init__(self, url_map: Map, pattern: str) -> None:
+            super().__init__(url_map)
+            self.regex = pattern
+
+    return Map([
+        Rule("/healthz", methods=["GET"], endpoint="health"),
+        Rule("/openapi.json", methods=["GET"], endpoint="openapi"),
+        Rule("/runs", methods=["POST"], endpoint="start_run"),
+        Rule(f"/runs/<regex('{_RUN_ID_RE}'):run_id>", methods=["GET"], endpoint="get_run"),
+        Rule(f"/runs/<regex('{_RUN_ID_RE}'):run_id>/<any(transfers, orders, routes):resource>",
+             methods=["GET"], endpoint="get_results"),
+        Rule("/plans/latest", methods=["GET"], endpoint="latest_plan"),
+        Rule("/retrain", methods=["POST"], endpoint="retrain"),
+    ], converters={"regex": RegexConverter}, strict_slashes=False)
+
+
+_RESULT_SQL = {
+    "transfers": "SELECT * EXCEPT (run_id) FROM `{dataset}.transfers` WHERE run_id = @run_id ORDER BY transfer_id",
+    "orders": "SELECT * EXCEPT (run_id) FROM `{dataset}.replenishment_orders` WHERE run_id = @run_id ORDER BY order_id",
+    "routes": "SELECT * EXCEPT (run_id) FROM `{dataset}.routes` WHERE run_id = @run_id ORDER BY route_id",
+    "stops": "SELECT * EXCEPT (run_id) FROM `{dataset}.route_stops` WHERE run_id = @run_id "
+             "ORDER BY route_id, stop_sequence",
+}
+
+
+@functools.cache
+def openapi() -> dict[str, Any]:
+    return json.loads(resources.files("retailopt.services").joinpath("openapi.json").read_text("utf-8"))
+
+
+@functools.cache
+def _request_validator(name: str) -> jsonschema.Draft202012Validator:
+    spec = openapi()
+    # Resolve the components' $refs against the whole document.
+    schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(json.dumps(body, default=_jsonable, allow_nan=False), status=status,
+                    mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, pd.Timestamp)):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+class Api:
+    """Holds the route map and the cache of complete runs' results (they never change)."""
+
+    def __init__(self, runtime_getter: Callable[[], Runtime], cache_size: int = 256) -> None:
+        self.runtime = runtime_getter
+        self.urls = _url_map()
+        self._cache: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._cache_size = cache_size
+
+    def __call__(self, request: Request) -> Response:
+        headers = request.headers
+        try:
+            adapter = self.urls.bind_to_environ(request.environ)
+            endpoint, args = adapter.match()
+            if endpoint != "health":
+                runtime = self.runtime()
+                if runtime.verifier is not None:
+                    caller = runtime.verifier.verify_header(headers.get("Authorization"))
+                    args["_caller"] = caller.email
+            return getattr(self, endpoint)(request, **args)
+        except AuthError as exc:
+            log(logging.WARNING, "request refused", status=exc.status, reason=exc.reason, path=request.path,
+                **trace_fields(headers))
+            return json_response({"error": "unauthenticated" if exc.status == 401 else "forbidden"}, exc.status)
+        except ApiError as exc:
+            return json_response({"error": exc.message}, exc.status)
+        except MethodNotAllowed:
+            return json_response({"error": "method not allowed"}, 405)
+        except NotFound:
+            return json_response({"error": "not found"}, 404)
+        except HTTPException as exc:
+            return json_response({"error": exc.name.lower()}, exc.code or 400)
+        except Exception as exc:  # the detail goes to the log only
+            log(logging.ERROR, "request failed", path=request.path, error=f"{type(exc).__name__}: {exc}",
+                **trace_fields(headers))
+            return json_response({"error": "internal error"}, 500)
+
+    # --- endpoints ---------------------------------------------------------------------------
+
+    def health(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    def openapi(self, request: Request, _caller: str | None = None) -> Response:
+        return json_response(openapi())
+
+    def start_run(self, request: Request, _caller: str | None = None) -> Response:
+        from retailopt import pipeline
+
+        runtime = self.runtime()
+        body = self._body(request, "StartRunRequest")
+        chain_id = body.get("chain_id") or runtime.settings.chain_id
+        run_date = body.get("run_date")
+        overrides = body.get("overrides") or {}
+        try:
+            handlers.run_settings(runtime, overrides, run_date)  # the same check the handlers make
+        except PermanentError as exc:
+            raise ApiError(400, exc.reason) from exc
+        key_date = date.fromisoformat(run_date) if run_date else datetime.now(timezone.utc).date()
+        run_id = messages.run_id_for(chain_id, key_date, overrides, body.get("request_key"))
+        links = {"run": f"/runs/{run_id}", "transfers": f"/runs/{run_id}/transfers",
+                 "orders": f"/runs/{run_id}/orders", "routes": f"/runs/{run_id}/routes"}
+        existing = pipeline.get_run(runtime.warehouse, run_id)
+        if existing is not None:
+            return json_response({"run_id": run_id, "status": existing.get("status"), "duplicate": True,
+                                  "links": links}, 200)
+        source = {"prefix": body["source_prefix"]} if body.get("source_prefix") is not None else None
+        message = messages.make_message("start", chain_id=chain_id, run_id=run_id, run_date=run_date,
+                                        overrides=overrides, source=source)
+        runtime.publisher.publish("import", message)
+        log(logging.INFO, "run requested", run_id=run_id, caller=_caller, step="api", outcome="ok",
+            **trace_fields(request.headers))
+        return json_response({"run_id": run_id, "status": "ACCEPTED", "duplicate": False, "links": links}, 202)
+
+    def retrain(self, request: Request, _caller: str | None = None) -> Response:
+        runtime = self.runtime()
+        body = self._body(request, "RetrainRequest")
+        chain_id = body.get("chain_id") or runtime.settings.chain_id
+        today = datetime.now(timezone.utc).date()
+        run_id = "retrain-" + messages.run_id_for(chain_id, today, None, body.get("request_key"))
+        message = messages.make_message("retrain", chain_id=chain_id, run_id=run_id, run_date=today)
+        runtime.publisher.publish("retrain", message)
+        return json_response({"run_id": run_id, "status": "ACCEPTED", "duplicate": False, "links": {}}, 202)
+
+    def get_run(self, request: Request, run_id: str, _caller: str | None = None) -> Response:
+        return json_response(self._run(run_id))
+
+    def get_results(self, request: Request, run_id: str, resource: str, _caller: str | None = None) -> Response:
+        run = self._run(run_id)
+        if run["status"] != "COMPLETE":
+            raise ApiError(409, f"run {run_id} is {run['status']}: results are visible once it is COMPLETE")
+        rows = self._results(run_id, resource)
+        return json_response({"run_id": run_id, "count": len(rows), "rows": rows})
+
+    def latest_plan(self, request: Request, _caller: str | None = None) -> Response:
+        from retailopt import pipeline
+
+        run_id = pipeline.latest_complete_run(self.runtime().warehouse)
+        if run_id is None:
+            raise ApiError(404, "no complete plan yet")
+        return json_response({"run": self._run(run_id), **{r: self._results(run_id, r)
+                                                           for r in ("transfers", "orders", "routes")}})
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _body(self, request: Request, schema_name: str) -> dict[str, Any]:
+        limit = self.runtime().service.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+        raw = request.get_data(cache=True)
+        if len(raw) > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+        if not raw.strip():
+            body: Any = {}
+        else:
+            if request.mimetype != "application/json":
+                raise ApiError(415, "send JSON with Content-Type: application/json")
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ApiError(400, "body is not valid JSON") from exc
+        errors = sorted(_request_validator(schema_name).iter_errors(body), key=lambda e: list(e.absolute_path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].absolute_path) or "(body)"
+            raise ApiError(400, f"invalid field {where}: {errors[0].message[:200]}")
+        return body
+
+    def _cached(self, key: tuple[str, str]) -> Any:
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
+    def _remember(self, key: tuple[str, str], value: Any) -> None:
+        with self._cache_lock:
+            self._cache[key] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    def _run(self, run_id: str) -> dict[str, Any]:
+        from retailopt import pipeline
+
+        cached = self._cached((run_id, "run"))
+        if cached is not None:
+            return cached
+        run = pipeline.get_run(self.runtime().warehouse, run_id)
+        if run is None:
+            raise ApiError(404, f"no run {run_id}")
+        out = {k: _clean(v) for k, v in run.items()}
+        for name in ("parameters", "timings", "kpis"):
+            if isinstance(out.get(name), str):
+                try:
+                    out[name] = json.loads(out[name])
+                except ValueError:
+                    pass
+        if out.get("status") in ("COMPLETE", "FAILED"):  # final: never changes again
+            self._remember((run_id, "run"), out)
+        return out
+
+    def _results(self, run_id: str, resource: str) -> list[dict[str, Any]]:
+        cached = self._cached((run_id, resource))
+        if cached is not None:
+            return cached
+        warehouse = self.runtime().warehouse
+        rows = _records(warehouse.query(_RESULT_SQL[resource], {"run_id": run_id}))
+        if resource == "routes":
+            stops = _records(warehouse.query(_RESULT_SQL["stops"], {"run_id": run_id}))
+            by_route: dict[str, list[dict[str, Any]]] = {}
+            for stop in stops:
+                by_route.setdefault(stop["route_id"], []).append(stop)
+            for route in rows:
+                route["stops"] = by_route.get(route["route_id"], [])
+        self._remember((run_id, resource), rows)
+        return rows
+
+
+def _clean(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if value is pd.NaT:
+        return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _clean(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+

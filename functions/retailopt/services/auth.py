@@ -1,0 +1,132 @@
+"""Verification of Google-signed ID tokens (the second layer after Cloud Run IAM).
+
+The verifier checks signature, expiry, audience, issuer and that the caller's service account is
+on the allow-list. Keys come from a `KeySource`: Google's published certificates in production
+(fetched with google-auth's HTTP transport and cached for their max-age), or keys injected by
+tests and local mode. Callers get only 401 or 403; the reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+GOOGLE_ISSUERS = ("https://accounts.google.com", "accounts.google.com")
+_MAX_AGE_RE = re.compile(r"max-age=(\d+)")
+
+
+class AuthError(Exception):
+    """Token rejected. `status` is 401 (no or invalid token) or 403 (valid token, caller not allowed)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class KeySource(Protocol):
+    def key(self, kid: str) -> Any: ...
+
+
+class StaticKeys:
+    """Public keys given up front (tests, local mode): kid -> RSA public key."""
+
+    def __init__(self, keys: Mapping[str, RSAPublicKey]) -> None:
+        self._keys = dict(keys)
+
+    def key(self, kid: str) -> Any:
+        return self._keys.get(kid)
+
+    @classmethod
+    def from_jwks_file(cls, path: Path) -> "StaticKeys":
+        jwks = json.loads(Path(path).read_text("utf-8"))
+        return cls({k["kid"]: jwt.PyJWK(k).key for k in jwks.get("keys", [])})
+
+
+class GoogleCerts:
+    """Google's signing certificates, cached for the Cache-Control max-age of the response."""
+
+    def __init__(self, url: str = GOOGLE_CERTS_URL, fetch: Callable[[str], tuple[dict[str, str], float]] | None = None):
+        self.url = url
+        self._fetch = fetch or _fetch_with_google_auth
+        self._keys: dict[str, Any] = {}
+        self._expires = 0.0
+        self._lock = threading.Lock()
+
+    def key(self, kid: str) -> Any:
+        with self._lock:
+            if time.monotonic() >= self._expires or kid not in self._keys:
+                certs, max_age = self._fetch(self.url)
+                self._keys = {k: x509.load_pem_x509_certificate(v.encode()).public_key() for k, v in certs.items()}
+                self._expires = time.monotonic() + max(60.0, max_age)
+            return self._keys.get(kid)
+
+
+def _fetch_with_google_auth(url: str) -> tuple[dict[str, str], float]:
+    import google.auth.transport.requests
+
+    response = google.auth.transport.requests.Request()(url, method="GET")
+    if response.status != 200:
+        raise RuntimeError(f"could not fetch Google certificates: HTTP {response.status}")
+    match = _MAX_AGE_RE.search(response.headers.get("cache-control", ""))
+    return json.loads(response.data), float(match.group(1)) if match else 300.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    email: str
+    subject: str
+
+
+class IdTokenVerifier:
+    def __init__(self, audience: str, allowed_callers: tuple[str, ...] | list[str], keys: KeySource,
+                 issuers: tuple[str, ...] = GOOGLE_ISSUERS, leeway_s: float = 30.0) -> None:
+        if not audience or not allowed_callers:
+            raise ValueError("an audience and at least one allowed caller are required")
+        self.audience = audience
+        self.allowed = frozenset(c.lower() for c in allowed_callers)
+        self.keys = keys
+        self.issuers = tuple(issuers)
+        self.leeway = leeway_s
+
+    def verify_header(self, authorization: str | None) -> Caller:
+        if not authorization:
+            raise AuthError(401, "no Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(401, "Authorization is not a bearer token")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(401, f"malformed token: {exc}") from exc
+        if header.get("alg") != "RS256":
+            raise AuthError(401, f"token algorithm {header.get('alg')!r} is not RS256")
+        key = self.keys.key(str(header.get("kid")))
+        if key is None:
+            raise AuthError(401, f"unknown signing key {header.get('kid')!r}")
+        try:
+            claims = jwt.decode(token, key=key, algorithms=["RS256"], audience=self.audience,
+                                leeway=self.leeway, options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(401, f"invalid token: {type(exc).__name__}: {exc}") from exc
+        if claims.get("iss") not in self.issuers:
+            raise AuthError(401, f"issuer {claims.get('iss')!r} not accepted")
+        email = str(claims.get("email") or "").lower()
+        if not email or claims.get("email_verified") is not True:
+            raise AuthError(403, "token has no verified email")
+        if email not in self.allowed:
+            raise AuthError(403, f"caller {email} is not on the allow-list")
+        return Caller(email=email, subject=str(claims["sub"]))

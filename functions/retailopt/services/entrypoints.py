@@ -1,0 +1,85 @@
+"""What the functions-framework targets in `functions/main.py` call: decode, check, dispatch.
+
+Every event is acknowledged (HTTP 2xx) unless a transient failure should make the platform
+retry: malformed or unprocessable events are logged with their reason and end on the
+dead-letter path instead of looping.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable
+
+import flask
+
+from retailopt.services import handlers, logs, messages
+from retailopt.services.api import Api
+from retailopt.services.auth import AuthError
+from retailopt.services.messages import EventInfo, PermanentError
+from retailopt.services.runtime import Runtime, get_runtime
+
+logs.configure()
+
+
+def _headers() -> dict[str, str]:
+    return dict(flask.request.headers) if flask.has_request_context() else {}
+
+
+def _check_caller(runtime: Runtime, headers: dict[str, str], step: str) -> None:
+    if runtime.verifier is None:
+        return
+    try:
+        runtime.verifier.verify_header(headers.get("Authorization"))
+    except AuthError as exc:
+        logs.log(logging.WARNING, "event refused", step=step, status=exc.status, reason=exc.reason,
+                 **logs.trace_fields(headers))
+        flask.abort(exc.status)
+
+
+def _oversized(runtime: Runtime) -> int | None:
+    size = flask.request.content_length if flask.has_request_context() else None
+    return size if size is not None and size > runtime.service.max_body_bytes else None
+
+
+def _event(step: str, dispatch: Callable[[Runtime, Any, dict[str, str]], str]) -> Callable[[Any], str]:
+    def run(event: Any) -> str:
+        runtime = get_runtime()
+        headers = _headers()
+        _check_caller(runtime, headers, step)
+        try:
+            size = _oversized(runtime)
+            if size is not None:
+                raise PermanentError(f"event body of {size} bytes exceeds {runtime.service.max_body_bytes}")
+            return dispatch(runtime, event, headers)
+        except PermanentError as exc:
+            # Acknowledge: a retry would fail the same way. The reason stays in the log.
+            event_id = event.get("id") if hasattr(event, "get") else None
+            logs.log(logging.ERROR, f"{step} rejected: {exc.reason}", step=step, outcome="rejected",
+                     reason=exc.reason, event_id=event_id, **logs.trace_fields(headers))
+            return "rejected"
+    run.__name__ = step
+    return run
+
+
+def _pubsub(handler: Callable[[Runtime, dict, EventInfo, dict], str]) -> Callable[[Runtime, Any, dict], str]:
+    @functools.wraps(handler)
+    def dispatch(runtime: Runtime, event: Any, headers: dict[str, str]) -> str:
+        message, info = messages.decode_pubsub_event(event)
+        return handler(runtime, message, info, headers)
+    return dispatch
+
+
+def _import_dispatch(runtime: Runtime, event: Any, headers: dict[str, str]) -> str:
+    if event.get("type") == messages.STORAGE_FINALIZED_TYPE:
+        obj, info = messages.decode_storage_event(event)
+        return handlers.storage_object(runtime, obj, info, headers)
+    message, info = messages.decode_pubsub_event(event)
+    return handlers.start(runtime, message, info, headers)
+
+
+import_files = _event("import", _import_dispatch)
+forecast = _event("forecast", _pubsub(handlers.forecast))
+plan = _event("plan", _pubsub(handlers.plan))
+retrain = _event("retrain", _pubsub(handlers.retrain))
+api = Api(get_runtime)

@@ -1,0 +1,304 @@
+"""Event handlers of the planning chain: each claims its event, runs one pipeline step, and
+publishes the next step's message.
+
+Outcomes: `ok` (done, next message out), `duplicate` (already handled: acknowledged), `dropped`
+(too old), `ignored` (nothing to do, e.g. a data file before its _READY marker, or a run that is
+already finished), `rejected` (permanent: acknowledged, reason logged and kept in the ledger, the
+run marked FAILED), and an exception for a transient failure, which the platform retries.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from datetime import date
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping
+
+from retailopt.config import ConfigError, Settings, load_settings
+from retailopt.services import messages
+from retailopt.services.dedupe import Claim, KeyKind
+from retailopt.services.logs import StepLog, step_log
+from retailopt.services.messages import EventInfo, PermanentError
+from retailopt.services.runtime import Runtime
+from retailopt.services.storage import READY_MARKER
+
+# Settings a what-if request may change; the rest (where data lives, which engines run) is the
+# deployment's, not the caller's.
+WHAT_IF_FIELDS = frozenset({
+    "run_date", "horizon_days", "confidence_level", "history_days", "review_period_days", "service_level",
+    "service_level_by_category", "holding_cost_rate", "overstock_cover_days", "handling_cost_per_unit",
+    "transport_cost_per_unit_km", "max_transfer_km", "min_transfer_units", "min_transfer_value",
+    "routing_time_limit_s", "speed_kmh", "visit_minutes", "seed",
+})
+# <chain>/<YYYY-MM-DD>/_READY in the raw bucket starts a run on the files beside it.
+_DROP_RE = re.compile(r"^(?:(?P<root>[A-Za-z0-9_.=-]+(?:/[A-Za-z0-9_.=-]+)*)/)?(?P<chain>[A-Za-z0-9_-]{1,64})/"
+                      r"(?P<date>\d{4}-\d{2}-\d{2})/" + READY_MARKER + "$")
+
+Next = list[tuple[str, list[dict[str, Any]]]]
+
+
+class BusyError(RuntimeError):
+    """Another delivery holds the claim right now: retry later (the platform backs off)."""
+
+
+def run_settings(runtime: Runtime, overrides: Mapping[str, Any] | None, run_date: str | None) -> Settings:
+    """The deployment's settings with a run's what-if overrides; bad overrides are permanent errors."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - WHAT_IF_FIELDS)
+    if unknown:
+        raise PermanentError(f"overrides not allowed: {unknown}")
+    if run_date:
+        overrides["run_date"] = run_date
+    try:
+        return load_settings(overrides, base=runtime.settings, environ={})
+    except ConfigError as exc:
+        raise PermanentError(str(exc)) from exc
+
+
+def handle(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo,
+           headers: Mapping[str, str] | None, work: Callable[[StepLog], Next]) -> str:
+    """Claim, run `work`, publish what it returns, record the outcome. Returns the outcome."""
+    run_id = message.get("run_id")
+    with step_log(step, headers=headers, run_id=run_id, chain_id=message.get("chain_id"),
+                  event_id=info.id) as entry:
+        age = info.age_s()
+        if age is not None and age > runtime.service.max_event_age_s:
+            entry.finish("dropped", f"event is {age:.0f} s old (max {runtime.service.max_event_age_s:.0f} s)")
+            return entry.outcome
+        ledger = runtime.ledger
+        event_claim = ledger.claim(info.dedupe_key, KeyKind.EVENT_ID, step, chain_id=message.get("chain_id"),
+                                   run_id=run_id)
+        if not event_claim.won:
+            return _not_won(runtime, entry, event_claim, [])
+        key_claim = ledger.claim(messages.business_key(message, step), KeyKind.BUSINESS_KEY, step,
+                                 chain_id=message.get("chain_id"), run_id=run_id)
+        if not key_claim.won:
+            return _not_won(runtime, entry, key_claim, [event_claim])
+        claims = [event_claim, key_claim]
+        entry.set(attempt=max(c.attempts for c in claims))
+        try:
+            if max(c.attempts for c in claims) > runtime.service.max_attempts:
+                raise PermanentError(f"gave up after {runtime.service.max_attempts} attempts")
+            outputs = work(entry)
+            for topic, batch in outputs:
+                if batch:
+                    runtime.publisher.publish_many(topic, batch)
+                    entry.counts[f"published_{topic}"] = len(batch)
+        except PermanentError as exc:
+            _reject(runtime, claims, run_id, step, exc.reason)
+            entry.finish("rejected", exc.reason)
+            return entry.outcome
+        except Exception as exc:
+            for claim in claims:
+                ledger.finish(claim, "RETRY", outcome=f"{type(exc).__name__}: {exc}")
+            raise
+        for claim in claims:
+            ledger.finish(claim, "DONE", outcome=entry.outcome, run_id=run_id)
+        return entry.outcome
+
+
+def _not_won(runtime: Runtime, entry: StepLog, claim: Claim, held: list[Claim]) -> str:
+    ledger = runtime.ledger
+    if claim.status in ("DONE", "REJECTED"):
+        for other in held:
+            ledger.finish(other, "DONE", outcome=f"duplicate of {claim.key}", run_id=claim.run_id)
+        entry.finish("duplicate", f"{claim.key} already {claim.status.lower()}")
+        return entry.outcome
+    for other in held:
+        ledger.finish(other, "RETRY", outcome=f"waiting for {claim.key}")
+    entry.finish("busy", f"{claim.key} is being handled by another delivery")
+    raise BusyError(f"{claim.key} is in progress")
+
+
+def _reject(runtime: Runtime, claims: list[Claim], run_id: str | None, step: str, reason: str) -> None:
+    from retailopt import pipeline
+
+    for claim in claims:
+        runtime.ledger.finish(claim, "REJECTED", outcome=reason, run_id=run_id)
+    if run_id and pipeline.get_run(runtime.warehouse, run_id) is not None:
+        # A run whose step can never finish must not stay RUNNING or leave partial rows.
+        pipeline.fail_run(runtime.warehouse, run_id, f"{step}: {reason}")
+
+
+def _known_run(runtime: Runtime, run_id: str) -> dict[str, Any]:
+    from retailopt import pipeline
+
+    run = pipeline.get_run(runtime.warehouse, run_id)
+    if run is None:
+        raise PermanentError(f"unknown run {run_id}")
+    return run
+
+
+def _next(kind: str, message: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    return messages.make_message(kind, chain_id=message["chain_id"], run_id=message["run_id"],
+                                 run_date=message.get("run_date"), overrides=message.get("overrides"), **extra)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+def start(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    """A start message: create the run, import its files if it names some, hand over to forecast."""
+    if message["kind"] != "start":
+        raise PermanentError(f"the import service takes start messages, got {message['kind']!r}")
+
+    def work(entry: StepLog) -> Next:
+        from retailopt import pipeline
+
+        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
+        run_id = message["run_id"]
+        existing = pipeline.get_run(runtime.warehouse, run_id)
+        if existing is not None and existing.get("status") != "RUNNING":
+            entry.finish("ignored", f"run {run_id} is already {existing.get('status')}")
+            return []
+        pipeline.start_run(runtime.warehouse, settings, run_id=run_id)
+        source = message.get("source")
+        if source:
+            entry.counts.update(_import(runtime, settings, run_id, source))
+        return [("forecast", [_next("forecast", message)])]
+
+    return handle(runtime, "import", message, info, headers, work)
+
+
+def _import(runtime: Runtime, settings: Settings, run_id: str, source: Mapping[str, Any]) -> dict[str, Any]:
+    from retailopt import pipeline
+
+    store = runtime.raw_store
+    if source.get("bucket") and source["bucket"] != store.name:
+        raise PermanentError(f"bucket {source['bucket']!r} is not this deployment's raw bucket")
+    prefix = source["prefix"]
+    with tempfile.TemporaryDirectory(prefix="retailopt-import-") as tmp:
+        files = store.download_prefix(prefix, Path(tmp))
+        if not files:
+            raise PermanentError(f"no data files under {prefix!r}")
+        counts = dict(pipeline.import_step(runtime.warehouse, settings, run_id, Path(tmp)) or {})
+    for name, reason in _rejected_files(runtime, run_id).items():
+        # The file stays where it is; the reason goes on the object for whoever looks at the bucket.
+        store.mark_rejected(f"{prefix.rstrip('/')}/{name}" if prefix else name, reason)
+    counts["files"] = len(files)
+    return counts
+
+
+def _rejected_files(runtime: Runtime, run_id: str) -> dict[str, str]:
+    rows = runtime.warehouse.query(
+        "SELECT source_file, reason FROM `{dataset}.quarantine` WHERE run_id = @run_id AND row_number IS NULL",
+        {"run_id": run_id})
+    out: dict[str, str] = {}
+    for source_file, reason in zip(rows.get("source_file", []), rows.get("reason", [])):
+        name = PurePosixPath(str(source_file)).name
+        out[name] = f"{out[name]}; {reason}" if name in out else str(reason)
+    return out
+
+
+def storage_object(runtime: Runtime, obj: messages.StorageObject, info: EventInfo,
+                   headers: Mapping[str, str] | None) -> str:
+    """A file finalized in the raw bucket. Only the `_READY` marker of a drop folder starts a run."""
+    if PurePosixPath(obj.name).name != READY_MARKER:
+        with step_log("import", headers=headers, event_id=info.id, object=obj.name) as entry:
+            entry.finish("ignored", f"data file; the run starts when {READY_MARKER} lands beside it")
+        return "ignored"
+    match = _DROP_RE.match(obj.name)
+    if match is None or obj.bucket != runtime.raw_store.name:
+        reason = (f"marker {obj.name!r} is not at <chain>/<YYYY-MM-DD>/{READY_MARKER}" if match is None
+                  else f"bucket {obj.bucket!r} is not this deployment's raw bucket")
+        with step_log("import", headers=headers, event_id=info.id, object=obj.name) as entry:
+            entry.finish("rejected", reason)
+        if match is None and obj.bucket == runtime.raw_store.name:
+            runtime.raw_store.mark_rejected(obj.name, reason)
+        return "rejected"
+    try:
+        run_date = date.fromisoformat(match.group("date"))
+    except ValueError:
+        runtime.raw_store.mark_rejected(obj.name, f"invalid date in {obj.name!r}")
+        return "rejected"
+    chain = match.group("chain")
+    # A new generation of the marker (files dropped again) is a new run; a redelivery is not.
+    run_id = messages.run_id_for(chain, run_date, None, f"{obj.bucket}/{obj.name}#{obj.generation}")
+    message = messages.make_message("start", chain_id=chain, run_id=run_id, run_date=run_date,
+                                    source={"bucket": obj.bucket, "prefix": str(PurePosixPath(obj.name).parent)})
+    return start(runtime, message, info, headers)
+
+
+def forecast(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    def work(entry: StepLog) -> Next:
+        from retailopt import pipeline
+
+        if not _running(entry, _known_run(runtime, message["run_id"])):
+            return []
+        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
+        entry.counts.update(_counts(pipeline.forecast_step(runtime.warehouse, settings, message["run_id"])))
+        return [("plan", [_next("plan", message)])]
+
+    return _typed(runtime, "forecast", message, info, headers, work)
+
+
+def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    """Policy, rebalancing and routing, then the atomic publish; announces the plan and its orders."""
+    def work(entry: StepLog) -> Next:
+        from retailopt import pipeline
+
+        run_id = message["run_id"]
+        run = _known_run(runtime, run_id)
+        if run.get("status") == "FAILED":
+            entry.finish("ignored", f"run {run_id} is FAILED")
+            return []
+        summary: dict[str, Any] = {}
+        if run.get("status") != "COMPLETE":  # COMPLETE: a retry after publishing; only re-announce
+            settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
+            entry.counts.update(_counts(pipeline.plan_step(runtime.warehouse, settings, run_id)))
+            with tempfile.TemporaryDirectory(prefix="retailopt-artifacts-") as tmp:
+                summary.update(_counts(pipeline.publish_step(runtime.warehouse, settings, run_id, Path(tmp))))
+                summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), f"runs/{run_id}")
+        summary["artifacts_location"] = f"{runtime.artifacts_store.name}/runs/{run_id}/"
+        orders = [_next("reorder", message, order=o) for o in _orders(runtime, run_id)]
+        summary["orders"] = len(orders)
+        return [("published", [_next("published", message, summary=summary)]), ("reorders", orders)]
+
+    return _typed(runtime, "plan", message, info, headers, work)
+
+
+def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    def work(entry: StepLog) -> Next:
+        from retailopt import pipeline
+
+        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
+        entry.counts.update(_counts(pipeline.retrain_step(runtime.warehouse, settings, message["run_id"])))
+        return []
+
+    return _typed(runtime, "retrain", message, info, headers, work)
+
+
+def _typed(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo,
+           headers: Mapping[str, str] | None, work: Callable[[StepLog], Next]) -> str:
+    if message["kind"] != step:
+        raise PermanentError(f"the {step} service takes {step} messages, got {message['kind']!r}")
+    return handle(runtime, step, message, info, headers, work)
+
+
+def _running(entry: StepLog, run: Mapping[str, Any]) -> bool:
+    if run.get("status") != "RUNNING":
+        entry.finish("ignored", f"run {run.get('run_id')} is already {run.get('status')}")
+        return False
+    return True
+
+
+def _counts(result: Any) -> dict[str, Any]:
+    if not isinstance(result, Mapping):
+        return {}
+    return {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def _orders(runtime: Runtime, run_id: str) -> list[dict[str, Any]]:
+    rows = runtime.warehouse.query(
+        "SELECT order_id, dc_id, store_id, product_id, quantity, cases, order_value, expected_arrival "
+        "FROM `{dataset}.replenishment_orders` WHERE run_id = @run_id ORDER BY order_id", {"run_id": run_id})
+    out = []
+    for record in rows.to_dict(orient="records"):
+        record["quantity"] = int(record["quantity"])
+        record["cases"] = int(record["cases"])
+        record["order_value"] = float(record["order_value"])
+        arrival = record["expected_arrival"]
+        record["expected_arrival"] = arrival.isoformat()[:10] if hasattr(arrival, "isoformat") else str(arrival)[:10]
+        out.append(record)
+    return out
+

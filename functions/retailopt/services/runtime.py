@@ -1,0 +1,93 @@
+"""Process-wide dependencies of the handlers, built once from the environment.
+
+Cloud Run keeps an instance warm between requests, so the warehouse connection, the Pub/Sub
+client and the verifier's key cache are made once per process. Local mode and tests install
+their own `Runtime` with `set_runtime`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from retailopt.config import Settings, load_settings
+from retailopt.services.auth import GoogleCerts, IdTokenVerifier
+from retailopt.services.dedupe import Ledger
+from retailopt.services.settings import ServiceSettings, load_service_settings
+from retailopt.services.storage import GcsStore, LocalStore, ObjectStore
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, message: Any) -> str: ...
+
+    def publish_many(self, topic: str, batch: list[Any]) -> list[str]: ...
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    service: ServiceSettings
+    warehouse: Any
+    publisher: Publisher
+    raw_store: ObjectStore
+    artifacts_store: ObjectStore
+    verifier: IdTokenVerifier | None = None
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.warehouse)
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+def set_runtime(runtime: Runtime | None) -> None:
+    global _runtime
+    with _lock:
+        _runtime = runtime
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = build_runtime()
+        return _runtime
+
+
+def build_runtime(settings: Settings | None = None, service: ServiceSettings | None = None) -> Runtime:
+    """The cloud wiring: warehouse from settings, Pub/Sub, Cloud Storage, Google's certificates."""
+    from retailopt.warehouse import open_warehouse
+
+    settings = settings or load_settings()
+    service = service or load_service_settings()
+    warehouse = open_warehouse(settings)
+    warehouse.ensure_schema()
+    if service.event_bus != "pubsub":
+        raise RuntimeError("the local event bus exists only inside `serve`; set RETAILOPT_EVENT_BUS=pubsub")
+    from retailopt.services.publisher import PubSubPublisher
+
+    project = service.pubsub_project or settings.project
+    if not project:
+        raise RuntimeError("set RETAILOPT_PUBSUB_PROJECT or RETAILOPT_PROJECT for Pub/Sub")
+    raw_store, artifacts_store = _stores(settings, service)
+    verifier = None
+    if service.auth_audience:
+        verifier = IdTokenVerifier(service.auth_audience, service.allowed_callers, GoogleCerts())
+    return Runtime(settings, service, warehouse, PubSubPublisher(project, service), raw_store, artifacts_store,
+                   verifier)
+
+
+def _stores(settings: Settings, service: ServiceSettings) -> tuple[ObjectStore, ObjectStore]:
+    if service.raw_bucket or service.artifacts_bucket:
+        from google.cloud import storage
+
+        client = storage.Client(project=settings.project)
+        raw: ObjectStore = GcsStore(client, service.raw_bucket) if service.raw_bucket else LocalStore(
+            Path(settings.data_dir) / "raw")
+        artifacts: ObjectStore = GcsStore(client, service.artifacts_bucket) if service.artifacts_bucket else LocalStore(
+            Path(settings.data_dir) / "artifacts")
+        return raw, artifacts
+    return LocalStore(Path(settings.data_dir) / "raw"), LocalStore(Path(settings.data_dir) / "artifacts")

@@ -1,0 +1,109 @@
+"""Configuration of the services (environment variables set by Terraform on every Cloud Run service).
+
+The planning settings themselves come from `retailopt.config` (RETAILOPT_* as well); these are
+the few extra values only the services read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+from retailopt.config import ConfigError
+
+# Every environment variable the services read, in one list: the Terraform test checks that each
+# Cloud Run service sets them.
+SERVICE_ENV_VARS: list[str] = [
+    "RETAILOPT_ALLOWED_CALLERS",
+    "RETAILOPT_ARTIFACTS_BUCKET",
+    "RETAILOPT_AUTH_AUDIENCE",
+    "RETAILOPT_EVENT_BUS",
+    "RETAILOPT_MAX_ATTEMPTS",
+    "RETAILOPT_MAX_BODY_BYTES",
+    "RETAILOPT_MAX_EVENT_AGE_S",
+    "RETAILOPT_PUBSUB_PROJECT",
+    "RETAILOPT_RAW_BUCKET",
+    "RETAILOPT_TOPIC_PREFIX",
+]
+
+# Topics are `<prefix>-<name>`. `import` carries start messages (POST /runs, Cloud Scheduler) to
+# the import service, which also receives the raw bucket's object-finalized events.
+TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders")
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+_SA_RE = re.compile(r"^[^@\s,]+@[^@\s,]+$")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    raw_bucket: str | None = None
+    artifacts_bucket: str | None = None
+    topic_prefix: str = "retailopt"
+    # Pub/Sub project; None means the project of the planning settings / credentials.
+    pubsub_project: str | None = None
+    # "pubsub" in the cloud, "local" for the in-process bus of `serve`.
+    event_bus: str = "pubsub"
+    # ID-token verification is on when an audience is set.
+    auth_audience: str | None = None
+    allowed_callers: tuple[str, ...] = ()
+    # Events older than this are dropped (they are stale plans, not work to catch up on).
+    max_event_age_s: float = 86400.0
+    # Deliveries of one event before a failing step is given up and the run marked FAILED.
+    max_attempts: int = 5
+    max_body_bytes: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("raw_bucket", "artifacts_bucket"):
+            value = getattr(self, name)
+            if value is not None and not _BUCKET_RE.match(value):
+                raise ConfigError(f"invalid setting {name}={value!r}: expected a bucket name")
+        if not _PREFIX_RE.match(self.topic_prefix):
+            raise ConfigError(f"invalid setting topic_prefix={self.topic_prefix!r}: expected [a-z][a-z0-9-]*")
+        if self.event_bus not in ("pubsub", "local"):
+            raise ConfigError(f"invalid setting event_bus={self.event_bus!r}: expected pubsub or local")
+        for caller in self.allowed_callers:
+            if not _SA_RE.match(caller):
+                raise ConfigError(f"invalid setting allowed_callers entry {caller!r}: expected an email")
+        if self.auth_audience is not None and not self.allowed_callers:
+            raise ConfigError("invalid setting allowed_callers=(): set it when auth_audience is set")
+        if self.max_event_age_s <= 0:
+            raise ConfigError(f"invalid setting max_event_age_s={self.max_event_age_s!r}: expected > 0")
+        if self.max_attempts < 1:
+            raise ConfigError(f"invalid setting max_attempts={self.max_attempts!r}: expected >= 1")
+        if not 1024 <= self.max_body_bytes <= 32_000_000:
+            raise ConfigError(f"invalid setting max_body_bytes={self.max_body_bytes!r}: expected 1024..32000000")
+
+    def topic(self, name: str) -> str:
+        if name not in TOPIC_NAMES:
+            raise ConfigError(f"unknown topic {name!r}")
+        return f"{self.topic_prefix}-{name}"
+
+
+def _number(environ: Mapping[str, str], name: str, kind: type, default: float | int) -> float | int:
+    raw = environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"invalid setting {name}={raw!r}: expected {kind.__name__}") from exc
+
+
+def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSettings:
+    env = os.environ if environ is None else environ
+    callers = tuple(c.strip() for c in env.get("RETAILOPT_ALLOWED_CALLERS", "").split(",") if c.strip())
+    return ServiceSettings(
+        raw_bucket=env.get("RETAILOPT_RAW_BUCKET") or None,
+        artifacts_bucket=env.get("RETAILOPT_ARTIFACTS_BUCKET") or None,
+        topic_prefix=env.get("RETAILOPT_TOPIC_PREFIX") or "retailopt",
+        pubsub_project=env.get("RETAILOPT_PUBSUB_PROJECT") or env.get("RETAILOPT_PROJECT") or None,
+        event_bus=env.get("RETAILOPT_EVENT_BUS") or "pubsub",
+        auth_audience=env.get("RETAILOPT_AUTH_AUDIENCE") or None,
+        allowed_callers=callers,
+        max_event_age_s=float(_number(env, "RETAILOPT_MAX_EVENT_AGE_S", float, 86400.0)),
+        max_attempts=int(_number(env, "RETAILOPT_MAX_ATTEMPTS", int, 5)),
+        max_body_bytes=int(_number(env, "RETAILOPT_MAX_BODY_BYTES", int, 1_000_000)),
+    )
