@@ -129,7 +129,12 @@ def test_small_profile_is_a_consistent_chain(small: dict[str, Path]) -> None:
     assert sales["sale_date"].min() >= date(2026, 11, 21) - timedelta(days=119)
     assert sales["sale_date"].max() == date(2026, 11, 21)
     assert set(sales["store_id"]) == set(stores["store_id"])
-    assert set(sales["product_id"]) <= set(products["product_id"])
+    assert set(sales["product_id"]) == set(products["product_id"])
+    # The product master carries today's regular price, the one sold at on the last day.
+    last = sales[(sales["sale_date"] == date(2026, 11, 21)) & ~sales["on_promotion"]]
+    listed = products.set_index("product_id")["price"]
+    assert len(last) > 0
+    assert np.allclose(last["price"].to_numpy(), listed.reindex(last["product_id"]).to_numpy())
 
 
 def test_coordinates_lie_in_the_metro_area(medium: dict[str, pd.DataFrame]) -> None:
