@@ -23,21 +23,58 @@ def count_quantiles(mean: np.ndarray, var: np.ndarray, probs: np.ndarray | list[
     mean = np.maximum(np.asarray(mean, dtype=float), 0.0)
     var = np.maximum(np.asarray(var, dtype=float), mean)
     probs = np.asarray(probs, dtype=float)
-    flat_mean = mean.ravel()
-    flat_var = var.ravel()
-    out = np.zeros((flat_mean.size, probs.size))
-    positive = flat_mean > 1e-12
-    over = positive & (flat_var > flat_mean * (1 + 1e-9))
-    poisson = positive & ~over
-    if over.any():
-        m = flat_mean[over]
-        v = flat_var[over]
-        n = m * m / (v - m)
-        p = m / v
-        out[over] = stats.nbinom.ppf(probs[None, :], n[:, None], p[:, None])
-    if poisson.any():
-        out[poisson] = stats.poisson.ppf(probs[None, :], flat_mean[poisson][:, None])
-    return out.reshape(mean.shape + (probs.size,))
+    shape = mean.shape
+    # Forecasts repeat the same (mean, variance) for many days (weekday pattern): solve each once.
+    pairs, inverse = np.unique(np.stack([mean.ravel(), var.ravel()], axis=1), axis=0,
+                               return_inverse=True)
+    out = _quantiles_unique(pairs[:, 0], pairs[:, 1], probs)
+    return out[inverse.ravel()].reshape(shape + (probs.size,))
+
+
+def _quantiles_unique(m: np.ndarray, v: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    out = np.zeros((m.size, probs.size))
+    positive = m > 1e-12
+    over = positive & (v > m * (1 + 1e-9))
+    n = np.divide(m * m, v - m, out=np.zeros_like(m), where=over)
+    q = np.where(over, 1 - m / np.where(over, v, 1.0), 0.0)
+    with np.errstate(divide="ignore"):
+        log_p0 = np.where(over, n * np.log1p(-q), -m)
+    # Walk the probability mass function upwards (pmf(x+1) = pmf(x) * (b + a x) / (x + 1)),
+    # which is far faster than scipy's per-element root search for the small counts of retail.
+    walk = positive & (log_p0 > -600)
+    idx = np.flatnonzero(walk)
+    a = q[idx]
+    b = np.where(over[idx], n[idx] * q[idx], m[idx])
+    pmf = np.exp(log_p0[idx])
+    cdf = pmf.copy()
+    res = np.full((idx.size, probs.size), -1.0)
+    target = probs[None, :] - 1e-10
+    x = 0
+    while idx.size and x < 5000:
+        hit = (res < 0) & (cdf[:, None] >= target)
+        res[hit] = x
+        if x % 16 == 0:
+            done = (res >= 0).all(axis=1)
+            if done.any():
+                out[idx[done]] = res[done]
+                keep = ~done
+                idx, a, b, pmf, cdf, res = idx[keep], a[keep], b[keep], pmf[keep], cdf[keep], res[keep]
+                if not idx.size:
+                    break
+        pmf = pmf * (b + a * x) / (x + 1)
+        cdf = cdf + pmf
+        x += 1
+    rest = np.concatenate([idx, np.flatnonzero(positive & ~walk)])
+    if rest.size:
+        mo, vo, no = m[rest], v[rest], n[rest]
+        nb = over[rest]
+        vals = np.empty((rest.size, probs.size))
+        if nb.any():
+            vals[nb] = stats.nbinom.ppf(probs[None, :], no[nb][:, None], (mo[nb] / vo[nb])[:, None])
+        if (~nb).any():
+            vals[~nb] = stats.poisson.ppf(probs[None, :], mo[~nb][:, None])
+        out[rest] = vals
+    return out
 
 
 def count_cdf(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:

@@ -323,13 +323,14 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
 
     Returns the final level per candidate (S, C), the rolling-origin squared error of the mean
     over the next ``horizon`` days and of the next day, the number of scored origins, the mean
-    squared level at those origins and, when asked, the one-step path of the first candidate.
+    (squared) level at those origins and, when asked, the one-step path of the first candidate.
     """
     n_series, n_days = x.shape
     n_ses, n_tsb = len(ses), len(tsb)
-    a_ses = np.asarray(ses)[None, :]
-    a_p = np.asarray([p for p, _ in tsb])[None, :]
-    a_z = np.asarray([z for _, z in tsb])[None, :]
+    n_c = n_ses + n_tsb
+    a_ses = np.asarray(ses, dtype=np.float32)[None, :]
+    a_p = np.asarray([p for p, _ in tsb], dtype=np.float32)[None, :]
+    a_z = np.asarray([z for _, z in tsb], dtype=np.float32)[None, :]
     xo = np.where(obs, x, 0.0)
     # Initial state from the first weeks of each series.
     init_len = 56
@@ -338,55 +339,68 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
     take_obs = np.take_along_axis(obs, idx, axis=1) if n_days else np.zeros((n_series, init_len), bool)
     cnt = np.maximum(take_obs.sum(axis=1), 1)
     level0 = (take * take_obs).sum(axis=1) / cnt
-    occ = (take > 0) & take_obs
-    p0 = np.maximum(occ.sum(axis=1) / cnt, 1.0 / cnt)
-    z0 = np.divide((take * occ).sum(axis=1), occ.sum(axis=1), out=np.ones(n_series),
-                   where=occ.sum(axis=1) > 0)
-    level = np.repeat(level0[:, None], n_ses, axis=1)
-    prob = np.repeat(p0[:, None], n_tsb, axis=1)
-    size = np.repeat(z0[:, None], n_tsb, axis=1)
-    # Mean of the next `horizon` observed days from each day: rolling-origin targets.
+    occ0 = (take > 0) & take_obs
+    p0 = np.maximum(occ0.sum(axis=1) / cnt, 1.0 / cnt)
+    z0 = np.divide((take * occ0).sum(axis=1), occ0.sum(axis=1), out=np.ones(n_series),
+                   where=occ0.sum(axis=1) > 0)
+    # One state array: SES levels, then TSB probabilities, then TSB sizes (float32 halves the
+    # memory traffic of the time loop; errors are accumulated in float64).
+    state = np.empty((n_series, n_ses + 2 * n_tsb), dtype=np.float32)
+    state[:, :n_ses] = level0[:, None]
+    state[:, n_ses:n_c] = p0[:, None]
+    state[:, n_c:] = z0[:, None]
+    level, prob, size = state[:, :n_ses], state[:, n_ses:n_c], state[:, n_c:]
+    pred = np.empty((n_series, n_c), dtype=np.float32)
+    # Mean of the next `horizon` observed days from each day: the rolling-origin targets.
     cs = np.concatenate([np.zeros((n_series, 1)), np.cumsum(xo, axis=1)], axis=1)
     cn = np.concatenate([np.zeros((n_series, 1)), np.cumsum(obs, axis=1)], axis=1)
-    n_c = n_ses + n_tsb
+    score_from = max(0, n_days - 365 - horizon)
+    t_idx = np.arange(n_days)
+    active = obs & (t_idx[None, :] >= first[:, None])
+    warm = t_idx[None, :] >= first[:, None] + 28
+    n_tgt = max(n_days - horizon + 1, 0)
+    cnt_h = cn[:, horizon:horizon + n_tgt] - cn[:, :n_tgt]
+    target = np.divide(cs[:, horizon:horizon + n_tgt] - cs[:, :n_tgt], cnt_h,
+                       out=np.zeros_like(cnt_h), where=cnt_h > 0).astype(np.float32)
+    valid_h = warm[:, :n_tgt] & (cnt_h >= horizon / 2)
+    del cs, cn, cnt_h
     sse_h = np.zeros((n_series, n_c))
-    sse_1 = np.zeros((n_series, n_c))
-    n_h = np.zeros(n_series)
-    n_1 = np.zeros(n_series)
     lvl2 = np.zeros((n_series, n_c))
     lvl1 = np.zeros((n_series, n_c))
-    path = np.zeros((n_series, n_days)) if keep_path else None
-    score_from = max(0, n_days - 365 - horizon)
+    n_h = valid_h[:, score_from:].sum(axis=1).astype(float)
+    n_1 = (active & warm)[:, score_from:].sum(axis=1).astype(float)
+    path = np.zeros((n_series, n_days), dtype=np.float32) if keep_path else None
+    # Time-major copies: each step reads contiguous memory.
+    xo_t = np.ascontiguousarray(xo.T, dtype=np.float32)[:, :, None]
+    act_t = np.ascontiguousarray(active.T)[:, :, None]
+    tgt_t = np.ascontiguousarray(target.T)[:, :, None]
+    valid_t = np.ascontiguousarray(valid_h.T)[:, :, None]
+    err = np.empty((n_series, n_c), dtype=np.float32)
     for t in range(n_days):
-        pred = np.concatenate([level, prob * size], axis=1)
+        pred[:, :n_ses] = level
+        np.multiply(prob, size, out=pred[:, n_ses:])
         if keep_path:
             path[:, t] = pred[:, 0]
-        xt = xo[:, t]
-        ot = obs[:, t]
-        active = ot & (t >= first)
+        xt = xo_t[t]
+        at = act_t[t]
         if t >= score_from:
-            warm = t >= first + 28
-            e1 = (xt[:, None] - pred) * (active & warm)[:, None]
-            sse_1 += e1 * e1
-            n_1 += active & warm
-            if t + horizon <= n_days:
-                cnt_h = cn[:, t + horizon] - cn[:, t]
-                valid = warm & (cnt_h >= horizon / 2)
-                target = np.divide(cs[:, t + horizon] - cs[:, t], cnt_h, out=np.zeros(n_series),
-                                   where=cnt_h > 0)
-                eh = (target[:, None] - pred) * valid[:, None]
-                sse_h += eh * eh
-                n_h += valid
-                lvl2 += pred * pred * valid[:, None]
-                lvl1 += pred * valid[:, None]
-        err = (xt[:, None] - level) * active[:, None]
-        level += a_ses * err
-        occ_t = (xt > 0) & active
-        prob += a_p * ((occ_t.astype(float))[:, None] - prob) * active[:, None]
-        size += a_z * (xt[:, None] - size) * occ_t[:, None]
-    final = np.concatenate([level, prob * size], axis=1)
-    return dict(final=final, sse_h=sse_h, sse_1=sse_1, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
-                path=path)
+            if t < n_tgt:
+                vt = valid_t[t]
+                np.subtract(tgt_t[t], pred, out=err)
+                err *= vt
+                sse_h += err * err
+                pv = pred * vt
+                lvl1 += pv
+                lvl2 += pv * pred
+        # Updates only on observed days: unobserved days (stock-outs, closures) keep the state.
+        level += a_ses * (xt - level) * at
+        if n_tsb:
+            occ_t = (xt > 0) & at
+            prob += a_p * (occ_t - prob) * at
+            size += a_z * (xt - size) * occ_t
+    final = np.concatenate([level, prob * size], axis=1).astype(float)
+    return dict(final=final, sse_h=sse_h, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
+                path=None if path is None else path.astype(float))
 
 
 def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
