@@ -1,0 +1,231 @@
+"""Build the Route Optimization API request from a run's transfers and orders.
+
+One shipment per transfer (pickup at the sending store) and per distribution-centre order (pickup at
+the centre), delivered to the receiving store within its receiving hours. The same request goes to
+the API or to the local OR-Tools solver, and is saved in the API's own JSON form.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+from google.maps import routeoptimization_v1 as ro
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.type import latlng_pb2
+
+from retailopt.config import Settings
+
+UNITS = "units"
+WEIGHT = "weight_kg"
+VOLUME = "volume_l"
+
+
+class RequestBuildError(ValueError):
+    """Input rows cannot become a request; the message names the table, row and field."""
+
+
+def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.DataFrame,
+                  dcs: pd.DataFrame, vehicles: pd.DataFrame, products: pd.DataFrame, *,
+                  run_date: date, settings: Settings) -> ro.OptimizeToursRequest:
+    """Shipments, vehicles and the run date's time frame as an `OptimizeToursRequest`."""
+    tz = ZoneInfo(settings.timezone)
+    places = _places(stores, dcs)
+    weights, volumes = _unit_measures(products)
+    visit = _duration(settings.visit_minutes * 60.0)
+
+    shipments: list[ro.Shipment] = []
+    for row in _rows(transfers, "transfers", ["transfer_id", "product_id", "from_store_id",
+                                              "to_store_id", "quantity", "value"]):
+        shipments.append(_shipment(
+            label=str(row["transfer_id"]), table="transfers", row=row,
+            origin=_place(places, row["from_store_id"], "transfers", row, "from_store_id"),
+            destination=_place(places, row["to_store_id"], "transfers", row, "to_store_id"),
+            quantity=int(row["quantity"]), product_id=str(row["product_id"]), value=float(row["value"]),
+            weights=weights, volumes=volumes, visit=visit, run_date=run_date, tz=tz, settings=settings))
+    for row in _rows(orders, "replenishment_orders", ["order_id", "dc_id", "store_id", "product_id",
+                                                      "quantity", "order_value"]):
+        shipments.append(_shipment(
+            label=str(row["order_id"]), table="replenishment_orders", row=row,
+            origin=_place(places, row["dc_id"], "replenishment_orders", row, "dc_id"),
+            destination=_place(places, row["store_id"], "replenishment_orders", row, "store_id"),
+            quantity=int(row["quantity"]), product_id=str(row["product_id"]),
+            value=float(row["order_value"]), weights=weights, volumes=volumes, visit=visit,
+            run_date=run_date, tz=tz, settings=settings))
+
+    fleet = [_vehicle(row, places, run_date, tz, settings)
+             for row in _rows(vehicles, "vehicles", ["vehicle_id", "depot_id", "capacity_units",
+                                                      "cost_per_km", "cost_per_hour", "fixed_cost",
+                                                      "shift_start", "shift_end"])]
+    day_start = datetime.combine(run_date, time(0), tz)
+    model = ro.ShipmentModel(
+        shipments=shipments, vehicles=fleet,
+        global_start_time=_timestamp(day_start),
+        global_end_time=_timestamp(datetime.combine(run_date + timedelta(days=1), time(0), tz)))
+    return ro.OptimizeToursRequest(
+        model=model,
+        timeout=_duration(settings.routing_time_limit_s),
+        # The local solver has no road network: straight-line distance at the configured speed.
+        # The API plans on roads when it is the engine.
+        use_geodesic_distances=settings.routing_engine == "local",
+        geodesic_meters_per_second=settings.speed_kmh / 3.6 if settings.routing_engine == "local" else 0.0,
+        label=f"retailopt-{run_date.isoformat()}",
+    )
+
+
+def request_to_json(request: ro.OptimizeToursRequest) -> str:
+    """The API's own JSON form (camelCase field names, RFC 3339 timestamps)."""
+    return ro.OptimizeToursRequest.to_json(request, indent=1)
+
+
+def request_from_json(text: str) -> ro.OptimizeToursRequest:
+    """Parse a request saved by `request_to_json` (or written for the API); unknown fields fail."""
+    return ro.OptimizeToursRequest.from_json(text)
+
+
+def _rows(frame: pd.DataFrame | None, table: str, required: list[str]):
+    if frame is None or len(frame) == 0:
+        return []
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise RequestBuildError(f"{table}: missing column(s) {', '.join(missing)}")
+    records = frame.to_dict("records")
+    for i, rec in enumerate(records, start=1):
+        for col in required:
+            if _is_missing(rec[col]):
+                raise RequestBuildError(f"{table} row {i}: {col} is empty")
+        rec["_row"] = i
+    return records
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
+
+
+def _places(stores: pd.DataFrame, dcs: pd.DataFrame) -> dict[str, dict]:
+    """Location id -> coordinates and opening hours, for stores and distribution centres."""
+    out: dict[str, dict] = {}
+    for rec in _rows(stores, "stores", ["store_id", "latitude", "longitude", "receiving_open",
+                                        "receiving_close"]):
+        out[str(rec["store_id"])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
+                                     "open": _as_time(rec["receiving_open"], "stores", rec, "receiving_open"),
+                                     "close": _as_time(rec["receiving_close"], "stores", rec,
+                                                       "receiving_close")}
+    for rec in _rows(dcs, "distribution_centers", ["dc_id", "latitude", "longitude", "open_time",
+                                                   "close_time"]):
+        out[str(rec["dc_id"])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
+                                  "open": _as_time(rec["open_time"], "distribution_centers", rec, "open_time"),
+                                  "close": _as_time(rec["close_time"], "distribution_centers", rec,
+                                                    "close_time")}
+    for key, place in out.items():
+        if not (-90 <= place["lat"] <= 90 and -180 <= place["lng"] <= 180):
+            raise RequestBuildError(f"location {key}: latitude/longitude out of range")
+    return out
+
+
+def _place(places: dict[str, dict], key: object, table: str, row: dict, field: str) -> dict:
+    place = places.get(str(key))
+    if place is None:
+        raise RequestBuildError(f"{table} row {row['_row']}: {field}={key!r} is not a known store or "
+                                f"distribution centre")
+    return place
+
+
+def _as_time(value: object, table: str, row: dict, field: str) -> time:
+    if isinstance(value, time):
+        return value
+    if isinstance(value, pd.Timedelta):
+        return (datetime.min + value.to_pytimedelta()).time()
+    if isinstance(value, timedelta):
+        return (datetime.min + value).time()
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError as exc:
+        raise RequestBuildError(f"{table} row {row['_row']}: {field}={value!r} is not a time of day") from exc
+
+
+def _unit_measures(products: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    weights: dict[str, float] = {}
+    volumes: dict[str, float] = {}
+    if products is None or len(products) == 0:
+        return weights, volumes
+    for rec in products.to_dict("records"):
+        pid = str(rec["product_id"])
+        for name, target in (("unit_weight_kg", weights), ("unit_volume_l", volumes)):
+            value = rec.get(name)
+            if not _is_missing(value) and float(value) > 0:
+                target[pid] = float(value)
+    return weights, volumes
+
+
+def _window(run_date: date, tz: ZoneInfo, start: time, end: time) -> ro.TimeWindow:
+    begin = datetime.combine(run_date, start, tz)
+    # A closing time at or before opening means the window runs past midnight.
+    finish = datetime.combine(run_date if end > start else run_date + timedelta(days=1), end, tz)
+    finish = min(finish, datetime.combine(run_date + timedelta(days=1), time(0), tz))
+    return ro.TimeWindow(start_time=_timestamp(begin), end_time=_timestamp(finish))
+
+
+def _latlng(place: dict) -> latlng_pb2.LatLng:
+    return latlng_pb2.LatLng(latitude=place["lat"], longitude=place["lng"])
+
+
+def _shipment(*, label: str, table: str, row: dict, origin: dict, destination: dict, quantity: int,
+              product_id: str, value: float, weights: dict[str, float], volumes: dict[str, float],
+              visit: duration_pb2.Duration, run_date: date, tz: ZoneInfo,
+              settings: Settings) -> ro.Shipment:
+    if quantity <= 0:
+        raise RequestBuildError(f"{table} row {row['_row']}: quantity must be > 0, got {quantity}")
+    loads = {UNITS: ro.Shipment.Load(amount=quantity)}
+    if product_id in weights:
+        loads[WEIGHT] = ro.Shipment.Load(amount=math.ceil(quantity * weights[product_id]))
+    if product_id in volumes:
+        loads[VOLUME] = ro.Shipment.Load(amount=math.ceil(quantity * volumes[product_id]))
+    return ro.Shipment(
+        label=label,
+        display_name=f"{product_id} x{quantity}",
+        pickups=[ro.Shipment.VisitRequest(
+            arrival_location=_latlng(origin), duration=visit,
+            time_windows=[_window(run_date, tz, origin["open"], origin["close"])])],
+        deliveries=[ro.Shipment.VisitRequest(
+            arrival_location=_latlng(destination), duration=visit,
+            time_windows=[_window(run_date, tz, destination["open"], destination["close"])])],
+        load_demands=loads,
+        penalty_cost=max(0.0, value) * settings.routing_penalty_factor,
+    )
+
+
+def _vehicle(row: dict, places: dict[str, dict], run_date: date, tz: ZoneInfo,
+             settings: Settings) -> ro.Vehicle:
+    depot = _place(places, row["depot_id"], "vehicles", row, "depot_id")
+    shift = _window(run_date, tz, _as_time(row["shift_start"], "vehicles", row, "shift_start"),
+                    _as_time(row["shift_end"], "vehicles", row, "shift_end"))
+    limits = {UNITS: ro.Vehicle.LoadLimit(max_load=int(row["capacity_units"]))}
+    capacity_kg = row.get("capacity_kg")
+    if not _is_missing(capacity_kg):
+        limits[WEIGHT] = ro.Vehicle.LoadLimit(max_load=int(math.floor(float(capacity_kg))))
+    return ro.Vehicle(
+        label=str(row["vehicle_id"]),
+        display_name=str(row["depot_id"]),
+        start_location=_latlng(depot), end_location=_latlng(depot),
+        start_time_windows=[shift], end_time_windows=[shift],
+        load_limits=limits,
+        cost_per_kilometer=float(row["cost_per_km"]),
+        cost_per_hour=float(row["cost_per_hour"]),
+        fixed_cost=float(row["fixed_cost"]),
+        route_duration_limit=ro.Vehicle.DurationLimit(
+            max_duration=_duration(settings.routing_max_route_hours * 3600.0)),
+    )
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment.astimezone(ZoneInfo("UTC")))
+    return stamp
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    whole = math.floor(seconds)
+    return duration_pb2.Duration(seconds=int(whole), nanos=int(round((seconds - whole) * 1e9)) % 1_000_000_000)
