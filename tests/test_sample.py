@@ -251,6 +251,8 @@ def test_cli_writes_the_small_profile(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "sales" in out and (tmp_path / "sales.parquet").exists()
     assert len(pd.read_csv(tmp_path / "stores.csv")) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{t}.parquet" if t == "sales" else f"{t}.csv" for t in INPUT_TABLES)  # no staging left over
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

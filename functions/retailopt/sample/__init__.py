@@ -8,7 +8,10 @@ The pipeline then imports them through the same validation path as real data.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -95,17 +98,26 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     dcs = make_distribution_centers()
     vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]))
 
-    paths = {
-        "stores": _write_csv("stores", stores, out_dir / "stores.csv"),
-        "distribution_centers": _write_csv("distribution_centers", dcs, out_dir / "distribution_centers.csv"),
-        "products": _write_csv("products", catalog.products, out_dir / "products.csv"),
-        "vehicles": _write_csv("vehicles", vehicles, out_dir / "vehicles.csv"),
-        "inventory": _write_csv("inventory", inventory, out_dir / "inventory.csv"),
-    }
-    table = _sales_table(demand.units, demand.price, demand.promo, calendar,
-                         stores["store_id"].tolist(), catalog.products["product_id"].tolist())
-    paths["sales"] = out_dir / "sales.parquet"
-    pq.write_table(table, paths["sales"], compression="zstd", row_group_size=1 << 20)
+    # Files are written aside and moved in at the end, so a failure leaves no half-written chain.
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sample-"))
+    try:
+        staged = {
+            "stores": _write_csv("stores", stores, staging / "stores.csv"),
+            "distribution_centers": _write_csv("distribution_centers", dcs, staging / "distribution_centers.csv"),
+            "products": _write_csv("products", catalog.products, staging / "products.csv"),
+            "vehicles": _write_csv("vehicles", vehicles, staging / "vehicles.csv"),
+            "inventory": _write_csv("inventory", inventory, staging / "inventory.csv"),
+        }
+        table = _sales_table(demand.units, demand.price, demand.promo, calendar,
+                             stores["store_id"].tolist(), catalog.products["product_id"].tolist())
+        staged["sales"] = staging / "sales.parquet"
+        pq.write_table(table, staged["sales"], compression="zstd", row_group_size=1 << 20)
+        paths = {}
+        for name, path in staged.items():
+            paths[name] = out_dir / path.name
+            os.replace(path, paths[name])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return paths
 
 
