@@ -82,9 +82,16 @@ class ApiError(Exception):
         self.message = message
 
 
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, default=_jsonable, allow_nan=False).encode("utf-8")
+
+
+def _raw_json(body: bytes, status: int = 200) -> Response:
+    return Response(body, status=status, mimetype="application/json", headers={"Cache-Control": "no-store"})
+
+
 def json_response(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, default=_jsonable, allow_nan=False), status=status,
-                    mimetype="application/json", headers={"Cache-Control": "no-store"})
+    return _raw_json(_dumps(body), status)
 
 
 def _jsonable(value: Any) -> Any:
@@ -190,8 +197,12 @@ class Api:
         run = self._run(run_id)
         if run["status"] != "COMPLETE":
             raise ApiError(409, f"run {run_id} is {run['status']}: results are visible once it is COMPLETE")
-        rows = self._results(run_id, resource)
-        return json_response({"run_id": run_id, "count": len(rows), "rows": rows})
+        body = self._cached((run_id, f"{resource}.json"))
+        if body is None:
+            rows = self._results(run_id, resource)
+            body = _dumps({"run_id": run_id, "count": len(rows), "rows": rows})
+            self._remember((run_id, f"{resource}.json"), body)
+        return _raw_json(body)
 
     def latest_plan(self, request: Request, _caller: str | None = None) -> Response:
         from retailopt import pipeline
@@ -199,8 +210,12 @@ class Api:
         run_id = pipeline.latest_complete_run(self.runtime().warehouse)
         if run_id is None:
             raise ApiError(404, "no complete plan yet")
-        return json_response({"run": self._run(run_id), **{r: self._results(run_id, r)
-                                                           for r in ("transfers", "orders", "routes")}})
+        body = self._cached((run_id, "plan.json"))
+        if body is None:
+            body = _dumps({"run": self._run(run_id), **{r: self._results(run_id, r)
+                                                        for r in ("transfers", "orders", "routes")}})
+            self._remember((run_id, "plan.json"), body)
+        return _raw_json(body)
 
     # --- helpers -----------------------------------------------------------------------------
 

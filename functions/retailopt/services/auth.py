@@ -8,6 +8,7 @@ tests and local mode. Callers get only 401 or 403; the reason goes to the log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -98,6 +99,10 @@ class IdTokenVerifier:
         self.keys = keys
         self.issuers = tuple(issuers)
         self.leeway = leeway_s
+        # Verified tokens until they expire: callers reuse a token for its hour of validity and
+        # the RSA check need not run on every request.
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._verified_lock = threading.Lock()
 
     def verify_header(self, authorization: str | None) -> Caller:
         if not authorization:
@@ -108,6 +113,19 @@ class IdTokenVerifier:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> Caller:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._verified_lock:
+            hit = self._verified.get(digest)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        caller, expires = self._verify(token)
+        with self._verified_lock:
+            if len(self._verified) >= 4096:
+                self._verified.clear()
+            self._verified[digest] = (caller, expires)
+        return caller
+
+    def _verify(self, token: str) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -129,4 +147,4 @@ class IdTokenVerifier:
             raise AuthError(403, "token has no verified email")
         if email not in self.allowed:
             raise AuthError(403, f"caller {email} is not on the allow-list")
-        return Caller(email=email, subject=str(claims["sub"]))
+        return Caller(email=email, subject=str(claims["sub"])), float(claims["exp"])

@@ -1,0 +1,184 @@
+"""`retailopt bench-api`: latency of the API under concurrent authenticated reads, on loopback.
+
+Starts `retailopt serve` in a subprocess on a free loopback port with a locally generated signing
+key, runs one real planning run through the local chain (POST /runs), then sends a bounded number
+of status and result requests from `--concurrency` threads at once. Prints p50/p95/p99 latency
+and the error count, and writes them as JSON. Targets: p99 under 200 ms, zero errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import jwt
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+AUDIENCE = "https://retailopt-api.local"
+CALLER = "bench@retailopt-local.iam.gserviceaccount.com"
+CHAIN = "bench"
+RUN_DATE = "2026-01-15"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _keys(folder: Path) -> tuple[str, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwks = folder / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "bench", "alg": "RS256", "use": "sig"}]}))
+    now = int(time.time())
+    token = jwt.encode({"iss": "https://accounts.google.com", "aud": AUDIENCE, "sub": "1", "email": CALLER,
+                        "email_verified": True, "iat": now, "exp": now + 3600}, key, algorithm="RS256",
+                       headers={"kid": "bench"})
+    return token, jwks
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="retailopt bench-api", description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=200, help="simultaneous clients (default 200)")
+    parser.add_argument("--requests", type=int, default=2000, help="total requests, bounded (default 2000)")
+    parser.add_argument("--stores", type=int, default=6)
+    parser.add_argument("--products", type=int, default=20)
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--out", type=Path, default=Path("bench-api.json"))
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed for the planning run")
+    args = parser.parse_args(argv)
+    if not 1 <= args.concurrency <= 1000 or not 1 <= args.requests <= 100_000:
+        parser.error("--concurrency must be 1..1000 and --requests 1..100000")
+
+    from retailopt.sample import generate_sample_chain
+
+    with tempfile.TemporaryDirectory(prefix="retailopt-bench-api-") as tmp:
+        folder = Path(tmp)
+        drop = folder / "raw" / CHAIN / RUN_DATE
+        generate_sample_chain(drop, n_stores=args.stores, n_products=args.products, days=args.days)
+        token, jwks = _keys(folder)
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "RETAILOPT_CHAIN_ID": CHAIN, "RETAILOPT_ROUTING_TIME_LIMIT_S": "5"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "retailopt.services.serve", "--port", str(port), "--data-dir",
+             str(folder / "data"), "--raw-dir", str(folder / "raw"), "--audience", AUDIENCE,
+             "--allowed-callers", CALLER, "--trust-jwks", str(jwks)],
+            stdout=open(folder / "server.log", "w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            return _run(args, base, token, server, folder)
+        finally:
+            server.terminate()
+            try:
+                server.wait(10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Popen, folder: Path) -> int:
+    auth = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            print((folder / "server.log").read_text()[-3000:])
+            print("error: the server did not start")
+            return 1
+        time.sleep(0.2)
+
+    started = time.perf_counter()
+    response = requests.post(f"{base}/runs", json={"run_date": RUN_DATE, "source_prefix": f"{CHAIN}/{RUN_DATE}"},
+                             headers=auth, timeout=30)
+    response.raise_for_status()
+    run_id = response.json()["run_id"]
+    status = "RUNNING"
+    while status == "RUNNING" and time.perf_counter() - started < args.timeout:
+        time.sleep(1.0)
+        status = requests.get(f"{base}/runs/{run_id}", headers=auth, timeout=30).json().get("status")
+    chain_s = time.perf_counter() - started
+    if status != "COMPLETE":
+        print((folder / "server.log").read_text()[-3000:])
+        print(f"error: run {run_id} ended {status} after {chain_s:.0f} s")
+        return 1
+
+    paths = [f"/runs/{run_id}", f"/runs/{run_id}/transfers", f"/runs/{run_id}/orders",
+             f"/runs/{run_id}/routes", "/plans/latest"]
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    counter = iter(range(args.requests))
+    barrier = threading.Barrier(args.concurrency)
+
+    def client() -> None:
+        session = requests.Session()
+        barrier.wait()
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            t0 = time.perf_counter()
+            try:
+                r = session.get(base + paths[i % len(paths)], headers=auth, timeout=30)
+                ok = r.status_code == 200
+                detail = f"HTTP {r.status_code}"
+            except requests.RequestException as exc:
+                ok, detail = False, type(exc).__name__
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed)
+                if not ok:
+                    errors.append(detail)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(args.concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+
+    figures = {
+        "benchmark": "bench-api", "concurrency": args.concurrency, "requests": len(latencies),
+        "errors": len(errors), "error_kinds": sorted(set(errors)),
+        "p50_ms": round(1000 * statistics.median(latencies), 1),
+        "p95_ms": round(1000 * _percentile(latencies, 0.95), 1),
+        "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
+        "max_ms": round(1000 * max(latencies), 1),
+        "throughput_rps": round(len(latencies) / wall, 1),
+        "chain_run_s": round(chain_s, 1), "run_id": run_id,
+        "sample": {"stores": args.stores, "products": args.products, "days": args.days},
+        "target": {"p99_ms": 200, "errors": 0},
+    }
+    figures["meets_target"] = figures["p99_ms"] < 200 and figures["errors"] == 0
+    print(f"{'metric':<22}{'value':>12}")
+    for key in ("concurrency", "requests", "errors", "p50_ms", "p95_ms", "p99_ms", "max_ms", "throughput_rps",
+                "chain_run_s", "meets_target"):
+        print(f"{key:<22}{str(figures[key]):>12}")
+    args.out.write_text(json.dumps(figures, indent=2))
+    print(f"figures written to {args.out.resolve()}")
+    return 0 if figures["meets_target"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Local mode: the API and every event handler in one process, chained by the in-process bus.
+
+The handlers are the functions-framework targets of `functions/main.py`, each in its own app as
+on Cloud Run; the bus posts the same CloudEvents to them that Eventarc would. The raw and
+artifacts buckets are folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import functions_framework
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+import retailopt
+from retailopt.config import Settings
+from retailopt.services.auth import IdTokenVerifier
+from retailopt.services.bus import SUBSCRIPTIONS, LocalBus
+from retailopt.services.runtime import Runtime, set_runtime
+from retailopt.services.settings import ServiceSettings
+from retailopt.services.storage import LocalStore
+
+EVENT_TARGETS = ("import_files", "forecast", "plan", "retrain")
+
+
+def main_source() -> Path:
+    """`functions/main.py` (FUNCTION_SOURCE overrides it, as for functions-framework)."""
+    override = os.environ.get("FUNCTION_SOURCE")
+    return Path(override) if override else Path(retailopt.__file__).resolve().parents[1] / "main.py"
+
+
+@dataclass
+class LocalChain:
+    runtime: Runtime
+    bus: LocalBus
+    apps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def wsgi(self) -> Any:
+        """The API at `/`, and each handler at `/events/<target>` for posting CloudEvents by hand."""
+        return DispatcherMiddleware(self.apps["api"], {f"/events/{t}": self.apps[t] for t in EVENT_TARGETS})
+
+    def api_client(self) -> Any:
+        return self.apps["api"].test_client()
+
+    def wait_idle(self, timeout_s: float = 300.0) -> bool:
+        return self.bus.wait_idle(timeout_s)
+
+    def close(self) -> None:
+        self.bus.close()
+        set_runtime(None)
+        self.runtime.warehouse.close()
+
+
+def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_dir: Path | None = None,
+                verifier: IdTokenVerifier | None = None, service: ServiceSettings | None = None,
+                max_attempts: int = 3, backoff_s: float = 0.2) -> LocalChain:
+    from retailopt.warehouse import open_warehouse
+
+    service = dataclasses.replace(service or ServiceSettings(), event_bus="local")
+    warehouse = open_warehouse(settings)
+    warehouse.ensure_schema()
+    apps: dict[str, Any] = {}
+    deliver_lock = threading.Lock()
+
+    def deliver(target: str, headers: Mapping[str, str], body: bytes) -> int:
+        with deliver_lock:
+            client = apps[target].test_client()
+        return client.post("/", headers=dict(headers), data=body).status_code
+
+    bus = LocalBus(deliver=deliver, max_attempts=max_attempts, backoff_s=backoff_s)
+    runtime = Runtime(settings, service, warehouse, bus,
+                      LocalStore(raw_dir or Path(settings.data_dir) / "raw"),
+                      LocalStore(artifacts_dir or Path(settings.data_dir) / "artifacts"), verifier)
+    set_runtime(runtime)
+    source = str(main_source())
+    for target in ("api", *EVENT_TARGETS):
+        apps[target] = functions_framework.create_app(target, source)
+    assert set(t for ts in SUBSCRIPTIONS.values() for t in ts) <= set(EVENT_TARGETS)
+    return LocalChain(runtime, bus, apps)
