@@ -1,0 +1,107 @@
+locals {
+  # What each service may touch besides BigQuery jobs: its dataset role, object roles on its own
+  # buckets and the topics it publishes to (each step publishes to the next one).
+  access = {
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = { artifacts = "roles/storage.objectViewer" }, publishes = ["import"] }
+    forecast = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["plan"] }
+    import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = "roles/storage.objectUser" }, publishes = ["forecast"] }
+    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["published", "reorders"] }
+    retrain  = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = [] }
+  }
+  bucket_grants = merge([
+    for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
+  ]...)
+  topic_grants = merge([
+    for s, a in local.access : { for t in a.publishes : "${s}/${t}" => { service = s, topic = t } }
+  ]...)
+}
+
+# One identity per service: what a compromised step can reach is what that step needs.
+resource "google_service_account" "service" {
+  for_each     = local.services
+  project      = var.project_id
+  account_id   = "${local.prefix}-${each.key}"
+  display_name = "retailopt ${each.key} service"
+}
+
+# One identity per event-driven service for the Pub/Sub push subscription and Eventarc trigger
+# that call it; it may invoke that service only.
+resource "google_service_account" "invoker" {
+  for_each     = local.event_services
+  project      = var.project_id
+  account_id   = "${local.prefix}-${each.key}-push"
+  display_name = "retailopt ${each.key} invoker (Pub/Sub push, Eventarc)"
+}
+
+resource "google_project_iam_member" "job_user" {
+  for_each = local.services
+  project  = var.project_id
+  role     = "roles/bigquery.jobUser"
+  member   = google_service_account.service[each.key].member
+}
+
+resource "google_bigquery_dataset_iam_member" "service" {
+  for_each   = local.access
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.default.dataset_id
+  role       = each.value.dataset
+  member     = google_service_account.service[each.key].member
+}
+
+resource "google_storage_bucket_iam_member" "service" {
+  for_each = local.bucket_grants
+  bucket   = google_storage_bucket.default[each.value.bucket].name
+  role     = each.value.role
+  member   = google_service_account.service[each.value.service].member
+}
+
+resource "google_pubsub_topic_iam_member" "service" {
+  for_each = local.topic_grants
+  project  = var.project_id
+  topic    = google_pubsub_topic.default[each.value.topic].name
+  role     = "roles/pubsub.publisher"
+  member   = google_service_account.service[each.value.service].member
+}
+
+# Optional routing through the Route Optimization API (settings.routing_engine = "api"):
+# the viewer role is enough for the synchronous OptimizeTours call.
+resource "google_project_iam_member" "route_optimization" {
+  count   = local.routing_api ? 1 : 0
+  project = var.project_id
+  role    = "roles/routeoptimization.viewer"
+  member  = google_service_account.service["plan"].member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.event_services
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.default[each.key].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.invoker[each.key].member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "api" {
+  for_each = toset(var.api_invokers)
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.default["api"].name
+  role     = "roles/run.invoker"
+  member   = each.key
+}
+
+# Eventarc delivers Cloud Storage events only to a trigger identity that may receive them.
+resource "google_project_iam_member" "eventarc_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.invoker["import"].member
+}
+
+# Cloud Scheduler publishes its jobs' messages as its service agent, on these two topics only.
+resource "google_pubsub_topic_iam_member" "scheduler" {
+  for_each = toset([for j in local.scheduler_jobs : j.topic])
+  project  = var.project_id
+  topic    = google_pubsub_topic.default[each.key].name
+  role     = "roles/pubsub.publisher"
+  member   = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+}

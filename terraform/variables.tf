@@ -1,0 +1,182 @@
+variable "alert_email" {
+  description = "E-mail address that receives the monitoring alerts."
+  type        = string
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an e-mail address."
+  }
+}
+
+variable "alert_thresholds" {
+  description = "Alert when a plan leaves more stores than this at stockout risk, or uses a forecast older than this many days."
+  type = object({
+    forecast_age_days = optional(number, 2)
+    stores_at_risk    = optional(number, 0)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = var.alert_thresholds.forecast_age_days >= 0 && var.alert_thresholds.stores_at_risk >= 0
+    error_message = "alert_thresholds must be >= 0."
+  }
+}
+
+variable "api_ingress" {
+  description = "Ingress of the planners' api service; the event-driven services are always internal."
+  type        = string
+  default     = "INGRESS_TRAFFIC_ALL"
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_INTERNAL_ONLY"], var.api_ingress)
+    error_message = "api_ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER or INGRESS_TRAFFIC_INTERNAL_ONLY."
+  }
+}
+
+variable "api_invokers" {
+  description = "IAM members (user:, group:, serviceAccount:, domain:) of the planners who may call the api with an ID token."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for m in var.api_invokers : can(regex("^(user|group|serviceAccount|domain):[^:\\s]+$", m))])
+    error_message = "api_invokers entries must be user:, group:, serviceAccount: or domain: members (never allUsers or allAuthenticatedUsers)."
+  }
+}
+
+variable "data_location" {
+  description = "Location of the BigQuery dataset and the buckets (a region or US/EU); null means var.region."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.data_location == null || can(regex("^(US|EU|[a-z]+-[a-z]+[0-9])$", var.data_location))
+    error_message = "data_location must be US, EU or a region such as europe-west1."
+  }
+}
+
+variable "deletion_protection" {
+  description = "Protect the dataset, tables, buckets and services from terraform destroy; set false before tearing down."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "image_tag" {
+  description = "Tag of the retailopt image in this deployment's Artifact Registry repository (Cloud Build passes the build id)."
+  type        = string
+  default     = "latest"
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag))
+    error_message = "image_tag must be a valid Docker tag."
+  }
+}
+
+variable "kms_key" {
+  description = "Optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) for the dataset, buckets, topics, registry and services; null uses Google-managed keys."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.kms_key == null || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.kms_key))
+    error_message = "kms_key must be a full crypto key id."
+  }
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one event before it goes to the dead-letter topic (Pub/Sub) or is given up (services)."
+  type        = number
+  default     = 5
+  nullable    = false
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100 (Pub/Sub limits)."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (services, topics, buckets, service accounts); the dataset is the prefix with _ for -."
+  type        = string
+  default     = "retailopt"
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,10}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-12 characters: lower-case letters, digits and -, starting with a letter."
+  }
+}
+
+variable "project_id" {
+  description = "Google Cloud project to deploy into."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id."
+  }
+}
+
+variable "region" {
+  description = "Region of the Cloud Run services, Scheduler jobs and Artifact Registry repository."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1."
+  }
+}
+
+variable "retention_days" {
+  description = "Days to keep raw input files, run artifacts, and overwritten or deleted object versions."
+  type = object({
+    artifacts  = optional(number, 365)
+    noncurrent = optional(number, 30)
+    raw        = optional(number, 180)
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = alltrue([for v in values(var.retention_days) : v >= 31 && v == floor(v)])
+    error_message = "retention_days must be whole numbers of at least 31 days (objects move to Nearline after 30)."
+  }
+}
+
+variable "schedules" {
+  description = "Cron schedules of the daily planning run and the weekly retraining, and their time zone."
+  type = object({
+    planning  = optional(string, "0 5 * * *")
+    retrain   = optional(string, "0 2 * * 0")
+    time_zone = optional(string, "Etc/UTC")
+  })
+  default  = {}
+  nullable = false
+  validation {
+    condition     = alltrue([for s in [var.schedules.planning, var.schedules.retrain] : length(split(" ", trimspace(s))) == 5])
+    error_message = "schedules.planning and schedules.retrain must be 5-field cron expressions."
+  }
+}
+
+variable "service_level" {
+  description = "Default target cycle service level of the inventory policy (probability of no stockout per replenishment cycle)."
+  type        = number
+  default     = 0.95
+  nullable    = false
+  validation {
+    condition     = var.service_level >= 0.5 && var.service_level < 1
+    error_message = "service_level must be in [0.5, 1)."
+  }
+}
+
+variable "service_level_by_category" {
+  description = "Service level per product category, overriding service_level."
+  type        = map(number)
+  default     = {}
+  nullable    = false
+  validation {
+    condition     = alltrue([for v in values(var.service_level_by_category) : v >= 0.5 && v < 1])
+    error_message = "service_level_by_category values must be in [0.5, 1)."
+  }
+}
+
+variable "settings" {
+  description = "Other planning settings (fields of retailopt.config.Settings, lower case, as strings), e.g. { horizon_days = \"35\" }."
+  type        = map(string)
+  default     = {}
+  nullable    = false
+  validation {
+    condition     = length(setintersection(keys(var.settings), ["data_dir", "dataset", "location", "project", "service_level", "service_level_by_category", "warehouse"])) == 0
+    error_message = "settings must not set data_dir, dataset, location, project, warehouse (decided by this deployment) or the service levels (use their variables)."
+  }
+}

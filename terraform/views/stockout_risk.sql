@@ -1,0 +1,26 @@
+-- Store and product positions at stockout risk in the latest completed run, worst first.
+WITH latest AS (
+  SELECT run_id, run_date
+  FROM `{project}.{dataset}.runs`
+  WHERE status = 'COMPLETE'
+  QUALIFY ROW_NUMBER() OVER (ORDER BY run_date DESC, finished_at DESC) = 1
+)
+SELECT
+  p.run_date,
+  p.store_id,
+  s.name AS store_name,
+  s.region,
+  p.product_id,
+  pr.name AS product_name,
+  pr.category,
+  p.on_hand,
+  p.on_order,
+  p.days_of_cover,
+  p.expected_lost_units,
+  p.status_after_plan
+FROM `{project}.{dataset}.inventory_policy` AS p
+JOIN latest AS r ON p.run_id = r.run_id AND p.run_date = r.run_date
+LEFT JOIN `{project}.{dataset}.stores` AS s ON s.store_id = p.store_id
+LEFT JOIN `{project}.{dataset}.products` AS pr ON pr.product_id = p.product_id
+WHERE p.status = 'STOCKOUT_RISK'
+ORDER BY p.expected_lost_units DESC
