@@ -1,0 +1,530 @@
+"""Store-to-store transfers (a min-cost flow per product) and distribution-centre orders.
+
+Transfer model, per product (all products go into one OR-Tools graph as disjoint components):
+
+    source_p --unit arcs--> sender i --pair arc (i, j)--> receiver j --unit arcs--> sink_p
+    source_p ------------------------- bypass (cost 0) -----------------------------> sink_p
+
+Sender unit arc k costs price * (L_i(x_i - k) - L_i(x_i - k + 1)), the expected sales the sender
+loses by giving up its k-th unit; receiver unit arc k earns price * (L_j(x_j + k - 1) - L_j(x_j + k)),
+the expected sales the k-th extra unit brings (L = expected lost units over the protection window,
+x = inventory position). L is convex, so the arcs of one store have monotone costs and a min-cost
+flow takes them in order: the piecewise-linear concave objective is exact. A pair arc costs the
+handling plus transport per unit and exists only within max_transfer_km. Minimising the cost
+maximises (gains - losses - moving costs); the bypass lets the model move nothing.
+
+Senders keep their reorder point (the protected level); receivers are positions below their
+reorder point, filled at most up to their order-up-to level and their shelf capacity. A minimum
+quantity per transfer and a minimum net value per trip (store pair) are enforced by forbidding the
+offending arcs and solving again until no transfer violates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+from ortools.graph.python import min_cost_flow
+
+from retailopt.config import Settings
+from retailopt.demand_model import QUANTILE_COLUMNS, WindowDemand
+from retailopt.geo import distance_matrix_km
+from retailopt.policy import NO_ORDER_CODES, exception_codes
+
+TRANSFER_COLUMNS = ["run_date", "transfer_id", "product_id", "from_store_id", "to_store_id", "quantity",
+                    "value", "cost", "distance_km"]
+ORDER_COLUMNS = ["run_date", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases",
+                 "order_value", "expected_arrival"]
+# Costs go to the solver as integers in 1/COST_SCALE currency units.
+COST_SCALE = 10_000
+MAX_ROUNDS = 20
+
+
+class RebalanceError(RuntimeError):
+    """The flow solver did not return an optimal plan."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure model and solve
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TransferProblem:
+    """Arrays of the transfer network; positions are indexed 0..n-1 (senders and receivers)."""
+    n_groups: int  # products
+    sender_group: np.ndarray  # (S,) product group of each sender
+    receiver_group: np.ndarray  # (R,)
+    # Unit arcs: owner index into senders / receivers, capacity and cost per unit (currency).
+    send_owner: np.ndarray
+    send_cap: np.ndarray
+    send_cost: np.ndarray  # expected sales lost at the sender per unit (>= 0)
+    recv_owner: np.ndarray
+    recv_cap: np.ndarray
+    recv_gain: np.ndarray  # expected sales gained at the receiver per unit (>= 0)
+    # Pair arcs sender -> receiver.
+    pair_sender: np.ndarray
+    pair_receiver: np.ndarray
+    pair_cost: np.ndarray  # moving cost per unit
+    pair_cap: np.ndarray
+
+
+def solve_transfer_problem(problem: TransferProblem, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Flow on each pair arc of the optimal plan (min-cost flow; exact, polynomial, no time limit
+    is needed). `allowed` masks pair arcs out (capacity 0)."""
+    n_s, n_r = len(problem.sender_group), len(problem.receiver_group)
+    n_pairs = len(problem.pair_sender)
+    if n_pairs == 0:
+        return np.zeros(0, dtype=np.int64)
+    src = n_s + n_r + 2 * np.arange(problem.n_groups)
+    snk = src + 1
+    supply = np.bincount(problem.sender_group, weights=np.bincount(
+        problem.send_owner, weights=problem.send_cap, minlength=n_s), minlength=problem.n_groups)
+    supply = supply.astype(np.int64)
+    pair_cap = problem.pair_cap.astype(np.int64)
+    if allowed is not None:
+        pair_cap = np.where(allowed, pair_cap, 0)
+    tails = np.concatenate([problem.pair_sender, src[problem.sender_group[problem.send_owner]],
+                            n_s + problem.recv_owner, src])
+    heads = np.concatenate([n_s + problem.pair_receiver, problem.send_owner,
+                            snk[problem.receiver_group[problem.recv_owner]], snk])
+    caps = np.concatenate([pair_cap, problem.send_cap, problem.recv_cap, supply]).astype(np.int64)
+    costs = np.concatenate([_scaled(problem.pair_cost), _scaled(problem.send_cost),
+                            -_scaled(problem.recv_gain), np.zeros(problem.n_groups, dtype=np.int64)])
+    smcf = min_cost_flow.SimpleMinCostFlow()
+    smcf.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32), caps, costs)
+    nodes = np.concatenate([src, snk]).astype(np.int32)
+    smcf.set_nodes_supplies(nodes, np.concatenate([supply, -supply]))
+    status = smcf.solve()
+    if status != smcf.OPTIMAL:
+        names = {smcf.NOT_SOLVED: "NOT_SOLVED", smcf.INFEASIBLE: "INFEASIBLE", smcf.UNBALANCED: "UNBALANCED",
+                 smcf.BAD_RESULT: "BAD_RESULT", smcf.BAD_COST_RANGE: "BAD_COST_RANGE",
+                 smcf.BAD_CAPACITY_RANGE: "BAD_CAPACITY_RANGE"}
+        raise RebalanceError(f"min-cost flow status {names.get(status, status)} on "
+                             f"{problem.n_groups} products and {len(tails)} arcs")
+    return np.asarray(smcf.flows(np.arange(n_pairs, dtype=np.int32)), dtype=np.int64)
+
+
+def _scaled(cost: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(cost, dtype=np.float64) * COST_SCALE).astype(np.int64)
+
+
+def plan_objective(problem: TransferProblem, pair_flow: np.ndarray) -> float:
+    """Total expected gain minus lost sales at senders minus moving cost, for a pair flow."""
+    return float(_unit_value(problem, pair_flow).sum() - (pair_flow * problem.pair_cost).sum())
+
+
+def _unit_value(problem: TransferProblem, pair_flow: np.ndarray) -> np.ndarray:
+    """Per pair arc: gain at the receiver less loss at the sender, allocating each store's
+    consumed unit arcs (cheapest first) pro rata to its outgoing / incoming flows."""
+    n_s, n_r = len(problem.sender_group), len(problem.receiver_group)
+    out_s = np.bincount(problem.pair_sender, weights=pair_flow, minlength=n_s)
+    in_r = np.bincount(problem.pair_receiver, weights=pair_flow, minlength=n_r)
+    loss_s = _consumed(problem.send_owner, problem.send_cap, problem.send_cost, out_s, ascending=True)
+    gain_r = _consumed(problem.recv_owner, problem.recv_cap, problem.recv_gain, in_r, ascending=False)
+    per_s = np.divide(loss_s, out_s, out=np.zeros(n_s), where=out_s > 0)
+    per_r = np.divide(gain_r, in_r, out=np.zeros(n_r), where=in_r > 0)
+    return pair_flow * (per_r[problem.pair_receiver] - per_s[problem.pair_sender])
+
+
+def _consumed(owner: np.ndarray, cap: np.ndarray, value: np.ndarray, used: np.ndarray,
+              ascending: bool) -> np.ndarray:
+    """Sum of value over the first `used` units of each owner's arcs taken in value order."""
+    if len(owner) == 0:
+        return np.zeros(len(used))
+    key = value if ascending else -value
+    order = np.lexsort((key, owner))
+    o, c, v = owner[order], cap[order].astype(np.float64), value[order]
+    cum = np.cumsum(c)
+    start = np.concatenate([[0.0], cum[:-1]])
+    first = np.searchsorted(o, np.arange(len(used)))
+    base = start[np.minimum(first, len(o) - 1)] if len(o) else np.zeros(len(used))
+    before = start - base[o]
+    take = np.clip(used[o] - before, 0.0, c)
+    return np.bincount(o, weights=take * v, minlength=len(used))
+
+
+# ---------------------------------------------------------------------------------------------
+# DataFrame interface
+# ---------------------------------------------------------------------------------------------
+def _codes(values: pd.Series, uniques: pd.Index | None = None) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes of an id column (fast for categoricals, which the 20M-row benchmark uses)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = pd.Index(values.cat.categories.astype(str))
+        codes = values.cat.codes.to_numpy()
+        if uniques is None:
+            return codes.astype(np.int64), cats
+        mapping = uniques.get_indexer(cats)
+        return np.where(codes >= 0, mapping[codes], -1).astype(np.int64), uniques
+    if uniques is None:
+        codes, uniq = pd.factorize(values.astype(str), sort=False)
+        return codes.astype(np.int64), pd.Index(uniq)
+    return uniques.get_indexer(values.astype(str)).astype(np.int64), uniques
+
+
+def _lookup(frame_keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row index in frame_keys of each wanted key, -1 if absent."""
+    order = np.argsort(frame_keys, kind="stable")
+    sorted_keys = frame_keys[order]
+    at = np.searchsorted(sorted_keys, wanted)
+    at_c = np.minimum(at, len(sorted_keys) - 1)
+    found = (len(sorted_keys) > 0) & (sorted_keys[at_c] == wanted) if len(sorted_keys) else \
+        np.zeros(len(wanted), dtype=bool)
+    return np.where(found, order[at_c] if len(sorted_keys) else -1, -1)
+
+
+def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDemand,
+               price: np.ndarray, max_segments: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arcs for moving up to `count` units out of (sign -1) or into (sign +1) each position.
+
+    Up to max_segments units each unit is its own arc, valued at the change in expected sales;
+    beyond, equal blocks of units whose value is the block's average: the piecewise-linear
+    interpolation of the concave expected-sales curve, exact at the block edges. Consecutive arcs
+    of one position with the same scaled value are merged."""
+    counts = counts.astype(np.int64)
+    n_seg = np.minimum(counts, max_segments)
+    total = int(n_seg.sum())
+    if total == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    rep = np.repeat(np.arange(len(counts)), n_seg)
+    i = np.arange(total) - np.repeat(np.cumsum(n_seg) - n_seg, n_seg)
+    lo_e = (counts[rep] * i) // n_seg[rep]
+    hi_e = (counts[rep] * (i + 1)) // n_seg[rep]
+    cap = hi_e - lo_e
+    d = demand.take(rep)
+    x = base[rep].astype(np.float64)
+    if sign > 0:  # stock rises from x + lo_e to x + hi_e
+        value = d.loss(x + lo_e) - d.loss(x + hi_e)
+    else:  # stock falls from x - lo_e to x - hi_e
+        value = d.loss(x - hi_e) - d.loss(x - lo_e)
+    value = np.maximum(price[rep] * value / cap, 0.0)
+    scaled = _scaled(value)
+    new_run = np.ones(total, dtype=bool)
+    new_run[1:] = (rep[1:] != rep[:-1]) | (scaled[1:] != scaled[:-1])
+    run_start = np.flatnonzero(new_run)
+    run_cap = np.add.reduceat(cap, run_start)
+    run_value = np.add.reduceat(value * cap, run_start) / run_cap
+    return rep[run_start], run_cap, run_value
+
+
+def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.DataFrame,
+                   stores: pd.DataFrame, *, settings: Settings, run_date: date,
+                   inventory: pd.DataFrame | None = None, max_segments: int = 16) -> pd.DataFrame:
+    """Transfers (transfers columns without run_id). Shelf capacity comes from a `max_capacity`
+    column of `policy` if present, else from `inventory`; positions with an exception neither
+    send nor receive."""
+    store_codes, store_ids = _codes(policy["store_id"])
+    prod_codes, prod_ids = _codes(policy["product_id"])
+    on_hand = policy["on_hand"].to_numpy(dtype=np.int64)
+    position = on_hand + policy["on_order"].to_numpy(dtype=np.int64)
+    reorder = np.ceil(policy["reorder_point"].to_numpy(dtype=np.float64) - 1e-9)
+    order_up_to = np.ceil(policy["order_up_to"].to_numpy(dtype=np.float64) - 1e-9)
+    ok = policy["exception"].isna().to_numpy() if "exception" in policy else np.ones(len(policy), bool)
+    ok &= np.isfinite(reorder) & np.isfinite(order_up_to)
+    # Products must have a positive price to be valued.
+    p_codes, _ = _codes(products["product_id"], prod_ids)
+    price_by_code = np.full(len(prod_ids), np.nan)
+    valid_p = p_codes >= 0
+    price_by_code[p_codes[valid_p]] = products["price"].to_numpy(dtype=np.float64)[valid_p]
+    price_ok = np.nan_to_num(price_by_code, nan=0.0) > 0
+    ok &= price_ok[prod_codes]
+
+    # Screening, vectorised over every position: only products with a sender and a receiver.
+    sendable = np.where(ok, np.minimum(on_hand, position - reorder), 0).astype(np.int64)
+    sendable = np.maximum(sendable, 0)
+    # Receivers are filled up to their reorder point: the units above it have little value now
+    # and the distribution-centre order brings the cycle stock.
+    need = np.where(ok & (position < reorder), reorder - position, 0).astype(np.int64)
+    n_prod = len(prod_ids)
+    has_send = np.bincount(prod_codes[sendable > 0], minlength=n_prod) > 0
+    has_need = np.bincount(prod_codes[need > 0], minlength=n_prod) > 0
+    candidate = has_send & has_need
+    rows = np.flatnonzero(((sendable > 0) | (need > 0)) & candidate[prod_codes])
+    if len(rows) == 0:
+        return _empty(TRANSFER_COLUMNS)
+
+    # Receiver room on the shelf.
+    if "max_capacity" in policy:
+        cap = policy["max_capacity"].to_numpy(dtype=np.float64)[rows]
+    elif inventory is not None:
+        inv_s, _ = _codes(inventory["store_id"], store_ids)
+        inv_p, _ = _codes(inventory["product_id"], prod_ids)
+        at = _lookup(inv_s * n_prod + inv_p, store_codes[rows] * n_prod + prod_codes[rows])
+        cap = np.where(at >= 0, inventory["max_capacity"].to_numpy(dtype=np.float64)[np.maximum(at, 0)], np.inf)
+    else:
+        cap = np.full(len(rows), np.inf)
+    room = np.maximum(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - position[rows], 0)
+    need_r = np.minimum(need[rows], room).astype(np.int64)
+    send_r = sendable[rows]
+
+    # Window demand of the candidate rows.
+    pr_s, _ = _codes(protection["store_id"], store_ids)
+    pr_p, _ = _codes(protection["product_id"], prod_ids)
+    keys = store_codes[rows] * n_prod + prod_codes[rows]
+    at = _lookup(pr_s * n_prod + pr_p, keys)
+    has_dist = at >= 0
+    at = np.maximum(at, 0)
+    mean_w = protection["demand_mean"].to_numpy()[at].astype(np.float64)
+    std_w = protection["demand_std"].to_numpy()[at].astype(np.float64)
+    quant = np.column_stack([protection[c].to_numpy()[at].astype(np.float64) for c in QUANTILE_COLUMNS])
+    window = protection["window_days"].to_numpy()[at].astype(np.float64)
+    mean_daily = mean_w / np.maximum(window, 1.0)
+    demand_all = WindowDemand.from_forecast(mean_w, std_w, quant,
+                                            discrete=mean_daily < settings.slow_mover_daily_demand)
+    send_r = np.where(has_dist, send_r, 0)
+    need_r = np.where(has_dist, need_r, 0)
+    # Caps that cannot bind are cut to keep the unit arcs few.
+    r_prod = prod_codes[rows]
+    tot_need = np.bincount(r_prod, weights=need_r, minlength=n_prod)
+    tot_send = np.bincount(r_prod, weights=send_r, minlength=n_prod)
+    send_r = np.minimum(send_r, tot_need[r_prod]).astype(np.int64)
+    need_r = np.minimum(need_r, tot_send[r_prod]).astype(np.int64)
+    # A store that cannot send or take min_transfer_units can be in no valid transfer.
+    s_rows = np.flatnonzero(send_r >= settings.min_transfer_units)
+    r_rows = np.flatnonzero(need_r >= settings.min_transfer_units)
+    groups_used = np.intersect1d(r_prod[s_rows], r_prod[r_rows])
+    s_rows = s_rows[np.isin(r_prod[s_rows], groups_used)]
+    r_rows = r_rows[np.isin(r_prod[r_rows], groups_used)]
+    if len(s_rows) == 0 or len(r_rows) == 0:
+        return _empty(TRANSFER_COLUMNS)
+    group_of = np.full(n_prod, -1, dtype=np.int64)
+    group_of[groups_used] = np.arange(len(groups_used))
+    s_group, r_group = group_of[r_prod[s_rows]], group_of[r_prod[r_rows]]
+    price_row = price_by_code[r_prod]
+
+    # Pair arcs: every sender x receiver of the same product within the distance limit.
+    s_order = np.argsort(s_group, kind="stable")
+    r_order = np.argsort(r_group, kind="stable")
+    s_rows, s_group = s_rows[s_order], s_group[s_order]
+    r_rows, r_group = r_rows[r_order], r_group[r_order]
+    r_count = np.bincount(r_group, minlength=len(groups_used))
+    r_start = np.cumsum(r_count) - r_count
+    per_sender = r_count[s_group]
+    pair_s = np.repeat(np.arange(len(s_rows)), per_sender)
+    offs = np.arange(int(per_sender.sum())) - np.repeat(np.cumsum(per_sender) - per_sender, per_sender)
+    pair_r = r_start[s_group[pair_s]] + offs
+    st = stores.assign(store_id=stores["store_id"].astype(str)).drop_duplicates("store_id").set_index("store_id")
+    st = st.reindex(store_ids)
+    lat, lon = st["latitude"].to_numpy(dtype=float), st["longitude"].to_numpy(dtype=float)
+    used_stores = np.unique(np.concatenate([store_codes[rows[s_rows]], store_codes[rows[r_rows]]]))
+    local = np.full(len(store_ids), -1)
+    local[used_stores] = np.arange(len(used_stores))
+    dist = distance_matrix_km(lat[used_stores], lon[used_stores], lat[used_stores], lon[used_stores])
+    km = dist[local[store_codes[rows[s_rows]]][pair_s], local[store_codes[rows[r_rows]]][pair_r]]
+    keep = np.isfinite(km) & (km <= settings.max_transfer_km)
+    pair_s, pair_r, km = pair_s[keep], pair_r[keep], km[keep]
+    if len(pair_s) == 0:
+        return _empty(TRANSFER_COLUMNS)
+
+    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position[rows][s_rows], -1, demand_all.take(s_rows),
+                                      price_row[s_rows], max_segments)
+    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position[rows][r_rows], +1, demand_all.take(r_rows),
+                                      price_row[r_rows], max_segments)
+    # Arcs that can never carry flow: a sender unit losing more than the best receiver unit of the
+    # product gains, a receiver unit gaining less than the cheapest sender unit loses.
+    g = len(groups_used)
+    best_gain = np.full(g, -np.inf)
+    np.maximum.at(best_gain, r_group[r_own], r_gain)
+    least_loss = np.full(g, np.inf)
+    np.minimum.at(least_loss, s_group[s_own], s_cost)
+    min_move = settings.handling_cost_per_unit
+    keep_s = s_cost + min_move < best_gain[s_group[s_own]]
+    keep_r = r_gain > least_loss[r_group[r_own]] + min_move
+    s_own, s_cap, s_cost = s_own[keep_s], s_cap[keep_s], s_cost[keep_s]
+    r_own, r_cap, r_gain = r_own[keep_r], r_cap[keep_r], r_gain[keep_r]
+    problem = TransferProblem(
+        n_groups=len(groups_used), sender_group=s_group, receiver_group=r_group,
+        send_owner=s_own, send_cap=s_cap, send_cost=s_cost,
+        recv_owner=r_own, recv_cap=r_cap, recv_gain=r_gain,
+        pair_sender=pair_s, pair_receiver=pair_r,
+        pair_cost=settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km,
+        pair_cap=np.minimum(send_r[s_rows][pair_s], need_r[r_rows][pair_r]))
+    s_store = store_codes[rows[s_rows]][pair_s]
+    r_store = store_codes[rows[r_rows]][pair_r]
+    flow = solve_with_minimums(problem, s_store, r_store, settings)
+    moved = flow > 0
+    values = _unit_value(problem, flow)
+    out = pd.DataFrame({
+        "run_date": pd.Timestamp(run_date),
+        "product_id": np.asarray(prod_ids)[r_prod[s_rows][pair_s][moved]],
+        "from_store_id": np.asarray(store_ids)[s_store[moved]],
+        "to_store_id": np.asarray(store_ids)[r_store[moved]],
+        "quantity": flow[moved].astype(np.int64),
+        "value": values[moved],
+        "cost": flow[moved] * problem.pair_cost[moved],
+        "distance_km": km[moved],
+    })
+    out = out.sort_values(["from_store_id", "to_store_id", "product_id"], kind="mergesort").reset_index(drop=True)
+    out.insert(1, "transfer_id", [f"T{run_date:%Y%m%d}-{i + 1:06d}" for i in range(len(out))])
+    return out[TRANSFER_COLUMNS]
+
+
+def subset_problem(problem: TransferProblem, groups: np.ndarray) -> tuple[TransferProblem, np.ndarray]:
+    """The sub-network of the given products, and the pair-arc indices it keeps."""
+    keep_g = np.zeros(problem.n_groups, dtype=bool)
+    keep_g[groups] = True
+    g_new = np.cumsum(keep_g) - 1
+    s_keep = keep_g[problem.sender_group]
+    r_keep = keep_g[problem.receiver_group]
+    s_new = np.cumsum(s_keep) - 1
+    r_new = np.cumsum(r_keep) - 1
+    so = s_keep[problem.send_owner]
+    ro = r_keep[problem.recv_owner]
+    pk = np.flatnonzero(s_keep[problem.pair_sender])
+    sub = TransferProblem(
+        n_groups=int(keep_g.sum()), sender_group=g_new[problem.sender_group[s_keep]],
+        receiver_group=g_new[problem.receiver_group[r_keep]],
+        send_owner=s_new[problem.send_owner[so]], send_cap=problem.send_cap[so], send_cost=problem.send_cost[so],
+        recv_owner=r_new[problem.recv_owner[ro]], recv_cap=problem.recv_cap[ro], recv_gain=problem.recv_gain[ro],
+        pair_sender=s_new[problem.pair_sender[pk]], pair_receiver=r_new[problem.pair_receiver[pk]],
+        pair_cost=problem.pair_cost[pk], pair_cap=problem.pair_cap[pk])
+    return sub, pk
+
+
+def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: np.ndarray,
+                        settings: Settings) -> np.ndarray:
+    """Optimal flow, then forbid transfers below min_transfer_units and store pairs whose trip
+    earns less than min_transfer_value net, and solve the products concerned again until no
+    transfer violates them (a heuristic for these two either-or constraints; each product's flow
+    is optimal for the arcs still allowed)."""
+    allowed = np.ones(len(problem.pair_sender), dtype=bool)
+    n_st = int(max(s_store.max(initial=0), r_store.max(initial=0))) + 1
+    trip = s_store.astype(np.int64) * n_st + r_store
+    pair_group = problem.sender_group[problem.pair_sender]
+    flow = solve_transfer_problem(problem, allowed)
+    for _ in range(MAX_ROUNDS):
+        bad = _violations(problem, flow, trip, settings)
+        if not bad.any():
+            return flow
+        allowed &= ~bad
+        groups = np.unique(pair_group[bad])
+        sub, pk = subset_problem(problem, groups)
+        flow[pk] = solve_transfer_problem(sub, allowed[pk])
+    # Still violating after MAX_ROUNDS: drop those transfers (always feasible: stock stays put).
+    while True:
+        bad = _violations(problem, flow, trip, settings)
+        if not bad.any():
+            return flow
+        flow = np.where(bad, 0, flow)
+
+
+def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, settings: Settings) -> np.ndarray:
+    moved = flow > 0
+    small = moved & (flow < settings.min_transfer_units)
+    net = _unit_value(problem, flow) - flow * problem.pair_cost
+    trips, inv = np.unique(trip[moved], return_inverse=True)
+    trip_net = np.bincount(inv, weights=net[moved], minlength=len(trips))
+    weak_trips = trips[trip_net < settings.min_transfer_value]
+    weak = moved & np.isin(trip, weak_trips)
+    return small | weak
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+# ---------------------------------------------------------------------------------------------
+# Distribution-centre orders
+# ---------------------------------------------------------------------------------------------
+def assign_dcs(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
+    """Each store's supplying distribution centre: the nearest one (store_id, dc_id, distance_km,
+    lead_time_days)."""
+    if len(dcs) == 0 or len(stores) == 0:
+        return pd.DataFrame({"store_id": stores["store_id"].astype(str), "dc_id": None,
+                             "distance_km": np.nan, "lead_time_days": np.nan})
+    dist = distance_matrix_km(stores["latitude"], stores["longitude"], dcs["latitude"], dcs["longitude"])
+    best = np.argmin(dist, axis=1)
+    return pd.DataFrame({
+        "store_id": stores["store_id"].astype(str).to_numpy(),
+        "dc_id": dcs["dc_id"].astype(str).to_numpy()[best],
+        "distance_km": dist[np.arange(len(stores)), best],
+        "lead_time_days": pd.to_numeric(dcs["lead_time_days"], errors="coerce").to_numpy()[best],
+    })
+
+
+def net_transfers(policy: pd.DataFrame, transfers: pd.DataFrame) -> np.ndarray:
+    """Units in minus units out per policy row."""
+    if transfers is None or len(transfers) == 0:
+        return np.zeros(len(policy), dtype=np.int64)
+    key = pd.MultiIndex.from_arrays([policy["store_id"].astype(str), policy["product_id"].astype(str)])
+    t = transfers.assign(product_id=transfers["product_id"].astype(str))
+    inn = t.groupby([t["to_store_id"].astype(str), "product_id"])["quantity"].sum()
+    out = t.groupby([t["from_store_id"].astype(str), "product_id"])["quantity"].sum()
+    return (inn.reindex(key).fillna(0).to_numpy() - out.reindex(key).fillna(0).to_numpy()).astype(np.int64)
+
+
+def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.DataFrame, dcs: pd.DataFrame,
+                stores: pd.DataFrame, *, settings: Settings, run_date: date,
+                inventory: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Distribution-centre orders (replenishment_orders columns without run_id): every position
+    whose inventory position after transfers is below its reorder point is ordered up to its
+    order-up-to level (reorder point + EOQ), rounded up to whole cases and down again if the
+    shelf cannot hold them. Positions whose exception forbids ordering are left out."""
+    position = (policy["on_hand"].to_numpy(dtype=np.int64) + policy["on_order"].to_numpy(dtype=np.int64)
+                + net_transfers(policy, transfers))
+    reorder = policy["reorder_point"].to_numpy(dtype=float)
+    up_to = policy["order_up_to"].to_numpy(dtype=float)
+    blocked = np.array([bool(exception_codes(e) & NO_ORDER_CODES) for e in policy["exception"]]) \
+        if "exception" in policy else np.zeros(len(policy), dtype=bool)
+    want = np.where(~blocked & (position < reorder), np.ceil(up_to - position - 1e-9), 0.0)
+    prods = products.assign(product_id=products["product_id"].astype(str)).drop_duplicates(
+        "product_id", keep="last").set_index("product_id")
+    pid = policy["product_id"].astype(str)
+    pack = pd.to_numeric(pid.map(prods["case_pack"]), errors="coerce").to_numpy(dtype=float)
+    pack = np.where(pack >= 1, pack, 1.0)
+    unit_cost = pd.to_numeric(pid.map(prods["unit_cost"]), errors="coerce").to_numpy(dtype=float)
+    cases = np.ceil(want / pack)
+    if "max_capacity" in policy:
+        cap = policy["max_capacity"].to_numpy(dtype=float)
+    elif inventory is not None:
+        caps = inventory.assign(store_id=inventory["store_id"].astype(str),
+                                product_id=inventory["product_id"].astype(str)).drop_duplicates(
+            ["store_id", "product_id"], keep="last").set_index(["store_id", "product_id"])["max_capacity"]
+        cap = caps.reindex(pd.MultiIndex.from_arrays([policy["store_id"].astype(str), pid])).to_numpy(dtype=float)
+    else:
+        cap = np.full(len(policy), np.inf)
+    room = np.nan_to_num(cap, nan=np.inf) - position
+    cases = np.where(cases * pack > room, np.floor(np.maximum(room, 0) / pack), cases)
+    cases = np.where(np.isfinite(unit_cost), cases, 0).astype(np.int64)
+    sel = np.flatnonzero(cases > 0)
+    dc = assign_dcs(stores, dcs).set_index("store_id")
+    sid = policy["store_id"].astype(str).to_numpy()[sel]
+    dc_id = dc["dc_id"].reindex(sid).to_numpy()
+    lead = dc["lead_time_days"].reindex(sid).to_numpy(dtype=float)
+    # The policy's lead time stands in where the store has no distribution centre lead time.
+    lead = np.where(lead >= 1, lead, policy["lead_time_days"].to_numpy(dtype=float)[sel])
+    has_dc = pd.notna(dc_id)
+    sel, sid, dc_id, lead = sel[has_dc], sid[has_dc], dc_id[has_dc], lead[has_dc]
+    qty = (cases[sel] * pack[sel]).astype(np.int64)
+    out = pd.DataFrame({
+        "run_date": pd.Timestamp(run_date),
+        "dc_id": dc_id.astype(str),
+        "store_id": sid,
+        "product_id": pid.to_numpy()[sel],
+        "quantity": qty,
+        "cases": cases[sel],
+        "order_value": qty * unit_cost[sel],
+        "expected_arrival": [pd.Timestamp(run_date + timedelta(days=int(d))) for d in lead],
+    })
+    out = out.sort_values(["dc_id", "store_id", "product_id"], kind="mergesort").reset_index(drop=True)
+    out.insert(1, "order_id", [f"O{run_date:%Y%m%d}-{i + 1:06d}" for i in range(len(out))])
+    return out[ORDER_COLUMNS]
+
+
+def apply_plan(policy: pd.DataFrame, transfers: pd.DataFrame, orders: pd.DataFrame,
+               *, overstock_cover_days: float) -> pd.DataFrame:
+    """The policy with status_after_plan: the status once planned transfers and orders arrive."""
+    from retailopt.policy import status_for
+
+    position = (policy["on_hand"].to_numpy(dtype=np.int64) + policy["on_order"].to_numpy(dtype=np.int64)
+                + net_transfers(policy, transfers))
+    on_hand = policy["on_hand"].to_numpy(dtype=np.int64) + net_transfers(policy, transfers)
+    if orders is not None and len(orders):
+        key = pd.MultiIndex.from_arrays([policy["store_id"].astype(str), policy["product_id"].astype(str)])
+        q = orders.groupby([orders["store_id"].astype(str), orders["product_id"].astype(str)])["quantity"].sum()
+        position = position + q.reindex(key).fillna(0).to_numpy(dtype=np.int64)
+    out = policy.copy()
+    out["status_after_plan"] = status_for(position.astype(float), policy["reorder_point"].to_numpy(dtype=float),
+                                          policy["order_up_to"].to_numpy(dtype=float), on_hand,
+                                          policy["mean_daily_demand"].to_numpy(dtype=float), overstock_cover_days)
+    return out

@@ -1,0 +1,175 @@
+"""Inventory policy: levels meet their targets exactly, statuses, EOQ, and bad input."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from retailopt.config import Settings
+from retailopt.demand_model import WindowDemand
+from retailopt.policy import POLICY_COLUMNS, abc_classes, compute_policy, exception_codes
+
+RUN = date(2026, 3, 2)
+QCOLS = ["q50", "q80", "q90", "q95", "q99"]
+
+
+def frames(rows: list[dict], window: int = 10) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """inventory, products, protection from compact row specs (one product per row)."""
+    inv, prods, prot = [], [], []
+    for i, r in enumerate(rows):
+        sid, pid = r.get("store", "S1"), r.get("product", f"P{i}")
+        inv.append({"store_id": sid, "product_id": pid, "on_hand": r.get("on_hand", 0),
+                    "on_order": r.get("on_order", 0), "max_capacity": r.get("cap", 1000)})
+        prods.append({"product_id": pid, "name": pid, "category": r.get("category", "food"),
+                      "unit_cost": r.get("unit_cost", 4.0), "price": r.get("price", 10.0),
+                      "case_pack": r.get("case_pack", 6)})
+        mean = r["mean"]
+        std = r.get("std", np.sqrt(mean))
+        q = r.get("q")
+        if q is None:  # gamma quantiles for the fast movers
+            k, th = (mean / std) ** 2, std ** 2 / mean
+            q = stats.gamma.ppf([0.5, 0.8, 0.9, 0.95, 0.99], k, scale=th)
+        prot.append({"store_id": sid, "product_id": pid, "window_days": window, "demand_mean": mean,
+                     "demand_std": std, **dict(zip(QCOLS, q)), "model": "test"})
+    products = pd.DataFrame(prods).drop_duplicates("product_id")
+    return pd.DataFrame(inv), products, pd.DataFrame(prot)
+
+
+def run(rows, settings=None, lead=3, window=10):
+    inv, prods, prot = frames(rows, window)
+    return compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days=lead,
+                          settings=settings or Settings(fill_rate_by_class={}, service_level_by_class={}))
+
+
+def test_slow_mover_level_is_smallest_poisson_integer_meeting_csl():
+    means = [0.4, 1.3, 2.7, 5.0, 8.2]  # window means; daily < 1 so all discrete
+    policy, exc = run([{"mean": m, "on_hand": 3} for m in means],
+                      Settings(service_level=0.93, fill_rate_by_class={}, service_level_by_class={}))
+    assert exc.empty
+    assert list(policy.columns) == POLICY_COLUMNS
+    for m, s in zip(means, policy["reorder_point"]):
+        assert stats.poisson.cdf(s, m) >= 0.93
+        assert s == 0 or stats.poisson.cdf(s - 1, m) < 0.93
+
+
+def test_slow_mover_overdispersed_uses_negative_binomial():
+    mean, std = 4.0, 3.5
+    policy, _ = run([{"mean": mean, "std": std}], Settings(service_level=0.95, fill_rate_by_class={},
+                                                           service_level_by_class={}))
+    n = mean ** 2 / (std ** 2 - mean)
+    dist = stats.nbinom(n, n / (n + mean))
+    s = policy["reorder_point"].iat[0]
+    assert dist.cdf(s) >= 0.95 > dist.cdf(s - 1)
+    assert s > stats.poisson.ppf(0.95, mean)  # the extra variance costs stock
+
+
+def test_fill_rate_target_is_smallest_integer_meeting_it():
+    mean, fr = 6.0, 0.95
+    policy, _ = run([{"mean": mean}], Settings(fill_rate_by_class={"A": fr}, service_level_by_class={}))
+    s = int(policy["reorder_point"].iat[0])
+    review_demand = mean * 7 / 10
+    k = np.arange(200)
+    pmf = stats.poisson.pmf(k, mean)
+
+    def loss(x):
+        return float((np.maximum(k - x, 0) * pmf).sum())
+
+    assert loss(s) <= (1 - fr) * review_demand < loss(s - 1)
+    assert policy["service_level"].iat[0] == fr
+
+
+@pytest.mark.parametrize("level,expected", [(0.9, "q90"), (0.95, "q95"), (0.8, "q80")])
+def test_fast_mover_level_comes_from_the_window_quantiles(level, expected):
+    # A skewed window distribution: the level is the forecast's own quantile, not mean + z*sigma.
+    q = [100.0, 130.0, 160.0, 210.0, 400.0]
+    policy, _ = run([{"mean": 120.0, "std": 60.0, "q": q}],
+                    Settings(service_level=level, fill_rate_by_class={}, service_level_by_class={}))
+    assert policy["reorder_point"].iat[0] == np.ceil(dict(zip(QCOLS, q))[expected])
+    assert policy["safety_stock"].iat[0] == pytest.approx(policy["reorder_point"].iat[0] - 120.0)
+
+
+def test_fast_mover_level_between_knots_interpolates():
+    q = [100.0, 130.0, 160.0, 210.0, 400.0]
+    policy, _ = run([{"mean": 120.0, "std": 60.0, "q": q}],
+                    Settings(service_level=0.97, fill_rate_by_class={}, service_level_by_class={}))
+    assert policy["reorder_point"].iat[0] == 305.0  # 210 + (400 - 210) * 0.02 / 0.04
+
+
+def test_eoq_sets_order_up_to_above_reorder_point():
+    s = Settings(order_cost_per_line=5.0, holding_cost_rate=0.2, fill_rate_by_class={},
+                 service_level_by_class={})
+    policy, _ = run([{"mean": 50.0, "std": 10.0, "unit_cost": 3.0}], s)
+    daily = 50.0 / 10
+    eoq = np.sqrt(2 * 365 * daily * 5.0 / (0.2 * 3.0))
+    row = policy.iloc[0]
+    assert row["order_up_to"] - row["reorder_point"] == np.ceil(eoq)
+    assert row["mean_daily_demand"] == pytest.approx(daily)
+
+
+def test_status_cover_and_expected_lost_units():
+    rows = [{"mean": 5.0, "on_hand": 0, "product": "LOW"},
+            {"mean": 5.0, "on_hand": 9, "product": "MID"},
+            {"mean": 5.0, "on_hand": 400, "product": "HIGH"}]
+    policy, _ = run(rows)
+    by = policy.set_index("product_id")
+    assert by.loc["LOW", "status"] == "STOCKOUT_RISK"
+    assert by.loc["MID", "status"] == "OK"
+    assert by.loc["HIGH", "status"] == "OVERSTOCK"
+    assert by.loc["HIGH", "days_of_cover"] == pytest.approx(400 / 0.5)
+    k = np.arange(100)
+    pmf = stats.poisson.pmf(k, 5.0)
+    for pid, x in (("LOW", 0), ("MID", 9), ("HIGH", 400)):
+        assert by.loc[pid, "expected_lost_units"] == pytest.approx((np.maximum(k - x, 0) * pmf).sum(), abs=1e-9)
+
+
+def test_continuous_loss_matches_simulation_of_the_same_quantiles():
+    mean, std = 60.0, 20.0
+    k, th = (mean / std) ** 2, std ** 2 / mean
+    q = stats.gamma.ppf([0.5, 0.8, 0.9, 0.95, 0.99], k, scale=th)
+    wd = WindowDemand.from_forecast(np.array([mean]), np.array([std]), q[None], np.array([False]))
+    assert wd.loss(np.array([0.0]))[0] == pytest.approx(mean, rel=1e-6)
+    sim = stats.gamma.rvs(k, scale=th, size=200_000, random_state=3)
+    for x in (40.0, 60.0, 80.0):
+        assert wd.loss(np.array([x]))[0] == pytest.approx(np.maximum(sim - x, 0).mean(), abs=0.6)
+
+
+def test_abc_classes_split_revenue():
+    rev = pd.Series({"a": 700.0, "b": 150.0, "c": 100.0, "d": 50.0})
+    assert abc_classes(rev).to_dict() == {"a": "A", "b": "A", "c": "B", "d": "C"}
+
+
+def test_bad_input_gets_a_reason_and_never_crashes():
+    inv, prods, prot = frames([
+        {"store": "S1", "product": "NEG", "mean": 5.0, "on_hand": -4},
+        {"store": "S1", "product": "FULL", "mean": 5.0, "on_hand": 50, "cap": 10},
+        {"store": "S1", "product": "NOCOST", "mean": 5.0, "on_hand": 1},
+        {"store": "S2", "product": "OKP", "mean": 5.0, "on_hand": 1},
+        {"store": "S1", "product": "NOFC", "mean": 5.0, "on_hand": 7},
+    ])
+    prods.loc[prods["product_id"] == "NOCOST", "unit_cost"] = np.nan
+    prot = prot[prot["product_id"] != "NOFC"]
+    inv = pd.concat([inv, pd.DataFrame([{"store_id": "S1", "product_id": "GHOST", "on_hand": 2, "on_order": 0,
+                                         "max_capacity": 5}])])
+    policy, exc = compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days={"S1": 0},
+                                 settings=Settings())
+    assert len(policy) == 6  # nothing skipped
+    codes = {r.product_id + "@" + r.store_id: exception_codes(r.exception) for r in policy.itertuples()}
+    assert "NEGATIVE_STOCK" in codes["NEG@S1"]
+    assert "CAPACITY_BELOW_STOCK" in codes["FULL@S1"]
+    assert "MISSING_COST" in codes["NOCOST@S1"]
+    assert "NO_FORECAST" in codes["NOFC@S1"]
+    assert "UNKNOWN_PRODUCT" in codes["GHOST@S1"]
+    assert "LEAD_TIME_MISSING" in codes["OKP@S2"]  # no lead time for S2 at all
+    assert all("LEAD_TIME_MISSING" in c for k, c in codes.items() if k.endswith("@S1"))  # zero
+    # One exceptions row per reason, with what the plan does about it.
+    assert sum(len(c) for c in codes.values()) == len(exc)
+    assert exc["action"].notna().all() and exc["reason"].str.len().gt(0).all()
+    neg = policy.set_index("product_id").loc["NEG"]
+    assert neg["on_hand"] == 0 and neg["status"] == "STOCKOUT_RISK"
+    nofc = policy.set_index("product_id").loc["NOFC"]
+    assert nofc["order_up_to"] == 7 and nofc["expected_lost_units"] == 0
+    assert (policy["lead_time_days"] >= 1).all()

@@ -1,0 +1,213 @@
+"""Transfers: optimal for their model (independent LP), sensible on hand-built cases; DC orders."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from retailopt.config import Settings
+from retailopt.geo import distance_matrix_km
+from retailopt.policy import compute_policy
+from retailopt.rebalance import (ORDER_COLUMNS, TRANSFER_COLUMNS, apply_plan, assign_dcs, plan_orders,
+                                 plan_transfers)
+
+RUN = date(2026, 3, 2)
+QCOLS = ["q50", "q80", "q90", "q95", "q99"]
+BASE = Settings(fill_rate_by_class={}, service_level_by_class={}, service_level=0.9,
+                handling_cost_per_unit=0.3, transport_cost_per_unit_km=0.02, max_transfer_km=60.0,
+                min_transfer_units=1, min_transfer_value=-1e9)
+
+
+def chain(stock: dict[tuple[str, str], int], means: dict[tuple[str, str], float], coords: dict[str, tuple],
+          prices: dict[str, float] | None = None, caps: dict[tuple[str, str], int] | None = None):
+    """Frames for a small chain with Poisson window demand (std^2 = mean, slow movers)."""
+    stores = pd.DataFrame([{"store_id": s, "name": s, "latitude": la, "longitude": lo, "region": "R",
+                            "capacity_units": 10_000} for s, (la, lo) in coords.items()])
+    pids = sorted({p for _, p in stock})
+    prices = prices or {}
+    products = pd.DataFrame([{"product_id": p, "name": p, "category": "c", "unit_cost": 2.0,
+                              "price": prices.get(p, 10.0), "case_pack": 4} for p in pids])
+    inv = pd.DataFrame([{"store_id": s, "product_id": p, "on_hand": q, "on_order": 0,
+                         "max_capacity": (caps or {}).get((s, p), 1000)} for (s, p), q in stock.items()])
+    prot = []
+    for (s, p), m in means.items():
+        q = stats.poisson.ppf([0.5, 0.8, 0.9, 0.95, 0.99], m)
+        prot.append({"store_id": s, "product_id": p, "window_days": 10, "demand_mean": m,
+                     "demand_std": np.sqrt(m), **dict(zip(QCOLS, q)), "model": "test"})
+    return stores, products, inv, pd.DataFrame(prot)
+
+
+def plan(stores, products, inv, prot, settings=BASE):
+    policy, exc = compute_policy(inv, products, prot, None, run_date=RUN, lead_time_days=3, settings=settings)
+    tr = plan_transfers(policy, prot, products, stores, settings=settings, run_date=RUN, inventory=inv,
+                        max_segments=10_000)
+    return policy, tr
+
+
+def lp_optimum(policy, prot, products, stores, inv, settings) -> float:
+    """The transfer model written independently as an LP: for each product, x_ij units from i to j,
+    y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued with scipy's Poisson."""
+    pol = policy.merge(prot[["store_id", "product_id", "demand_mean"]], on=["store_id", "product_id"]) \
+        .merge(inv[["store_id", "product_id", "max_capacity"]], on=["store_id", "product_id"]) \
+        .merge(products[["product_id", "price"]], on="product_id")
+    st = stores.set_index("store_id")
+    total = 0.0
+    for pid, g in pol.groupby("product_id"):
+        x = (g["on_hand"] + g["on_order"]).to_numpy()
+        rop = np.ceil(g["reorder_point"].to_numpy() - 1e-9)
+        give = np.maximum(np.minimum(g["on_hand"].to_numpy(), x - rop), 0).astype(int)
+        take = np.where(x < rop, np.minimum(rop - x, g["max_capacity"].to_numpy() - x), 0).astype(int)
+        give[give < settings.min_transfer_units] = 0
+        take[take < settings.min_transfer_units] = 0
+        mu, price, sid = g["demand_mean"].to_numpy(), g["price"].to_numpy(), g["store_id"].to_numpy()
+        senders, receivers = np.flatnonzero(give > 0), np.flatnonzero(take > 0)
+        pairs = []
+        for i in senders:
+            for j in receivers:
+                km = distance_matrix_km([st.at[sid[i], "latitude"]], [st.at[sid[i], "longitude"]],
+                                        [st.at[sid[j], "latitude"]], [st.at[sid[j], "longitude"]])[0, 0]
+                if km <= settings.max_transfer_km:
+                    pairs.append((i, j, settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km))
+        if not pairs:
+            continue
+        yv = [(i, k) for i in senders for k in range(1, give[i] + 1)]
+        zv = [(j, k) for j in receivers for k in range(1, take[j] + 1)]
+        n = len(pairs) + len(yv) + len(zv)
+        c = np.zeros(n)  # minimise -(gain - loss - cost)
+        for a, (_, _, cost) in enumerate(pairs):
+            c[a] = cost
+        for b, (i, k) in enumerate(yv):  # k-th unit leaving i: it would have sold if D >= x_i - k + 1
+            c[len(pairs) + b] = price[i] * stats.poisson.sf(x[i] - k, mu[i])
+        for b, (j, k) in enumerate(zv):  # k-th unit entering j sells if D >= x_j + k
+            c[len(pairs) + len(yv) + b] = -price[j] * stats.poisson.sf(x[j] + k - 1, mu[j])
+        rows, rhs = [], []
+        for i in senders:
+            row = np.zeros(n)
+            row[[a for a, p in enumerate(pairs) if p[0] == i]] = 1
+            row[[len(pairs) + b for b, v in enumerate(yv) if v[0] == i]] = -1
+            rows.append(row)
+            rhs.append(0)
+        for j in receivers:
+            row = np.zeros(n)
+            row[[a for a, p in enumerate(pairs) if p[1] == j]] = 1
+            row[[len(pairs) + len(yv) + b for b, v in enumerate(zv) if v[0] == j]] = -1
+            rows.append(row)
+            rhs.append(0)
+        bounds = [(0, None)] * len(pairs) + [(0, 1)] * (len(yv) + len(zv))
+        res = optimize.linprog(c, A_eq=np.array(rows), b_eq=np.array(rhs), bounds=bounds, method="highs")
+        assert res.status == 0, res.message
+        total += -res.fun
+    return total
+
+
+def random_chain(seed: int, n_stores: int = 6, n_products: int = 4):
+    rng = np.random.default_rng(seed)
+    coords = {f"S{i}": (41.8 + rng.uniform(-0.3, 0.3), -87.7 + rng.uniform(-0.4, 0.4)) for i in range(n_stores)}
+    stock, means, caps = {}, {}, {}
+    for s in coords:
+        for p in range(n_products):
+            key = (s, f"P{p}")
+            means[key] = float(rng.uniform(0.5, 9.0))
+            stock[key] = int(rng.choice([0, 1, 2, int(means[key] * 3), int(means[key] * 4) + 2]))
+            caps[key] = int(stock[key] + rng.integers(2, 12))
+    prices = {f"P{p}": float(rng.uniform(3, 40)) for p in range(n_products)}
+    return chain(stock, means, coords, prices, caps)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_plan_objective_equals_independent_lp(seed):
+    stores, products, inv, prot = random_chain(seed)
+    policy, tr = plan(stores, products, inv, prot)
+    ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+    lp = lp_optimum(policy, prot, products, stores, inv, BASE)
+    assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+    if seed == 0:
+        assert lp > 1.0  # the cases are not trivially empty
+
+
+def near(la=41.88, lo=-87.63):
+    return (la, lo)
+
+
+def test_moves_from_overstock_to_stockout_only():
+    coords = {"A": near(), "B": near(41.90), "C": near(41.86)}
+    stock = {("A", "P"): 30, ("B", "P"): 0, ("C", "P"): 6}
+    means = {("A", "P"): 2.0, ("B", "P"): 6.0, ("C", "P"): 3.0}
+    stores, products, inv, prot = chain(stock, means, coords)
+    policy, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=2, min_transfer_value=5.0))
+    assert list(tr.columns) == TRANSFER_COLUMNS
+    assert set(zip(tr["from_store_id"], tr["to_store_id"])) == {("A", "B")}
+    rop = policy.set_index("store_id")["reorder_point"]
+    moved = int(tr["quantity"].sum())
+    assert 0 < moved <= rop["B"]  # the receiver is filled up to its reorder point at most
+    assert 30 - moved >= rop["A"]  # the sender keeps its protected level
+    assert (tr["value"] > tr["cost"]).all()
+    assert tr["distance_km"].iat[0] == pytest.approx(
+        distance_matrix_km([41.88], [-87.63], [41.90], [-87.63])[0, 0])
+
+
+def test_nothing_moves_when_not_worth_it_or_too_far():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 30, ("B", "P"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 6.0}
+    stores, products, inv, prot = chain(stock, means, coords, prices={"P": 0.2})
+    assert plan(stores, products, inv, prot)[1].empty  # a unit is worth less than its handling
+    stores, products, inv, prot = chain(stock, means, {"A": near(), "B": near(43.5)})
+    assert plan(stores, products, inv, prot)[1].empty  # beyond max_transfer_km
+    stores, products, inv, prot = chain(stock, means, coords)
+    assert not plan(stores, products, inv, prot)[1].empty
+
+
+def test_minimum_quantity_and_trip_value_are_respected():
+    coords = {"A": near(), "B": near(41.90), "C": near(41.86)}
+    stock = {("A", "P"): 30, ("B", "P"): 0, ("A", "Q"): 40, ("C", "Q"): 1}
+    means = {("A", "P"): 1.0, ("B", "P"): 6.0, ("A", "Q"): 1.0, ("C", "Q"): 2.0}
+    stores, products, inv, prot = chain(stock, means, coords)
+    _, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=4))
+    assert (tr["quantity"] >= 4).all() and not tr.empty
+    _, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_value=1.0))
+    trips = (tr["value"] - tr["cost"]).groupby([tr["from_store_id"], tr["to_store_id"]]).sum()
+    assert (trips >= 1.0).all()
+    best = float(trips.max())
+    _, tr2 = plan(stores, products, inv, prot, BASE.replace(min_transfer_value=best + 1.0))
+    assert tr2.empty
+
+
+def test_receiver_capacity_and_exceptions_block_transfers():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 30, ("B", "P"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 6.0}
+    stores, products, inv, prot = chain(stock, means, coords, caps={("B", "P"): 2, ("A", "P"): 100})
+    _, tr = plan(stores, products, inv, prot)
+    assert tr["quantity"].sum() == 2
+    inv.loc[inv["store_id"] == "A", "on_hand"] = -1  # bad data at the would-be sender
+    _, tr = plan(stores, products, inv, prot)
+    assert tr.empty
+
+
+def test_orders_cover_what_transfers_do_not_in_whole_cases():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 12, ("B", "P"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 8.0}
+    stores, products, inv, prot = chain(stock, means, coords)
+    dcs = pd.DataFrame([{"dc_id": "DC1", "name": "d", "latitude": 41.7, "longitude": -87.9, "region": "R",
+                         "lead_time_days": 2}, {"dc_id": "DC9", "name": "far", "latitude": 45.0,
+                                                "longitude": -80.0, "region": "R", "lead_time_days": 9}])
+    policy, tr = plan(stores, products, inv, prot)
+    orders = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv)
+    assert list(orders.columns) == ORDER_COLUMNS
+    pol = policy.set_index("store_id")
+    got_in = tr.loc[tr["to_store_id"] == "B", "quantity"].sum()
+    b = orders.set_index("store_id").loc["B"]
+    assert b["dc_id"] == "DC1" and b["quantity"] % 4 == 0 and b["cases"] * 4 == b["quantity"]
+    assert b["quantity"] >= pol.at["B", "order_up_to"] - got_in > b["quantity"] - 4
+    assert b["expected_arrival"] == pd.Timestamp(2026, 3, 4)
+    assert b["order_value"] == pytest.approx(b["quantity"] * 2.0)
+    assert "A" not in set(orders["store_id"])  # the sender stays at or above its reorder point
+    after = apply_plan(policy, tr, orders, overstock_cover_days=60).set_index("store_id")
+    assert after.at["B", "status"] == "STOCKOUT_RISK" and after.at["B", "status_after_plan"] == "OK"
+    assert assign_dcs(stores, dcs)["dc_id"].tolist() == ["DC1", "DC1"]
