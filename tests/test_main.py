@@ -12,9 +12,10 @@ import json
 import logging
 import shutil
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
@@ -38,7 +39,7 @@ DROP = "acme/2026-01-15"
 @pytest.fixture(scope="module")
 def sample_files(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample")
-    generate_sample_chain(out, n_stores=4, n_products=6, days=120)
+    generate_sample_chain(out, n_stores=4, n_products=6, days=120, end_date=date(2026, 1, 14))
     return out
 
 
@@ -147,13 +148,13 @@ def test_same_start_message_delivered_five_times_concurrently_yields_one_run(run
     for t in threads:
         t.join()
     # Deliveries that found the claim held were told to retry (5xx); replay them as Pub/Sub would.
-    for _ in statuses.count(500):
+    for _ in range(statuses.count(500)):
         assert _post(_client("import_files"), event).status_code == 200
     assert statuses.count(200) >= 1
     assert len(_runs(runtime, message["run_id"])) == 1
     assert runtime.publisher.topics() == ["forecast"]
     sales = runtime.warehouse.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`")["n"].iloc[0]
-    file_rows = sum(1 for _ in open(runtime.raw_store.root / DROP / "sales.csv")) - 1
+    file_rows = len(pd.read_parquet(runtime.raw_store.root / DROP / "sales.parquet"))
     assert sales == file_rows
     # Published again under another event id (same business key): still one run, nothing re-sent.
     assert _post(_client("import_files"), _pubsub_event(message, event_id="dup-2")).status_code == 200
@@ -217,19 +218,44 @@ def test_old_and_oversized_events_are_dropped(runtime, log_lines):
     assert runtime.publisher.sent == [] and len(_runs(runtime, "acme-old")) == 0
 
 
-def test_bad_file_in_bucket_stays_with_its_reason(runtime):
+def _marker_event(runtime, event_id: str, generation: str = "1") -> CloudEvent:
+    return CloudEvent({"id": event_id, "source": "//storage.googleapis.com/projects/_/buckets/raw",
+                       "type": messages.STORAGE_FINALIZED_TYPE, "time": datetime.now(timezone.utc).isoformat()},
+                      {"bucket": runtime.raw_store.name, "name": f"{DROP}/_READY", "generation": generation,
+                       "size": "0"})
+
+
+def test_bad_rows_are_quarantined_and_the_run_goes_on(runtime):
+    inventory = runtime.raw_store.root / DROP / "inventory.csv"
+    lines = inventory.read_text().splitlines()
+    header = lines[0].split(",")
+    broken = lines[1].split(",")
+    broken[header.index("on_hand")] = "minus-three"
+    inventory.write_text("\n".join([lines[0], ",".join(broken), *lines[2:]]) + "\n")
+    assert _post(_client("import_files"), _marker_event(runtime, "gcs-rows")).status_code == 200
+    (topic, message), = runtime.publisher.sent
+    assert topic == "forecast"
+    assert _runs(runtime, message["run_id"]).status.tolist() == ["RUNNING"]
+    quarantine = runtime.warehouse.query(
+        "SELECT source_file, row_number FROM `{dataset}.quarantine` WHERE run_id = @r", {"r": message["run_id"]})
+    assert ("inventory.csv", 1) in set(zip(quarantine.source_file, quarantine.row_number))
+
+
+def test_bad_file_in_bucket_stays_with_its_reason(runtime, log_lines):
     drop = runtime.raw_store.root / DROP
     (drop / "stores.csv").write_text("this,is,not\nthe,stores,file\n")
-    event = CloudEvent({"id": "gcs-1", "source": "//storage.googleapis.com/projects/_/buckets/raw",
-                        "type": messages.STORAGE_FINALIZED_TYPE, "time": datetime.now(timezone.utc).isoformat()},
-                       {"bucket": runtime.raw_store.name, "name": f"{DROP}/_READY", "generation": "1", "size": "0"})
-    assert _post(_client("import_files"), event).status_code == 200
+    assert _post(_client("import_files"), _marker_event(runtime, "gcs-1")).status_code == 200
     assert (drop / "stores.csv").exists()
     note = json.loads((drop / "stores.csv.rejected.json").read_text())
-    assert note["retailopt-rejected"]
-    reasons = runtime.warehouse.query(
-        "SELECT reason FROM `{dataset}.quarantine` WHERE source_file LIKE '%stores.csv'")
-    assert len(reasons) >= 1
+    assert "stores" in note["retailopt-rejected"]
+    rejected = [line for line in log_lines() if line.get("outcome") == "rejected"]
+    assert rejected and "stores.csv" in rejected[-1]["reason"]
+    runs = runtime.warehouse.query("SELECT status, error FROM `{dataset}.runs`")
+    assert runs.status.tolist() == ["FAILED"] and "stores.csv" in runs.error.iloc[0]
+    assert runtime.publisher.sent == []
+    # The redelivered event is a duplicate, not a new attempt.
+    assert _post(_client("import_files"), _marker_event(runtime, "gcs-1")).status_code == 200
+    assert log_lines()[-1]["outcome"] == "duplicate"
 
 
 def test_data_file_without_marker_is_ignored(runtime, log_lines):

@@ -8,6 +8,7 @@ dead-letter path instead of looping.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from retailopt.services.messages import EventInfo, PermanentError
 from retailopt.services.runtime import Runtime, get_runtime
 
 logs.configure()
+LOCAL_BUS_HEADER = "X-Retailopt-Local-Bus"
 
 
 def _headers() -> dict[str, str]:
@@ -28,6 +30,9 @@ def _headers() -> dict[str, str]:
 
 def _check_caller(runtime: Runtime, headers: dict[str, str], step: str) -> None:
     if runtime.verifier is None:
+        return
+    secret = headers.get(LOCAL_BUS_HEADER)
+    if runtime.local_bus_secret and secret and hmac.compare_digest(secret, runtime.local_bus_secret):
         return
     try:
         runtime.verifier.verify_header(headers.get("Authorization"))

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 import tempfile
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
+from retailopt import pipeline
 from retailopt.config import ConfigError, Settings, load_settings
+from retailopt.ingest import InputError
 from retailopt.services import messages
 from retailopt.services.dedupe import Claim, KeyKind
 from retailopt.services.logs import StepLog, step_log
@@ -36,6 +38,8 @@ _DROP_RE = re.compile(r"^(?:(?P<root>[A-Za-z0-9_.=-]+(?:/[A-Za-z0-9_.=-]+)*)/)?(
                       r"(?P<date>\d{4}-\d{2}-\d{2})/" + READY_MARKER + "$")
 
 Next = list[tuple[str, list[dict[str, Any]]]]
+# Errors of the domain that no retry can fix.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (PermanentError, pipeline.RunNotFound, InputError, ConfigError)
 
 
 class BusyError(RuntimeError):
@@ -85,9 +89,10 @@ def handle(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo
                 if batch:
                     runtime.publisher.publish_many(topic, batch)
                     entry.counts[f"published_{topic}"] = len(batch)
-        except PermanentError as exc:
-            _reject(runtime, claims, run_id, step, exc.reason)
-            entry.finish("rejected", exc.reason)
+        except PERMANENT_ERRORS as exc:
+            reason = exc.reason if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
+            _reject(runtime, claims, run_id, step, reason)
+            entry.finish("rejected", reason)
             return entry.outcome
         except Exception as exc:
             for claim in claims:
@@ -112,8 +117,6 @@ def _not_won(runtime: Runtime, entry: StepLog, claim: Claim, held: list[Claim]) 
 
 
 def _reject(runtime: Runtime, claims: list[Claim], run_id: str | None, step: str, reason: str) -> None:
-    from retailopt import pipeline
-
     for claim in claims:
         runtime.ledger.finish(claim, "REJECTED", outcome=reason, run_id=run_id)
     if run_id and pipeline.get_run(runtime.warehouse, run_id) is not None:
@@ -122,8 +125,6 @@ def _reject(runtime: Runtime, claims: list[Claim], run_id: str | None, step: str
 
 
 def _known_run(runtime: Runtime, run_id: str) -> dict[str, Any]:
-    from retailopt import pipeline
-
     run = pipeline.get_run(runtime.warehouse, run_id)
     if run is None:
         raise PermanentError(f"unknown run {run_id}")
@@ -143,16 +144,18 @@ def start(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: M
         raise PermanentError(f"the import service takes start messages, got {message['kind']!r}")
 
     def work(entry: StepLog) -> Next:
-        from retailopt import pipeline
-
         settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
         run_id = message["run_id"]
         existing = pipeline.get_run(runtime.warehouse, run_id)
         if existing is not None and existing.get("status") != "RUNNING":
             entry.finish("ignored", f"run {run_id} is already {existing.get('status')}")
             return []
-        pipeline.start_run(runtime.warehouse, settings, run_id=run_id)
         source = message.get("source")
+        if source and existing is None and settings.run_date is None:
+            # The run date defaults to the day after the last sale, so the files go in first; the
+            # second import below (idempotent) records their quarantine under the run.
+            _import(runtime, settings, None, source)
+        pipeline.start_run(runtime.warehouse, settings, run_id=run_id)
         if source:
             entry.counts.update(_import(runtime, settings, run_id, source))
         return [("forecast", [_next("forecast", message)])]
@@ -160,21 +163,27 @@ def start(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: M
     return handle(runtime, "import", message, info, headers, work)
 
 
-def _import(runtime: Runtime, settings: Settings, run_id: str, source: Mapping[str, Any]) -> dict[str, Any]:
-    from retailopt import pipeline
-
+def _import(runtime: Runtime, settings: Settings, run_id: str | None, source: Mapping[str, Any]) -> dict[str, Any]:
     store = runtime.raw_store
     if source.get("bucket") and source["bucket"] != store.name:
         raise PermanentError(f"bucket {source['bucket']!r} is not this deployment's raw bucket")
-    prefix = source["prefix"]
+    prefix = source["prefix"].rstrip("/")
     with tempfile.TemporaryDirectory(prefix="retailopt-import-") as tmp:
         files = store.download_prefix(prefix, Path(tmp))
         if not files:
             raise PermanentError(f"no data files under {prefix!r}")
-        counts = dict(pipeline.import_step(runtime.warehouse, settings, run_id, Path(tmp)) or {})
-    for name, reason in _rejected_files(runtime, run_id).items():
-        # The file stays where it is; the reason goes on the object for whoever looks at the bucket.
-        store.mark_rejected(f"{prefix.rstrip('/')}/{name}" if prefix else name, reason)
+        try:
+            counts = dict(pipeline.import_step(runtime.warehouse, settings, run_id, Path(tmp)) or {})
+        except InputError as exc:
+            # Nothing was loaded. Every file stays in the bucket; those the error names carry it.
+            named = [p.name for p in files if p.name in str(exc)] or [READY_MARKER]
+            for name in named:
+                store.mark_rejected(f"{prefix}/{name}" if prefix else name, str(exc))
+            raise
+    if run_id is not None:
+        for name, reason in _rejected_files(runtime, run_id).items():
+            # The file stays where it is; the reason goes on the object for whoever looks at the bucket.
+            store.mark_rejected(f"{prefix}/{name}" if prefix else name, reason)
     counts["files"] = len(files)
     return counts
 
@@ -221,8 +230,6 @@ def storage_object(runtime: Runtime, obj: messages.StorageObject, info: EventInf
 
 def forecast(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
     def work(entry: StepLog) -> Next:
-        from retailopt import pipeline
-
         if not _running(entry, _known_run(runtime, message["run_id"])):
             return []
         settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
@@ -235,8 +242,6 @@ def forecast(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers
 def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
     """Policy, rebalancing and routing, then the atomic publish; announces the plan and its orders."""
     def work(entry: StepLog) -> Next:
-        from retailopt import pipeline
-
         run_id = message["run_id"]
         run = _known_run(runtime, run_id)
         if run.get("status") == "FAILED":
@@ -245,11 +250,14 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
         summary: dict[str, Any] = {}
         if run.get("status") != "COMPLETE":  # COMPLETE: a retry after publishing; only re-announce
             settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
-            entry.counts.update(_counts(pipeline.plan_step(runtime.warehouse, settings, run_id)))
             with tempfile.TemporaryDirectory(prefix="retailopt-artifacts-") as tmp:
-                summary.update(_counts(pipeline.publish_step(runtime.warehouse, settings, run_id, Path(tmp))))
+                counts = pipeline.plan_step(runtime.warehouse, settings, run_id, Path(tmp))
+                entry.counts.update(_counts(counts))
+                timings = {k: float(v) for k, v in (counts.get("step_seconds") or {}).items()}
+                published = pipeline.publish_step(runtime.warehouse, settings, run_id, Path(tmp), timings)
+                summary["kpis"] = published.get("kpis", {})
                 summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), f"runs/{run_id}")
-        summary["artifacts_location"] = f"{runtime.artifacts_store.name}/runs/{run_id}/"
+        summary["artifacts_location"] = f"{runtime.artifacts_store.location}/runs/{run_id}/"
         orders = [_next("reorder", message, order=o) for o in _orders(runtime, run_id)]
         summary["orders"] = len(orders)
         return [("published", [_next("published", message, summary=summary)]), ("reorders", orders)]
@@ -258,11 +266,16 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
 
 
 def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    """Train the BigQuery ML model version of the message's date (the weekly trigger)."""
     def work(entry: StepLog) -> Next:
-        from retailopt import pipeline
+        settings = run_settings(runtime, message.get("overrides"), None)
+        if settings.forecast_engine != "bigquery_ml" or not hasattr(runtime.warehouse, "client"):
+            entry.finish("ignored", "the local forecasting engine fits its models in every run; nothing to retrain")
+            return []
+        from retailopt.forecasting import bigquery_ml
 
-        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
-        entry.counts.update(_counts(pipeline.retrain_step(runtime.warehouse, settings, message["run_id"])))
+        trained_on = date.fromisoformat(message["run_date"]) if message.get("run_date") else datetime.now(timezone.utc).date()
+        entry.counts["model"] = bigquery_ml.train(runtime.warehouse.client, settings, trained_on)
         return []
 
     return _typed(runtime, "retrain", message, info, headers, work)
@@ -285,7 +298,7 @@ def _running(entry: StepLog, run: Mapping[str, Any]) -> bool:
 def _counts(result: Any) -> dict[str, Any]:
     if not isinstance(result, Mapping):
         return {}
-    return {k: v for k, v in result.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    return {str(k): v for k, v in result.items() if isinstance(v, (int, float, str, bool, dict, list)) or v is None}
 
 
 def _orders(runtime: Runtime, run_id: str) -> list[dict[str, Any]]:

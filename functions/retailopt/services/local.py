@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,16 +68,20 @@ def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_di
     warehouse.ensure_schema()
     apps: dict[str, Any] = {}
     deliver_lock = threading.Lock()
+    bus_secret = secrets.token_urlsafe(32)
 
     def deliver(target: str, headers: Mapping[str, str], body: bytes) -> int:
+        from retailopt.services.entrypoints import LOCAL_BUS_HEADER
+
         with deliver_lock:
             client = apps[target].test_client()
-        return client.post("/", headers=dict(headers), data=body).status_code
+        return client.post("/", headers={**headers, LOCAL_BUS_HEADER: bus_secret}, data=body).status_code
 
     bus = LocalBus(deliver=deliver, max_attempts=max_attempts, backoff_s=backoff_s)
     runtime = Runtime(settings, service, warehouse, bus,
-                      LocalStore(raw_dir or Path(settings.data_dir) / "raw"),
-                      LocalStore(artifacts_dir or Path(settings.data_dir) / "artifacts"), verifier)
+                      LocalStore(raw_dir or Path(settings.data_dir) / "raw", "local-raw"),
+                      LocalStore(artifacts_dir or Path(settings.data_dir) / "artifacts", "local-artifacts"), verifier,
+                      local_bus_secret=bus_secret)
     set_runtime(runtime)
     source = str(main_source())
     for target in ("api", *EVENT_TARGETS):

@@ -34,6 +34,8 @@ class Runtime:
     raw_store: ObjectStore
     artifacts_store: ObjectStore
     verifier: IdTokenVerifier | None = None
+    # Local mode: deliveries of the in-process bus carry this random secret instead of a token.
+    local_bus_secret: str | None = None
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.warehouse)
@@ -86,8 +88,9 @@ def _stores(settings: Settings, service: ServiceSettings) -> tuple[ObjectStore, 
 
         client = storage.Client(project=settings.project)
         raw: ObjectStore = GcsStore(client, service.raw_bucket) if service.raw_bucket else LocalStore(
-            Path(settings.data_dir) / "raw")
+            Path(settings.data_dir) / "raw", "local-raw")
         artifacts: ObjectStore = GcsStore(client, service.artifacts_bucket) if service.artifacts_bucket else LocalStore(
-            Path(settings.data_dir) / "artifacts")
+            Path(settings.data_dir) / "artifacts", "local-artifacts")
         return raw, artifacts
-    return LocalStore(Path(settings.data_dir) / "raw"), LocalStore(Path(settings.data_dir) / "artifacts")
+    return (LocalStore(Path(settings.data_dir) / "raw", "local-raw"),
+            LocalStore(Path(settings.data_dir) / "artifacts", "local-artifacts"))

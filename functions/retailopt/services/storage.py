@@ -17,7 +17,8 @@ REJECTED_KEY = "retailopt-rejected"
 
 
 class ObjectStore(Protocol):
-    name: str
+    name: str  # the bucket name events and messages refer to
+    location: str  # where a person finds the objects (gs://bucket or a folder)
 
     def list(self, prefix: str) -> list[str]: ...
 
@@ -51,6 +52,7 @@ class GcsStore:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.name = bucket
+        self.location = f"gs://{bucket}"
         self.bucket = client.bucket(bucket)
 
     def list(self, prefix: str) -> list[str]:
@@ -90,9 +92,10 @@ class GcsStore:
 class LocalStore:
     """A folder standing in for a bucket (local mode): object names are relative paths."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, name: str = "local-bucket") -> None:
         self.root = Path(root)
-        self.name = str(self.root)
+        self.name = name
+        self.location = str(self.root)
 
     def _path(self, name: str) -> Path:
         rel = PurePosixPath(name)
