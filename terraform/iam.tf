@@ -2,7 +2,7 @@ locals {
   # What each service may touch besides BigQuery jobs: its dataset role, object roles on its own
   # buckets and the topics it publishes to (each step publishes to the next one).
   access = {
-    api      = { dataset = "roles/bigquery.dataViewer", buckets = { artifacts = "roles/storage.objectViewer" }, publishes = ["import"] }
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = { artifacts = "roles/storage.objectViewer" }, publishes = ["import", "retrain"] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = "roles/storage.objectUser" }, publishes = ["forecast"] }
     plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["published", "reorders"] }
@@ -97,11 +97,17 @@ resource "google_project_iam_member" "eventarc_receiver" {
   member  = google_service_account.invoker["import"].member
 }
 
-# Cloud Scheduler publishes its jobs' messages as its service agent, on these two topics only.
-resource "google_pubsub_topic_iam_member" "scheduler" {
-  for_each = toset([for j in local.scheduler_jobs : j.topic])
+# Cloud Scheduler calls the api (only) with an OIDC token of its own identity.
+resource "google_service_account" "scheduler" {
+  project      = var.project_id
+  account_id   = "${local.prefix}-scheduler"
+  display_name = "retailopt Cloud Scheduler jobs"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler" {
   project  = var.project_id
-  topic    = google_pubsub_topic.default[each.key].name
-  role     = "roles/pubsub.publisher"
-  member   = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+  location = var.region
+  name     = google_cloud_run_v2_service.default["api"].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
 }

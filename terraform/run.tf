@@ -48,13 +48,15 @@ locals {
     RETAILOPT_RAW_BUCKET       = google_storage_bucket.default["raw"].name
     RETAILOPT_TOPIC_PREFIX     = local.prefix
   }
-  # Identities each service accepts ID tokens from (checked again in the code after Cloud Run
-  # IAM): planners' users and service accounts for the api (groups and domains are enforced by
-  # Cloud Run IAM only), the service's own push identity for the event-driven steps.
+  # Identities each service accepts ID tokens from, checked again in the code after Cloud Run
+  # IAM: the api's planners (users and service accounts) and the Scheduler, each event-driven
+  # step's own push identity. The code sees only e-mails, so when a group or domain may call the
+  # api the in-code check is left off there and Cloud Run IAM alone decides.
   allowed_callers = merge(
     { for k in local.event_services : k => [google_service_account.invoker[k].email] },
-    { api = sort([for m in var.api_invokers : split(":", m)[1] if startswith(m, "user:") || startswith(m, "serviceAccount:")]) }
+    { api = sort(concat([for m in var.api_invokers : split(":", m)[1] if startswith(m, "user:") || startswith(m, "serviceAccount:")], [google_service_account.scheduler.email])) }
   )
+  app_auth = { for k in keys(local.services) : k => k != "api" || alltrue([for m in var.api_invokers : startswith(m, "user:") || startswith(m, "serviceAccount:")]) }
 }
 
 resource "google_cloud_run_v2_service" "default" {
@@ -95,9 +97,8 @@ resource "google_cloud_run_v2_service" "default" {
         value = join(",", local.allowed_callers[each.key])
       }
       env {
-        name = "RETAILOPT_AUTH_AUDIENCE"
-        # Empty (no in-code check) when a group or domain may call: the code sees only emails.
-        value = length(local.allowed_callers[each.key]) > 0 && (each.key != "api" || length(local.allowed_callers.api) == length(var.api_invokers)) ? local.service_urls[each.key] : ""
+        name  = "RETAILOPT_AUTH_AUDIENCE"
+        value = local.app_auth[each.key] ? local.service_urls[each.key] : ""
       }
       dynamic "env" {
         for_each = merge(local.settings_env, local.service_env)

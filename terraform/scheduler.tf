@@ -1,41 +1,44 @@
 locals {
-  chain_id = lookup(var.settings, "chain_id", "default")
-  # Scheduler sends the same body every time: the services take the run date and a fresh run id
-  # from the delivery (publish time and message id), not from this static message.
+  # Both jobs call the planners' api as any planner would: the api gives each run its id (one
+  # per chain and day, so a repeated call is not a second run) and publishes the start message.
   scheduler_jobs = {
     planning = {
       schedule    = var.schedules.planning
-      topic       = "import"
-      description = "Daily planning run: import what is in the raw bucket, forecast, plan, publish"
-      message     = { schema_version = 1, kind = "start", chain_id = local.chain_id, run_id = "scheduled-planning", created_at = "2000-01-01T00:00:00Z" }
+      path        = "/runs"
+      description = "Daily planning run: import, forecast, plan, publish"
     }
     retrain = {
       schedule    = var.schedules.retrain
-      topic       = "retrain"
+      path        = "/retrain"
       description = "Weekly retraining of the forecast models"
-      message     = { schema_version = 1, kind = "retrain", chain_id = local.chain_id, run_id = "scheduled-retrain", created_at = "2000-01-01T00:00:00Z" }
     }
   }
 }
 
 resource "google_cloud_scheduler_job" "default" {
-  for_each    = local.scheduler_jobs
-  project     = var.project_id
-  region      = var.region
-  name        = "${local.prefix}-${each.key}"
-  description = each.value.description
-  schedule    = each.value.schedule
-  time_zone   = var.schedules.time_zone
+  for_each         = local.scheduler_jobs
+  project          = var.project_id
+  region           = var.region
+  name             = "${local.prefix}-${each.key}"
+  description      = each.value.description
+  schedule         = each.value.schedule
+  time_zone        = var.schedules.time_zone
+  attempt_deadline = "60s"
   retry_config {
     retry_count          = 3
     min_backoff_duration = "60s"
     max_backoff_duration = "600s"
     max_doublings        = 3
   }
-  pubsub_target {
-    topic_name = google_pubsub_topic.default[each.value.topic].id
-    data       = base64encode(jsonencode(each.value.message))
-    attributes = { kind = each.value.message.kind, origin = "scheduler" }
+  http_target {
+    http_method = "POST"
+    uri         = "${local.service_urls.api}${each.value.path}"
+    headers     = { "Content-Type" = "application/json" }
+    body        = base64encode(jsonencode({ chain_id = lookup(var.settings, "chain_id", "default") }))
+    oidc_token {
+      service_account_email = google_service_account.scheduler.email
+      audience              = local.service_urls.api
+    }
   }
-  depends_on = [google_pubsub_topic_iam_member.scheduler]
+  depends_on = [google_project_service.default, google_cloud_run_v2_service_iam_member.scheduler]
 }
