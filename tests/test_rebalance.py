@@ -41,14 +41,14 @@ def chain(stock: dict[tuple[str, str], int], means: dict[tuple[str, str], float]
     return stores, products, inv, pd.DataFrame(prot)
 
 
-def plan(stores, products, inv, prot, settings=BASE):
+def plan(stores, products, inv, prot, settings=BASE, horizon="window"):
     policy, exc = compute_policy(inv, products, prot, None, run_date=RUN, lead_time_days=3, settings=settings)
     tr = plan_transfers(policy, prot, products, stores, settings=settings, run_date=RUN, inventory=inv,
-                        max_segments=10_000)
+                        max_segments=10_000, value_horizon=horizon)
     return policy, tr
 
 
-def lp_optimum(policy, prot, products, stores, inv, settings) -> float:
+def lp_optimum(policy, prot, products, stores, inv, settings, mean_factor: float = 1.0) -> float:
     """The transfer model written independently as an LP: for each product, x_ij units from i to j,
     y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued with scipy's Poisson."""
     pol = policy.merge(prot[["store_id", "product_id", "demand_mean"]], on=["store_id", "product_id"]) \
@@ -59,11 +59,11 @@ def lp_optimum(policy, prot, products, stores, inv, settings) -> float:
     for pid, g in pol.groupby("product_id"):
         x = (g["on_hand"] + g["on_order"]).to_numpy()
         rop = np.ceil(g["reorder_point"].to_numpy() - 1e-9)
-        give = np.maximum(np.minimum(g["on_hand"].to_numpy(), x - rop), 0).astype(int)
+        give = np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - rop, 0).astype(int)
         take = np.where(x < rop, np.minimum(rop - x, g["max_capacity"].to_numpy() - x), 0).astype(int)
         give[give < settings.min_transfer_units] = 0
         take[take < settings.min_transfer_units] = 0
-        mu, price, sid = g["demand_mean"].to_numpy(), g["price"].to_numpy(), g["store_id"].to_numpy()
+        mu, price, sid = g["demand_mean"].to_numpy() * mean_factor, g["price"].to_numpy(), g["store_id"].to_numpy()
         senders, receivers = np.flatnonzero(give > 0), np.flatnonzero(take > 0)
         pairs = []
         for i in senders:
@@ -129,16 +129,29 @@ def test_plan_objective_equals_independent_lp(seed):
         assert lp > 1.0  # the cases are not trivially empty
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_lead_time_valuation_equals_lp_on_the_shorter_horizon(seed):
+    # Values over the days before a DC order placed today arrives: lead 3 - transfer 1 = 2 of the
+    # 10 window days, i.e. Poisson means scaled by 0.2.
+    stores, products, inv, prot = random_chain(100 + seed, n_stores=7)
+    policy, tr = plan(stores, products, inv, prot, horizon="lead_time")
+    ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+    lp = lp_optimum(policy, prot, products, stores, inv, BASE, mean_factor=0.2)
+    assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+
+
 def near(la=41.88, lo=-87.63):
     return (la, lo)
 
 
-def test_moves_from_overstock_to_stockout_only():
+@pytest.mark.parametrize("horizon", ["window", "lead_time"])
+def test_moves_from_overstock_to_stockout_only(horizon):
     coords = {"A": near(), "B": near(41.90), "C": near(41.86)}
     stock = {("A", "P"): 30, ("B", "P"): 0, ("C", "P"): 6}
-    means = {("A", "P"): 2.0, ("B", "P"): 6.0, ("C", "P"): 3.0}
+    means = {("A", "P"): 2.0, ("B", "P"): 12.0, ("C", "P"): 3.0}
     stores, products, inv, prot = chain(stock, means, coords)
-    policy, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=2, min_transfer_value=5.0))
+    policy, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=2, min_transfer_value=5.0),
+                      horizon=horizon)
     assert list(tr.columns) == TRANSFER_COLUMNS
     assert set(zip(tr["from_store_id"], tr["to_store_id"])) == {("A", "B")}
     rop = policy.set_index("store_id")["reorder_point"]

@@ -60,6 +60,17 @@ class WindowDemand:
         return WindowDemand(self.mean[idx], self.discrete[idx], self.nb_n[idx], self.knots[idx],
                             self.tail[idx])
 
+    def scaled(self, fraction: np.ndarray) -> "WindowDemand":
+        """Demand over a fraction of the window, days taken as independent: the mean scales by
+        the fraction, a negative binomial keeps its p (sizes add up), the spread of the quantile
+        knots around the mean by its square root. Used only to value transfers over a shorter
+        horizon than the protection window; levels always come from the window itself."""
+        f = np.clip(np.asarray(fraction, dtype=np.float64), 1e-9, None)
+        mean = self.mean * f
+        knots = mean[:, None] + (self.knots - self.mean[:, None]) * np.sqrt(f)[:, None]
+        return WindowDemand(mean=mean, discrete=self.discrete, nb_n=self.nb_n * f,
+                            knots=np.maximum(knots, 0.0), tail=self.tail * np.sqrt(f))
+
     # -- loss function ---------------------------------------------------------------------------
     def loss(self, x: np.ndarray) -> np.ndarray:
         """E[(D - x)+] per row; x has shape (n,) or (n, k)."""

@@ -209,7 +209,8 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
 
 def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.DataFrame,
                    stores: pd.DataFrame, *, settings: Settings, run_date: date,
-                   inventory: pd.DataFrame | None = None, max_segments: int = 16) -> pd.DataFrame:
+                   inventory: pd.DataFrame | None = None, max_segments: int = 16,
+                   value_horizon: str = "lead_time") -> pd.DataFrame:
     """Transfers (transfers columns without run_id). Shelf capacity comes from a `max_capacity`
     column of `policy` if present, else from `inventory`; positions with an exception neither
     send nor receive."""
@@ -230,7 +231,9 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     ok &= price_ok[prod_codes]
 
     # Screening, vectorised over every position: only products with a sender and a receiver.
-    sendable = np.where(ok, np.minimum(on_hand, position - reorder), 0).astype(np.int64)
+    # The sender keeps its reorder point on the shelf: stock still on order cannot cover what
+    # it ships today.
+    sendable = np.where(ok, np.minimum(on_hand, position) - reorder, 0).astype(np.int64)
     sendable = np.maximum(sendable, 0)
     # Receivers are filled up to their reorder point: the units above it have little value now
     # and the distribution-centre order brings the cycle stock.
@@ -271,6 +274,12 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     mean_daily = mean_w / np.maximum(window, 1.0)
     demand_all = WindowDemand.from_forecast(mean_w, std_w, quant,
                                             discrete=mean_daily < settings.slow_mover_daily_demand)
+    if value_horizon == "lead_time":
+        # A transfer only brings stock forward: the distribution-centre order placed today still
+        # arrives after the lead time, so the value is in the days before that.
+        lead = policy["lead_time_days"].to_numpy(dtype=np.float64)[rows]
+        horizon = np.maximum(lead - settings.transfer_lead_days, 1.0)
+        demand_all = demand_all.scaled(np.minimum(horizon / np.maximum(window, 1.0), 1.0))
     send_r = np.where(has_dist, send_r, 0)
     need_r = np.where(has_dist, need_r, 0)
     # Caps that cannot bind are cut to keep the unit arcs few.

@@ -1,0 +1,13 @@
+-- Output: positions that could not be planned normally, one row per reason.
+CREATE TABLE IF NOT EXISTS `{dataset}.plan_exceptions` (
+  run_id STRING NOT NULL,
+  run_date DATE NOT NULL,
+  store_id STRING NOT NULL,
+  product_id STRING NOT NULL,
+  reason_code STRING NOT NULL OPTIONS(description = 'NEGATIVE_STOCK, CAPACITY_BELOW_STOCK, MISSING_COST, UNKNOWN_PRODUCT, LEAD_TIME_MISSING, NO_FORECAST, NO_INVENTORY or BAD_CASE_PACK'),
+  reason STRING NOT NULL OPTIONS(description = 'What is wrong, with the offending values'),
+  action STRING NOT NULL OPTIONS(description = 'What the plan did about it')
+)
+PARTITION BY run_date
+CLUSTER BY store_id, product_id
+OPTIONS(description = 'Planning exceptions per store and product');
