@@ -39,6 +39,10 @@ def schema_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted((sql_dir() / "schema").glob("*.sql"))}
 
 
+def view_files() -> list[Path]:
+    return sorted((sql_dir() / "views").glob("*.sql"))
+
+
 def render(text: str, dataset: str, project: str | None = None) -> str:
     """Put the dataset (and project) into `{dataset}` placeholders; only validated names go in."""
     if not _IDENT_RE.match(dataset):

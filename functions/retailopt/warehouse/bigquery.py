@@ -72,6 +72,8 @@ class BigQueryWarehouse:
         self.client.create_dataset(ds, exists_ok=True)
         for path in sqlfiles.schema_files().values():
             self.client.query(self._render(path.read_text(encoding="utf-8"))).result()
+        for path in sqlfiles.view_files():
+            self.client.query(self._render(path.read_text(encoding="utf-8"))).result()
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(params))

@@ -31,6 +31,9 @@ class DuckDBWarehouse:
             for path in sqlfiles.schema_files().values():
                 for statement in self._translate(path.read_text(encoding="utf-8")):
                     self._conn.execute(statement)
+            for path in sqlfiles.view_files():
+                for statement in self._translate(path.read_text(encoding="utf-8")):
+                    self._conn.execute(statement)
 
     def _translate(self, sql: str) -> list[str]:
         return sqlfiles.to_duckdb(sqlfiles.render(sql, self.dataset))

@@ -1,0 +1,123 @@
+"""The `retailopt` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from retailopt.config import ConfigError, load_settings
+
+# Commands implemented by a module's own `main(argv)`.
+DELEGATED = {
+    "generate-sample": ("retailopt.sample", "Write the sample chain's input files"),
+    "solve-routes": ("retailopt.routing.cli", "Solve an OptimizeToursRequest JSON file locally"),
+    "replay": ("retailopt.replay", "Replay held-out demand to compare planning policies"),
+    "serve": ("retailopt.services.serve", "Run the HTTP API and event handlers on this machine"),
+    "bench-run": ("retailopt.benchmark", "Benchmark the whole planning run (time, memory)"),
+    "bench-forecast": ("retailopt.forecasting.benchmark", "Benchmark the forecasting engine"),
+    "bench-rebalance": ("retailopt.rebalance_benchmark", "Benchmark rebalancing at 20 million positions"),
+    "bench-routing": ("retailopt.routing.benchmark", "Benchmark the routing solver on Li & Lim"),
+    "bench-api": ("retailopt.services.load_benchmark", "Load-test the HTTP API on loopback"),
+}
+STEPS = ("import", "forecast", "plan", "publish")
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects NAME=VALUE, got {pair!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _run(args: argparse.Namespace, data: Path | None) -> int:
+    from retailopt.ingest import InputError
+    from retailopt.pipeline import run_planning
+
+    overrides = _overrides(args.set)
+    overrides["data_dir"] = str(args.data_dir)
+    settings = load_settings(overrides)
+    bar = tqdm(total=len(STEPS) if data else len(STEPS) - 1, desc="planning run", unit="step",
+               disable=args.quiet, file=sys.stderr)
+
+    def progress(step: str) -> None:
+        if bar.n or step != STEPS[0] or data is None:
+            bar.update(0 if bar.desc == "planning run" else 1)
+        bar.set_description(f"step: {step}")
+
+    started = time.perf_counter()
+    try:
+        result = run_planning(settings, data, progress=progress)
+    except InputError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.update(bar.total - bar.n)
+    bar.close()
+    k = result.kpis
+    print(f"\nRun {result.run_id} for {result.run_date} COMPLETE in {time.perf_counter() - started:.1f} s")
+    imported = k.get("import")
+    if imported:
+        rows = {t: v for t, v in imported.items() if isinstance(v, dict)}
+        print("  input rows: " + ", ".join(f"{t} {v['accepted']}/{v['rows_in']}" for t, v in rows.items())
+              + f"; quarantined {sum(v['quarantined'] for v in rows.values())}")
+    print(f"  stores at stockout risk: {k['stores_at_risk_before']} before, {k['stores_at_risk_after']} after "
+          f"({k['positions_at_risk_before']} -> {k['positions_at_risk_after']} positions)")
+    print(f"  transfers: {k['transfers']} moving {k['units_moved']} units (value {k['transfer_value']:,.2f}, "
+          f"cost {k['transfer_cost']:,.2f}); orders: {k['orders']} for {k['units_ordered']} units")
+    print(f"  routes: {k['vehicles_used']} vehicles, {k['route_km']:,.1f} km, cost {k['route_cost']:,.2f}")
+    print(f"  report: {result.artifacts_dir / 'report.html'}")
+    print(f"summary: {result.summary_path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        return int(module.main(argv[1:]) or 0)
+
+    parser = argparse.ArgumentParser(prog="retailopt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=Path("data"),
+                        help="working folder: warehouse file, run artifacts (default: ./data)")
+    common.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a setting, e.g. --set service_level=0.97 (repeatable)")
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+    common.add_argument("-v", "--verbose", action="store_true")
+    demo = sub.add_parser("demo", parents=[common], help="Generate the sample chain and plan it")
+    demo.add_argument("--regenerate", action="store_true", help="write the sample files again")
+    run = sub.add_parser("run", parents=[common], help="Plan a chain from a folder of CSV/Parquet files")
+    run.add_argument("--data", type=Path, help="folder of input files to import first")
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "demo":
+            from retailopt.sample import generate_sample_chain
+
+            sample_dir = args.data_dir / "sample"
+            if args.regenerate or not (sample_dir / "sales.parquet").exists():
+                print(f"writing the sample chain to {sample_dir}", file=sys.stderr)
+                generate_sample_chain(sample_dir)
+            return _run(args, sample_dir)
+        return _run(args, args.data)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

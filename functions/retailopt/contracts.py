@@ -1,0 +1,68 @@
+"""Input data contracts: the DDL's columns and types plus the business rules each file must meet.
+
+Types and nullability come from `sql/schema/`; this module adds only what DDL cannot say
+(ranges, uniqueness, references between files, no future dates).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandera.pandas as pa
+
+from retailopt import schema
+
+INPUT_TABLES = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales")
+# Files that must hold at least one valid row for a plan to be possible.
+REQUIRED_NONEMPTY = ("stores", "distribution_centers", "products", "inventory", "sales")
+
+
+@dataclass(frozen=True)
+class Contract:
+    table: str
+    key: tuple[str, ...]
+    checks: dict[str, list[pa.Check]] = field(default_factory=dict)
+    # column -> table whose ids it must reference
+    references: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    not_after_run_date: tuple[str, ...] = ()
+
+
+def _non_negative(*cols: str) -> dict[str, list[pa.Check]]:
+    return {c: [pa.Check.ge(0, error="must be >= 0")] for c in cols}
+
+
+_COORDS = {
+    "latitude": [pa.Check.in_range(-90, 90, error="latitude must be within -90..90")],
+    "longitude": [pa.Check.in_range(-180, 180, error="longitude must be within -180..180")],
+}
+
+CONTRACTS: dict[str, Contract] = {
+    "stores": Contract("stores", ("store_id",), {**_COORDS, **_non_negative("capacity_units")}),
+    "distribution_centers": Contract("distribution_centers", ("dc_id",),
+                                     {**_COORDS, **_non_negative("lead_time_days")}),
+    "products": Contract("products", ("product_id",), {
+        **_non_negative("unit_cost", "price", "unit_weight_kg", "unit_volume_l"),
+        "case_pack": [pa.Check.ge(1, error="must be >= 1")],
+    }),
+    "vehicles": Contract("vehicles", ("vehicle_id",), {
+        **_non_negative("capacity_kg", "cost_per_km", "cost_per_hour", "fixed_cost"),
+        "capacity_units": [pa.Check.gt(0, error="must be > 0")],
+    }, references={"depot_id": ("distribution_centers", "stores")}),
+    "inventory": Contract("inventory", ("store_id", "product_id"),
+                          _non_negative("on_hand", "on_order", "max_capacity"),
+                          references={"store_id": ("stores",), "product_id": ("products",)},
+                          not_after_run_date=("snapshot_date",)),
+    "sales": Contract("sales", ("sale_date", "store_id", "product_id"), _non_negative("units", "price"),
+                      references={"store_id": ("stores",), "product_id": ("products",)},
+                      not_after_run_date=("sale_date",)),
+}
+
+
+def pandera_schema(table: str) -> pa.DataFrameSchema:
+    """Value rules for a file whose columns are already typed (see ingest.coerce)."""
+    contract = CONTRACTS[table]
+    columns = {}
+    for col in schema.table(table).columns:
+        columns[col.name] = pa.Column(nullable=col.nullable, checks=contract.checks.get(col.name, []),
+                                      required=True, coerce=False)
+    return pa.DataFrameSchema(columns, strict=False, name=table)

@@ -1,0 +1,369 @@
+"""The daily planning run: import → forecast → policy, rebalancing and routing → publish.
+
+Each step reads its inputs from the warehouse and replaces its own rows for the run id, so a step
+can be run again (at-least-once delivery) without duplicating anything. A run's results become
+visible only when its `runs` row says COMPLETE; a failed run has its partial rows removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+
+from retailopt import schema, sqlfiles
+from retailopt.config import Settings
+from retailopt.ingest import InputError, load_inputs
+from retailopt.warehouse import Warehouse, open_warehouse
+from retailopt.warehouse.base import query_file
+
+log = logging.getLogger(__name__)
+
+DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles")
+# Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
+RESULT_TABLES = ("forecasts", "demand_windows", "inventory_policy", "transfers", "replenishment_orders",
+                 "routes", "route_stops")
+
+
+class RunNotFound(LookupError):
+    """The run id is not in the runs table (a permanent error for a message handler)."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: str
+    run_date: date
+    artifacts_dir: Path | None = None
+    summary_path: Path | None = None
+    kpis: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id(run_date: date) -> str:
+    return f"{run_date:%Y%m%d}-{uuid.uuid4().hex[:10]}"
+
+
+def read_table(wh: Warehouse, table: str) -> pd.DataFrame:
+    sqlfiles.check_table_name(table)
+    return wh.query(f"SELECT * FROM `{{dataset}}.{table}`")
+
+
+def read_run_rows(wh: Warehouse, table: str, run_id: str) -> pd.DataFrame:
+    sqlfiles.check_table_name(table)
+    return wh.query(f"SELECT * FROM `{{dataset}}.{table}` WHERE run_id = @run_id", {"run_id": run_id})
+
+
+def replace_run_rows(wh: Warehouse, table: str, run_id: str, frame: pd.DataFrame,
+                     run_date: date | None = None) -> int:
+    """Idempotent write: the run's previous rows in `table` are replaced by `frame`."""
+    sqlfiles.check_table_name(table)
+    frame = frame.assign(run_id=run_id)
+    if run_date is not None and "run_date" in schema.table(table).column_names:
+        frame = frame.assign(run_date=run_date)
+    wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE run_id = @run_id", {"run_id": run_id})
+    return wh.insert(table, frame)
+
+
+def get_run(wh: Warehouse, run_id: str) -> dict[str, Any] | None:
+    rows = query_file(wh, "run_by_id", {"run_id": run_id})
+    if rows.empty:
+        return None
+    row = rows.iloc[0].to_dict()
+    for key in ("parameters", "timings", "kpis"):
+        row[key] = json.loads(row[key]) if isinstance(row[key], str) else None
+    row["run_date"] = pd.Timestamp(row["run_date"]).date()
+    return row
+
+
+def latest_complete_run(wh: Warehouse) -> str | None:
+    rows = query_file(wh, "latest_complete_run")
+    return None if rows.empty else str(rows.run_id.iloc[0])
+
+
+def _require_run(wh: Warehouse, run_id: str) -> dict[str, Any]:
+    run = get_run(wh, run_id)
+    if run is None:
+        raise RunNotFound(f"unknown run {run_id!r}")
+    return run
+
+
+def default_run_date(wh: Warehouse) -> date:
+    last = query_file(wh, "last_sale_date").last_sale_date.iloc[0]
+    if last is None or pd.isna(last):
+        raise InputError("no sales in the warehouse: import data first")
+    return pd.Timestamp(last).date() + timedelta(days=1)
+
+
+def start_run(wh: Warehouse, settings: Settings, run_id: str | None = None,
+              run_date: date | None = None) -> str:
+    """Record a RUNNING run (nothing happens if the run id exists already)."""
+    run_date = run_date or settings.run_date or default_run_date(wh)
+    run_id = run_id or new_run_id(run_date)
+    wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {
+        "run_id": run_id, "run_date": run_date, "started_at": _now(),
+        "parameters": json.dumps(settings.as_json(), sort_keys=True)})
+    return run_id
+
+
+def _finish(wh: Warehouse, run_id: str, status: str, *, timings: dict | None = None, kpis: dict | None = None,
+            error: str | None = None) -> None:
+    wh.execute(sqlfiles.read_sql("queries/finish_run.sql"), {
+        "run_id": run_id, "status": status, "finished_at": _now(),
+        "timings": json.dumps(timings or {}), "kpis": json.dumps(kpis or {}, default=float), "error": error})
+
+
+def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
+    """Mark the run FAILED and remove its partial results."""
+    with wh.transaction():
+        for table in RESULT_TABLES:
+            wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE run_id = @run_id", {"run_id": run_id})
+        _finish(wh, run_id, "FAILED", error=error[:2000])
+
+
+# ---------------------------------------------------------------- import
+
+
+def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path) -> dict[str, Any]:
+    """Validate the files in `source_dir` and load the valid rows; bad rows go to quarantine.
+
+    Dimension files and the stock snapshot replace what the warehouse holds; sales replace the
+    days the files cover, so daily files can be loaded one after another. Without a run id a run
+    is started for the imported data; its id is returned under "run_id".
+    """
+    as_of = settings.run_date or _now().date()
+    result = load_inputs(source_dir, as_of=as_of)
+    with wh.transaction():
+        for table in (*DIMENSION_TABLES, "inventory"):
+            wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE TRUE")
+            wh.insert(table, result.frames[table])
+        sales = result.frames["sales"]
+        wh.execute("DELETE FROM `{dataset}.sales` WHERE sale_date BETWEEN @first AND @last", {
+            "first": sales.sale_date.min().date(), "last": sales.sale_date.max().date()})
+        wh.insert("sales", sales)
+    if run_id is None:
+        run_id = start_run(wh, settings)
+    run_date = _require_run(wh, run_id)["run_date"]
+    replace_run_rows(wh, "quarantine", run_id, result.quarantine, run_date)
+    counts: dict[str, Any] = {"run_id": run_id}
+    for report in result.reports:
+        counts[report.table] = {"rows_in": report.rows_in, "accepted": report.rows_accepted,
+                                "quarantined": report.rows_quarantined}
+    counts["problems"] = [p for r in result.reports for p in r.problems][:50]
+    return counts
+
+
+# ---------------------------------------------------------------- forecast
+
+
+def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
+    from retailopt.rebalance import assign_dcs
+
+    return assign_dcs(stores, dcs)
+
+
+def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
+    from retailopt.forecasting import forecast
+
+    run_date = _require_run(wh, run_id)["run_date"]
+    history = query_file(wh, "sales_history", {
+        "since": run_date - timedelta(days=settings.history_days), "until": run_date})
+    history["sale_date"] = pd.to_datetime(history["sale_date"])
+    inventory = query_file(wh, "latest_inventory")
+    positions = inventory[["store_id", "product_id"]]
+    leads = _lead_times(read_table(wh, "stores"), read_table(wh, "distribution_centers"))
+    window = positions.merge(leads[["store_id", "lead_time_days"]], on="store_id", how="left")
+    window["window_days"] = (pd.to_numeric(window.lead_time_days, errors="coerce").fillna(0).clip(lower=0)
+                             + settings.review_period_days).astype(int)
+    result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
+                      window_days=window[["store_id", "product_id", "window_days"]],
+                      confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
+                      holiday_subdivision=settings.holiday_subdivision, seed=settings.seed)
+    with wh.transaction():
+        replace_run_rows(wh, "forecasts", run_id, result.daily)
+        replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
+    models = result.protection.model.value_counts().to_dict()
+    return {"series": int(len(positions)), "history_rows": int(len(history)),
+            "forecast_rows": int(len(result.daily)), "models": {str(k): int(v) for k, v in models.items()}}
+
+
+# ---------------------------------------------------------------- plan
+
+
+def _solve_routes(request, settings: Settings):
+    if settings.routing_engine == "api":
+        from retailopt.routing.cloud import solve_cloud
+
+        return solve_cloud(request, project=settings.project or "", time_limit_s=settings.routing_time_limit_s)
+    from retailopt.routing import solve_local
+
+    return solve_local(request, time_limit_s=settings.routing_time_limit_s)
+
+
+def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
+    from retailopt.policy import compute_policy
+    from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
+    from retailopt.routing import build_request, request_to_json, response_to_tables
+    from retailopt.routing.tables import locations_frame
+
+    run_date = _require_run(wh, run_id)["run_date"]
+    stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
+    products, vehicles = read_table(wh, "products"), read_table(wh, "vehicles")
+    inventory = query_file(wh, "latest_inventory")
+    daily = read_run_rows(wh, "forecasts", run_id)
+    protection = read_run_rows(wh, "demand_windows", run_id)
+    if protection.empty:
+        raise RunNotFound(f"run {run_id} has no forecast: run the forecast step first")
+    leads = _lead_times(stores, dcs)
+    lead_map = dict(zip(leads.store_id, leads.lead_time_days))
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    policy, exceptions = compute_policy(inventory, products, protection, daily, run_date=run_date,
+                                        lead_time_days=lead_map, settings=settings)
+    timings["policy"] = time.perf_counter() - started
+    started = time.perf_counter()
+    transfers = plan_transfers(policy, protection, products, stores, settings=settings, run_date=run_date,
+                               inventory=inventory)
+    orders = plan_orders(policy, transfers, products, dcs, stores, settings=settings, run_date=run_date,
+                         inventory=inventory)
+    policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
+    timings["rebalancing"] = time.perf_counter() - started
+    started = time.perf_counter()
+    request = build_request(transfers, orders, stores, dcs, vehicles, products, run_date=run_date,
+                            settings=settings)
+    response = _solve_routes(request, settings)
+    routes, stops = response_to_tables(request, response, run_date=run_date,
+                                       locations=locations_frame(stores, dcs))
+    timings["routing"] = time.perf_counter() - started
+    if artifacts_dir is not None:
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        (artifacts_dir / "routes_request.json").write_text(request_to_json(request), encoding="utf-8")
+        (artifacts_dir / "routes_response.json").write_text(
+            type(response).to_json(response), encoding="utf-8")
+    with wh.transaction():
+        replace_run_rows(wh, "inventory_policy", run_id, policy, run_date)
+        replace_run_rows(wh, "transfers", run_id, transfers, run_date)
+        replace_run_rows(wh, "replenishment_orders", run_id, orders, run_date)
+        replace_run_rows(wh, "routes", run_id, routes, run_date)
+        replace_run_rows(wh, "route_stops", run_id, stops, run_date)
+    skipped = len(response.skipped_shipments)
+    return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
+            "orders": int(len(orders)), "routes": int(len(routes)), "skipped_shipments": int(skipped),
+            "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
+
+
+# ---------------------------------------------------------------- publish
+
+
+def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
+    policy = read_run_rows(wh, "inventory_policy", run_id)
+    transfers = read_run_rows(wh, "transfers", run_id)
+    orders = read_run_rows(wh, "replenishment_orders", run_id)
+    routes = read_run_rows(wh, "routes", run_id)
+    quarantine = read_run_rows(wh, "quarantine", run_id)
+
+    def stores_with(column: str, status: str) -> int:
+        return int(policy.loc[policy[column] == status, "store_id"].nunique()) if len(policy) else 0
+
+    return {
+        "positions": int(len(policy)),
+        "positions_at_risk_before": int((policy.status == "STOCKOUT_RISK").sum()),
+        "positions_at_risk_after": int((policy.status_after_plan == "STOCKOUT_RISK").sum()),
+        "positions_overstocked_before": int((policy.status == "OVERSTOCK").sum()),
+        "positions_overstocked_after": int((policy.status_after_plan == "OVERSTOCK").sum()),
+        "stores_at_risk_before": stores_with("status", "STOCKOUT_RISK"),
+        "stores_at_risk_after": stores_with("status_after_plan", "STOCKOUT_RISK"),
+        "expected_lost_units": round(float(policy.expected_lost_units.sum()), 1),
+        "transfers": int(len(transfers)),
+        "units_moved": int(transfers.quantity.sum()) if len(transfers) else 0,
+        "transfer_value": round(float(transfers.value.sum()), 2) if len(transfers) else 0.0,
+        "transfer_cost": round(float(transfers.cost.sum()), 2) if len(transfers) else 0.0,
+        "orders": int(len(orders)),
+        "units_ordered": int(orders.quantity.sum()) if len(orders) else 0,
+        "order_value": round(float(orders.order_value.sum()), 2) if len(orders) else 0.0,
+        "vehicles_used": int(routes.vehicle_id.nunique()) if len(routes) else 0,
+        "route_km": round(float(routes.distance_km.sum()), 1) if len(routes) else 0.0,
+        "route_cost": round(float(routes.cost.sum()), 2) if len(routes) else 0.0,
+        "quarantined_rows": int(quarantine.row_number.notna().sum()) if len(quarantine) else 0,
+    }
+
+
+def publish_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path,
+                 timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write the artifacts, then mark the run COMPLETE (the moment its results become visible)."""
+    from retailopt import report
+
+    run = _require_run(wh, run_id)
+    kpis = compute_kpis(wh, run_id)
+    timings = dict(timings or {})
+    paths = report.write_artifacts(wh, run, kpis, timings, artifacts_dir)
+    _finish(wh, run_id, "COMPLETE", timings=timings, kpis=kpis)
+    return {"kpis": kpis, "artifacts": {k: str(v) for k, v in paths.items()}}
+
+
+# ---------------------------------------------------------------- the whole run
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(time.perf_counter() - started, 3)
+
+
+def run_planning(settings: Settings, data: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> RunResult:
+    """Run every step in this process. `data` is a folder of input files to import first."""
+    progress = progress or (lambda step: None)
+    timings: dict[str, float] = {}
+    wh = open_warehouse(settings)
+    try:
+        with _timed(timings, "setup"):
+            wh.ensure_schema()
+        import_counts: dict[str, Any] | None = None
+        if data is not None:
+            progress("import")
+            with _timed(timings, "import"):
+                import_counts = import_step(wh, settings, None, data)
+            run_id = import_counts["run_id"]
+        else:
+            run_id = start_run(wh, settings)
+        run_date = _require_run(wh, run_id)["run_date"]
+        artifacts_dir = settings.data_dir / "runs" / run_id
+        try:
+            progress("forecast")
+            with _timed(timings, "forecast"):
+                forecast_step(wh, settings, run_id)
+            progress("plan")
+            with _timed(timings, "plan"):
+                plan_counts = plan_step(wh, settings, run_id, artifacts_dir)
+            timings.update({k: v for k, v in plan_counts["step_seconds"].items()})
+            progress("publish")
+            with _timed(timings, "publish"):
+                published = publish_step(wh, settings, run_id, artifacts_dir, timings)
+        except Exception as exc:
+            fail_run(wh, run_id, f"{type(exc).__name__}: {exc}")
+            raise
+        result = RunResult(run_id=run_id, status="COMPLETE", run_date=run_date, artifacts_dir=artifacts_dir,
+                           summary_path=Path(published["artifacts"]["summary"]), kpis=published["kpis"],
+                           timings=timings)
+        if import_counts is not None:
+            result.kpis["import"] = import_counts
+        return result
+    finally:
+        wh.close()

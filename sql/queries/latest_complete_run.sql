@@ -1,0 +1,5 @@
+SELECT run_id
+FROM `{dataset}.runs`
+WHERE status = 'COMPLETE'
+ORDER BY finished_at DESC
+LIMIT 1
