@@ -59,7 +59,8 @@ def lp_optimum(policy, prot, products, stores, inv, settings, mean_factor: float
     for pid, g in pol.groupby("product_id"):
         x = (g["on_hand"] + g["on_order"]).to_numpy()
         rop = np.ceil(g["reorder_point"].to_numpy() - 1e-9)
-        give = np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - rop, 0).astype(int)
+        oul = np.ceil(g["order_up_to"].to_numpy() - 1e-9)
+        give = np.where(x > oul, np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - rop, 0), 0).astype(int)
         take = np.where(x < rop, np.minimum(rop - x, g["max_capacity"].to_numpy() - x), 0).astype(int)
         give[give < settings.min_transfer_units] = 0
         take[take < settings.min_transfer_units] = 0
@@ -112,7 +113,7 @@ def random_chain(seed: int, n_stores: int = 6, n_products: int = 4):
         for p in range(n_products):
             key = (s, f"P{p}")
             means[key] = float(rng.uniform(0.5, 9.0))
-            stock[key] = int(rng.choice([0, 1, 2, int(means[key] * 3), int(means[key] * 4) + 2]))
+            stock[key] = int(rng.choice([0, 1, 2, int(means[key] * 3), int(means[key] * 4) + 80]))
             caps[key] = int(stock[key] + rng.integers(2, 12))
     prices = {f"P{p}": float(rng.uniform(3, 40)) for p in range(n_products)}
     return chain(stock, means, coords, prices, caps)
@@ -147,7 +148,7 @@ def near(la=41.88, lo=-87.63):
 @pytest.mark.parametrize("horizon", ["window", "lead_time"])
 def test_moves_from_overstock_to_stockout_only(horizon):
     coords = {"A": near(), "B": near(41.90), "C": near(41.86)}
-    stock = {("A", "P"): 30, ("B", "P"): 0, ("C", "P"): 6}
+    stock = {("A", "P"): 150, ("B", "P"): 0, ("C", "P"): 6}
     means = {("A", "P"): 2.0, ("B", "P"): 12.0, ("C", "P"): 3.0}
     stores, products, inv, prot = chain(stock, means, coords)
     policy, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=2, min_transfer_value=5.0),
@@ -157,7 +158,7 @@ def test_moves_from_overstock_to_stockout_only(horizon):
     rop = policy.set_index("store_id")["reorder_point"]
     moved = int(tr["quantity"].sum())
     assert 0 < moved <= rop["B"]  # the receiver is filled up to its reorder point at most
-    assert 30 - moved >= rop["A"]  # the sender keeps its protected level
+    assert 150 - moved >= rop["A"]  # the sender keeps its protected level
     assert (tr["value"] > tr["cost"]).all()
     assert tr["distance_km"].iat[0] == pytest.approx(
         distance_matrix_km([41.88], [-87.63], [41.90], [-87.63])[0, 0])
@@ -165,7 +166,7 @@ def test_moves_from_overstock_to_stockout_only(horizon):
 
 def test_nothing_moves_when_not_worth_it_or_too_far():
     coords = {"A": near(), "B": near(41.90)}
-    stock = {("A", "P"): 30, ("B", "P"): 0}
+    stock = {("A", "P"): 150, ("B", "P"): 0}
     means = {("A", "P"): 2.0, ("B", "P"): 6.0}
     stores, products, inv, prot = chain(stock, means, coords, prices={"P": 0.2})
     assert plan(stores, products, inv, prot)[1].empty  # a unit is worth less than its handling
@@ -177,7 +178,7 @@ def test_nothing_moves_when_not_worth_it_or_too_far():
 
 def test_minimum_quantity_and_trip_value_are_respected():
     coords = {"A": near(), "B": near(41.90), "C": near(41.86)}
-    stock = {("A", "P"): 30, ("B", "P"): 0, ("A", "Q"): 40, ("C", "Q"): 1}
+    stock = {("A", "P"): 150, ("B", "P"): 0, ("A", "Q"): 160, ("C", "Q"): 1}
     means = {("A", "P"): 1.0, ("B", "P"): 6.0, ("A", "Q"): 1.0, ("C", "Q"): 2.0}
     stores, products, inv, prot = chain(stock, means, coords)
     _, tr = plan(stores, products, inv, prot, BASE.replace(min_transfer_units=4))
@@ -192,9 +193,9 @@ def test_minimum_quantity_and_trip_value_are_respected():
 
 def test_receiver_capacity_and_exceptions_block_transfers():
     coords = {"A": near(), "B": near(41.90)}
-    stock = {("A", "P"): 30, ("B", "P"): 0}
+    stock = {("A", "P"): 150, ("B", "P"): 0}
     means = {("A", "P"): 2.0, ("B", "P"): 6.0}
-    stores, products, inv, prot = chain(stock, means, coords, caps={("B", "P"): 2, ("A", "P"): 100})
+    stores, products, inv, prot = chain(stock, means, coords, caps={("B", "P"): 2, ("A", "P"): 200})
     _, tr = plan(stores, products, inv, prot)
     assert tr["quantity"].sum() == 2
     inv.loc[inv["store_id"] == "A", "on_hand"] = -1  # bad data at the would-be sender
@@ -203,9 +204,10 @@ def test_receiver_capacity_and_exceptions_block_transfers():
 
 
 def test_orders_cover_what_transfers_do_not_in_whole_cases():
-    coords = {"A": near(), "B": near(41.90)}
-    stock = {("A", "P"): 12, ("B", "P"): 0}
-    means = {("A", "P"): 2.0, ("B", "P"): 8.0}
+    # B is next to A's surplus, C is beyond max_transfer_km: only C needs the DC.
+    coords = {"A": near(), "B": near(41.90), "C": near(43.0)}
+    stock = {("A", "P"): 150, ("B", "P"): 0, ("C", "P"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 8.0, ("C", "P"): 8.0}
     stores, products, inv, prot = chain(stock, means, coords)
     dcs = pd.DataFrame([{"dc_id": "DC1", "name": "d", "latitude": 41.7, "longitude": -87.9, "region": "R",
                          "lead_time_days": 2}, {"dc_id": "DC9", "name": "far", "latitude": 45.0,
@@ -214,13 +216,30 @@ def test_orders_cover_what_transfers_do_not_in_whole_cases():
     orders = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv)
     assert list(orders.columns) == ORDER_COLUMNS
     pol = policy.set_index("store_id")
-    got_in = tr.loc[tr["to_store_id"] == "B", "quantity"].sum()
-    b = orders.set_index("store_id").loc["B"]
-    assert b["dc_id"] == "DC1" and b["quantity"] % 4 == 0 and b["cases"] * 4 == b["quantity"]
-    assert b["quantity"] >= pol.at["B", "order_up_to"] - got_in > b["quantity"] - 4
-    assert b["expected_arrival"] == pd.Timestamp(2026, 3, 4)
-    assert b["order_value"] == pytest.approx(b["quantity"] * 2.0)
-    assert "A" not in set(orders["store_id"])  # the sender stays at or above its reorder point
+    assert tr["to_store_id"].tolist() == ["B"] and tr["quantity"].sum() == pol.at["B", "reorder_point"]
+    assert orders["store_id"].tolist() == ["C"]  # B's deficit is covered by the transfer, A has surplus
+    c = orders.iloc[0]
+    assert c["dc_id"] == "DC1" and c["cases"] * 4 == c["quantity"]
+    assert c["quantity"] >= pol.at["C", "order_up_to"] > c["quantity"] - 4
+    assert c["expected_arrival"] == pd.Timestamp(2026, 3, 4)
+    assert c["order_value"] == pytest.approx(c["quantity"] * 2.0)
     after = apply_plan(policy, tr, orders, overstock_cover_days=60).set_index("store_id")
-    assert after.at["B", "status"] == "STOCKOUT_RISK" and after.at["B", "status_after_plan"] == "OK"
-    assert assign_dcs(stores, dcs)["dc_id"].tolist() == ["DC1", "DC1"]
+    assert (after.loc[["B", "C"], "status"] == "STOCKOUT_RISK").all()
+    assert (after.loc[["B", "C"], "status_after_plan"] == "OK").all()
+    assert assign_dcs(stores, dcs)["dc_id"].tolist() == ["DC1", "DC1", "DC1"]
+
+
+def test_orders_are_capped_by_shelf_room_and_blocked_by_exceptions():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 0, ("B", "P"): 0}
+    means = {("A", "P"): 8.0, ("B", "P"): 8.0}
+    stores, products, inv, prot = chain(stock, means, coords, caps={("A", "P"): 10, ("B", "P"): 1000})
+    products.loc[:, "unit_cost"] = 2.0
+    dcs = pd.DataFrame([{"dc_id": "DC1", "name": "d", "latitude": 41.7, "longitude": -87.9, "region": "R",
+                         "lead_time_days": 2}])
+    policy, tr = plan(stores, products, inv, prot)
+    orders = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv)
+    assert orders.set_index("store_id").at["A", "quantity"] == 8  # two cases fit in a shelf of 10
+    policy.loc[policy["store_id"] == "B", "exception"] = "MISSING_COST: unit_cost=nan"
+    orders = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv)
+    assert orders["store_id"].tolist() == ["A"]

@@ -216,10 +216,11 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     send nor receive."""
     store_codes, store_ids = _codes(policy["store_id"])
     prod_codes, prod_ids = _codes(policy["product_id"])
-    on_hand = policy["on_hand"].to_numpy(dtype=np.int64)
-    position = on_hand + policy["on_order"].to_numpy(dtype=np.int64)
-    reorder = np.ceil(policy["reorder_point"].to_numpy(dtype=np.float64) - 1e-9)
-    order_up_to = np.ceil(policy["order_up_to"].to_numpy(dtype=np.float64) - 1e-9)
+    # Native dtypes: at 20 million positions every int64 / float64 copy costs 160 MB.
+    on_hand = policy["on_hand"].to_numpy()
+    position = on_hand + policy["on_order"].to_numpy()
+    reorder = np.ceil(policy["reorder_point"].to_numpy() - 1e-6)
+    order_up_to = np.ceil(policy["order_up_to"].to_numpy() - 1e-6)
     ok = policy["exception"].isna().to_numpy() if "exception" in policy else np.ones(len(policy), bool)
     ok &= np.isfinite(reorder) & np.isfinite(order_up_to)
     # Products must have a positive price to be valued.
@@ -230,21 +231,26 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     price_ok = np.nan_to_num(price_by_code, nan=0.0) > 0
     ok &= price_ok[prod_codes]
 
-    # Screening, vectorised over every position: only products with a sender and a receiver.
-    # The sender keeps its reorder point on the shelf: stock still on order cannot cover what
-    # it ships today.
-    sendable = np.where(ok, np.minimum(on_hand, position) - reorder, 0).astype(np.int64)
-    sendable = np.maximum(sendable, 0)
-    # Receivers are filled up to their reorder point: the units above it have little value now
-    # and the distribution-centre order brings the cycle stock.
-    need = np.where(ok & (position < reorder), reorder - position, 0).astype(np.int64)
+    # Screening, vectorised over every position: only products with a surplus position (above
+    # its order-up-to level) and a deficit position (below its reorder point) go to the solver.
+    surplus = ok & (position > order_up_to)
+    deficit = ok & (position < reorder)
     n_prod = len(prod_ids)
-    has_send = np.bincount(prod_codes[sendable > 0], minlength=n_prod) > 0
-    has_need = np.bincount(prod_codes[need > 0], minlength=n_prod) > 0
-    candidate = has_send & has_need
-    rows = np.flatnonzero(((sendable > 0) | (need > 0)) & candidate[prod_codes])
+    candidate = (np.bincount(prod_codes[surplus], minlength=n_prod) > 0) & \
+        (np.bincount(prod_codes[deficit], minlength=n_prod) > 0)
+    rows = np.flatnonzero((surplus | deficit) & candidate[prod_codes])
+    del surplus, deficit
     if len(rows) == 0:
         return _empty(TRANSFER_COLUMNS)
+    on_hand_r = on_hand[rows].astype(np.int64)
+    position_r = position[rows].astype(np.int64)
+    reorder_r = reorder[rows].astype(np.int64)
+    # A sender gives down to its reorder point, from what is on its shelf today (stock still on
+    # order cannot cover what it ships); a receiver is filled up to its reorder point at most:
+    # the distribution-centre order brings the cycle stock.
+    sendable = np.where(position_r > order_up_to[rows], np.minimum(on_hand_r, position_r) - reorder_r, 0)
+    sendable = np.maximum(sendable, 0)
+    need = np.where(position_r < reorder_r, reorder_r - position_r, 0)
 
     # Receiver room on the shelf.
     if "max_capacity" in policy:
@@ -252,19 +258,22 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     elif inventory is not None:
         inv_s, _ = _codes(inventory["store_id"], store_ids)
         inv_p, _ = _codes(inventory["product_id"], prod_ids)
-        at = _lookup(inv_s * n_prod + inv_p, store_codes[rows] * n_prod + prod_codes[rows])
+        at = _lookup(inv_s * n_prod + inv_p, store_codes[rows].astype(np.int64) * n_prod + prod_codes[rows])
         cap = np.where(at >= 0, inventory["max_capacity"].to_numpy(dtype=np.float64)[np.maximum(at, 0)], np.inf)
     else:
         cap = np.full(len(rows), np.inf)
-    room = np.maximum(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - position[rows], 0)
-    need_r = np.minimum(need[rows], room).astype(np.int64)
-    send_r = sendable[rows]
+    room = np.maximum(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - position_r, 0)
+    need_r = np.minimum(need, room).astype(np.int64)
+    send_r = sendable.astype(np.int64)
 
-    # Window demand of the candidate rows.
+    # Window demand of the candidate rows (protection rows in the policy's order need no search).
     pr_s, _ = _codes(protection["store_id"], store_ids)
     pr_p, _ = _codes(protection["product_id"], prod_ids)
-    keys = store_codes[rows] * n_prod + prod_codes[rows]
-    at = _lookup(pr_s * n_prod + pr_p, keys)
+    if len(pr_s) == len(store_codes) and np.array_equal(pr_s, store_codes) and np.array_equal(pr_p, prod_codes):
+        at = rows.copy()
+    else:
+        at = _lookup(pr_s * n_prod + pr_p, store_codes[rows].astype(np.int64) * n_prod + prod_codes[rows])
+    del pr_s, pr_p
     has_dist = at >= 0
     at = np.maximum(at, 0)
     mean_w = protection["demand_mean"].to_numpy()[at].astype(np.float64)
@@ -308,10 +317,6 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     r_rows, r_group = r_rows[r_order], r_group[r_order]
     r_count = np.bincount(r_group, minlength=len(groups_used))
     r_start = np.cumsum(r_count) - r_count
-    per_sender = r_count[s_group]
-    pair_s = np.repeat(np.arange(len(s_rows)), per_sender)
-    offs = np.arange(int(per_sender.sum())) - np.repeat(np.cumsum(per_sender) - per_sender, per_sender)
-    pair_r = r_start[s_group[pair_s]] + offs
     st = stores.assign(store_id=stores["store_id"].astype(str)).drop_duplicates("store_id").set_index("store_id")
     st = st.reindex(store_ids)
     lat, lon = st["latitude"].to_numpy(dtype=float), st["longitude"].to_numpy(dtype=float)
@@ -319,15 +324,30 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     local = np.full(len(store_ids), -1)
     local[used_stores] = np.arange(len(used_stores))
     dist = distance_matrix_km(lat[used_stores], lon[used_stores], lat[used_stores], lon[used_stores])
-    km = dist[local[store_codes[rows[s_rows]]][pair_s], local[store_codes[rows[r_rows]]][pair_r]]
-    keep = np.isfinite(km) & (km <= settings.max_transfer_km)
-    pair_s, pair_r, km = pair_s[keep], pair_r[keep], km[keep]
+    s_local = local[store_codes[rows[s_rows]]]
+    r_local = local[store_codes[rows[r_rows]]]
+    per_sender = r_count[s_group]
+    # Senders in chunks of a few million candidate pairs, filtered by distance as they come.
+    bounds = np.searchsorted(np.cumsum(per_sender), np.arange(4_000_000, int(per_sender.sum()), 4_000_000))
+    parts_s, parts_r, parts_km = [], [], []
+    for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(s_rows)]])):
+        ps_ = np.arange(lo, hi)
+        cnt = per_sender[lo:hi]
+        ps_ = np.repeat(ps_, cnt)
+        offs = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        pr_ = r_start[s_group[ps_]] + offs
+        km_ = dist[s_local[ps_], r_local[pr_]]
+        keep = np.isfinite(km_) & (km_ <= settings.max_transfer_km)
+        parts_s.append(ps_[keep])
+        parts_r.append(pr_[keep])
+        parts_km.append(km_[keep])
+    pair_s, pair_r, km = np.concatenate(parts_s), np.concatenate(parts_r), np.concatenate(parts_km)
     if len(pair_s) == 0:
         return _empty(TRANSFER_COLUMNS)
 
-    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position[rows][s_rows], -1, demand_all.take(s_rows),
+    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position_r[s_rows], -1, demand_all.take(s_rows),
                                       price_row[s_rows], max_segments)
-    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position[rows][r_rows], +1, demand_all.take(r_rows),
+    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position_r[r_rows], +1, demand_all.take(r_rows),
                                       price_row[r_rows], max_segments)
     # Arcs that can never carry flow: a sender unit losing more than the best receiver unit of the
     # product gains, a receiver unit gaining less than the cheapest sender unit loses.
