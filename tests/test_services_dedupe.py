@@ -60,3 +60,22 @@ def test_expired_lease_is_taken_over_and_survives_reopen(tmp_path):
     late = ledger.claim("k", KeyKind.EVENT_ID, "import", now=start + timedelta(seconds=61))
     assert held.won and late.won and late.attempts == 2
     warehouse.close()
+
+
+def test_the_same_claim_statements_run_on_bigquery(bqemu_client):
+    """The MERGE the cloud runs, against bqemulator: first claim wins, a second does not, DONE is final."""
+    import uuid
+
+    from retailopt.warehouse.bigquery import BigQueryWarehouse
+
+    warehouse = BigQueryWarehouse(bqemu_client, project=bqemu_client.project, dataset=f"t_{uuid.uuid4().hex[:8]}")
+    warehouse.ensure_schema()
+    ledger = Ledger(warehouse)
+    first = ledger.claim("event:s/42", KeyKind.EVENT_ID, "plan", chain_id="acme", run_id="r1")
+    second = ledger.claim("event:s/42", KeyKind.EVENT_ID, "plan", chain_id="acme", run_id="r1")
+    assert first.won and not second.won and second.status == "IN_PROGRESS"
+    ledger.finish(first, "RETRY", outcome="boom")
+    third = ledger.claim("event:s/42", KeyKind.EVENT_ID, "plan")
+    assert third.won and third.attempts == 2
+    ledger.finish(third, "DONE", run_id="r1")
+    assert ledger.get("event:s/42")["status"] == "DONE"

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from datetime import date, datetime, timezone
 from importlib import resources
@@ -109,8 +110,13 @@ def _jsonable(value: Any) -> Any:
 class Api:
     """Holds the route map and the cache of complete runs' results (they never change)."""
 
-    def __init__(self, runtime_getter: Callable[[], Runtime], cache_size: int = 256) -> None:
+    def __init__(self, runtime_getter: Callable[[], Runtime], cache_size: int = 256,
+                 latest_ttl_s: float = 2.0) -> None:
         self.runtime = runtime_getter
+        # Which run is the latest complete one is looked up at most every `latest_ttl_s`: a new
+        # plan shows up within that delay, and a burst of readers costs one query.
+        self._latest: tuple[float, str | None] = (float("-inf"), None)
+        self._latest_ttl = latest_ttl_s
         self.urls = _url_map()
         self._cache: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -207,7 +213,10 @@ class Api:
     def latest_plan(self, request: Request, _caller: str | None = None) -> Response:
         from retailopt import pipeline
 
-        run_id = pipeline.latest_complete_run(self.runtime().warehouse)
+        checked_at, run_id = self._latest
+        if time.monotonic() - checked_at > self._latest_ttl:
+            run_id = pipeline.latest_complete_run(self.runtime().warehouse)
+            self._latest = (time.monotonic(), run_id)
         if run_id is None:
             raise ApiError(404, "no complete plan yet")
         body = self._cached((run_id, "plan.json"))
