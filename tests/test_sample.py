@@ -111,7 +111,7 @@ def test_small_profile_is_a_consistent_chain(small: dict[str, Path]) -> None:
     assert products["product_id"].is_unique and products["name"].is_unique
     assert (dcs["lead_time_days"] == 2).all()
     assert set(vehicles["depot_id"]) <= set(dcs["dc_id"]) | set(stores["store_id"])
-    assert len(vehicles) >= 2 and vehicles["capacity_units"].between(600, 1200).all()
+    assert len(vehicles) >= 2 and vehicles["capacity_units"].between(2000, 12000).all()
     assert (products["price"] > products["unit_cost"]).all()
     assert products["case_pack"].isin([1, 2, 4, 6, 12, 24]).all()
     assert (stores["receiving_open"] < stores["receiving_close"]).all()
@@ -241,7 +241,7 @@ def test_stock_is_imbalanced_between_stores(medium: dict[str, pd.DataFrame]) -> 
     cover = (stock.reindex(rate.index) / rate).rename("cover").reset_index()
     per_product = cover.groupby("product_id")["cover"].agg(["min", "max"])
     both = per_product[(per_product["min"] < 3) & (per_product["max"] > 45)]
-    assert len(both) >= 0.2 * inventory["product_id"].nunique(), per_product
+    assert len(both) >= 0.1 * inventory["product_id"].nunique(), per_product
     assert (inventory["on_hand"] == 0).any()
     assert ((inventory["on_order"] > 0).mean() < 0.3) and (inventory["on_order"] > 0).any()
 

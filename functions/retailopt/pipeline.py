@@ -217,6 +217,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.policy import compute_policy
     from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
+    from retailopt.routing.request import consignment_id
     from retailopt.routing.tables import locations_frame
 
     run_date = _require_run(wh, run_id)["run_date"]
@@ -240,6 +241,10 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     orders = plan_orders(policy, transfers, products, dcs, stores, settings=settings, run_date=run_date,
                          inventory=inventory)
     policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
+    transfers = transfers.assign(shipment_id=[consignment_id("transfers", a, b) for a, b in
+                                              zip(transfers.from_store_id, transfers.to_store_id)])
+    orders = orders.assign(shipment_id=[consignment_id("replenishment_orders", a, b) for a, b in
+                                        zip(orders.dc_id, orders.store_id)])
     timings["rebalancing"] = time.perf_counter() - started
     started = time.perf_counter()
     request = build_request(transfers, orders, stores, dcs, vehicles, products, run_date=run_date,

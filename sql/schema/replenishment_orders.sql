@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS `{dataset}.replenishment_orders` (
   quantity INT64 NOT NULL,
   cases INT64 NOT NULL,
   order_value FLOAT64 NOT NULL,
-  expected_arrival DATE NOT NULL
+  expected_arrival DATE NOT NULL,
+  shipment_id STRING OPTIONS(description = 'Route shipment (consignment) that carries this line')
 )
 PARTITION BY run_date
 CLUSTER BY store_id, product_id

@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS `{dataset}.transfers` (
   quantity INT64 NOT NULL,
   value FLOAT64 NOT NULL OPTIONS(description = 'Expected gain: lost sales avoided at the receiver less those caused at the sender'),
   cost FLOAT64 NOT NULL OPTIONS(description = 'Handling and transport cost'),
-  distance_km FLOAT64 NOT NULL
+  distance_km FLOAT64 NOT NULL,
+  shipment_id STRING OPTIONS(description = 'Route shipment (consignment) that carries this line')
 )
 PARTITION BY run_date
 CLUSTER BY from_store_id, product_id

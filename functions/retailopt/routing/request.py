@@ -1,7 +1,7 @@
 """Build the Route Optimization API request from a run's transfers and orders.
 
-One shipment per transfer (pickup at the sending store) and per distribution-centre order (pickup at
-the centre), delivered to the receiving store within its receiving hours. The same request goes to
+One shipment per consignment: the transfer lines from one store to another (pickup at the sending
+store), or the order lines from a distribution centre to a store (pickup at the centre), delivered to the receiving store within its receiving hours. The same request goes to
 the API or to the local OR-Tools solver, and is saved in the API's own JSON form.
 """
 
@@ -37,23 +37,38 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
     visit = _duration(settings.visit_minutes * 60.0)
 
     shipments: list[ro.Shipment] = []
-    for row in _rows(transfers, "transfers", ["transfer_id", "product_id", "from_store_id",
-                                              "to_store_id", "quantity", "value"]):
-        shipments.append(_shipment(
-            label=str(row["transfer_id"]), table="transfers", row=row,
-            origin=_place(places, row["from_store_id"], "transfers", row, "from_store_id"),
-            destination=_place(places, row["to_store_id"], "transfers", row, "to_store_id"),
-            quantity=int(row["quantity"]), product_id=str(row["product_id"]), value=float(row["value"]),
-            weights=weights, volumes=volumes, visit=visit, run_date=run_date, tz=tz, settings=settings))
-    for row in _rows(orders, "replenishment_orders", ["order_id", "dc_id", "store_id", "product_id",
-                                                      "quantity", "order_value"]):
-        shipments.append(_shipment(
-            label=str(row["order_id"]), table="replenishment_orders", row=row,
-            origin=_place(places, row["dc_id"], "replenishment_orders", row, "dc_id"),
-            destination=_place(places, row["store_id"], "replenishment_orders", row, "store_id"),
-            quantity=int(row["quantity"]), product_id=str(row["product_id"]),
-            value=float(row["order_value"]), weights=weights, volumes=volumes, visit=visit,
-            run_date=run_date, tz=tz, settings=settings))
+    # Lines between the same two places travel together: one shipment per consignment.
+    lines = [("transfers", transfers, "transfer_id", "from_store_id", "to_store_id", "value"),
+             ("replenishment_orders", orders, "order_id", "dc_id", "store_id", "order_value")]
+    for table, frame, id_col, origin_col, dest_col, value_col in lines:
+        rows = _rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity", value_col])
+        consignments: dict[str, dict] = {}
+        for row in rows:
+            label = consignment_id(table, row[origin_col], row[dest_col])
+            entry = consignments.setdefault(label, {"row": row, "quantity": 0, "value": 0.0, "weight": 0.0,
+                                                    "volume": 0.0, "lines": 0, "weighed": True,
+                                                    "measured": True})
+            quantity = int(row["quantity"])
+            if quantity <= 0:
+                raise RequestBuildError(f"{table} row {row['_row']}: quantity must be > 0, got {quantity}")
+            product = str(row["product_id"])
+            entry["quantity"] += quantity
+            entry["value"] += float(row[value_col])
+            entry["lines"] += 1
+            entry["weight"] += quantity * weights.get(product, 0.0)
+            entry["volume"] += quantity * volumes.get(product, 0.0)
+            entry["weighed"] &= product in weights
+            entry["measured"] &= product in volumes
+        for label, entry in consignments.items():
+            row = entry["row"]
+            shipments.append(_shipment(
+                label=label, table=table, row=row,
+                origin=_place(places, row[origin_col], table, row, origin_col),
+                destination=_place(places, row[dest_col], table, row, dest_col),
+                quantity=entry["quantity"], lines=entry["lines"], value=entry["value"],
+                weight=entry["weight"] if entry["weighed"] else None,
+                volume=entry["volume"] if entry["measured"] else None,
+                visit=visit, run_date=run_date, tz=tz, settings=settings))
 
     fleet = [_vehicle(row, places, run_date, tz, settings)
              for row in _rows(vehicles, "vehicles", ["vehicle_id", "depot_id", "capacity_units",
@@ -172,20 +187,24 @@ def _latlng(place: dict) -> latlng_pb2.LatLng:
     return latlng_pb2.LatLng(latitude=place["lat"], longitude=place["lng"])
 
 
+def consignment_id(table: str, origin: object, destination: object) -> str:
+    """The shipment a transfer or order line travels in (shared by all lines of the same trip)."""
+    prefix = "T" if table == "transfers" else "O"
+    return f"{prefix}-{origin}-{destination}"
+
+
 def _shipment(*, label: str, table: str, row: dict, origin: dict, destination: dict, quantity: int,
-              product_id: str, value: float, weights: dict[str, float], volumes: dict[str, float],
+              lines: int, value: float, weight: float | None, volume: float | None,
               visit: duration_pb2.Duration, run_date: date, tz: ZoneInfo,
               settings: Settings) -> ro.Shipment:
-    if quantity <= 0:
-        raise RequestBuildError(f"{table} row {row['_row']}: quantity must be > 0, got {quantity}")
     loads = {UNITS: ro.Shipment.Load(amount=quantity)}
-    if product_id in weights:
-        loads[WEIGHT] = ro.Shipment.Load(amount=math.ceil(quantity * weights[product_id]))
-    if product_id in volumes:
-        loads[VOLUME] = ro.Shipment.Load(amount=math.ceil(quantity * volumes[product_id]))
+    if weight is not None:
+        loads[WEIGHT] = ro.Shipment.Load(amount=math.ceil(weight))
+    if volume is not None:
+        loads[VOLUME] = ro.Shipment.Load(amount=math.ceil(volume))
     return ro.Shipment(
         label=label,
-        display_name=f"{product_id} x{quantity}",
+        display_name=f"{lines} line(s), {quantity} units",
         pickups=[ro.Shipment.VisitRequest(
             arrival_location=_latlng(origin), duration=visit,
             time_windows=[_window(run_date, tz, origin["open"], origin["close"])])],

@@ -64,12 +64,15 @@ def make_distribution_centers() -> pd.DataFrame:
 
 def make_vehicles(rng: np.random.Generator, stores: pd.DataFrame, dc_id: str) -> pd.DataFrame:
     n_vans = int(np.clip(round(len(stores) / 6), 2, 6))
-    depots = [dc_id] * n_vans
+    # Box trucks carry the distribution centre's replenishment; vans mostly carry transfers.
+    n_trucks = max(1, len(stores) // 12)
+    depots = [dc_id] * (n_vans + n_trucks)
     if len(stores) >= 10:
         # The largest store keeps its own van for transfers in its neighbourhood.
         depots.append(str(stores.loc[stores["capacity_units"].idxmax(), "store_id"]))
     n = len(depots)
-    cap = rng.choice(np.array([600, 800, 1000, 1200]), n)
+    cap = rng.choice(np.array([2000, 2500, 3000]), n)
+    cap[n_vans:n_vans + n_trucks] = 12000
     return pd.DataFrame({
         "vehicle_id": [f"V{i + 1:02d}" for i in range(n)],
         "depot_id": depots,
@@ -84,7 +87,7 @@ def make_vehicles(rng: np.random.Generator, stores: pd.DataFrame, dc_id: str) ->
 
 
 # Shares of store x product cells that start short or overstocked (the rest is healthy).
-SHORT_SHARE, OVER_SHARE = 0.12, 0.12
+SHORT_SHARE, OVER_SHARE = 0.05, 0.05
 
 
 def make_inventory(rng: np.random.Generator, stores: pd.DataFrame, products: pd.DataFrame,
@@ -102,7 +105,7 @@ def make_inventory(rng: np.random.Generator, stores: pd.DataFrame, products: pd.
     # Guarantee that for many products one store runs short while another sits on stock,
     # the situation store-to-store transfers exist for.
     if n_store >= 2:
-        paired = rng.random(n_prod) < 0.4
+        paired = rng.random(n_prod) < 0.15
         active = (demand > 0).sum(axis=0) >= 2
         if not (paired & active).any() and active.any():
             paired[np.argmax(np.where(active, demand.sum(axis=0), -1))] = True
