@@ -72,15 +72,25 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
              window_days: pd.DataFrame, confidence_level: float = 0.9,
              holiday_country: str | None = "US", holiday_subdivision: str | None = None,
              seed: int = 42, holidays: pd.DataFrame | None = None,
-             max_history_days: int = 1100, variance_scale: float = 1.0) -> ForecastResult:
+             max_history_days: int = 1100, variance_scale: float = 1.0,
+             max_chunk_series: int = 8000) -> ForecastResult:
     """Forecast every position for ``horizon`` days from ``forecast_start``.
 
     ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
     ``holiday_country``. ``variance_scale`` multiplies the predictive variance (set by a
     backtest calibration; 1 means the in-sample estimate). The engine is deterministic;
-    ``seed`` is accepted for interface stability with sampling-based engines.
+    ``seed`` is accepted for interface stability with sampling-based engines. More than
+    ``max_chunk_series`` series are forecast in chunks of whole stores, which bounds memory
+    (pooled estimates then pool within a chunk).
     """
     del seed  # deterministic: quantiles come from closed-form count distributions
+    keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+    if len(keys) > max_chunk_series:
+        return _forecast_in_chunks(history, keys, max_chunk_series, forecast_start=forecast_start,
+                                   horizon=horizon, window_days=window_days,
+                                   confidence_level=confidence_level, holiday_country=holiday_country,
+                                   holiday_subdivision=holiday_subdivision, holidays=holidays,
+                                   max_history_days=max_history_days, variance_scale=variance_scale)
     if horizon < 1:
         raise ValueError(f"horizon={horizon}: expected >= 1")
     if not 0 < confidence_level < 1:
@@ -106,6 +116,27 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                  "param", "n_spikes", "n_dip_days", "cv_error"):
         series[name if name != "reason" else "fallback_reason"] = fit[name]
     return ForecastResult(daily=daily, protection=protection, series=series)
+
+
+def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_series: int,
+                        **kwargs) -> ForecastResult:
+    counts = keys.groupby("store_id", sort=True).size()
+    chunk_of_store: dict[str, int] = {}
+    chunk, filled = 0, 0
+    for store, n in counts.items():
+        if filled and filled + n > max_chunk_series:
+            chunk, filled = chunk + 1, 0
+        chunk_of_store[store] = chunk
+        filled += n
+    store_chunk = history["store_id"].astype(str).map(chunk_of_store)
+    key_chunk = keys["store_id"].map(chunk_of_store)
+    parts = []
+    for c in range(chunk + 1):
+        parts.append(forecast(history.loc[store_chunk == c], keys.loc[key_chunk == c],
+                              max_chunk_series=max_chunk_series, **kwargs))
+    merged = [pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+              for name in ("daily", "protection", "series")]
+    return ForecastResult(*merged)
 
 
 # --------------------------------------------------------------------------- input

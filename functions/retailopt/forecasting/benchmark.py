@@ -1,0 +1,234 @@
+"""`retailopt bench-forecast`: the local engine against statsforecast baselines.
+
+Suites (one run, same data for every method):
+- ``chain``: the generated sample chain (``retailopt.sample.generate_sample_chain``), last
+  ``--horizon`` days held out. The engine forecasts every series; the slow baselines
+  (AutoARIMA, AutoETS, SeasonalNaive with weekly season) run on a random subset of
+  ``--baseline-series`` series, and the engine's accuracy is also shown on that same subset.
+- ``m5``: the ten real M5 series in /work/shared/benchmarks/m5_sample (train d_1..d_1913, score
+  the 28 actual days, calendar events as holidays).
+- ``scale``: ``--scale N`` synthetic series of two years, engine only: series/s and peak RSS.
+
+Accuracy: RMSSE averaged over series (M5 scaling), WAPE, and the share of actual days inside
+the central 80% and 95% intervals. Speed: series per second (single process) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .distributions import count_quantiles
+from .engine import forecast
+from .metrics import naive_scales
+from .synthetic import matrix_to_history, synthetic_matrix
+
+M5_DIR = Path("/work/shared/benchmarks/m5_sample")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _score(actual: np.ndarray, train: np.ndarray, mean: np.ndarray, lo80: np.ndarray, hi80: np.ndarray,
+           lo95: np.ndarray, hi95: np.ndarray) -> dict[str, float]:
+    _, mse = naive_scales(train)
+    ok = mse > 0
+    rmsse = np.sqrt(((mean - actual) ** 2).mean(axis=1)[ok] / mse[ok])
+    return {
+        "rmsse": float(rmsse.mean()),
+        "wape": float(np.abs(mean - actual).sum() / max(actual.sum(), 1e-9)),
+        "coverage_80": float(((actual >= lo80) & (actual <= hi80)).mean()),
+        "coverage_95": float(((actual >= lo95) & (actual <= hi95)).mean()),
+        "n_series": int(len(actual)),
+    }
+
+
+def run_engine(keys: pd.DataFrame, days: pd.DatetimeIndex, train: np.ndarray, promo: np.ndarray | None,
+               horizon: int, holidays: pd.DataFrame | None = None,
+               holiday_country: str | None = "US") -> tuple[dict[str, np.ndarray], float]:
+    hist = matrix_to_history(keys, days, train, promo)
+    start = (days[-1] + pd.Timedelta(days=1)).date()
+    t0 = time.perf_counter()
+    res = forecast(hist, keys, forecast_start=start, horizon=horizon,
+                   window_days=keys.assign(window_days=horizon), holidays=holidays,
+                   holiday_country=holiday_country)
+    seconds = time.perf_counter() - t0
+    n = len(keys)
+    mean = res.daily["forecast_mean"].to_numpy().reshape(n, horizon)
+    var = res.daily["standard_error"].to_numpy().reshape(n, horizon) ** 2
+    q = count_quantiles(mean, var, [0.1, 0.9, 0.025, 0.975])
+    return {"mean": mean, "lo80": q[..., 0], "hi80": q[..., 1], "lo95": q[..., 2], "hi95": q[..., 3],
+            "models": res.series["model"].to_numpy()}, seconds
+
+
+def run_baseline(name: str, train: np.ndarray, days: pd.DatetimeIndex, horizon: int) -> tuple[dict, float]:
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS, SeasonalNaive
+
+    model = {"AutoARIMA": lambda: AutoARIMA(season_length=7),
+             "AutoETS": lambda: AutoETS(season_length=7),
+             "SeasonalNaive": lambda: SeasonalNaive(season_length=7)}[name]()
+    n, t = train.shape
+    # Each series from its first sale, as the engine sees it (leading zeros are not history).
+    frames = []
+    for i in range(n):
+        nz = np.flatnonzero(train[i] > 0)
+        s = nz[0] if nz.size and t - nz[0] >= 2 * 7 else max(t - 14, 0)
+        frames.append(pd.DataFrame({"unique_id": i, "ds": days[s:], "y": train[i, s:]}))
+    df = pd.concat(frames, ignore_index=True)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = StatsForecast(models=[model], freq="D", n_jobs=1).forecast(df=df, h=horizon, level=[80, 95])
+    seconds = time.perf_counter() - t0
+    fc = fc.sort_values(["unique_id", "ds"])
+    col = [c for c in fc.columns if c not in ("unique_id", "ds") and "-lo-" not in c and "-hi-" not in c][0]
+
+    def get(c: str) -> np.ndarray:
+        return np.maximum(fc[c].to_numpy(dtype=float).reshape(n, horizon), 0.0)
+
+    return {"mean": get(col), "lo80": get(f"{col}-lo-80"), "hi80": get(f"{col}-hi-80"),
+            "lo95": get(f"{col}-lo-95"), "hi95": get(f"{col}-hi-95")}, seconds
+
+
+def _row(suite: str, method: str, scores: dict, seconds: float, n_fit: int, note: str = "") -> dict:
+    return {"suite": suite, "method": method, **scores, "seconds": round(seconds, 3),
+            "series_per_s": round(n_fit / seconds, 2) if seconds > 0 else None,
+            "peak_rss_mb": round(_peak_rss_mb(), 1), "note": note}
+
+
+def chain_suite(args: argparse.Namespace) -> list[dict]:
+    h = args.horizon
+    try:
+        from retailopt.sample import generate_sample_chain
+    except ImportError:
+        generate_sample_chain = None
+    if generate_sample_chain is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = generate_sample_chain(Path(tmp), seed=args.seed, days=args.days + h)
+            sales = pd.read_parquet(paths["sales"])
+        sales["sale_date"] = pd.to_datetime(sales["sale_date"])
+        keys = sales[["store_id", "product_id"]].drop_duplicates().sort_values(
+            ["store_id", "product_id"]).reset_index(drop=True)
+        days = pd.date_range(sales["sale_date"].min(), sales["sale_date"].max(), freq="D")
+        idx = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_frame(sales[["store_id", "product_id"]]))
+        di = (sales["sale_date"] - days[0]).dt.days.to_numpy()
+        units = np.zeros((len(keys), len(days)))
+        promo = np.zeros((len(keys), len(days)), dtype=bool)
+        np.add.at(units, (idx, di), sales["units"].to_numpy(dtype=float))
+        promo[idx, di] = sales["on_promotion"].to_numpy(dtype=bool)
+        source = "retailopt.sample.generate_sample_chain"
+    else:
+        keys, days, units, promo = synthetic_matrix(7500, args.days + h, date(2025, 6, 30), seed=args.seed)
+        source = "synthetic (forecasting.synthetic)"
+    train, actual = units[:, :-h], units[:, -h:]
+    tdays = days[:-h]
+    rows = []
+    out, sec = run_engine(keys, tdays, train, promo[:, :-h], h)
+    rows.append(_row("chain", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
+                                                     out["lo95"], out["hi95"]), sec, len(keys),
+                     f"all series, {source}"))
+    rng = np.random.default_rng(args.seed)
+    subset = np.sort(rng.choice(len(keys), size=min(args.baseline_series, len(keys)), replace=False))
+    sub = {k: v[subset] for k, v in out.items() if k != "models"}
+    rows.append(_row("chain", "local_engine", _score(actual[subset], train[subset], **sub), sec * len(subset) / len(keys),
+                     len(subset), f"same {len(subset)}-series random subset as the baselines (time pro rata)"))
+    for name in ("SeasonalNaive", "AutoETS", "AutoARIMA"):
+        b, bsec = run_baseline(name, train[subset], tdays, h)
+        rows.append(_row("chain", name, _score(actual[subset], train[subset], **b), bsec, len(subset),
+                         f"random subset of {len(subset)} series, season_length=7"))
+    return rows
+
+
+def m5_suite(args: argparse.Namespace) -> list[dict]:
+    m5 = Path(args.m5_dir)
+    wide = pd.read_csv(m5 / "spot_sales_train_validation.csv")
+    cal = pd.read_csv(m5 / "spot_calendar.csv", parse_dates=["date"])
+    act = pd.read_csv(m5 / "actuals_d1914_d1941.csv").set_index("id").loc[
+        wide["id"].str.replace("_validation", "", regex=False)]
+    dcols = [c for c in wide.columns if c.startswith("d_")]
+    date_of = dict(zip(cal["d"], cal["date"]))
+    days = pd.DatetimeIndex([date_of[c] for c in dcols])
+    train = wide[dcols].to_numpy(dtype=float)
+    actual = act.to_numpy(dtype=float)
+    h = actual.shape[1]
+    keys = pd.DataFrame({"store_id": wide["store_id"].astype(str), "product_id": wide["item_id"].astype(str)})
+    events = pd.concat([cal[["date", c]].rename(columns={"date": "holiday_date", c: "holiday_name"})
+                        for c in ("event_name_1", "event_name_2")]).dropna()
+    rows = []
+    out, sec = run_engine(keys, days, train, None, h, holidays=events)
+    rows.append(_row("m5", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
+                                                  out["lo95"], out["hi95"]), sec, len(keys),
+                     "10 real M5 series, calendar events as holidays"))
+    for name in ("SeasonalNaive", "AutoETS", "AutoARIMA"):
+        b, bsec = run_baseline(name, train, days, h)
+        rows.append(_row("m5", name, _score(actual, train, **b), bsec, len(keys), "season_length=7"))
+    return rows
+
+
+def scale_suite(args: argparse.Namespace) -> list[dict]:
+    h = args.horizon
+    keys, days, units, promo = synthetic_matrix(args.scale, args.days + h, date(2025, 6, 30), seed=args.seed,
+                                                n_stores=10 if args.scale >= 10000 else 25)
+    train, actual = units[:, :-h], units[:, -h:]
+    del units
+    rss_before = _peak_rss_mb()
+    out, sec = run_engine(keys, days[:-h], train, promo[:, :-h], h)
+    row = _row("scale", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
+                                               out["lo95"], out["hi95"]), sec, len(keys),
+               f"{args.scale} synthetic series x {args.days} days; peak RSS before forecasting "
+               f"{rss_before:.0f} MB (data)")
+    return [row]
+
+
+def _print(rows: list[dict]) -> None:
+    cols = ["suite", "method", "n_series", "rmsse", "wape", "coverage_80", "coverage_95", "seconds",
+            "series_per_s", "peak_rss_mb", "note"]
+    frame = pd.DataFrame(rows).reindex(columns=cols)
+    with pd.option_context("display.width", 220, "display.max_colwidth", 90, "display.float_format", "{:.3f}".format):
+        print(frame.to_string(index=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="retailopt bench-forecast", description=__doc__.split("\n")[0])
+    ap.add_argument("--suite", choices=["chain", "m5", "scale", "all"], default="all",
+                    help="all = chain + m5 (+ scale when --scale is given)")
+    ap.add_argument("--scale", type=int, default=0, help="number of synthetic series for the scale mode")
+    ap.add_argument("--days", type=int, default=730, help="training days (chain and scale)")
+    ap.add_argument("--horizon", type=int, default=28)
+    ap.add_argument("--baseline-series", type=int, default=200,
+                    help="random subset of chain series for the statsforecast baselines")
+    ap.add_argument("--m5-dir", default=str(M5_DIR))
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--out", default="data/bench/forecast.json")
+    args = ap.parse_args(argv)
+    rows: list[dict] = []
+    if args.suite in ("chain", "all"):
+        rows += chain_suite(args)
+    if args.suite in ("m5", "all"):
+        rows += m5_suite(args)
+    if args.suite == "scale" or (args.suite == "all" and args.scale):
+        if not args.scale:
+            ap.error("--suite scale needs --scale N")
+        rows += scale_suite(args)
+    _print(rows)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"argv": sys.argv[1:] if argv is None else argv, "rows": rows}, indent=2, default=str))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
