@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 QUANTILE_LEVELS = np.array([0.5, 0.8, 0.9, 0.95, 0.99])
 QUANTILE_COLUMNS = ["q50", "q80", "q90", "q95", "q99"]
@@ -172,15 +172,24 @@ def _nb_p(mean: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 def _sf(k: np.ndarray, mean: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """P(D > k) for Poisson (n = inf) or negative binomial rows."""
-    out = np.empty(np.broadcast_shapes(k.shape, mean.shape))
-    pois = np.isinf(n)
-    mb, nb = np.broadcast_to(mean, out.shape), np.broadcast_to(n, out.shape)
-    kb = np.broadcast_to(k, out.shape)
-    pb = np.broadcast_to(pois, out.shape)
-    out[pb] = stats.poisson.sf(kb[pb], mb[pb])
-    q = ~pb
-    out[q] = stats.nbinom.sf(kb[q], nb[q], _nb_p(mb[q], nb[q]))
+    """P(D > k) for Poisson (n = inf) or negative binomial rows, at integer k >= 0.
+
+    Through the regularised incomplete gamma / beta functions (the same identities scipy.stats
+    uses) called as plain ufuncs: the stats layer's argument handling costs more than the maths
+    when there are millions of points."""
+    shape = np.broadcast_shapes(k.shape, mean.shape, n.shape)
+    kb = np.broadcast_to(k, shape)
+    mb = np.broadcast_to(mean, shape)
+    nb = np.broadcast_to(n, shape)
+    out = np.zeros(shape)
+    pois = np.isinf(nb)
+    if pois.any():
+        out[pois] = special.gammainc(kb[pois] + 1.0, mb[pois])
+    q = ~pois
+    if q.any():
+        n_q, m_q = nb[q], mb[q]
+        # P(D > k) = I_{1-p}(k + 1, n) with p = n / (n + mean).
+        out[q] = special.betainc(kb[q] + 1.0, n_q, m_q / (n_q + np.maximum(m_q, 1e-300)))
     return out
 
 
@@ -194,16 +203,20 @@ def _discrete_loss(mean: np.ndarray, n: np.ndarray, x: np.ndarray) -> np.ndarray
 
     def at(k: np.ndarray) -> np.ndarray:
         kk = np.maximum(k, 0.0)
-        n1 = np.where(np.isinf(n), n, n + 1)
         mean_b = np.broadcast_to(mean, kk.shape)
-        # D' has the same p as D but size n + 1, so its mean is mean * (n + 1) / n.
-        ratio = np.where(np.isinf(n), 1.0, (n + 1) / np.where(np.isinf(n), 1.0, n))
-        mean1 = mean_b * ratio
-        tail_d = _sf(kk - 1, mean1, np.broadcast_to(n1, kk.shape))  # P(D' >= k)
-        val = mean_b * tail_d - kk * _sf(kk, mean_b, np.broadcast_to(n, kk.shape))
+        n_b = np.broadcast_to(n, kk.shape)
+        inf = np.isinf(n_b)
+        # D' has the same p as D and size n + 1, so its mean is mean * (n + 1) / n.
+        n1 = np.where(inf, n_b, n_b + 1.0)
+        mean1 = mean_b * np.where(inf, 1.0, n1 / np.where(inf, 1.0, np.maximum(n_b, 1e-300)))
+        # P(D' >= k) = P(D' > k - 1), which is 1 for k = 0.
+        tail_d = np.where(kk >= 1, _sf(np.maximum(kk - 1, 0.0), mean1, n1), 1.0)
+        val = mean_b * tail_d - kk * _sf(kk, mean_b, n_b)
         return val + np.maximum(-k, 0.0)
 
     l0 = at(lo)
+    if not frac.any():
+        return np.maximum(l0, 0.0)
     l1 = at(lo + 1)
     # Between integers the loss of an integer-valued D is linear.
     return np.maximum(l0 + (l1 - l0) * frac, 0.0)

@@ -132,8 +132,11 @@ def _consumed(owner: np.ndarray, cap: np.ndarray, value: np.ndarray, used: np.nd
     """Sum of value over the first `used` units of each owner's arcs taken in value order."""
     if len(owner) == 0:
         return np.zeros(len(used))
+    # _unit_arcs emits each owner's arcs together and in the order the flow consumes them
+    # (marginal values are monotone); sort only if a caller built them otherwise.
     key = value if ascending else -value
-    order = np.lexsort((key, owner))
+    in_order = bool(np.all((owner[1:] > owner[:-1]) | ((owner[1:] == owner[:-1]) & (key[1:] >= key[:-1] - 1e-9))))
+    order = np.arange(len(owner)) if in_order else np.lexsort((key, owner))
     o, c, v = owner[order], cap[order].astype(np.float64), value[order]
     cum = np.cumsum(c)
     start = np.concatenate([[0.0], cum[:-1]])
@@ -191,12 +194,16 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
     lo_e = (counts[rep] * i) // n_seg[rep]
     hi_e = (counts[rep] * (i + 1)) // n_seg[rep]
     cap = hi_e - lo_e
-    d = demand.take(rep)
-    x = base[rep].astype(np.float64)
-    if sign > 0:  # stock rises from x + lo_e to x + hi_e
-        value = d.loss(x + lo_e) - d.loss(x + hi_e)
-    else:  # stock falls from x - lo_e to x - hi_e
-        value = d.loss(x - hi_e) - d.loss(x - lo_e)
+    # The loss at every block edge once (segments share edges): n_seg + 1 points per position.
+    n_edge = n_seg + 1
+    erep = np.repeat(np.arange(len(counts)), n_edge)
+    ei = np.arange(int(n_edge.sum())) - np.repeat(np.cumsum(n_edge) - n_edge, n_edge)
+    edge = (counts[erep] * ei) // np.maximum(n_seg[erep], 1)
+    level = base[erep].astype(np.float64) + sign * edge
+    loss_e = demand.take(erep).loss(level)
+    seg_first = np.repeat(np.cumsum(n_edge) - n_edge, n_seg) + i  # edge index of each segment's start
+    # Expected sales change over the block: L(start) - L(end) going up, L(end) - L(start) going down.
+    value = sign * (loss_e[seg_first] - loss_e[seg_first + 1])
     value = np.maximum(price[rep] * value / cap, 0.0)
     scaled = _scaled(value)
     new_run = np.ones(total, dtype=bool)
