@@ -69,6 +69,11 @@ def openapi() -> dict[str, Any]:
 
 
 @functools.cache
+def _openapi_bytes() -> bytes:
+    return json.dumps(openapi()).encode("utf-8")
+
+
+@functools.cache
 def _request_validator(name: str) -> jsonschema.Draft202012Validator:
     spec = openapi()
     # Resolve the components' $refs against the whole document.
@@ -156,7 +161,7 @@ class Api:
         return json_response({"status": "ok"})
 
     def openapi(self, request: Request, _caller: str | None = None) -> Response:
-        return json_response(openapi())
+        return _raw_json(_openapi_bytes())
 
     def start_run(self, request: Request, _caller: str | None = None) -> Response:
         from retailopt import pipeline
@@ -197,7 +202,13 @@ class Api:
         return json_response({"run_id": run_id, "status": "ACCEPTED", "duplicate": False, "links": {}}, 202)
 
     def get_run(self, request: Request, run_id: str, _caller: str | None = None) -> Response:
-        return json_response(self._run(run_id))
+        body = self._cached((run_id, "run.json"))
+        if body is None:
+            run = self._run(run_id)
+            body = _dumps(run)
+            if run.get("status") in ("COMPLETE", "FAILED"):
+                self._remember((run_id, "run.json"), body)
+        return _raw_json(body)
 
     def get_results(self, request: Request, run_id: str, resource: str, _caller: str | None = None) -> Response:
         run = self._run(run_id)
