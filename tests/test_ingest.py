@@ -1,0 +1,91 @@
+"""Input validation: every bad row is reported with file, row and column; valid rows go on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pandas as pd
+import pytest
+
+from retailopt.ingest import InputError, load_inputs
+from retailopt.sample import generate_sample_chain
+
+AS_OF = dt.date(2026, 11, 22)
+
+
+@pytest.fixture(scope="module")
+def small_chain(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chain")
+    generate_sample_chain(path, n_stores=4, n_products=12, days=120)
+    return path
+
+
+@pytest.fixture
+def chain(small_chain, tmp_path):
+    target = tmp_path / "data"
+    shutil.copytree(small_chain, target)
+    return target
+
+
+def _reasons(result, source: str) -> pd.DataFrame:
+    q = result.quarantine
+    return q[q.source_file == source].set_index("row_number")
+
+
+def test_clean_chain_is_accepted_whole(chain):
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.quarantine.empty
+    for report in result.reports:
+        assert report.rows_in == report.rows_accepted > 0
+
+
+def test_bad_rows_are_quarantined_with_file_row_and_column(chain):
+    inventory = pd.read_csv(chain / "inventory.csv", dtype=str)
+    inventory.loc[0, "on_hand"] = "-5"                     # negative quantity
+    inventory.loc[1, "store_id"] = "S999"                   # unknown store
+    inventory.loc[2, "on_order"] = "lots"                   # wrong type
+    inventory.loc[3, "snapshot_date"] = "2031-01-01"        # in the future
+    inventory = pd.concat([inventory, inventory.iloc[[5]]])  # duplicate key
+    inventory.to_csv(chain / "inventory.csv", index=False)
+    stores = pd.read_csv(chain / "stores.csv", dtype=str)
+    stores.loc[1, "latitude"] = "123.0"                     # out of range
+    stores.to_csv(chain / "stores.csv", index=False)
+
+    result = load_inputs(chain, as_of=AS_OF)
+    inv = _reasons(result, "inventory.csv")
+    assert "on_hand" in inv.loc[1, "column_name"] and ">= 0" in inv.loc[1, "reason"]
+    assert "store_id" in inv.loc[2, "column_name"] and "unknown id" in inv.loc[2, "reason"]
+    assert "on_order" in inv.loc[3, "column_name"] and "not a valid INT64" in inv.loc[3, "reason"]
+    assert "future" in inv.loc[4, "reason"]
+    assert "duplicate key" in inv.loc[len(inventory), "reason"]
+    st = _reasons(result, "stores.csv")
+    assert "latitude" in st.loc[2, "reason"]
+    # Rows of the rejected store are no longer valid references: quarantined too, with the reason.
+    bad_store = pd.read_csv(chain / "stores.csv").store_id[1]
+    assert (result.frames["inventory"].store_id != bad_store).all()
+    for report in result.reports:
+        assert report.rows_in == report.rows_accepted + report.rows_quarantined
+    assert result.quarantine.raw_record.notna().all()
+
+
+def test_missing_column_of_a_required_file_stops_with_a_clear_error(chain):
+    products = pd.read_csv(chain / "products.csv").drop(columns=["unit_cost"])
+    products.to_csv(chain / "products.csv", index=False)
+    with pytest.raises(InputError, match=r"products.*missing columns: unit_cost"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_missing_optional_file_is_reported_not_fatal(chain):
+    (chain / "vehicles.csv").unlink()
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.frames["vehicles"].empty
+    assert result.quarantine.reason.str.contains("file missing").any()
+
+
+def test_parquet_and_csv_are_equivalent(chain):
+    sales = pd.read_parquet(chain / "sales.parquet")
+    (chain / "sales.parquet").unlink()
+    sales.to_csv(chain / "sales.csv", index=False)
+    result = load_inputs(chain, as_of=AS_OF)
+    assert len(result.frames["sales"]) == len(sales)

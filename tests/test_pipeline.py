@@ -1,0 +1,146 @@
+"""The planning run end to end on a small generated chain, on the embedded warehouse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from retailopt import pipeline
+from retailopt.cli import main
+from retailopt.config import load_settings
+from retailopt.ingest import InputError
+from retailopt.sample import generate_sample_chain
+from retailopt.warehouse import open_warehouse
+
+
+@pytest.fixture(scope="module")
+def small_chain(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chain")
+    generate_sample_chain(path, n_stores=5, n_products=15, days=200)
+    return path
+
+
+@pytest.fixture(scope="module")
+def completed(small_chain, tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    settings = load_settings({"data_dir": str(work), "routing_time_limit_s": 2})
+    return settings, pipeline.run_planning(settings, small_chain)
+
+
+def test_run_completes_with_every_result(completed):
+    settings, result = completed
+    assert result.status == "COMPLETE"
+    wh = open_warehouse(settings)
+    try:
+        run = pipeline.get_run(wh, result.run_id)
+        assert run["status"] == "COMPLETE" and run["kpis"]["positions"] == 5 * 15
+        forecasts = pipeline.read_run_rows(wh, "forecasts", result.run_id)
+        assert len(forecasts) == 5 * 15 * settings.horizon_days
+        # Count-distribution quantiles are whole units, so only their order is checked.
+        assert (forecasts.lower_bound <= forecasts.upper_bound).all() and (forecasts.forecast_mean >= 0).all()
+        assert (forecasts.quantile_50 <= forecasts.quantile_99).all()
+        policy = pipeline.read_run_rows(wh, "inventory_policy", result.run_id)
+        assert set(policy.status) <= {"STOCKOUT_RISK", "OVERSTOCK", "OK"}
+        assert (policy.order_up_to >= policy.reorder_point).all()
+        transfers = pipeline.read_run_rows(wh, "transfers", result.run_id)
+        assert (transfers.from_store_id != transfers.to_store_id).all()
+        assert (transfers.value > transfers.cost).all()
+        routes = pipeline.read_run_rows(wh, "routes", result.run_id)
+        stops = pipeline.read_run_rows(wh, "route_stops", result.run_id)
+        assert set(stops.route_id) == set(routes.route_id)
+        carried = set(stops.shipment_id)
+        planned = set(transfers.shipment_id) | set(pipeline.read_run_rows(
+            wh, "replenishment_orders", result.run_id).shipment_id)
+        assert carried <= planned
+        assert pipeline.latest_complete_run(wh) == result.run_id
+    finally:
+        wh.close()
+
+
+def test_artifacts_are_written(completed):
+    _, result = completed
+    summary = json.loads(result.summary_path.read_text())
+    assert summary["run_id"] == result.run_id and summary["kpis"]["positions"] == 75
+    plan = json.loads((result.artifacts_dir / "plan.json").read_text())
+    assert len(plan["transfers"]) == summary["kpis"]["transfers"]
+    geojson = json.loads((result.artifacts_dir / "routes.geojson").read_text())
+    assert geojson["type"] == "FeatureCollection"
+    html = (result.artifacts_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html and result.run_id in html and "<script" not in html
+    request = json.loads((result.artifacts_dir / "routes_request.json").read_text())
+    assert "shipments" in request["model"]
+
+
+def test_steps_are_idempotent(completed):
+    settings, result = completed
+    wh = open_warehouse(settings)
+    try:
+        before = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
+        pipeline.forecast_step(wh, settings, result.run_id)
+        after = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
+        assert before == after
+    finally:
+        wh.close()
+
+
+def test_failed_run_leaves_no_partial_result(small_chain, tmp_path, monkeypatch):
+    settings = load_settings({"data_dir": str(tmp_path), "routing_time_limit_s": 1})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("solver exploded")
+
+    monkeypatch.setattr(pipeline, "_solve_routes", broken)
+    with pytest.raises(RuntimeError, match="solver exploded"):
+        pipeline.run_planning(settings, small_chain)
+    wh = open_warehouse(settings)
+    try:
+        runs = wh.query("SELECT run_id, status, error FROM `{dataset}.runs`")
+        assert runs.status.tolist() == ["FAILED"] and "solver exploded" in runs.error[0]
+        for table in pipeline.RESULT_TABLES:
+            assert pipeline.read_run_rows(wh, table, runs.run_id[0]).empty, table
+        assert pipeline.latest_complete_run(wh) is None
+        views = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.completed_forecasts`")
+        assert int(views.n[0]) == 0
+    finally:
+        wh.close()
+
+
+def test_bad_rows_are_quarantined_and_the_run_goes_on(small_chain, tmp_path):
+    data = tmp_path / "in"
+    shutil.copytree(small_chain, data)
+    inventory = pd.read_csv(data / "inventory.csv")
+    inventory.loc[0, "on_hand"] = -3
+    inventory.to_csv(data / "inventory.csv", index=False)
+    settings = load_settings({"data_dir": str(tmp_path / "work"), "routing_time_limit_s": 1})
+    result = pipeline.run_planning(settings, data)
+    assert result.status == "COMPLETE" and result.kpis["quarantined_rows"] == 1
+    wh = open_warehouse(settings)
+    try:
+        q = pipeline.read_run_rows(wh, "quarantine", result.run_id)
+        assert q.source_file.tolist() == ["inventory.csv"] and q.row_number.tolist() == [1]
+        assert "on_hand" in q.column_name[0]
+    finally:
+        wh.close()
+
+
+def test_unplannable_input_exits_non_zero_with_a_message(small_chain, tmp_path, capsys):
+    data = tmp_path / "in"
+    shutil.copytree(small_chain, data)
+    (data / "stores.csv").write_text("store_id,name\n")
+    code = main(["run", "--data", str(data), "--data-dir", str(tmp_path / "w"), "--quiet"])
+    assert code == 2
+    assert "stores" in capsys.readouterr().err
+    with pytest.raises(InputError):
+        pipeline.run_planning(load_settings({"data_dir": str(tmp_path / "w2")}), data)
+
+
+def test_cli_run_prints_the_summary_path(small_chain, tmp_path, capsys):
+    code = main(["run", "--data", str(small_chain), "--data-dir", str(tmp_path), "--quiet",
+                 "--set", "routing_time_limit_s=1", "--set", "service_level=0.9"])
+    out = capsys.readouterr().out
+    assert code == 0 and "summary: " in out
+    summary_path = out.split("summary: ")[1].strip()
+    assert json.loads(open(summary_path).read())["status"] == "COMPLETE"
