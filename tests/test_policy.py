@@ -173,3 +173,11 @@ def test_bad_input_gets_a_reason_and_never_crashes():
     nofc = policy.set_index("product_id").loc["NOFC"]
     assert nofc["order_up_to"] == 7 and nofc["expected_lost_units"] == 0
     assert (policy["lead_time_days"] >= 1).all()
+
+
+def test_shelf_smaller_than_target_caps_levels_and_says_so():
+    policy, exc = run([{"mean": 40.0, "std": 8.0, "on_hand": 5, "cap": 20}])
+    row = policy.iloc[0]
+    assert row["reorder_point"] == 20 and row["order_up_to"] == 20
+    assert exception_codes(row["exception"]) == {"CAPACITY_BELOW_TARGET"}
+    assert exc["reason_code"].tolist() == ["CAPACITY_BELOW_TARGET"]

@@ -198,6 +198,8 @@ def test_receiver_capacity_and_exceptions_block_transfers():
     stores, products, inv, prot = chain(stock, means, coords, caps={("B", "P"): 2, ("A", "P"): 200})
     _, tr = plan(stores, products, inv, prot)
     assert tr["quantity"].sum() == 2
+    _, tr = plan(stores, products, inv.assign(max_capacity=[200, 5]), prot)
+    assert tr["quantity"].sum() == 5  # a shelf below the target is informational: B still receives
     inv.loc[inv["store_id"] == "A", "on_hand"] = -1  # bad data at the would-be sender
     _, tr = plan(stores, products, inv, prot)
     assert tr.empty

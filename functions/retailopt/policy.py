@@ -42,10 +42,21 @@ ACTIONS = {
     "NO_FORECAST": "levels held at current stock; no transfers and no order",
     "NO_INVENTORY": "planned with zero stock; no transfers",
     "BAD_CASE_PACK": "ordered in single units; no transfers",
+    "CAPACITY_BELOW_TARGET": "reorder point and order-up-to capped at the shelf capacity",
 }
+# Codes that still let a position send and receive transfers (informational only).
+TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET"})
 # Codes after which a distribution-centre order must not be placed.
 NO_ORDER_CODES = frozenset({"CAPACITY_BELOW_STOCK", "MISSING_COST", "UNKNOWN_PRODUCT", "NO_FORECAST"})
 _CODE_RE = re.compile(r"(?:^|; )([A-Z_]+):")
+
+
+def transfer_blocked(exceptions: pd.Series) -> np.ndarray:
+    """True where a position's exception forbids transfers."""
+    out = exceptions.notna().to_numpy()
+    for i in np.flatnonzero(out):
+        out[i] = bool(exception_codes(exceptions.iat[i]) - TRANSFER_OK_CODES)
+    return out
 
 
 def exception_codes(text: object) -> set[str]:
@@ -202,6 +213,14 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     eoq = np.where(np.isfinite(eoq), eoq, review_mean)
     reorder = level
     order_up_to = reorder + np.maximum(np.ceil(eoq), 1.0)
+    # A shelf smaller than the target: plan to the shelf and say so.
+    short_shelf = planned & ~over_cap & (np.nan_to_num(cap, nan=np.inf) < reorder)
+    flag(short_shelf, "CAPACITY_BELOW_TARGET",
+         lambda i: f"max_capacity={cap[i]:g} < reorder point {reorder[i]:g}")
+    reorder = np.where(short_shelf, cap, reorder)
+    # Nor is there any point in ordering past the shelf.
+    order_up_to = np.where(planned & ~over_cap, np.minimum(order_up_to, np.nan_to_num(cap, nan=np.inf)),
+                           order_up_to)
     position = (on_hand + on_order).astype(float)
     # Positions that cannot be planned hold their current stock: no signal to move or order.
     reorder = np.where(planned, reorder, position)
@@ -212,6 +231,7 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     overstock = (position > order_up_to) & ~(cover <= settings.overstock_cover_days)
     status = np.where(position < reorder, "STOCKOUT_RISK", np.where(overstock, "OVERSTOCK", "OK"))
 
+    safety = np.where(planned, reorder - mean_w, 0.0)
     exc_text = [("; ".join(f"{c}: {m}" for c, m in r) or None) for r in reasons]
     policy = pd.DataFrame({
         "run_date": pd.Timestamp(run_date),
@@ -223,7 +243,7 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
         "lead_time_days": lead,
         "review_period_days": np.full(n, review, dtype=np.int64),
         "service_level": target,
-        "safety_stock": np.where(planned, reorder - mean_w, 0.0),
+        "safety_stock": safety,
         "reorder_point": reorder,
         "order_up_to": order_up_to,
         "days_of_cover": cover,

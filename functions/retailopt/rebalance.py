@@ -31,7 +31,7 @@ from ortools.graph.python import min_cost_flow
 from retailopt.config import Settings
 from retailopt.demand_model import QUANTILE_COLUMNS, WindowDemand
 from retailopt.geo import distance_matrix_km
-from retailopt.policy import NO_ORDER_CODES, exception_codes
+from retailopt.policy import NO_ORDER_CODES, exception_codes, transfer_blocked
 
 TRANSFER_COLUMNS = ["run_date", "transfer_id", "product_id", "from_store_id", "to_store_id", "quantity",
                     "value", "cost", "distance_km"]
@@ -228,7 +228,7 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     position = on_hand + policy["on_order"].to_numpy()
     reorder = np.ceil(policy["reorder_point"].to_numpy() - 1e-6)
     order_up_to = np.ceil(policy["order_up_to"].to_numpy() - 1e-6)
-    ok = policy["exception"].isna().to_numpy() if "exception" in policy else np.ones(len(policy), bool)
+    ok = ~transfer_blocked(policy["exception"]) if "exception" in policy else np.ones(len(policy), bool)
     ok &= np.isfinite(reorder) & np.isfinite(order_up_to)
     # Products must have a positive price to be valued.
     p_codes, _ = _codes(products["product_id"], prod_ids)
