@@ -36,7 +36,10 @@ from .calendar import holiday_table
 from .distributions import QUANTILES, count_quantiles
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
-DISCONTINUED_DAYS = 56  # trailing zero run at least this long and implausible: discontinued
+# A trailing zero run at least this long (a quarter) and implausible under the series model means
+# discontinued; shorter implausible runs are stock-outs (wrongly zeroing a stocked-out product
+# would stop its replenishment, the costlier error).
+DISCONTINUED_DAYS = 91
 ADI_CUT = 1.32  # Syntetos-Boylan-Croston classification
 CV2_CUT = 0.49
 SES_ALPHAS = (0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35)
@@ -317,6 +320,8 @@ def _yearly_profile(x: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
     # log of the level relative to its mean; +0.5/7 keeps weeks without sales finite.
     pad = 0.5 / 7
     z = np.log((wmean + pad) / (scale + pad))
+    # Weeks mostly unobserved (stock-outs) carry no seasonal information: neutral value.
+    z[wcnt < 4] = 0.0
     mid = days[t0:].to_numpy().reshape(n_weeks, 7)[:, 3]
     design = _fourier(pd.DatetimeIndex(mid), order)
     trend = np.linspace(-1, 1, n_weeks)[:, None]
@@ -508,11 +513,6 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         usable = ok_obs & (season > 0.05)
         x = np.divide(yk, season, out=np.zeros_like(yk), where=usable)
         first = dense.first[ok]
-        long_enough = (n_obs[ok] >= 728)
-        yr_hist, yr_fut = _yearly_profile(x, usable, dense.days, future, long_enough)
-        season = season * yr_hist
-        season_f = season_f * yr_fut
-        x = np.divide(yk, season, out=np.zeros_like(yk), where=usable)
 
         # Pass 1: one moderate smoother for in-sample means -> dispersion, spikes, dips.
         p1 = _smooth_pass(x, usable, first, (0.05,), (), horizon, keep_path=True)
@@ -534,6 +534,12 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         dips[trailing] = dips[trailing] & False
         n_dip_days[ok] = dips.sum(axis=1)
         clean_obs = usable & ~dips
+        # Yearly seasonality on cleaned data (a stock-out must not look like a seasonal trough).
+        x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
+        season0 = season
+        yr_hist, yr_fut = _yearly_profile(x, clean_obs, dense.days, future, n_obs[ok] >= 728)
+        season = season * yr_hist
+        season_f = season_f * yr_fut
         x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
 
         # Pass 2: all candidates on the cleaned series; pick per series by rolling-origin error.
@@ -554,7 +560,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
 
         # Variance: day-to-day dispersion from cleaned residuals, level error from the
         # rolling-origin error of the window mean minus its day-to-day part.
-        mu_clean = p1["path"] * season
+        mu_clean = p1["path"] * season0
         inv_k2 = _dispersion(y_clean, mu_clean, scored & ~dips)
         nh = np.maximum(p2["n_h"], 1)
         mse_h = p2["sse_h"][rows, best] / nh
