@@ -245,3 +245,9 @@ def test_orders_are_capped_by_shelf_room_and_blocked_by_exceptions():
     policy.loc[policy["store_id"] == "B", "exception"] = "MISSING_COST: unit_cost=nan"
     orders = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv)
     assert orders["store_id"].tolist() == ["A"]
+
+
+def test_unknown_valuation_horizon_is_an_error():
+    stores, products, inv, prot = chain({("A", "P"): 1}, {("A", "P"): 1.0}, {"A": near()})
+    with pytest.raises(ValueError, match="value_horizon"):
+        plan(stores, products, inv, prot, horizon="forever")

@@ -221,6 +221,8 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     """Transfers (transfers columns without run_id). Shelf capacity comes from a `max_capacity`
     column of `policy` if present, else from `inventory`; positions with an exception neither
     send nor receive."""
+    if value_horizon not in ("lead_time", "window"):
+        raise ValueError(f"value_horizon={value_horizon!r}: expected 'lead_time' or 'window'")
     store_codes, store_ids = _codes(policy["store_id"])
     prod_codes, prod_ids = _codes(policy["product_id"])
     # Native dtypes: at 20 million positions every int64 / float64 copy costs 160 MB.
