@@ -1,10 +1,11 @@
 """Local solver: the same `OptimizeToursRequest` in, the same `OptimizeToursResponse` out, on OR-Tools.
 
-Search, when vehicles carry a fixed cost: a first solution by parallel cheapest insertion, then route
-elimination (drop the smallest route and let guided local search re-insert its shipments into the
-remaining fleet, keeping the result only if the true cost falls), then guided local search on
-distance and time with the fleet found. A large fixed cost in one objective traps the distance
-search, which is why the fleet is settled first.
+Search: a first solution by parallel cheapest insertion, improved by iterated local search (ruin
+and recreate with slack-induced string removals, simulated-annealing acceptance). When vehicles
+carry a fixed cost the time is split in three: the whole fleet with its fixed costs (which already
+empties routes), then route elimination (drop the smallest route and re-insert its shipments into
+the remaining fleet, kept only if the true cost falls), then distance and time with the fleet found.
+Settling the fleet first keeps a large fixed cost from trapping the distance search.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from google.maps import routeoptimization_v1 as ro
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+from ortools.constraint_solver import routing_ils_pb2 as ils_pb
 
 from retailopt.routing.model import COST_SCALE, MM, MS, Problem, Reason, RequestError, load_problem
 from retailopt.routing.response import build_response, route_cost, schedule
@@ -21,6 +23,10 @@ from retailopt.routing.response import build_response, route_cost, schedule
 __all__ = ["solve_local", "RequestError"]
 
 _INT_MAX = 2**62
+# Shares of the time limit when vehicles have fixed costs: ruin and recreate over the whole fleet
+# first, then route elimination for this share of what is left, then distance with the fleet found.
+FIRST_SHARE = 0.65
+ELIMINATION_SHARE = 0.7
 
 
 @dataclass
@@ -85,8 +91,7 @@ def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> 
     has_fixed = any(c > 0 for c in problem.fixed_cost) and problem.vehicle_count > 1 and not fast
     # First solution: cheapest insertion and a descent to the first local optimum.
     first = _Model(problem, vehicles, active, use_fixed=True)
-    best = first.solve(None, max(0.05, remaining() * (0.15 if has_fixed else 1.0)),
-                       guided=not has_fixed and not fast)
+    best = first.solve(None, max(0.05, remaining() * (FIRST_SHARE if has_fixed else 1.0)), guided=not fast)
     best = _evaluate(problem, best.routes if best is not None else {}, active)
     if log:
         print(f"first: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f} "
@@ -94,39 +99,43 @@ def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> 
     if fast or not has_fixed:
         return best
 
-    # Route elimination while there is time; the distance search keeps the last third.
-    budget_end = _time.monotonic() + remaining() * 0.6
-    attempt_s = max(0.5, time_limit_s * 0.06)
+    # Route elimination while there is time; the distance search keeps the last 40 %.
+    budget_end = _time.monotonic() + remaining() * ELIMINATION_SHARE
+    attempt_s = max(1.0, time_limit_s * 0.08)
     failures: set[frozenset[int]] = set()
     while _time.monotonic() + 0.2 < budget_end:
         used = sorted((v for v, r in best.routes.items() if r), key=lambda v: len(best.routes[v]))
         if len(used) <= 1:
             break
-        tried = False
-        for drop in used[:3]:
-            fleet = frozenset(v for v in used if v != drop)
-            if fleet in failures:
-                continue
-            tried = True
+        candidates = [d for d in used[:3] if frozenset(used) - {d} not in failures]
+        improved = False
+        for drop in candidates:
+            fleet = sorted(set(used) - {drop})
+            model = _Model(problem, fleet, active, use_fixed=False)
             init = {v: best.routes[v] for v in fleet}
-            model = _Model(problem, sorted(fleet), active, use_fixed=False)
-            cand = model.solve(init, min(attempt_s, max(0.1, budget_end - _time.monotonic())), guided=True,
-                               stop_when_all_performed=True)
-            if cand is not None:
+            for _ in range(3):
+                left = budget_end - _time.monotonic()
+                if left < 0.2:
+                    break
+                cand = model.solve(init, min(attempt_s, left), guided=True, stop_when_all_performed=True)
+                if cand is None:
+                    break
                 cand = _evaluate(problem, cand.routes, active)
-            if cand is not None and _better(cand, best):
-                best = cand
                 if log:
-                    print(f"eliminated: vehicles={len(fleet)} cost={best.cost:.3f}")
+                    print(f"attempt drop={drop} vehicles={len(fleet)} -> cost={cand.cost:.3f} "
+                          f"missed={cand.skipped_mandatory}")
+                if _better(cand, best):
+                    best, improved = cand, True
+                    break
+                if not 0 < cand.skipped_mandatory <= 3:
+                    break
+                init = cand.routes  # close: keep searching from the nearer solution
+            if improved:
                 break
-            failures.add(fleet)
+            failures.add(frozenset(fleet))
             if _time.monotonic() + 0.2 >= budget_end:
                 break
-        else:
-            if not tried:
-                break
-            continue
-        if not tried:
+        if not improved:
             break
 
     # Distance and time with the fleet settled.
@@ -283,15 +292,19 @@ class _Model:
 
     def solve(self, initial: dict[int, list[int]] | None, time_s: float, *, guided: bool,
               stop_when_all_performed: bool = False) -> _Solution | None:
+        """Search from `initial` routes (or from cheapest insertion) for `time_s` seconds.
+
+        `guided`: iterated local search (SISR ruin and recreate, simulated-annealing acceptance)
+        instead of stopping at the first local optimum.
+        """
         routing, manager = self.routing, self.manager
         params = pywrapcp.DefaultRoutingSearchParameters()
         params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
         if guided:
-            params.local_search_metaheuristic = (
-                routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH)
+            _ruin_and_recreate(params)
         params.time_limit.FromMilliseconds(max(50, int(time_s * 1000)))
         params.log_search = False
-        if stop_when_all_performed:
+        if stop_when_all_performed and not hasattr(self, "_monitor_cb"):
             self._add_stop_monitor()
         assignment = None
         if initial:
@@ -304,7 +317,8 @@ class _Model:
             if start is not None:
                 assignment = routing.SolveFromAssignmentWithParameters(start, params)
         if assignment is None:
-            assignment = routing.SolveWithParameters(params)
+            assignment = (routing.SolveWithIteratedLocalSearch(params) if guided
+                          else routing.SolveWithParameters(params))
         if assignment is None:
             return None
         routes: dict[int, list[int]] = {}
@@ -330,6 +344,31 @@ class _Model:
 
         self._monitor_cb = check  # keep a reference alive for the solver's lifetime
         routing.AddAtSolutionCallback(check)
+
+
+def _ruin_and_recreate(params) -> None:
+    """Iterated local search with slack-induced string removals (SISR) and cheapest reinsertion.
+
+    Guided local search scans whole pickup-and-delivery neighbourhoods per move, which is slow on
+    long routes; ruin and recreate makes many cheap large moves and escapes local optima that
+    depend on the fleet size.
+    """
+    params.local_search_metaheuristic = routing_enums_pb2.LocalSearchMetaheuristic.GREEDY_DESCENT
+    params.use_iterated_local_search = True
+    ils = params.iterated_local_search_parameters
+    ils.perturbation_strategy = ils_pb.PerturbationStrategy.RUIN_AND_RECREATE
+    rr = ils.ruin_recreate_parameters
+    del rr.ruin_strategies[:]
+    sisr = rr.ruin_strategies.add().sisr
+    sisr.max_removed_sequence_size = 10
+    sisr.avg_num_removed_visits = 10
+    sisr.bypass_factor = 0.01
+    rr.ruin_composition_strategy = ils_pb.RuinCompositionStrategy.RUN_ONE_RANDOMLY
+    ils.improve_perturbed_solution = False
+    sa = ils.reference_solution_acceptance_strategy.simulated_annealing
+    sa.cooling_schedule_strategy = ils_pb.CoolingScheduleStrategy.EXPONENTIAL
+    sa.automatic_temperatures = True
+    ils.best_solution_acceptance_strategy.greedy_descent.SetInParent()
 
 
 def _set_windows(var, windows: list[tuple[int, int]], horizon: int) -> None:
