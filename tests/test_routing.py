@@ -163,7 +163,7 @@ def _check_feasible(req: ro.OptimizeToursRequest, resp: ro.OptimizeToursResponse
 
 def test_solve_local_serves_every_shipment_within_constraints():
     req = _request()
-    resp = solve_local(req, time_limit_s=2)
+    resp = solve_local(req, time_limit_s=0.5)
     assert isinstance(resp, ro.OptimizeToursResponse)
     assert not resp.skipped_shipments
     assert resp.metrics.aggregated_route_metrics.performed_shipment_count == 5
@@ -189,7 +189,7 @@ def test_bad_shipments_are_skipped_with_reasons_not_crashes():
                          end_time={"seconds": int(datetime(2024, 7, 2, 4, tzinfo=timezone.utc).timestamp())})
     m.shipments[1].deliveries[0].time_windows = [late]  # 22:00 Chicago, after every shift
     m.shipments[2].pickups[0].arrival_location = None  # no coordinates, no tag
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     reasons = {s.index: [r.code for r in s.reasons] for s in resp.skipped_shipments}
     assert reasons[0] == [Code.DEMAND_EXCEEDS_VEHICLE_CAPACITY]
     assert resp.skipped_shipments[0].reasons[0].example_exceeded_capacity_type == "units"
@@ -204,20 +204,20 @@ def test_unsupported_and_malformed_fields_are_refused_by_name():
     req = _request()
     req.model.shipments[0].pickup_to_delivery_time_limit = duration_pb2.Duration(seconds=60)
     with pytest.raises(RequestError, match=r"model\.shipments\[0\]\.pickup_to_delivery_time_limit"):
-        solve_local(req, time_limit_s=1)
+        solve_local(req, time_limit_s=0.5)
     req = _request()
     req.model.vehicles[1].break_rule = ro.BreakRule()
     req.model.vehicles[1].break_rule.break_requests.append(ro.BreakRule.BreakRequest())
     with pytest.raises(RequestError, match=r"model\.vehicles\[1\]\.break_rule"):
-        solve_local(req, time_limit_s=1)
+        solve_local(req, time_limit_s=0.5)
     req = _request()
     req.model.shipments[0].allowed_vehicle_indices = [7]
     with pytest.raises(RequestError, match="allowed_vehicle_indices"):
-        solve_local(req, time_limit_s=1)
+        solve_local(req, time_limit_s=0.5)
     req = _request()
     req.use_geodesic_distances = False
     with pytest.raises(RequestError, match="use_geodesic_distances"):
-        solve_local(req, time_limit_s=1)
+        solve_local(req, time_limit_s=0.5)
 
 
 def _point(lat: float, lng: float) -> latlng_pb2.LatLng:
@@ -249,7 +249,7 @@ def test_matrix_by_tags_delivery_only_pickup_only_and_allowed_vehicles():
         shipments=shipments, vehicles=vehicles, duration_distance_matrices=[
             ro.ShipmentModel.DurationDistanceMatrix(rows=rows)],
         duration_distance_matrix_src_tags=tags, duration_distance_matrix_dst_tags=tags))
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     assert not resp.skipped_shipments
     by_shipment = {v.shipment_index: r.vehicle_index for r in resp.routes for v in r.visits}
     assert by_shipment[2] == 1
@@ -267,7 +267,7 @@ def test_penalty_makes_a_worthless_shipment_optional():
     far = req.model.shipments[3]
     far.penalty_cost = 0.01
     far.deliveries[0].arrival_location = _point(42.4, -88.3)  # far away and worth a cent
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     assert [s.index for s in resp.skipped_shipments] == [3]
     assert resp.metrics.costs["model.shipments.penalty_cost"] == pytest.approx(0.01)
 
@@ -276,7 +276,7 @@ def test_distance_limit_skips_with_reason():
     req = _request()
     for v in req.model.vehicles:
         v.route_distance_limit = ro.DistanceLimit(max_meters=1000)
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     assert len(resp.skipped_shipments) == 5
     assert all(s.reasons[0].code == Code.CANNOT_BE_PERFORMED_WITHIN_VEHICLE_DISTANCE_LIMIT
                for s in resp.skipped_shipments)
@@ -286,7 +286,7 @@ def test_distance_limit_skips_with_reason():
 def test_validate_only_returns_no_routes():
     req = _request()
     req.solving_mode = ro.OptimizeToursRequest.SolvingMode.VALIDATE_ONLY
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     assert not resp.routes and not resp.validation_errors
 
 
@@ -294,7 +294,7 @@ def test_validate_only_returns_no_routes():
 
 def test_tables_match_the_schema_and_geojson_draws_routes():
     req = _request()
-    resp = solve_local(req, time_limit_s=1)
+    resp = solve_local(req, time_limit_s=0.5)
     locations = locations_frame(_stores(), _dcs())
     routes, stops = response_to_tables(req, resp, run_date=RUN, locations=locations)
     assert list(routes.columns) == [c for c in table("routes").column_names if c != "run_id"]
@@ -331,3 +331,19 @@ def test_cli_solves_a_file_and_reports_malformed_ones(tmp_path, capsys):
     bad.write_text("{not json")
     assert cli.main([str(bad), "-o", str(out), "--time-limit", "1"]) == 2
     assert "not JSON" in capsys.readouterr().err
+
+
+def test_a_vehicle_that_cannot_drive_and_an_empty_model_do_not_crash():
+    req = _request()
+    gone = ro.TimeWindow(start_time={"seconds": 0}, end_time={"seconds": 3600})  # 1970, outside the day
+    req.model.vehicles[0].start_time_windows = [gone]
+    resp = solve_local(req, time_limit_s=0.5)
+    assert not resp.skipped_shipments and not resp.routes[0].visits and resp.routes[1].visits
+    for v in req.model.vehicles:
+        v.start_time_windows = [gone]
+    resp = solve_local(req, time_limit_s=0.5)
+    assert {r.code for s in resp.skipped_shipments for r in s.reasons} == {
+        Code.CANNOT_BE_PERFORMED_WITHIN_VEHICLE_TIME_WINDOWS}
+    empty = ro.OptimizeToursRequest(model=ro.ShipmentModel(vehicles=[ro.Vehicle(label="v")]),
+                                    use_geodesic_distances=True, geodesic_meters_per_second=10)
+    assert len(solve_local(empty, time_limit_s=0.5).routes) == 1

@@ -17,7 +17,8 @@ from google.maps import routeoptimization_v1 as ro
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.constraint_solver import routing_ils_pb2 as ils_pb
 
-from retailopt.routing.model import COST_SCALE, MM, MS, Problem, Reason, RequestError, load_problem
+from retailopt.routing.model import (COST_SCALE, IMPOSSIBLE, MM, MS, Problem, Reason, RequestError,
+                                     load_problem)
 from retailopt.routing.response import build_response, route_cost, schedule
 
 __all__ = ["solve_local", "RequestError"]
@@ -81,8 +82,10 @@ def _better(a: _Solution, b: _Solution) -> bool:
 def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> _Solution:
     t_end = _time.monotonic() + time_limit_s
     active = [s for s in range(len(problem.shipment_nodes)) if s not in problem.skip_reasons]
-    vehicles = list(range(problem.vehicle_count))
-    if not active:
+    # A vehicle whose shift lies outside the global time frame cannot drive at all.
+    vehicles = [v for v in range(problem.vehicle_count)
+                if all(w[:1] != [IMPOSSIBLE[0]] for w in problem.vehicle_windows[v])]
+    if not active or not vehicles:
         return _evaluate(problem, {}, active)
 
     def remaining() -> float:
