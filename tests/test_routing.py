@@ -135,6 +135,11 @@ def _check_feasible(req: ro.OptimizeToursRequest, resp: ro.OptimizeToursResponse
             continue
         assert len(route.transitions) == len(route.visits) + 1
         load: dict[str, int] = {}
+        for visit in route.visits:  # delivery-only shipments are on board from the start
+            sh = m.shipments[visit.shipment_index]
+            if not sh.pickups:
+                for key, amount in sh.load_demands.items():
+                    load[key] = load.get(key, 0) + amount.amount
         for k, visit in enumerate(route.visits):
             sh = m.shipments[visit.shipment_index]
             vr = (sh.pickups if visit.is_pickup else sh.deliveries)[0]
@@ -146,6 +151,7 @@ def _check_feasible(req: ro.OptimizeToursRequest, resp: ro.OptimizeToursResponse
             for key, amount in sh.load_demands.items():
                 load[key] = load.get(key, 0) + sign * amount.amount
                 lim = veh.load_limits.get(key)
+                assert load[key] >= 0
                 if lim is not None:
                     assert load[key] <= lim.max_load
             seen.setdefault(visit.shipment_index, []).append((route.vehicle_index, visit.is_pickup))
@@ -347,3 +353,61 @@ def test_a_vehicle_that_cannot_drive_and_an_empty_model_do_not_crash():
     empty = ro.OptimizeToursRequest(model=ro.ShipmentModel(vehicles=[ro.Vehicle(label="v")]),
                                     use_geodesic_distances=True, geodesic_meters_per_second=10)
     assert len(solve_local(empty, time_limit_s=0.5).routes) == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_requests_give_feasible_responses(seed):
+    """Mixed shipment kinds, windows, capacities and penalties: whatever is served obeys the request."""
+    import random
+
+    rnd = random.Random(seed)
+    day = int(datetime(2024, 7, 1, 5, tzinfo=timezone.utc).timestamp())
+
+    def window() -> list[ro.TimeWindow]:
+        if rnd.random() < 0.3:
+            return []
+        a = rnd.uniform(0, 20)
+        return [ro.TimeWindow(start_time={"seconds": day + int(a * 3600)},
+                              end_time={"seconds": day + int((a + rnd.uniform(0.2, 6)) * 3600)})]
+
+    def visit() -> ro.Shipment.VisitRequest:
+        return ro.Shipment.VisitRequest(arrival_location=_point(41.8 + rnd.random() * 0.3, -87.9 + rnd.random() * 0.3),
+                                        duration=duration_pb2.Duration(seconds=rnd.choice([0, 300, 900])),
+                                        time_windows=window())
+
+    shipments = []
+    for k in range(14):
+        kind = rnd.choice(["pair", "pair", "pickup", "delivery"])
+        sh = ro.Shipment(label=f"s{k}", load_demands={"units": ro.Shipment.Load(amount=rnd.randint(1, 60)),
+                                                      "kg": ro.Shipment.Load(amount=rnd.randint(0, 90))})
+        if kind in ("pair", "pickup"):
+            sh.pickups = [visit()]
+        if kind in ("pair", "delivery"):
+            sh.deliveries = [visit()]
+        if rnd.random() < 0.7:
+            sh.penalty_cost = rnd.uniform(0, 300)
+        if rnd.random() < 0.2:
+            sh.allowed_vehicle_indices = [rnd.randrange(3)]
+        shipments.append(sh)
+    depot = _point(41.9, -87.7)
+    vehicles = [ro.Vehicle(label=f"v{k}", start_location=depot, end_location=depot if k else None,
+                           load_limits={"units": ro.Vehicle.LoadLimit(max_load=rnd.choice([50, 100, 200])),
+                                        "kg": ro.Vehicle.LoadLimit(max_load=150)},
+                           cost_per_kilometer=1.0, cost_per_hour=rnd.choice([0.0, 20.0]),
+                           fixed_cost=rnd.choice([0.0, 50.0]),
+                           route_duration_limit=ro.Vehicle.DurationLimit(
+                               max_duration=duration_pb2.Duration(seconds=8 * 3600)))
+                for k in range(3)]
+    req = ro.OptimizeToursRequest(
+        model=ro.ShipmentModel(shipments=shipments, vehicles=vehicles, global_start_time={"seconds": day},
+                               global_end_time={"seconds": day + 86400}),
+        use_geodesic_distances=True, geodesic_meters_per_second=10.0)
+    resp = solve_local(req, time_limit_s=0.3)
+    _check_feasible(req, resp)
+    served = {v.shipment_index for r in resp.routes for v in r.visits}
+    skipped = {s.index for s in resp.skipped_shipments}
+    assert served | skipped == set(range(14)) and not served & skipped
+    for r in resp.routes:
+        for v in r.visits:
+            allowed = list(shipments[v.shipment_index].allowed_vehicle_indices)
+            assert not allowed or r.vehicle_index in allowed
