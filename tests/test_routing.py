@@ -411,3 +411,16 @@ def test_random_requests_give_feasible_responses(seed):
         for v in r.visits:
             allowed = list(shipments[v.shipment_index].allowed_vehicle_indices)
             assert not allowed or r.vehicle_index in allowed
+
+
+def test_solve_routes_falls_back_to_local_with_geodesic_distances():
+    from retailopt.routing import solve_routes
+
+    settings = Settings(routing_engine="api", routing_time_limit_s=0.5)  # no project: not configured
+    frames = dict(transfers=_transfers(), orders=_orders(), stores=_stores(), dcs=_dcs(), vehicles=_vehicles(),
+                  products=_products())
+    req = build_request(**frames, run_date=RUN, settings=settings)
+    assert not req.use_geodesic_distances  # built for the road network
+    resp = solve_routes(req, settings=settings)
+    assert resp.metrics.aggregated_route_metrics.performed_shipment_count == 5
+    assert not req.use_geodesic_distances  # the caller's request is unchanged
