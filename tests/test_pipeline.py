@@ -69,7 +69,7 @@ def test_artifacts_are_written(completed):
     geojson = json.loads((result.artifacts_dir / "routes.geojson").read_text())
     assert geojson["type"] == "FeatureCollection"
     html = (result.artifacts_dir / "report.html").read_text()
-    assert "data:image/png;base64," in html and result.run_id in html and "<script" not in html
+    assert "data:image/svg+xml;base64," in html and result.run_id in html and "<script" not in html
     request = json.loads((result.artifacts_dir / "routes_request.json").read_text())
     assert "shipments" in request["model"]
 

@@ -25,11 +25,12 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
-def _png(fig: plt.Figure) -> str:
+def _image(fig: plt.Figure) -> str:
+    # SVG renders several times faster than PNG here and stays sharp when zoomed.
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buffer, format="svg", bbox_inches="tight")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _table(frame: pd.DataFrame, limit: int = 50) -> str:
@@ -76,7 +77,7 @@ def _map(stores: pd.DataFrame, dcs: pd.DataFrame, policy: pd.DataFrame, geojson:
     ax.set_aspect(1 / max(0.2, abs(float(stores.latitude.mean())) and 0.75))
     ax.legend(fontsize=7, loc="best")
     ax.set_title("Stores, distribution centre and planned routes")
-    return _png(fig)
+    return _image(fig)
 
 
 def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tuple[str, str]]:
@@ -107,7 +108,7 @@ def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tup
                      f"{row.reorder_point:.0f}", fontsize=9)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
-        charts.append((f"{row.store_id} / {row.product_id}", _png(fig)))
+        charts.append((f"{row.store_id} / {row.product_id}", _image(fig)))
     return charts
 
 
