@@ -49,10 +49,13 @@ def _run(args: argparse.Namespace, data: Path | None) -> int:
     bar = tqdm(total=len(STEPS) if data else len(STEPS) - 1, desc="planning run", unit="step",
                disable=args.quiet, file=sys.stderr)
 
+    begun: list[str] = []
+
     def progress(step: str) -> None:
-        if bar.n or step != STEPS[0] or data is None:
-            bar.update(0 if bar.desc == "planning run" else 1)
-        bar.set_description(f"step: {step}")
+        if begun:
+            bar.update(1)
+        begun.append(step)
+        bar.set_description(f"planning run: {step}")
 
     started = time.perf_counter()
     try:
