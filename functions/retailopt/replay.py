@@ -21,7 +21,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ import pandas as pd
 from retailopt.config import Settings, load_settings
 from retailopt.demand_model import QUANTILE_COLUMNS
 from retailopt.policy import compute_policy
-from retailopt.rebalance import assign_dcs, plan_orders, plan_transfers
+from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, plan_transfers
 
 STRATEGIES = ("dc_only", "min_max", "policy_rebalance")
 RESULT_COLUMNS = [
@@ -74,7 +74,6 @@ def empirical_quantile_forecast(history: np.ndarray, window: np.ndarray, keys: p
     rolling window sums (history is positions x days, last column = the day before `start`)."""
     h = history[:, -lookback:].astype(np.float64)
     csum = np.concatenate([np.zeros((len(h), 1)), np.cumsum(h, axis=1)], axis=1)
-    prot = []
     levels = [0.5, 0.8, 0.9, 0.95, 0.99]
     out = np.zeros((len(h), 7))
     for w in np.unique(window):
@@ -185,7 +184,6 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                                                        int(window.max()))
         log(f"forecast for {day}: {time.perf_counter() - started:.1f}s")
 
-    stores_xy = chain.stores
     rows = []
     created = datetime.now(timezone.utc)
     replay_id = replay_id or f"replay-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -230,11 +228,10 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                     policy, _ = compute_policy(inv, chain.products, prot, daily, run_date=day,
                                                lead_time_days=store_lead, settings=settings)
                     if strategy == "policy_rebalance":
-                        tr = plan_transfers(policy, prot, chain.products, stores_xy, settings=settings,
+                        tr = plan_transfers(policy, prot, chain.products, chain.stores, settings=settings,
                                             run_date=day, inventory=inv, value_horizon=value_horizon)
                     else:
-                        tr = plan_transfers(policy.iloc[:0], prot, chain.products, stores_xy,
-                                            settings=settings, run_date=day, inventory=inv)
+                        tr = pd.DataFrame(columns=TRANSFER_COLUMNS)
                     orders = plan_orders(policy, tr, chain.products, chain.dcs, chain.stores, settings=settings,
                                          run_date=day, inventory=inv)
                     if len(tr):
