@@ -181,3 +181,11 @@ def test_shelf_smaller_than_target_caps_levels_and_says_so():
     assert row["reorder_point"] == 20 and row["order_up_to"] == 20
     assert exception_codes(row["exception"]) == {"CAPACITY_BELOW_TARGET"}
     assert exc["reason_code"].tolist() == ["CAPACITY_BELOW_TARGET"]
+
+
+def test_fast_mover_fill_rate_level_is_the_smallest_integer_meeting_it():
+    q = stats.gamma.ppf([0.5, 0.8, 0.9, 0.95, 0.99], 9.0, scale=10.0)
+    wd = WindowDemand.from_forecast(np.array([90.0]), np.array([30.0]), q[None], np.array([False]))
+    s = wd.fill_rate_level(np.array([0.97]), np.array([60.0]))[0]
+    allowed = 0.03 * 60.0
+    assert wd.loss(np.array([s]))[0] <= allowed < wd.loss(np.array([s - 1]))[0]

@@ -251,3 +251,33 @@ def test_unknown_valuation_horizon_is_an_error():
     stores, products, inv, prot = chain({("A", "P"): 1}, {("A", "P"): 1.0}, {"A": near()})
     with pytest.raises(ValueError, match="value_horizon"):
         plan(stores, products, inv, prot, horizon="forever")
+
+
+def test_categorical_ids_and_policy_capacity_give_the_same_plan():
+    # The 20-million-position path: categorical ids, protection in the policy's order, shelf
+    # capacity as a policy column instead of an inventory frame.
+    stores, products, inv, prot = random_chain(5, n_stores=8, n_products=6)
+    policy, tr = plan(stores, products, inv, prot)
+    pol = policy.merge(inv[["store_id", "product_id", "max_capacity"]], on=["store_id", "product_id"])
+    pr = pol[["store_id", "product_id"]].merge(prot, on=["store_id", "product_id"])
+    for frame in (pol, pr):
+        frame["store_id"] = frame["store_id"].astype("category")
+        frame["product_id"] = frame["product_id"].astype("category")
+    tr2 = plan_transfers(pol, pr, products, stores, settings=BASE, run_date=RUN, max_segments=10_000,
+                         value_horizon="window")
+    assert len(tr) > 0
+    cols = ["product_id", "from_store_id", "to_store_id", "quantity"]
+    assert tr[cols].astype(str).values.tolist() == tr2[cols].astype(str).values.tolist()
+    assert np.allclose(tr["value"].to_numpy(float), tr2["value"].to_numpy(float))
+
+
+def test_benchmark_command_runs_small(tmp_path, capsys):
+    from retailopt.rebalance_benchmark import main as bench
+
+    out = tmp_path / "bench.json"
+    assert bench(["--stores", "60", "--products", "40", "--imbalance", "0.2", "--out", str(out)]) == 0
+    import json
+
+    figures = json.loads(out.read_text())
+    assert figures["positions"] == 2400 and figures["transfers"] > 0
+    assert "plan_seconds" in capsys.readouterr().out
