@@ -45,6 +45,9 @@ def test_run_completes_with_every_result(completed):
         policy = pipeline.read_run_rows(wh, "inventory_policy", result.run_id)
         assert set(policy.status) <= {"STOCKOUT_RISK", "OVERSTOCK", "OK"}
         assert (policy.order_up_to >= policy.reorder_point).all()
+        exceptions = pipeline.read_run_rows(wh, "plan_exceptions", result.run_id)
+        flagged = policy[policy.exception.notna()]
+        assert set(zip(exceptions.store_id, exceptions.product_id)) == set(zip(flagged.store_id, flagged.product_id))
         transfers = pipeline.read_run_rows(wh, "transfers", result.run_id)
         assert (transfers.from_store_id != transfers.to_store_id).all()
         assert (transfers.value > transfers.cost).all()

@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
-RESULT_TABLES = ("forecasts", "demand_windows", "inventory_policy", "transfers", "replenishment_orders",
-                 "routes", "route_stops")
+RESULT_TABLES = ("forecasts", "demand_windows", "inventory_policy", "plan_exceptions", "transfers",
+                 "replenishment_orders", "routes", "route_stops")
 
 
 class RunNotFound(LookupError):
@@ -260,6 +260,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
             type(response).to_json(response), encoding="utf-8")
     with wh.transaction():
         replace_run_rows(wh, "inventory_policy", run_id, policy, run_date)
+        replace_run_rows(wh, "plan_exceptions", run_id, exceptions, run_date)
         replace_run_rows(wh, "transfers", run_id, transfers, run_date)
         replace_run_rows(wh, "replenishment_orders", run_id, orders, run_date)
         replace_run_rows(wh, "routes", run_id, routes, run_date)
