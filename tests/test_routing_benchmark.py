@@ -73,3 +73,12 @@ def test_main_writes_figures(tmp_path, capsys):
     assert figures["results"][0]["instance"] == "tiny" and figures["results"][0]["feasible"]
     assert "local" in figures["summary"]
     assert "figures written" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("solver", ["ortools_default", "vroom"])
+def test_peer_solvers_pass_the_checker(tmp_path, solver):
+    f = tmp_path / "tiny.txt"
+    _write_instance(f)
+    inst = bench.read_instance(f)
+    ok, why, _ = bench.check_routes(inst, bench.RUNNERS[solver](inst, 1.0))
+    assert ok, why

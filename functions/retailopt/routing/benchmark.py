@@ -218,7 +218,7 @@ def solve_with_vroom(inst: Instance, time_limit_s: float) -> list[list[int]]:
             return vroom.ShipmentStep(id=i, location=i, default_service=int(round(inst.service[i] * scale)),
                                       time_windows=[vroom.TimeWindow(int(math.ceil(inst.ready[i] * scale)),
                                                                      int(math.floor(inst.due[i] * scale)))])
-        problem.add_shipment(vroom.Shipment(step(p), step(d), amount=vroom.Amount([int(inst.demand[p])])))
+        problem.add_shipment(step(p), step(d), amount=vroom.Amount([int(inst.demand[p])]))
     solution = problem.solve(exploration_level=5, nb_threads=1, timeout=timedelta(seconds=time_limit_s))
     frame = solution.routes
     routes = []

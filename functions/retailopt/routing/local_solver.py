@@ -97,7 +97,7 @@ def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> 
     best = first.solve(None, max(0.05, remaining() * (FIRST_SHARE if has_fixed else 1.0)), guided=not fast)
     best = _evaluate(problem, best.routes if best is not None else {}, active)
     if log:
-        print(f"first: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f} "
+        print(f"{remaining():.1f}s left; first: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f} "
               f"missed={best.skipped_mandatory}")
     if fast or not has_fixed:
         return best
@@ -125,7 +125,7 @@ def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> 
                     break
                 cand = _evaluate(problem, cand.routes, active)
                 if log:
-                    print(f"attempt drop={drop} vehicles={len(fleet)} -> cost={cand.cost:.3f} "
+                    print(f"{remaining():.1f}s left; attempt drop={drop} vehicles={len(fleet)} -> cost={cand.cost:.3f} "
                           f"missed={cand.skipped_mandatory}")
                 if _better(cand, best):
                     best, improved = cand, True
@@ -150,8 +150,21 @@ def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> 
             cand = _evaluate(problem, cand.routes, active)
             if _better(cand, best):
                 best = cand
+    # The search can settle before the limit; a fresh start on the whole fleet (a different
+    # annealing schedule for the shorter time) uses what is left.
+    for _ in range(3):
+        if remaining() <= 1.0:
+            break
+        cand = _Model(problem, vehicles, active, use_fixed=True).solve(None, remaining(), guided=True)
+        if cand is None:
+            break
+        cand = _evaluate(problem, cand.routes, active)
+        if log:
+            print(f"{remaining():.1f}s left; restart: cost={cand.cost:.3f} missed={cand.skipped_mandatory}")
+        if _better(cand, best):
+            best = cand
     if log:
-        print(f"final: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f}")
+        print(f"{remaining():.1f}s left; final: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f}")
     return best
 
 
