@@ -561,7 +561,8 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         # Variance: day-to-day dispersion from cleaned residuals, level error from the
         # rolling-origin error of the window mean minus its day-to-day part.
         mu_clean = p1["path"] * season0
-        inv_k2 = _dispersion(y_clean, mu_clean, scored & ~dips)
+        # Spikes are cleaned for the level, not for the noise: future days will have them too.
+        inv_k2 = _dispersion(yk, mu_clean, scored & ~dips)
         nh = np.maximum(p2["n_h"], 1)
         mse_h = p2["sse_h"][rows, best] / nh
         mean_l2 = np.maximum(p2["lvl2"][rows, best] / nh, 1e-9)
@@ -571,7 +572,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         # Few independent windows per series: shrink towards the pooled relative level error.
         n_windows = p2["n_h"] / h
         has_score = p2["n_h"] > 0
-        pooled = float(np.median(v_rel[has_score])) if has_score.any() else 0.05
+        pooled = float(np.mean(v_rel[has_score])) if has_score.any() else 0.05
         v_rel = np.where(has_score, (n_windows * v_rel + 4 * pooled) / (n_windows + 4), pooled)
         cv_error[ok] = np.sqrt(mse_h) / mean_l1 * np.sqrt(has_score) / np.where(has_score, 1, np.nan)
 
