@@ -28,6 +28,9 @@ _INT_MAX = 2**62
 # first, then route elimination for this share of what is left, then distance with the fleet found.
 FIRST_SHARE = 0.65
 ELIMINATION_SHARE = 0.7
+RESPONSE_SHARE = 0.03
+# Above this many visits the first solution considers only the nearest candidates for each insertion.
+LARGE_VISITS = 300
 
 
 @dataclass
@@ -48,12 +51,14 @@ def solve_local(request: ro.OptimizeToursRequest, *, time_limit_s: float,
         raise ValueError("time_limit_s must be > 0")
     if not isinstance(request, ro.OptimizeToursRequest):
         raise RequestError("request", f"expected OptimizeToursRequest, got {type(request).__name__}")
+    # The limit covers reading the request and writing the response too.
+    t_end = _time.monotonic() + time_limit_s * (1 - RESPONSE_SHARE)
     problem = load_problem(request)
     pb = ro.OptimizeToursRequest.pb(request)
     if pb.solving_mode == ro.OptimizeToursRequest.SolvingMode.VALIDATE_ONLY:
         return build_response(problem, None)
     fast = pb.search_mode == ro.OptimizeToursRequest.SearchMode.RETURN_FAST
-    solution = _search(problem, time_limit_s, fast=fast, log=log)
+    solution = _search(problem, t_end, fast=fast, log=log)
     return build_response(problem, solution.routes)
 
 
@@ -79,8 +84,8 @@ def _better(a: _Solution, b: _Solution) -> bool:
     return (a.skipped_mandatory, a.cost) < (b.skipped_mandatory, b.cost - 1e-9)
 
 
-def _search(problem: Problem, time_limit_s: float, *, fast: bool, log: bool) -> _Solution:
-    t_end = _time.monotonic() + time_limit_s
+def _search(problem: Problem, t_end: float, *, fast: bool, log: bool) -> _Solution:
+    time_limit_s = max(0.05, t_end - _time.monotonic())
     active = [s for s in range(len(problem.shipment_nodes)) if s not in problem.skip_reasons]
     # A vehicle whose shift lies outside the global time frame cannot drive at all.
     vehicles = [v for v in range(problem.vehicle_count)
@@ -209,11 +214,17 @@ class _Model:
             if g not in time_cb:
                 time_cb[g] = routing.RegisterTransitMatrix((tm + [[s] for s in service]).tolist())
                 dist_cb[g] = routing.RegisterTransitMatrix(dm.tolist())
-            key = (g, p.cost_per_km[v], p.cost_per_traveled_hour[v])
+            # The cost per hour of the route is charged on travel and service time in the arc cost,
+            # not on the span: a span cost makes OR-Tools schedule every candidate route with a
+            # linear program, which is far too slow at hundreds of visits. Waiting is left out of
+            # the search and counted in the reported cost.
+            key = (g, p.cost_per_km[v], p.cost_per_traveled_hour[v], p.cost_per_hour[v])
             if key not in cost_cb:
+                per_ms = COST_SCALE / (3600 * MS)
                 arc = (dm * (p.cost_per_km[v] * COST_SCALE / (1000 * MM))
-                       + tm * (p.cost_per_traveled_hour[v] * COST_SCALE / (3600 * MS))
-                       + [[c * COST_SCALE] for c in visit_cost])
+                       + tm * ((p.cost_per_traveled_hour[v] + p.cost_per_hour[v]) * per_ms)
+                       + [[c * COST_SCALE + s * p.cost_per_hour[v] * per_ms]
+                          for c, s in zip(visit_cost, service)])
                 arc = arc.round().astype("int64")
                 max_arc = max(max_arc, int(arc.max(initial=0)))
                 cost_cb[key] = routing.RegisterTransitMatrix(arc.tolist())
@@ -236,9 +247,6 @@ class _Model:
             _set_windows(tdim.CumulVar(routing.End(k)), ends, horizon)
             if p.max_duration_ms[v] is not None:
                 tdim.SetSpanUpperBoundForVehicle(p.max_duration_ms[v], k)
-            coef = p.cost_per_hour[v] * COST_SCALE / (3600 * MS)
-            if coef > 0:
-                tdim.SetSpanCostCoefficientForVehicle(max(1, int(round(coef))), k)
             routing.AddVariableMaximizedByFinalizer(tdim.CumulVar(routing.Start(k)))
             routing.AddVariableMinimizedByFinalizer(tdim.CumulVar(routing.End(k)))
 
@@ -316,6 +324,11 @@ class _Model:
         routing, manager = self.routing, self.manager
         params = pywrapcp.DefaultRoutingSearchParameters()
         params.first_solution_strategy = routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+        n_visits = len(self.visit_nodes)
+        if n_visits > LARGE_VISITS:
+            insertion = params.global_cheapest_insertion_first_solution_parameters
+            insertion.neighbors_ratio = max(0.05, 60 / n_visits)
+            insertion.min_neighbors = 20
         if guided:
             _ruin_and_recreate(params)
         params.time_limit.FromMilliseconds(max(50, int(time_s * 1000)))
