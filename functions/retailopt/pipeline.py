@@ -182,6 +182,9 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     history = query_file(wh, "sales_history", {
         "since": run_date - timedelta(days=settings.history_days), "until": run_date})
     history["sale_date"] = pd.to_datetime(history["sale_date"])
+    # Millions of repeated id strings: categories keep the step within its memory budget.
+    history["store_id"] = history["store_id"].astype("category")
+    history["product_id"] = history["product_id"].astype("category")
     inventory = query_file(wh, "latest_inventory")
     positions = inventory[["store_id", "product_id"]]
     leads = _lead_times(read_table(wh, "stores"), read_table(wh, "distribution_centers"))

@@ -20,7 +20,9 @@ class DuckDBWarehouse:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(str(path))
+        # DuckDB caches up to 80 % of RAM by default; a planning run needs far less, and the
+        # process's peak memory is a budget (see `retailopt bench-run`).
+        self._conn = duckdb.connect(str(path), config={"memory_limit": "768MB"})
         # One connection shared by threads; DuckDB serialises writes, the lock keeps a
         # transaction's statements together.
         self._lock = threading.RLock()
