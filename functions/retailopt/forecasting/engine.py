@@ -137,8 +137,13 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
     for c in range(chunk + 1):
         parts.append(forecast(history.loc[store_chunk == c], keys.loc[key_chunk == c],
                               max_chunk_series=max_chunk_series, **kwargs))
-    merged = [pd.concat([getattr(p, name) for p in parts], ignore_index=True)
-              for name in ("daily", "protection", "series")]
+    # Back to the order of `positions`, as an unchunked run returns it.
+    order = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_frame(keys))
+    merged = []
+    for name in ("daily", "protection", "series"):
+        frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        rank = order.reindex(pd.MultiIndex.from_frame(frame[["store_id", "product_id"]])).to_numpy()
+        merged.append(frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True))
     return ForecastResult(*merged)
 
 
@@ -266,7 +271,7 @@ def _holiday_effects(y: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
     day_pos = {d: i for i, d in enumerate(days)}
     effects: dict[str, float] = {}
     for name, group in hol.groupby("holiday_name"):
-        num = den = 0.0
+        num = den = expected_units = 0.0
         for d in group["holiday_date"]:
             i = day_pos.get(d)
             if i is None or n_obs[i] == 0:
@@ -277,11 +282,12 @@ def _holiday_effects(y: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
                 continue
             num += total[i] / n_obs[i]
             den += float(np.mean([total[j] / n_obs[j] for j in refs]))
+            expected_units += float(np.mean([total[j] for j in refs]))
         if den > 0:
-            # Pooled over the chain one occurrence is strong evidence; shrink only slightly.
+            # Empirical-Bayes shrinkage towards no effect: the ratio's sampling variance is about
+            # 1 / expected units, the spread of true holiday effects about 0.3^2.
             raw = num / den
-            occurrences = group["holiday_date"].isin(day_pos.keys()).sum()
-            w = occurrences / (occurrences + 0.05)
+            w = expected_units / (expected_units + 1 / 0.3 ** 2)
             effects[name] = float(np.clip(w * raw + (1 - w), 0.0, 5.0))
     for _, row in hol.iterrows():
         effect = effects.get(row.holiday_name)
