@@ -144,7 +144,7 @@ def chain_suite(args: argparse.Namespace) -> list[dict]:
     sub = {k: v[subset] for k, v in out.items() if k != "models"}
     rows.append(_row("chain", "local_engine", _score(actual[subset], train[subset], **sub), sec * len(subset) / len(keys),
                      len(subset), f"same {len(subset)}-series random subset as the baselines (time pro rata)"))
-    for name in ("SeasonalNaive", "AutoETS", "AutoARIMA"):
+    for name in args.baselines:
         b, bsec = run_baseline(name, train[subset], tdays, h)
         rows.append(_row("chain", name, _score(actual[subset], train[subset], **b), bsec, len(subset),
                          f"random subset of {len(subset)} series, season_length=7"))
@@ -171,7 +171,7 @@ def m5_suite(args: argparse.Namespace) -> list[dict]:
     rows.append(_row("m5", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
                                                   out["lo95"], out["hi95"]), sec, len(keys),
                      "10 real M5 series, calendar events as holidays"))
-    for name in ("SeasonalNaive", "AutoETS", "AutoARIMA"):
+    for name in args.baselines:
         b, bsec = run_baseline(name, train, days, h)
         rows.append(_row("m5", name, _score(actual, train, **b), bsec, len(keys), "season_length=7"))
     return rows
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--horizon", type=int, default=28)
     ap.add_argument("--baseline-series", type=int, default=200,
                     help="random subset of chain series for the statsforecast baselines")
+    ap.add_argument("--baselines", nargs="*", default=["SeasonalNaive", "AutoETS", "AutoARIMA"],
+                    choices=["SeasonalNaive", "AutoETS", "AutoARIMA"],
+                    help="statsforecast baselines to run (AutoARIMA is slow)")
     ap.add_argument("--m5-dir", default=str(M5_DIR))
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="data/bench/forecast.json")
