@@ -550,14 +550,21 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
 
         # Pass 2: all candidates on the cleaned series; pick per series by rolling-origin error.
         h = int(np.clip(horizon, 7, 56))
-        p2 = _smooth_pass(x, clean_obs, first, SES_ALPHAS, TSB_PARAMS, h)
+        # Each family runs only on its own series (smooth/erratic: SES; intermittent/lumpy: TSB).
         n_ses = len(SES_ALPHAS)
-        err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
+        n_c = n_ses + len(TSB_PARAMS)
         intermittent = np.isin(demand_class[ok], ["intermittent", "lumpy"])
-        allowed = np.zeros_like(err_h, dtype=bool)
-        allowed[~intermittent, :n_ses] = True
-        allowed[intermittent, n_ses:] = True
-        best = np.argmin(np.where(allowed, err_h, np.inf), axis=1)
+        p2 = {"final": np.zeros((len(ok), n_c)), "sse_h": np.full((len(ok), n_c), np.inf),
+              "lvl1": np.zeros((len(ok), n_c)), "lvl2": np.zeros((len(ok), n_c)), "n_h": np.zeros(len(ok))}
+        for members, ses, tsb, cols in ((~intermittent, SES_ALPHAS, (), slice(0, n_ses)),
+                                        (intermittent, (), TSB_PARAMS, slice(n_ses, n_c))):
+            if members.any():
+                part = _smooth_pass(x[members], clean_obs[members], first[members], ses, tsb, h)
+                for key in ("final", "sse_h", "lvl1", "lvl2"):
+                    p2[key][members, cols] = part[key]
+                p2["n_h"][members] = part["n_h"]
+        err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
+        best = np.argmin(err_h, axis=1)
         rows = np.arange(len(ok))
         lvl = np.maximum(p2["final"][rows, best], 0.0)
         params = np.concatenate([np.asarray(SES_ALPHAS), np.asarray([p for p, _ in TSB_PARAMS])])
