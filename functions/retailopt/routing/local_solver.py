@@ -17,8 +17,7 @@ from google.maps import routeoptimization_v1 as ro
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.constraint_solver import routing_ils_pb2 as ils_pb
 
-from retailopt.routing.model import (COST_SCALE, IMPOSSIBLE, MM, MS, Problem, Reason, RequestError,
-                                     load_problem)
+from retailopt.routing.model import COST_SCALE, IMPOSSIBLE, MM, MS, Problem, RequestError, load_problem
 from retailopt.routing.response import build_response, route_cost, schedule
 
 __all__ = ["solve_local", "RequestError"]
@@ -412,5 +411,3 @@ def _set_windows(var, windows: list[tuple[int, int]], horizon: int) -> None:
         if lo > hi + 1:
             var.RemoveInterval(hi + 1, lo - 1)
 
-
-__all__ += ["MS", "MM"]

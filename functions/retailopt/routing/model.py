@@ -11,7 +11,6 @@ scaled by COST_SCALE, so OR-Tools works on exact integers and nothing material i
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -9,9 +9,6 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from retailopt.routing.model import MM, MS, Problem, Reason, earliest_in
 
-_PB = ro.OptimizeToursResponse.pb()
-
-
 @dataclass
 class Schedule:
     path: list[int]  # start node, visits, end node
