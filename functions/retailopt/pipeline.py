@@ -191,10 +191,17 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     window = positions.merge(leads[["store_id", "lead_time_days"]], on="store_id", how="left")
     window["window_days"] = (pd.to_numeric(window.lead_time_days, errors="coerce").fillna(0).clip(lower=0)
                              + settings.review_period_days).astype(int)
-    result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
-                      window_days=window[["store_id", "product_id", "window_days"]],
-                      confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                      holiday_subdivision=settings.holiday_subdivision, seed=settings.seed)
+    if settings.forecast_engine == "bigquery_ml":
+        from retailopt.forecasting.bigquery_ml import forecast_bigquery
+
+        # The weekly retrain trains the model; the daily run only reads ML.FORECAST from it.
+        result = forecast_bigquery(wh.client, settings, forecast_start=run_date,  # type: ignore[attr-defined]
+                                   window_days=window[["store_id", "product_id", "window_days"]])
+    else:
+        result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
+                          window_days=window[["store_id", "product_id", "window_days"]],
+                          confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
+                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed)
     with wh.transaction():
         replace_run_rows(wh, "forecasts", run_id, result.daily)
         replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
