@@ -82,3 +82,29 @@ def test_peer_solvers_pass_the_checker(tmp_path, solver):
     inst = bench.read_instance(f)
     ok, why, _ = bench.check_routes(inst, bench.RUNNERS[solver](inst, 1.0))
     assert ok, why
+
+
+def _write_solomon(path, customers: int = 10, seed: int = 4) -> None:
+    rng = np.random.default_rng(seed)
+    lines = ["tiny", "", "VEHICLE", "NUMBER     CAPACITY", "  4         60", "", "CUSTOMER",
+             "CUST NO.  XCOORD.   YCOORD.    DEMAND   READY TIME  DUE DATE   SERVICE   TIME", "",
+             "    0      35         35          0          0        500          0"]
+    for c in range(1, customers + 1):
+        x, y = rng.integers(0, 70, 2)
+        lines.append(f"  {c:3d}  {x:6d}  {y:6d}  {int(rng.integers(5, 25)):6d}  0  {int(rng.integers(150, 400)):6d}  10")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("solver", ["local", "ortools_default", "vroom"])
+def test_solomon_instances_become_delivery_only_shipments(tmp_path, solver):
+    f = tmp_path / "c_tiny.txt"
+    _write_solomon(f)
+    inst = bench.read_instance(f)
+    assert inst.vehicles == 4 and inst.capacity == 60 and inst.pairs[0] == (None, 1) and len(inst.pairs) == 10
+    req = bench.to_request(inst)
+    assert not req.model.shipments[0].pickups and req.model.shipments[0].deliveries
+    ok, why, _ = bench.check_routes(inst, bench.RUNNERS[solver](inst, 1.0))
+    assert ok, why
+    everyone = [c for _, c in inst.pairs]
+    assert sum(inst.demand[everyone]) > inst.capacity
+    assert bench.check_routes(inst, [everyone])[1].startswith("load")  # one van cannot load it all

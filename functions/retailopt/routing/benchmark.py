@@ -44,7 +44,7 @@ class Instance:
     ready: np.ndarray
     due: np.ndarray
     service: np.ndarray
-    pairs: list[tuple[int, int]]  # (pickup task, delivery task)
+    pairs: list[tuple[int | None, int]]  # (pickup task, delivery task); no pickup in Solomon VRPTW
 
     @property
     def dist(self) -> np.ndarray:
@@ -53,7 +53,11 @@ class Instance:
 
 
 def read_instance(path: Path) -> Instance:
-    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    """A Li & Lim PDPTW file, or a Solomon VRPTW file (customers become delivery-only shipments)."""
+    text = path.read_text()
+    if "CUSTOMER" in text.upper():
+        return _read_solomon(path, text)
+    lines = [ln.split() for ln in text.splitlines() if ln.strip()]
     k, q = int(lines[0][0]), int(lines[0][1])
     rows = np.array([[float(x) for x in ln[:9]] for ln in lines[1:]])
     if rows[0, 0] != 0:
@@ -61,6 +65,26 @@ def read_instance(path: Path) -> Instance:
     pairs = [(int(r[0]), int(r[8])) for r in rows if r[7] == 0 and r[8] > 0]
     return Instance(path.stem, k, q, rows[:, 1:3], rows[:, 3].astype(int), rows[:, 4], rows[:, 5],
                     rows[:, 6], pairs)
+
+
+def _read_solomon(path: Path, text: str) -> Instance:
+    numeric = [ln.split() for ln in text.splitlines()
+               if ln.split() and all(_is_number(x) for x in ln.split())]
+    k, q = int(float(numeric[0][0])), int(float(numeric[0][1]))
+    rows = np.array([[float(x) for x in ln[:7]] for ln in numeric[1:] if len(ln) >= 7])
+    if rows[0, 0] != 0:
+        raise ValueError(f"{path}: customer 0 (the depot) must come first")
+    pairs = [(None, int(r[0])) for r in rows[1:]]
+    return Instance(path.stem, k, q, rows[:, 1:3], rows[:, 3].astype(int), rows[:, 4], rows[:, 5],
+                    rows[:, 6], pairs)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _dur(seconds: float) -> duration_pb2.Duration:
@@ -92,6 +116,9 @@ def to_request(inst: Instance) -> ro.OptimizeToursRequest:
 
     shipments = [ro.Shipment(label=f"{p}-{d}", pickups=[visit(p)], deliveries=[visit(d)],
                              load_demands={"load": ro.Shipment.Load(amount=int(inst.demand[p]))})
+                 if p is not None else
+                 ro.Shipment(label=str(d), deliveries=[visit(d)],
+                             load_demands={"load": ro.Shipment.Load(amount=int(inst.demand[d]))})
                  for p, d in inst.pairs]
     depot_window = ro.TimeWindow(start_time=_ts(inst.ready[0] * TIME_SCALE), end_time=_ts(inst.due[0] * TIME_SCALE))
     vehicles = [ro.Vehicle(label=f"v{k}", start_tags=[tags[0]], end_tags=[tags[0]],
@@ -111,8 +138,13 @@ def check_routes(inst: Instance, routes: list[list[int]]) -> tuple[bool, str, fl
     dist = inst.dist
     where: dict[int, tuple[int, int]] = {}
     total = 0.0
+    delivery_only = {d for p, d in inst.pairs if p is None}
     for r, seq in enumerate(routes):
-        t, load, prev = inst.ready[0], 0, 0
+        # Solomon customers are delivered from what the vehicle loaded at the depot.
+        t, prev = inst.ready[0], 0
+        load = sum(int(inst.demand[x]) for x in seq if x in delivery_only)
+        if load > inst.capacity:
+            return False, f"load {load} leaving the depot on route {r}", math.inf
         for pos, task in enumerate(seq):
             if task in where:
                 return False, f"task {task} visited twice", math.inf
@@ -120,7 +152,7 @@ def check_routes(inst: Instance, routes: list[list[int]]) -> tuple[bool, str, fl
             t = max(t + inst.service[prev] + dist[prev, task], inst.ready[task])
             if t > inst.due[task] + TOLERANCE:
                 return False, f"task {task} late by {t - inst.due[task]:.6f}", math.inf
-            load += inst.demand[task]
+            load += -inst.demand[task] if task in delivery_only else inst.demand[task]
             if load > inst.capacity or load < 0:
                 return False, f"load {load} at task {task}", math.inf
             total += dist[prev, task]
@@ -131,9 +163,9 @@ def check_routes(inst: Instance, routes: list[list[int]]) -> tuple[bool, str, fl
             if t > inst.due[0] + TOLERANCE:
                 return False, f"route {r} returns late", math.inf
     for p, d in inst.pairs:
-        if p not in where or d not in where:
+        if d not in where or (p is not None and p not in where):
             return False, f"pair {p}-{d} not served", math.inf
-        if where[p][0] != where[d][0] or where[p][1] > where[d][1]:
+        if p is not None and (where[p][0] != where[d][0] or where[p][1] > where[d][1]):
             return False, f"pair {p}-{d} not on one route in order", math.inf
     return True, "", total
 
@@ -174,10 +206,14 @@ def solve_with_ortools_default(inst: Instance, time_limit_s: float) -> list[list
     for i in range(1, n):
         tdim.CumulVar(manager.NodeToIndex(i)).SetRange(int(round(inst.ready[i] * scale)),
                                                        int(round(inst.due[i] * scale)))
-    demand_cb = routing.RegisterUnaryTransitVector([int(x) for x in inst.demand])
+    # Solomon deliveries add up like pickups: the same capacity check on what leaves the depot.
+    demand_cb = routing.RegisterUnaryTransitVector([abs(int(x)) if inst.pairs[0][0] is None else int(x)
+                                                   for x in inst.demand])
     routing.AddDimensionWithVehicleCapacity(demand_cb, 0, [inst.capacity] * inst.vehicles, True, "load")
     solver = routing.solver()
     for p, d in inst.pairs:
+        if p is None:
+            continue
         pi, di = manager.NodeToIndex(p), manager.NodeToIndex(d)
         routing.AddPickupAndDelivery(pi, di)
         solver.Add(routing.VehicleVar(pi) == routing.VehicleVar(di))
@@ -214,6 +250,13 @@ def solve_with_vroom(inst: Instance, time_limit_s: float) -> list[list[int]]:
         problem.add_vehicle(vroom.Vehicle(k + 1, start=0, end=0, capacity=[inst.capacity], time_window=tw,
                                           costs=vroom.VehicleCosts(fixed=int(FIXED_COST * scale))))
     for p, d in inst.pairs:
+        if p is None:
+            problem.add_job(vroom.Job(id=d, location=d, default_service=int(round(inst.service[d] * scale)),
+                                      delivery=vroom.Amount([int(inst.demand[d])]),
+                                      time_windows=[vroom.TimeWindow(int(math.ceil(inst.ready[d] * scale)),
+                                                                     int(math.floor(inst.due[d] * scale)))]))
+            continue
+
         def step(i: int) -> vroom.ShipmentStep:
             return vroom.ShipmentStep(id=i, location=i, default_service=int(round(inst.service[i] * scale)),
                                       time_windows=[vroom.TimeWindow(int(math.ceil(inst.ready[i] * scale)),
@@ -223,7 +266,7 @@ def solve_with_vroom(inst: Instance, time_limit_s: float) -> list[list[int]]:
     frame = solution.routes
     routes = []
     for _, group in frame.groupby("vehicle_id", sort=True):
-        seq = [int(i) for t, i in zip(group["type"], group["id"]) if t in ("pickup", "delivery")]
+        seq = [int(i) for t, i in zip(group["type"], group["id"]) if t in ("pickup", "delivery", "job")]
         if seq:
             routes.append(seq)
     return routes
