@@ -147,3 +147,21 @@ def test_cli_run_prints_the_summary_path(small_chain, tmp_path, capsys):
     assert code == 0 and "summary: " in out
     summary_path = out.split("summary: ")[1].strip()
     assert json.loads(open(summary_path).read())["status"] == "COMPLETE"
+
+
+def test_report_shows_the_latest_replay(completed, tmp_path):
+    from retailopt import report, schema
+
+    settings, result = completed
+    samples = {"STRING": "x", "INT64": 1, "FLOAT64": 0.5, "BOOL": True, "DATE": "2026-01-01",
+               "TIMESTAMP": "2026-01-01T00:00:00Z"}
+    columns = schema.table("replay_results").columns
+    row = {c.name: samples.get(c.type, "x") for c in columns}
+    wh = open_warehouse(settings)
+    try:
+        wh.insert("replay_results", pd.DataFrame([{**row, "strategy": "c_policy_rebalancing_marker"}]))
+        run = pipeline.get_run(wh, result.run_id)
+        paths = report.write_artifacts(wh, run, run["kpis"], {}, tmp_path)
+        assert "c_policy_rebalancing_marker" in paths["report"].read_text()
+    finally:
+        wh.close()

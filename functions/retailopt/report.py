@@ -112,6 +112,17 @@ def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tup
     return charts
 
 
+def _replay_section(wh: Warehouse) -> str:
+    replay = wh.query(
+        "SELECT strategy, fill_rate, cycle_service_level, lost_units, avg_on_hand_units, avg_on_hand_value, "
+        "units_moved, trips, transfer_cost, total_cost FROM `{dataset}.replay_results` "
+        "WHERE replay_id = (SELECT replay_id FROM `{dataset}.replay_results` ORDER BY created_at DESC LIMIT 1) "
+        "ORDER BY strategy")
+    if replay.empty:
+        return "<p><em>No replay yet: run <code>retailopt replay</code> to compare policies on held-out demand.</em></p>"
+    return _table(replay)
+
+
 _STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table.t{border-collapse:collapse;font-size:12px}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #eee;
@@ -164,6 +175,7 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
         "Forecasts for the positions most at risk": "<div class='grid'>" + "".join(
             f"<img alt='{html.escape(t)}' src='{src}'>" for t, src in charts) + "</div>",
         "Quarantined input rows": _table(quarantine),
+        "Replay: this policy against simple rules (latest `retailopt replay`)": _replay_section(wh),
     }
     paths["report"].write_text(render_html(run, kpis, timings, sections), encoding="utf-8")
     summary = {"run_id": run_id, "run_date": str(run["run_date"]), "status": "COMPLETE", "kpis": kpis,
