@@ -214,13 +214,9 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
 
 
 def _solve_routes(request, settings: Settings):
-    if settings.routing_engine == "api":
-        from retailopt.routing.cloud import solve_cloud
+    from retailopt.routing.engine import solve_routes
 
-        return solve_cloud(request, project=settings.project or "", time_limit_s=settings.routing_time_limit_s)
-    from retailopt.routing import solve_local
-
-    return solve_local(request, time_limit_s=settings.routing_time_limit_s)
+    return solve_routes(request, settings=settings)
 
 
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
