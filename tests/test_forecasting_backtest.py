@@ -32,12 +32,17 @@ def test_backtest_rows_have_the_table_columns_and_honest_coverage():
     assert np.isfinite(agg.rmsse) and np.isfinite(agg.pinball_loss)
 
 
-def test_too_narrow_intervals_show_up_as_low_coverage():
+def test_too_narrow_distribution_shows_in_pinball_loss_while_intervals_self_calibrate():
     keys, hist = _data()
     honest = backtest(hist, keys, forecast_start=date(2024, 6, 1), horizon=14, n_origins=1)
     narrow = backtest(hist, keys, forecast_start=date(2024, 6, 1), horizon=14, n_origins=1, variance_scale=0.0)
     pick = lambda df: df[(df.level == "aggregate") & (df.model == "all")].iloc[0]  # noqa: E731
-    assert pick(narrow).coverage_95 < pick(honest).coverage_95 - 0.02
+    # Poisson quantiles for over-dispersed demand are too low: the pinball loss sees it ...
+    assert pick(narrow).pinball_loss > pick(honest).pinball_loss * 1.05
+    # ... but the reported intervals are calibrated on the engine's own rolling-origin
+    # forecasts, so they still cover about their nominal level.
+    for row in (pick(narrow), pick(honest)):
+        assert abs(row.coverage_80 - 0.8) < 0.06 and abs(row.coverage_95 - 0.95) < 0.04
 
 
 def test_metrics_against_hand_computed_values():

@@ -13,7 +13,6 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from .distributions import count_quantiles
 from .engine import forecast
 from .metrics import PINBALL_LEVELS, naive_scales, series_metrics
 
@@ -57,8 +56,7 @@ def backtest(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
         ok = si >= 0
         np.add.at(actual, (si[ok], di[ok]), test["units"].to_numpy(dtype=float)[ok])
         mean = res.daily["forecast_mean"].to_numpy().reshape(n, horizon)
-        var = res.daily["standard_error"].to_numpy().reshape(n, horizon) ** 2
-        q = count_quantiles(mean, var, [0.1, 0.9, 0.025, 0.975])
+        (lo80, hi80), (lo95, hi95) = (res.interval(level) for level in (0.8, 0.95))
         train_mat = np.zeros((n, max((origin - train["sale_date"].min()).days, 1)))
         start = train["sale_date"].min()
         tsi = index.get_indexer(pd.MultiIndex.from_frame(train[["store_id", "product_id"]]))
@@ -68,8 +66,9 @@ def backtest(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
         mae, mse = naive_scales(train_mat)
         quantiles = {lv: res.daily[f"quantile_{int(round(lv * 100))}"].to_numpy().reshape(n, horizon)
                      for lv in PINBALL_LEVELS}
-        m = series_metrics(actual, mean, scale_mae=mae, scale_mse=mse, lo80=q[..., 0], hi80=q[..., 1],
-                           lo95=q[..., 2], hi95=q[..., 3], quantiles=quantiles)
+        m = series_metrics(actual, mean, scale_mae=mae, scale_mse=mse, lo80=lo80.reshape(n, horizon),
+                           hi80=hi80.reshape(n, horizon), lo95=lo95.reshape(n, horizon),
+                           hi95=hi95.reshape(n, horizon), quantiles=quantiles)
         m["sq_error"] = ((mean - actual) ** 2).sum(axis=1)
         m["scale_mae"], m["scale_mse"] = mae * horizon, mse * horizon
         m["origins"] = np.ones(n)

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .distributions import count_quantiles
 from .engine import forecast
 from .metrics import naive_scales
 from .synthetic import matrix_to_history, synthetic_matrix
@@ -66,9 +65,10 @@ def run_engine(keys: pd.DataFrame, days: pd.DatetimeIndex, train: np.ndarray, pr
     seconds = time.perf_counter() - t0
     n = len(keys)
     mean = res.daily["forecast_mean"].to_numpy().reshape(n, horizon)
-    var = res.daily["standard_error"].to_numpy().reshape(n, horizon) ** 2
-    q = count_quantiles(mean, var, [0.1, 0.9, 0.025, 0.975])
-    return {"mean": mean, "lo80": q[..., 0], "hi80": q[..., 1], "lo95": q[..., 2], "hi95": q[..., 3],
+    # The engine's calibrated intervals (what it writes as lower/upper_bound at that level).
+    (lo80, hi80), (lo95, hi95) = (res.interval(level) for level in (0.8, 0.95))
+    return {"mean": mean, "lo80": lo80.reshape(n, horizon), "hi80": hi80.reshape(n, horizon),
+            "lo95": lo95.reshape(n, horizon), "hi95": hi95.reshape(n, horizon),
             "models": res.series["model"].to_numpy()}, seconds
 
 

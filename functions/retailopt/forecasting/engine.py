@@ -26,13 +26,15 @@ Series that cannot be modelled get a documented fallback and a reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
 
 from .calendar import holiday_table
+from .calibration import CALIBRATION_COLUMNS, fit_calibration, merge_calibrations, mid_pit
+from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
@@ -40,6 +42,7 @@ MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasona
 # discontinued; shorter implausible runs are stock-outs (wrongly zeroing a stocked-out product
 # would stop its replenishment, the costlier error).
 DISCONTINUED_DAYS = 91
+MAX_CALIBRATION_DAYS = 300_000  # scored (series, day) pairs used to calibrate the intervals
 ADI_CUT = 1.32  # Syntetos-Boylan-Croston classification
 CV2_CUT = 0.49
 SES_ALPHAS = (0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35)
@@ -59,6 +62,15 @@ class ForecastResult:
     daily: pd.DataFrame
     protection: pd.DataFrame
     series: pd.DataFrame
+    # Mid-PIT quantiles from the engine's rolling-origin forecasts (calibration.py); empty when
+    # there was nothing to score (then intervals use the nominal levels).
+    calibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS))
+
+    def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated daily interval (lower, upper) at ``level``, aligned with ``daily``."""
+        mean = self.daily["forecast_mean"].to_numpy(dtype=float)
+        var = self.daily["standard_error"].to_numpy(dtype=float) ** 2
+        return calibrated_interval(mean, var, level, self.calibration)
 
 
 @dataclass
@@ -110,15 +122,19 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     mean = fit["mean"]  # (S, F)
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
+    c = fit["calib"]
+    calibration = fit_calibration(mid_pit(c["actual"], c["mean"],
+                                          c["mean"] + variance_scale * c["extra"] * c["mean"] ** 2),
+                                  c["mean"])
     daily = _daily_frame(dense.keys, future_days[:horizon], mean[:, :horizon], var[:, :horizon],
-                         confidence_level, fit["model"], fit["reason"])
+                         confidence_level, fit["model"], fit["reason"], calibration)
     protection = _protection_frame(dense.keys, windows, mean, var, fit["level_var"] * variance_scale,
                                    fit["model"])
     series = dense.keys.copy()
     for name in ("demand_class", "model", "reason", "adi", "cv2", "dispersion", "level_var",
                  "param", "n_spikes", "n_dip_days", "cv_error"):
         series[name if name != "reason" else "fallback_reason"] = fit[name]
-    return ForecastResult(daily=daily, protection=protection, series=series)
+    return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration)
 
 
 def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_series: int,
@@ -144,7 +160,7 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
         frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
         rank = order.reindex(pd.MultiIndex.from_frame(frame[["store_id", "product_id"]])).to_numpy()
         merged.append(frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True))
-    return ForecastResult(*merged)
+    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts]))
 
 
 # --------------------------------------------------------------------------- input
@@ -360,12 +376,14 @@ def _fourier(days: pd.DatetimeIndex, order: int) -> np.ndarray:
 
 
 def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[float, ...],
-                 tsb: tuple[tuple[float, float], ...], horizon: int, keep_path: bool = False):
+                 tsb: tuple[tuple[float, float], ...], horizon: int, keep_path: bool = False,
+                 origins: np.ndarray | None = None):
     """Run every candidate level model over time for all series together.
 
     Returns the final level per candidate (S, C), the rolling-origin squared error of the mean
     over the next ``horizon`` days and of the next day, the number of scored origins, the mean
-    (squared) level at those origins and, when asked, the one-step path of the first candidate.
+    (squared) level at those origins, when asked the one-step path of the first candidate, and
+    the forecast level of every candidate at each day of ``origins`` (S, J, C).
     """
     n_series, n_days = x.shape
     n_ses, n_tsb = len(ses), len(tsb)
@@ -418,11 +436,16 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
     tgt_t = np.ascontiguousarray(target.T)[:, :, None]
     valid_t = np.ascontiguousarray(valid_h.T)[:, :, None]
     err = np.empty((n_series, n_c), dtype=np.float32)
+    origins = np.asarray([] if origins is None else origins, dtype=int)
+    at_origins = np.zeros((n_series, len(origins), n_c), dtype=np.float32)
+    origin_slot = {int(o): j for j, o in enumerate(origins)}
     for t in range(n_days):
         pred[:, :n_ses] = level
         np.multiply(prob, size, out=pred[:, n_ses:])
         if keep_path:
             path[:, t] = pred[:, 0]
+        if t in origin_slot:
+            at_origins[:, origin_slot[t]] = pred
         xt = xo_t[t]
         at = act_t[t]
         if t >= score_from:
@@ -442,7 +465,7 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
             size += a_z * (xt - size) * occ_t
     final = np.concatenate([level, prob * size], axis=1).astype(float)
     return dict(final=final, sse_h=sse_h, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
-                path=None if path is None else path.astype(float))
+                path=None if path is None else path.astype(float), at_origins=at_origins)
 
 
 def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -507,6 +530,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
     n_spikes = np.zeros(n_series, dtype=int)
     n_dip_days = np.zeros(n_series, dtype=int)
     rate_recent = np.zeros(n_series)
+    calib = dict(mean=np.zeros(0), actual=np.zeros(0), extra=np.zeros(0))
 
     if model_ok.any():
         ok = np.flatnonzero(model_ok)
@@ -554,14 +578,22 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         n_ses = len(SES_ALPHAS)
         n_c = n_ses + len(TSB_PARAMS)
         intermittent = np.isin(demand_class[ok], ["intermittent", "lumpy"])
+        # Rolling origins of the last year, one window of h days each: the chosen model's own
+        # out-of-sample forecasts there calibrate the prediction intervals.
+        origins = np.arange(n_days - h, max(n_days - h * (364 // h + 1), -1), -h)[::-1]
+        origins = origins[origins >= 0]
+        n_o = len(origins)
         p2 = {"final": np.zeros((len(ok), n_c)), "sse_h": np.full((len(ok), n_c), np.inf),
-              "lvl1": np.zeros((len(ok), n_c)), "lvl2": np.zeros((len(ok), n_c)), "n_h": np.zeros(len(ok))}
+              "lvl1": np.zeros((len(ok), n_c)), "lvl2": np.zeros((len(ok), n_c)), "n_h": np.zeros(len(ok)),
+              "at_origins": np.zeros((len(ok), n_o, n_c), dtype=np.float32)}
         for members, ses, tsb, cols in ((~intermittent, SES_ALPHAS, (), slice(0, n_ses)),
                                         (intermittent, (), TSB_PARAMS, slice(n_ses, n_c))):
             if members.any():
-                part = _smooth_pass(x[members], clean_obs[members], first[members], ses, tsb, h)
+                part = _smooth_pass(x[members], clean_obs[members], first[members], ses, tsb, h,
+                                    origins=origins)
                 for key in ("final", "sse_h", "lvl1", "lvl2"):
                     p2[key][members, cols] = part[key]
+                p2["at_origins"][np.ix_(members, np.arange(n_o), np.arange(n_c)[cols])] = part["at_origins"]
                 p2["n_h"][members] = part["n_h"]
         err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
         best = np.argmin(err_h, axis=1)
@@ -589,6 +621,12 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         v_rel = np.where(has_score, (n_windows * v_rel + 4 * pooled) / (n_windows + 4), pooled)
         cv_error[ok] = np.sqrt(mse_h) / mean_l1 * np.sqrt(has_score) / np.where(has_score, 1, np.nan)
 
+        # Calibration sample: forecast at each origin (level then x season) vs. the raw actuals.
+        win = origins[:, None] + np.arange(h)[None, :]  # (J, h)
+        lvl_o = np.maximum(p2["at_origins"][rows[:, None], np.arange(n_o)[None, :], best[:, None]], 0.0)
+        calib_mu = lvl_o[:, :, None] * season[:, win]
+        calib_use = scored[:, win] & (origins[None, :, None] >= first[:, None, None] + 28)
+
         mu_f = lvl[:, None] * season_f
         mean[ok] = mu_f
         var[ok] = mu_f + mu_f ** 2 * inv_k2[:, None]
@@ -602,6 +640,12 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         disc[ok] = trailing & (n_days - 1 - last_sale[ok] >= DISCONTINUED_DAYS)
         reason[disc] = "discontinued"
         model[disc] = "fallback_zero"
+        keep = np.flatnonzero(calib_use & ~disc[ok][:, None, None])
+        if keep.size > MAX_CALIBRATION_DAYS:
+            # A fixed random subset estimates the quantiles as well at a fraction of the cost.
+            keep = np.sort(np.random.default_rng(0).choice(keep, MAX_CALIBRATION_DAYS, replace=False))
+        calib = dict(mean=calib_mu.ravel()[keep], actual=yk[:, win].ravel()[keep],
+                     extra=np.broadcast_to((inv_k2 + v_rel)[:, None, None], calib_mu.shape).ravel()[keep])
         mean[disc] = 0.0
         var[disc] = 0.0
         level_var[disc] = 0.0
@@ -633,7 +677,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
     return dict(mean=mean, var=var, level_var=level_var, model=model, reason=reason,
                 demand_class=np.where(reason == None, demand_class, "none"),  # noqa: E711
                 adi=adi, cv2=cv2, dispersion=dispersion, param=param, n_spikes=n_spikes,
-                n_dip_days=n_dip_days, cv_error=cv_error)
+                n_dip_days=n_dip_days, cv_error=cv_error, calib=calib)
 
 
 def _dispersion(y: np.ndarray, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -649,10 +693,14 @@ def _dispersion(y: np.ndarray, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- output
 
 def _daily_frame(keys: pd.DataFrame, days: pd.DatetimeIndex, mean: np.ndarray, var: np.ndarray,
-                 confidence_level: float, model: np.ndarray, reason: np.ndarray) -> pd.DataFrame:
+                 confidence_level: float, model: np.ndarray, reason: np.ndarray,
+                 calibration: pd.DataFrame) -> pd.DataFrame:
     n_series, n_days = mean.shape
-    probs = [(1 - confidence_level) / 2, (1 + confidence_level) / 2, *QUANTILES]
-    q = count_quantiles(mean, var, probs)  # (S, D, 7)
+    q = count_quantiles(mean, var, QUANTILES)  # (S, D, 5)
+    lo, hi = calibrated_interval(mean, var, confidence_level, calibration)
+    # The reported interval always contains the median.
+    lo = np.minimum(lo, q[..., 0])
+    hi = np.maximum(hi, q[..., 0])
     out = pd.DataFrame({
         "store_id": np.repeat(keys["store_id"].to_numpy(), n_days),
         "product_id": np.repeat(keys["product_id"].to_numpy(), n_days),
@@ -660,11 +708,11 @@ def _daily_frame(keys: pd.DataFrame, days: pd.DatetimeIndex, mean: np.ndarray, v
         "forecast_mean": mean.ravel(),
         "standard_error": np.sqrt(np.maximum(var - 0, 0)).ravel(),
         "confidence_level": float(confidence_level),
-        "lower_bound": q[..., 0].ravel(),
-        "upper_bound": q[..., 1].ravel(),
+        "lower_bound": lo.ravel(),
+        "upper_bound": hi.ravel(),
     })
     for i, level in enumerate(QUANTILES):
-        out[f"quantile_{int(round(level * 100))}"] = q[..., 2 + i].ravel()
+        out[f"quantile_{int(round(level * 100))}"] = q[..., i].ravel()
     out["model"] = np.repeat(model, n_days)
     out["fallback_reason"] = np.repeat(reason, n_days)
     return out.loc[:, DAILY_COLUMNS]
