@@ -5,8 +5,10 @@ calls the domain and answers.
 """
 
 import functions_framework
+import functions_framework.aio
 from cloudevents.http import CloudEvent
-from flask import Request
+from starlette.requests import Request
+from starlette.responses import Response
 
 from retailopt.services import entrypoints
 
@@ -33,6 +35,7 @@ def retrain(event: CloudEvent) -> None:
     entrypoints.retrain(event)
 
 
-@functions_framework.http
-def api(request: Request):
-    return entrypoints.api(request)
+@functions_framework.aio.http
+async def api(request: Request) -> Response:
+    """The HTTP API, an ASGI function: functions-framework serves it with uvicorn."""
+    return await entrypoints.api(request)

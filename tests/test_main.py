@@ -20,6 +20,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 from google.api_core import exceptions as gexc
+from starlette.testclient import TestClient
 
 from retailopt.config import load_settings
 from retailopt.sample import generate_sample_chain
@@ -106,6 +107,11 @@ def log_lines():
 
 def _client(target: str):
     return functions_framework.create_app(target, str(main_source())).test_client()
+
+
+def _api_client() -> TestClient:
+    """The API is an ASGI function: functions-framework builds a Starlette app for it."""
+    return TestClient(functions_framework.create_app("api", str(main_source())))
 
 
 def _pubsub_event(message: dict, event_id: str = "evt-1", time: datetime | None = None) -> CloudEvent:
@@ -286,36 +292,37 @@ def test_events_and_api_check_tokens_when_configured(runtime, tokens):
                  extra_headers=tokens.header(email="intruder@x.iam.gserviceaccount.com")).status_code == 403
     assert runtime.publisher.sent == []
     assert _post(_client("import_files"), event, extra_headers=tokens.header()).status_code == 200
-    api = _client("api")
+    api = _api_client()
     assert api.get("/healthz").status_code == 200
     for headers, status in [({}, 401), ({"Authorization": "Bearer junk"}, 401),
                             (tokens.header(audience="https://elsewhere"), 401),
                             (tokens.header(email="intruder@x.iam.gserviceaccount.com"), 403)]:
         response = api.get("/runs/acme-auth", headers=headers)
         assert response.status_code == status
-        assert response.get_json() in ({"error": "unauthenticated"}, {"error": "forbidden"})
-    assert api.get("/runs/acme-auth", headers=tokens.header()).get_json()["status"] == "RUNNING"
+        assert response.json() in ({"error": "unauthenticated"}, {"error": "forbidden"})
+    assert api.get("/runs/acme-auth", headers=tokens.header()).json()["status"] == "RUNNING"
 
 
 def test_api_rejects_bad_requests(runtime):
-    api = _client("api")
+    api = _api_client()
     cases = [
         (dict(json={"overrides": {"service_level": 1.5}}), 400, "service_level"),
         (dict(json={"overrides": {"dataset": "other"}}), 400, "overrides"),
         (dict(json={"run_date": "2026-13-45"}), 400, "run_date"),
         (dict(json={"horizon": 3}), 400, "horizon"),
-        (dict(data=b"{not json", content_type="application/json"), 400, "JSON"),
-        (dict(data=b"x" * 300_000, content_type="application/json"), 413, "larger"),
+        (dict(content=b"{not json", headers={"Content-Type": "application/json"}), 400, "JSON"),
+        (dict(content=b"x" * 300_000, headers={"Content-Type": "application/json"}), 413, "larger"),
+        (dict(content=b'{"run_date": "2026-01-15"}', headers={"Content-Type": "text/plain"}), 415, "JSON"),
     ]
     for kwargs, status, fragment in cases:
         response = api.post("/runs", **kwargs)
-        assert response.status_code == status, response.get_json()
-        assert fragment in response.get_json()["error"]
+        assert response.status_code == status, response.json()
+        assert fragment in response.json()["error"]
     assert api.get("/runs/nope").status_code == 404
     assert api.get("/runs/bad%20id").status_code == 404
     assert api.delete("/runs").status_code == 405
     assert runtime.publisher.sent == []
-    spec = api.get("/openapi.json").get_json()
+    spec = api.get("/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/runs/{run_id}/routes" in spec["paths"]
 
 
@@ -331,25 +338,25 @@ def test_local_chain_runs_from_one_start_request(tmp_path, sample_files, tokens)
         auth = tokens.header()
         body = {"run_date": "2026-01-15", "source_prefix": DROP, "overrides": {"service_level": 0.9}}
         started = api.post("/runs", json=body, headers=auth)
-        assert started.status_code == 202, started.get_json()
-        run_id = started.get_json()["run_id"]
+        assert started.status_code == 202, started.json()
+        run_id = started.json()["run_id"]
         assert chain.wait_idle(240)
         assert chain.bus.dead_letters == []
-        run = api.get(f"/runs/{run_id}", headers=auth).get_json()
+        run = api.get(f"/runs/{run_id}", headers=auth).json()
         assert run["status"] == "COMPLETE", run
-        orders = api.get(f"/runs/{run_id}/orders", headers=auth).get_json()
-        routes = api.get(f"/runs/{run_id}/routes", headers=auth).get_json()
-        transfers = api.get(f"/runs/{run_id}/transfers", headers=auth).get_json()
+        orders = api.get(f"/runs/{run_id}/orders", headers=auth).json()
+        routes = api.get(f"/runs/{run_id}/routes", headers=auth).json()
+        transfers = api.get(f"/runs/{run_id}/transfers", headers=auth).json()
         assert orders["count"] == len(orders["rows"]) and transfers["run_id"] == run_id
         assert all("stops" in r for r in routes["rows"])
         topics = [t for t, _ in chain.bus.published]
         assert topics.count("import") == 1 and topics.count("forecast") == 1 and topics.count("plan") == 1
         assert topics.count("published") == 1 and topics.count("reorders") == orders["count"]
         assert list((tmp_path / "artifacts" / "runs" / run_id).iterdir())
-        latest = api.get("/plans/latest", headers=auth).get_json()
+        latest = api.get("/plans/latest", headers=auth).json()
         assert latest["run"]["run_id"] == run_id and len(latest["orders"]) == orders["count"]
         again = api.post("/runs", json=body, headers=auth)
-        assert again.status_code == 200 and again.get_json() == {**started.get_json(), "status": "COMPLETE",
+        assert again.status_code == 200 and again.json() == {**started.json(), "status": "COMPLETE",
                                                                   "duplicate": True}
     finally:
         chain.close()

@@ -104,20 +104,23 @@ class IdTokenVerifier:
         self._verified: dict[str, tuple[Caller, float]] = {}
         self._verified_lock = threading.Lock()
 
-    def verify_header(self, authorization: str | None) -> Caller:
+    def verify_header(self, authorization: str | None, cached_only: bool = False) -> Caller | None:
+        """The caller; with `cached_only`, None unless this token was verified before."""
         if not authorization:
             raise AuthError(401, "no Authorization header")
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(401, "Authorization is not a bearer token")
-        return self.verify(token.strip())
+        return self.verify(token.strip(), cached_only)
 
-    def verify(self, token: str) -> Caller:
+    def verify(self, token: str, cached_only: bool = False) -> Caller | None:
         digest = hashlib.sha256(token.encode()).hexdigest()
         with self._verified_lock:
             hit = self._verified.get(digest)
         if hit is not None and time.time() < hit[1]:
             return hit[0]
+        if cached_only:
+            return None
         caller, expires = self._verify(token)
         with self._verified_lock:
             if len(self._verified) >= 4096:

@@ -13,12 +13,16 @@ import logging
 from typing import Any, Callable
 
 import flask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
 from retailopt.services import handlers, logs, messages
-from retailopt.services.api import Api
+from retailopt.services.api import Api, HttpCall, Reply, json_reply
 from retailopt.services.auth import AuthError
 from retailopt.services.messages import EventInfo, PermanentError
-from retailopt.services.runtime import Runtime, get_runtime
+from retailopt.services.runtime import Runtime, get_runtime, peek_runtime
+from retailopt.services.settings import ServiceSettings
 
 logs.configure()
 LOCAL_BUS_HEADER = "X-Retailopt-Local-Bus"
@@ -87,4 +91,33 @@ import_files = _event("import", _import_dispatch)
 forecast = _event("forecast", _pubsub(handlers.forecast))
 plan = _event("plan", _pubsub(handlers.plan))
 retrain = _event("retrain", _pubsub(handlers.retrain))
-api = Api(get_runtime)
+API = Api(get_runtime, runtime_peek=peek_runtime)
+_JSON_HEADERS = {"Cache-Control": "no-store"}
+
+
+async def api(request: Request) -> Response:
+    """Answer on the event loop when the reply is in memory, else in a worker thread.
+
+    Hundreds of concurrent readers of a finished plan then cost no thread hand-offs, and a
+    slow query never holds up the answers that need none.
+    """
+    runtime = peek_runtime()
+    limit = runtime.service.max_body_bytes if runtime else ServiceSettings().max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return _reply(json_reply({"error": f"body larger than {limit} bytes"}, 413))
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return _reply(json_reply({"error": f"body larger than {limit} bytes"}, 413))
+    call = HttpCall(request.method, request.url.path, request.headers, bytes(body))
+    reply = API.handle(call, blocking=False)
+    if reply is None:
+        reply = await run_in_threadpool(API.handle, call)
+    return _reply(reply)
+
+
+def _reply(reply: Reply | None) -> Response:
+    assert reply is not None  # a blocking call always answers
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=_JSON_HEADERS)

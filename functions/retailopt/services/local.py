@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import functions_framework
-from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from uvicorn.middleware.wsgi import WSGIMiddleware
 
 import retailopt
 from retailopt.config import Settings
@@ -42,12 +42,14 @@ class LocalChain:
     apps: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def wsgi(self) -> Any:
+    def asgi(self) -> Any:
         """The API at `/`, and each handler at `/events/<target>` for posting CloudEvents by hand."""
-        return DispatcherMiddleware(self.apps["api"], {f"/events/{t}": self.apps[t] for t in EVENT_TARGETS})
+        return mount_events(self.apps["api"], {f"/events/{t}": self.apps[t] for t in EVENT_TARGETS})
 
     def api_client(self) -> Any:
-        return self.apps["api"].test_client()
+        from starlette.testclient import TestClient
+
+        return TestClient(self.apps["api"])
 
     def wait_idle(self, timeout_s: float = 300.0) -> bool:
         return self.bus.wait_idle(timeout_s)
@@ -56,6 +58,24 @@ class LocalChain:
         self.bus.close()
         set_runtime(None)
         self.runtime.warehouse.close()
+
+
+def mount_events(api: Any, handlers: Mapping[str, Any]) -> Any:
+    """One ASGI app: the API's, with the handlers' WSGI apps mounted under their prefixes."""
+    mounted = {prefix: WSGIMiddleware(app) for prefix, app in handlers.items()}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for prefix, handler in mounted.items():
+                if path == prefix or path.startswith(prefix + "/"):
+                    inner = {**scope, "path": path[len(prefix):] or "/",
+                             "root_path": scope.get("root_path", "") + prefix}
+                    await handler(inner, receive, send)
+                    return
+        await api(scope, receive, send)
+
+    return app
 
 
 def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_dir: Path | None = None,

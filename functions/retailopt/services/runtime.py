@@ -51,6 +51,12 @@ def set_runtime(runtime: Runtime | None) -> None:
         _runtime = runtime
 
 
+def peek_runtime() -> Runtime | None:
+    """The runtime if it is built already; never builds it (callers on an event loop)."""
+    with _lock:
+        return _runtime
+
+
 def get_runtime() -> Runtime:
     global _runtime
     with _lock:

@@ -8,11 +8,11 @@ through import, forecast and plan. Binds to loopback by default. Token checks ru
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from pathlib import Path
-from typing import Any, Callable
 
-import gunicorn.app.base
+import uvicorn
 
 from retailopt.config import ConfigError, load_settings
 from retailopt.services import logs
@@ -21,27 +21,10 @@ from retailopt.services.local import start_local
 from retailopt.services.settings import load_service_settings
 
 
-class _Server(gunicorn.app.base.BaseApplication):
-    """gunicorn with the gthread worker, the server functions-framework runs on Cloud Run."""
-
-    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
-        self.factory = factory
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self.factory()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="retailopt serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--threads", type=int, default=16, help="request threads (default 16)")
     parser.add_argument("--data-dir", type=Path, help="warehouse and default folders (default: settings)")
     parser.add_argument("--raw-dir", type=Path, help="folder standing in for the raw bucket (<data-dir>/raw)")
     parser.add_argument("--artifacts-dir", type=Path, help="folder for artifacts (<data-dir>/artifacts)")
@@ -68,28 +51,22 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         keys = StaticKeys.from_jwks_file(args.trust_jwks) if args.trust_jwks else GoogleCerts()
         verifier = IdTokenVerifier(args.audience, callers, keys)
-    holder: dict[str, Any] = {}
-
-    def app() -> Any:
-        # Built in the worker process: the warehouse connection and the bus thread live there.
-        holder["chain"] = start_local(settings, raw_dir=args.raw_dir, artifacts_dir=args.artifacts_dir,
-                                      verifier=verifier, service=service)
-        return holder["chain"].wsgi
-
-    def worker_exit(server: Any, worker: Any) -> None:
-        if "chain" in holder:
-            holder["chain"].close()
-
-    options = {
-        "bind": f"{args.host}:{args.port}", "workers": 1, "worker_class": "gthread", "threads": args.threads,
-        # One process owns the embedded warehouse file; threads serve the requests, keep-alive
-        # connections wait in the worker's poller.
-        "keepalive": 5, "timeout": 0, "loglevel": "warning", "worker_exit": worker_exit,
-    }
+    # One process owns the embedded warehouse file: uvicorn's event loop answers the API (what
+    # is in memory on the loop, the rest in its thread pool) and the bus thread runs the steps.
+    chain = start_local(settings, raw_dir=args.raw_dir, artifacts_dir=args.artifacts_dir, verifier=verifier,
+                        service=service)
+    # The process holds millions of long-lived objects (pandas, OR-Tools, statsforecast): out of
+    # the collector's sight, a full collection no longer stalls every in-flight request.
+    gc.collect()
+    gc.freeze()
     logs.log(logging.INFO, f"serving on http://{args.host}:{args.port}", step="serve",
              data_dir=str(settings.data_dir), auth=bool(verifier))
     print(f"retailopt serve: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
-    _Server(app, options).run()
+    try:
+        uvicorn.run(chain.asgi, host=args.host, port=args.port, log_level="warning", access_log=False,
+                    timeout_keep_alive=5, lifespan="off")
+    finally:
+        chain.close()
     return 0
 
 
