@@ -137,8 +137,10 @@ def test_intermittent_series_get_count_models_and_honest_coverage():
     hist = matrix_to_history(keys, days[:-h], units[:, :-h], promo[:, :-h])
     res = forecast(hist, keys, forecast_start=days[-h].date(), horizon=h,
                    window_days=keys.assign(window_days=h))
-    assert (res.series.loc[res.series.demand_class.isin(["intermittent", "lumpy"]), "model"]
-            == "local_tsb_nb").all()
+    # The backtest picks the level model per series; TSB wins most intermittent series.
+    chosen = res.series.loc[res.series.demand_class.isin(["intermittent", "lumpy"]), "model"]
+    assert chosen.isin(["local_tsb_nb", "local_ses_nb", "local_snaive_nb", "local_weekly_mean_nb"]).all()
+    assert (chosen == "local_tsb_nb").mean() > 0.5
     actual = units[:, -h:]
     window = actual.sum(axis=1)
     p = res.protection
@@ -148,7 +150,7 @@ def test_intermittent_series_get_count_models_and_honest_coverage():
     lo = res.daily["lower_bound"].to_numpy().reshape(400, h)
     hi = res.daily["upper_bound"].to_numpy().reshape(400, h)
     inside = ((actual >= lo) & (actual <= hi))[ok].mean()
-    assert inside >= 0.86
+    assert 0.86 <= inside <= 0.95  # confidence_level 0.9
 
 
 def test_bad_input_names_row_and_field():

@@ -43,6 +43,9 @@ MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasona
 # would stop its replenishment, the costlier error).
 DISCONTINUED_DAYS = 91
 MAX_CALIBRATION_DAYS = 300_000  # scored (series, day) pairs used to calibrate the intervals
+# A simpler candidate replaces the pipeline for a series only when its rolling-origin daily
+# squared error is lower by more than this share (the choice is itself noisy).
+CANDIDATE_MARGIN = 0.05
 ADI_CUT = 1.32  # Syntetos-Boylan-Croston classification
 CV2_CUT = 0.49
 SES_ALPHAS = (0.01, 0.02, 0.04, 0.07, 0.12, 0.2, 0.35)
@@ -572,29 +575,18 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         season_f = season_f * yr_fut
         x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
 
-        # Pass 2: all candidates on the cleaned series; pick per series by rolling-origin error.
+        # Pass 2: every candidate on the cleaned series; each series keeps the one with the lowest
+        # rolling-origin error of the mean over the next h days (SES or TSB, whatever its
+        # ADI/CV2 class says: the class is reported, the backtest decides).
         h = int(np.clip(horizon, 7, 56))
-        # Each family runs only on its own series (smooth/erratic: SES; intermittent/lumpy: TSB).
         n_ses = len(SES_ALPHAS)
         n_c = n_ses + len(TSB_PARAMS)
-        intermittent = np.isin(demand_class[ok], ["intermittent", "lumpy"])
         # Rolling origins of the last year, one window of h days each: the chosen model's own
-        # out-of-sample forecasts there calibrate the prediction intervals.
+        # out-of-sample forecasts there calibrate the intervals and test simpler candidates.
         origins = np.arange(n_days - h, max(n_days - h * (364 // h + 1), -1), -h)[::-1]
         origins = origins[origins >= 0]
         n_o = len(origins)
-        p2 = {"final": np.zeros((len(ok), n_c)), "sse_h": np.full((len(ok), n_c), np.inf),
-              "lvl1": np.zeros((len(ok), n_c)), "lvl2": np.zeros((len(ok), n_c)), "n_h": np.zeros(len(ok)),
-              "at_origins": np.zeros((len(ok), n_o, n_c), dtype=np.float32)}
-        for members, ses, tsb, cols in ((~intermittent, SES_ALPHAS, (), slice(0, n_ses)),
-                                        (intermittent, (), TSB_PARAMS, slice(n_ses, n_c))):
-            if members.any():
-                part = _smooth_pass(x[members], clean_obs[members], first[members], ses, tsb, h,
-                                    origins=origins)
-                for key in ("final", "sse_h", "lvl1", "lvl2"):
-                    p2[key][members, cols] = part[key]
-                p2["at_origins"][np.ix_(members, np.arange(n_o), np.arange(n_c)[cols])] = part["at_origins"]
-                p2["n_h"][members] = part["n_h"]
+        p2 = _smooth_pass(x, clean_obs, first, SES_ALPHAS, TSB_PARAMS, h, origins=origins)
         err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
         best = np.argmin(err_h, axis=1)
         rows = np.arange(len(ok))
@@ -628,8 +620,39 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         calib_use = scored[:, win] & (origins[None, :, None] >= first[:, None, None] + 28)
 
         mu_f = lvl[:, None] * season_f
+        var_f = mu_f + mu_f ** 2 * inv_k2[:, None]
+        extra = inv_k2 + v_rel
+
+        # Per-series model choice by the same rolling-origin windows: simpler weekly candidates
+        # replace the pipeline where their daily squared error there is clearly lower.
+        if n_o:
+            y_win = yk[:, win]
+            n_use = calib_use.sum(axis=(1, 2))
+            mse_engine = ((y_win - calib_mu) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
+            best_mse = mse_engine * (1 - CANDIDATE_MARGIN)
+            for name, back, fut in _weekly_candidates(yk, origins, h, n_future):
+                mse = ((y_win - back) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
+                pick = (mse < best_mse) & (n_use >= 4 * h)
+                if not pick.any():
+                    continue
+                best_mse = np.where(pick, mse, best_mse)
+                # Its own dispersion from its rolling-origin residuals (these include the level
+                # error; v_rel keeps that part shared by the days of a window).
+                r2 = (((y_win - back) ** 2 - back) * calib_use).sum(axis=(1, 2))
+                m2 = (back ** 2 * calib_use).sum(axis=(1, 2))
+                inv_total = np.clip(np.divide(r2, m2, out=np.zeros_like(r2), where=m2 > 0), 0.0, 50.0)
+                noise = np.maximum(inv_total - v_rel, 0.0)
+                calib_mu[pick] = back[pick]
+                mu_f[pick] = fut[pick]
+                var_f[pick] = fut[pick] + fut[pick] ** 2 * noise[pick, None]
+                inv_k2 = np.where(pick, noise, inv_k2)
+                extra = np.where(pick, noise + v_rel, extra)
+                chosen = ok[pick]
+                model[chosen] = name
+                param[chosen] = np.nan
+
         mean[ok] = mu_f
-        var[ok] = mu_f + mu_f ** 2 * inv_k2[:, None]
+        var[ok] = var_f
         level_var[ok] = v_rel
         dispersion[ok] = inv_k2
         recent = slice(max(0, n_days - 91), n_days)
@@ -645,7 +668,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
             # A fixed random subset estimates the quantiles as well at a fraction of the cost.
             keep = np.sort(np.random.default_rng(0).choice(keep, MAX_CALIBRATION_DAYS, replace=False))
         calib = dict(mean=calib_mu.ravel()[keep], actual=yk[:, win].ravel()[keep],
-                     extra=np.broadcast_to((inv_k2 + v_rel)[:, None, None], calib_mu.shape).ravel()[keep])
+                     extra=np.broadcast_to(extra[:, None, None], calib_mu.shape).ravel()[keep])
         mean[disc] = 0.0
         var[disc] = 0.0
         level_var[disc] = 0.0
@@ -678,6 +701,24 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
                 demand_class=np.where(reason == None, demand_class, "none"),  # noqa: E711
                 adi=adi, cv2=cv2, dispersion=dispersion, param=param, n_spikes=n_spikes,
                 n_dip_days=n_dip_days, cv_error=cv_error, calib=calib)
+
+
+def _weekly_candidates(y: np.ndarray, origins: np.ndarray, h: int, n_future: int):
+    """Seasonal naive (last week again) and the mean of the same weekday over the last four
+    weeks: their forecasts at each origin (S, J, h) and for the future (S, F)."""
+    n_days = y.shape[1]
+    lead = np.arange(h)
+    lead_f = np.arange(n_future)
+    for name, weeks in (("local_snaive_nb", 1), ("local_weekly_mean_nb", 4)):
+        back = np.zeros((len(y), len(origins), h))
+        fut = np.zeros((len(y), n_future))
+        for w in range(1, weeks + 1):
+            # Day o + k copies day o - 7w + (k mod 7); before the first day it reads day 0, and
+            # such origins are not scored (they precede first sale + 28 days).
+            src = np.maximum(origins[:, None] - 7 * w + lead[None, :] % 7, 0)
+            back += y[:, src]
+            fut += y[:, np.maximum(n_days - 7 * w + lead_f % 7, 0)]
+        yield name, back / weeks, fut / weeks
 
 
 def _dispersion(y: np.ndarray, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
