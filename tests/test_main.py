@@ -310,6 +310,8 @@ def test_api_rejects_bad_requests(runtime):
         (dict(json={"overrides": {"dataset": "other"}}), 400, "overrides"),
         (dict(json={"run_date": "2026-13-45"}), 400, "run_date"),
         (dict(json={"horizon": 3}), 400, "horizon"),
+        (dict(json={"overrides": {"fleet_vehicle_ids": "VAN 1"}}), 400, "fleet_vehicle_ids"),
+        (dict(json={"overrides": {"fleet_max_vehicles": 0}}), 400, "fleet_max_vehicles"),
         (dict(content=b"{not json", headers={"Content-Type": "application/json"}), 400, "JSON"),
         (dict(content=b"x" * 300_000, headers={"Content-Type": "application/json"}), 413, "larger"),
         (dict(content=b'{"run_date": "2026-01-15"}', headers={"Content-Type": "text/plain"}), 415, "JSON"),

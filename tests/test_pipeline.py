@@ -89,6 +89,20 @@ def test_steps_are_idempotent(completed):
         wh.close()
 
 
+def test_fleet_what_if_routes_with_the_chosen_vehicles(completed):
+    settings, result = completed
+    wh = open_warehouse(settings)
+    try:
+        fleet = pipeline.read_table(wh, "vehicles")
+        chosen = fleet.vehicle_id.iloc[0]
+        pipeline.plan_step(wh, settings.replace(fleet_vehicle_ids=chosen), result.run_id)
+        assert set(pipeline.read_run_rows(wh, "routes", result.run_id).vehicle_id) == {chosen}
+        pipeline.plan_step(wh, settings, result.run_id)  # the shared run as it was
+        assert pipeline.read_run_rows(wh, "routes", result.run_id).vehicle_id.nunique() >= 1
+    finally:
+        wh.close()
+
+
 def test_failed_run_leaves_no_partial_result(small_chain, tmp_path, monkeypatch):
     settings = load_settings({"data_dir": str(tmp_path), "routing_time_limit_s": 1})
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DATASET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+_VEHICLE_IDS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64})*$")
 _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 ENV_PREFIX = "RETAILOPT_"
 
@@ -68,7 +69,10 @@ class Settings:
     max_transfer_km: float = 60.0
     min_transfer_units: int = 2
     min_transfer_value: float = 5.0
-    # Routing.
+    # A sender keeps its order-up-to level plus this many days of expected demand (None: the review
+    # period): positions look like surplus partly because their forecast is low by chance, and a
+    # sender stripped to its levels pays for that error in lost sales.
+    transfer_sender_reserve_days: float | None = None
     routing_engine: str = "local"  # "local" or "api"
     routing_time_limit_s: float = 10.0
     speed_kmh: float = 35.0
@@ -78,6 +82,10 @@ class Settings:
     routing_max_route_hours: float = 10.0
     # Penalty of skipping a shipment = value x this factor (a shipment not worth its route is skipped).
     routing_penalty_factor: float = 1.0
+    # What-if fleet: route with these vehicles only (comma-separated ids; unset: the whole fleet),
+    # and with at most this many of them (the largest capacities first).
+    fleet_vehicle_ids: str | None = None
+    fleet_max_vehicles: int | None = None
     # Seed for everything random (sample data, bootstrap).
     seed: int = 42
 
@@ -107,6 +115,8 @@ class Settings:
         _check(self.history_days >= 28, "history_days", self.history_days, ">= 28")
         _check(self.max_transfer_km > 0, "max_transfer_km", self.max_transfer_km, "> 0")
         _check(self.min_transfer_units >= 1, "min_transfer_units", self.min_transfer_units, ">= 1")
+        _check(self.transfer_sender_reserve_days is None or self.transfer_sender_reserve_days >= 0,
+               "transfer_sender_reserve_days", self.transfer_sender_reserve_days, ">= 0 or unset")
         _check(self.routing_time_limit_s > 0, "routing_time_limit_s", self.routing_time_limit_s, "> 0")
         _check(self.speed_kmh > 0, "speed_kmh", self.speed_kmh, "> 0")
         _check(self.visit_minutes >= 0, "visit_minutes", self.visit_minutes, ">= 0")
@@ -115,6 +125,10 @@ class Settings:
                self.routing_max_route_hours, "0..24")
         _check(self.routing_penalty_factor >= 0, "routing_penalty_factor", self.routing_penalty_factor,
                ">= 0")
+        _check(self.fleet_vehicle_ids is None or bool(_VEHICLE_IDS_RE.match(self.fleet_vehicle_ids)),
+               "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
+        _check(self.fleet_max_vehicles is None or self.fleet_max_vehicles >= 1, "fleet_max_vehicles",
+               self.fleet_max_vehicles, ">= 1 or unset")
 
     def service_level_for(self, category: str) -> float:
         return float(self.service_level_by_category.get(category, self.service_level))

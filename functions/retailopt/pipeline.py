@@ -223,6 +223,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.policy import compute_policy
     from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
+    from retailopt.routing.fleet import select_fleet
     from retailopt.routing.request import consignment_id
     from retailopt.routing.tables import locations_frame
 
@@ -253,8 +254,8 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                                         zip(orders.dc_id, orders.store_id)])
     timings["rebalancing"] = time.perf_counter() - started
     started = time.perf_counter()
-    request = build_request(transfers, orders, stores, dcs, vehicles, products, run_date=run_date,
-                            settings=settings)
+    request = build_request(transfers, orders, stores, dcs, select_fleet(vehicles, settings), products,
+                            run_date=run_date, settings=settings)
     response = _solve_routes(request, settings)
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
