@@ -268,6 +268,10 @@ def test_bad_file_in_bucket_stays_with_its_reason(runtime, log_lines):
     assert rejected and "stores.csv" in rejected[-1]["reason"]
     runs = runtime.warehouse.query("SELECT status, error FROM `{dataset}.runs`")
     assert runs.status.tolist() == ["FAILED"] and "stores.csv" in runs.error.iloc[0]
+    why = runtime.warehouse.query("SELECT source_file, row_number, reason FROM `{dataset}.quarantine`")
+    assert "stores.csv" in why.source_file.tolist()
+    assert why[why.source_file == "stores.csv"].row_number.isna().all()
+    assert "missing columns" in " ".join(why.reason)
     assert runtime.publisher.sent == []
     # The redelivered event is a duplicate, not a new attempt.
     assert _post(_client("import_files"), _marker_event(runtime, "gcs-1")).status_code == 200

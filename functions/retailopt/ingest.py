@@ -29,7 +29,20 @@ _FALSE = {"false", "f", "0", "no", "n"}
 
 
 class InputError(Exception):
-    """The input cannot be planned (a required file is missing, unreadable or has no valid row)."""
+    """The input cannot be planned (a required file is missing, unreadable or has no valid row).
+
+    `quarantine` holds the rejected rows and file-level problems found before giving up, in the
+    quarantine table's columns, so a failed run can still show them.
+    """
+
+    def __init__(self, message: str, quarantine: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.quarantine = quarantine if quarantine is not None else _file_problem(None, message)
+
+
+def _file_problem(source_file: str | None, reason: str, column: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame([{"source_file": source_file or "(input folder)", "row_number": None,
+                          "column_name": column, "reason": reason, "raw_record": None}])
 
 
 @dataclass
@@ -183,7 +196,7 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise InputError(f"data folder {data_dir} does not exist")
+        raise InputError(f"data folder {data_dir} does not exist", _file_problem(str(data_dir), "folder does not exist"))
     frames: dict[str, pd.DataFrame] = {}
     quarantined: list[pd.DataFrame] = []
     reports: list[FileReport] = []
@@ -200,7 +213,9 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
         try:
             raw = read_raw(path)
         except Exception as exc:  # any parser error makes the whole file unusable
-            raise InputError(f"{path}: cannot read file: {exc}") from exc
+            reason = f"cannot read file: {exc}"
+            raise InputError(f"{path}: {reason}",
+                             _combine([*quarantined, _file_problem(path.name, reason)])) from exc
         missing = [c for c in expected if c not in raw.columns]
         if missing:
             reason = f"missing columns: {', '.join(missing)} (expected {', '.join(expected)})"
@@ -222,12 +237,17 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
         reports.append(FileReport(table, str(path), len(raw), len(valid), len(q), messages))
         for message in messages:
             log.warning(message)
-    quarantine = pd.concat([q for q in quarantined if not q.empty], ignore_index=True) if any(
-        not q.empty for q in quarantined) else pd.DataFrame(
-        columns=["source_file", "row_number", "column_name", "reason", "raw_record"])
+    quarantine = _combine(quarantined)
     empty = [t for t in REQUIRED_NONEMPTY if frames[t].empty]
     if empty:
         details = "; ".join(f"{r.path}: {', '.join(r.problems[:3]) or 'no valid rows'}"
                             for r in reports if r.table in empty)
-        raise InputError(f"cannot plan: no valid rows in {', '.join(empty)} ({details})")
+        raise InputError(f"cannot plan: no valid rows in {', '.join(empty)} ({details})", quarantine)
     return ImportResult(frames, quarantine, reports)
+
+
+def _combine(quarantined: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [q for q in quarantined if not q.empty]
+    if not parts:
+        return pd.DataFrame(columns=["source_file", "row_number", "column_name", "reason", "raw_record"])
+    return pd.concat(parts, ignore_index=True)

@@ -145,7 +145,12 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     is started for the imported data; its id is returned under "run_id".
     """
     as_of = settings.run_date or _now().date()
-    result = load_inputs(source_dir, as_of=as_of)
+    try:
+        result = load_inputs(source_dir, as_of=as_of)
+    except InputError as exc:
+        if run_id is not None:
+            _record_rejected_import(wh, settings, run_id, exc)
+        raise
     with wh.transaction():
         for table in (*DIMENSION_TABLES, "inventory"):
             wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE TRUE")
@@ -154,8 +159,9 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
         wh.execute("DELETE FROM `{dataset}.sales` WHERE sale_date BETWEEN @first AND @last", {
             "first": sales.sale_date.min().date(), "last": sales.sale_date.max().date()})
         wh.insert("sales", sales)
-    if run_id is None:
-        run_id = start_run(wh, settings)
+    if run_id is None or get_run(wh, run_id) is None:
+        # After the load: the run date defaults to the day after the last sale just imported.
+        run_id = start_run(wh, settings, run_id=run_id)
     run_date = _require_run(wh, run_id)["run_date"]
     replace_run_rows(wh, "quarantine", run_id, result.quarantine, run_date)
     counts: dict[str, Any] = {"run_id": run_id}
@@ -164,6 +170,18 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
                                 "quarantined": report.rows_quarantined}
     counts["problems"] = [p for r in result.reports for p in r.problems][:50]
     return counts
+
+
+def _record_rejected_import(wh: Warehouse, settings: Settings, run_id: str, exc: InputError) -> None:
+    """The named run cannot go on: it is FAILED with the reason, and its quarantine shows why."""
+    if get_run(wh, run_id) is None:
+        try:
+            run_date = settings.run_date or default_run_date(wh)
+        except InputError:  # nothing imported yet: the run is dated the day it was tried
+            run_date = _now().date()
+        start_run(wh, settings, run_id=run_id, run_date=run_date)
+    replace_run_rows(wh, "quarantine", run_id, exc.quarantine, _require_run(wh, run_id)["run_date"])
+    fail_run(wh, run_id, str(exc))
 
 
 # ---------------------------------------------------------------- forecast

@@ -152,13 +152,10 @@ def start(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: M
             entry.finish("ignored", f"run {run_id} is already {existing.get('status')}")
             return []
         source = message.get("source")
-        if source and existing is None and settings.run_date is None:
-            # The run date defaults to the day after the last sale, so the files go in first; the
-            # second import below (idempotent) records their quarantine under the run.
-            _import(runtime, settings, None, source)
-        pipeline.start_run(runtime.warehouse, settings, run_id=run_id)
-        if source:
+        if source:  # the import starts the run once the files are in (its date may come from them)
             entry.counts.update(_import(runtime, settings, run_id, source))
+        else:
+            pipeline.start_run(runtime.warehouse, settings, run_id=run_id)
         return [("forecast", [_next("forecast", message)])]
 
     return handle(runtime, "import", message, info, headers, work)
