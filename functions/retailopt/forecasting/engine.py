@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .calendar import holiday_table
+from .components import COMPONENT_COLUMNS, components_frame
 from .calibration import CALIBRATION_COLUMNS, fit_calibration, merge_calibrations, mid_pit
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
@@ -68,6 +69,8 @@ class ForecastResult:
     # Mid-PIT quantiles from the engine's rolling-origin forecasts (calibration.py); empty when
     # there was nothing to score (then intervals use the nominal levels).
     calibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS))
+    # forecast_components columns without run_id (empty unless asked for).
+    components: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COMPONENT_COLUMNS))
 
     def interval(self, level: float) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated daily interval (lower, upper) at ``level``, aligned with ``daily``."""
@@ -91,7 +94,7 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
              holiday_country: str | None = "US", holiday_subdivision: str | None = None,
              seed: int = 42, holidays: pd.DataFrame | None = None,
              max_history_days: int = 1100, variance_scale: float = 1.0,
-             max_chunk_series: int = 8000) -> ForecastResult:
+             max_chunk_series: int = 8000, component_days: int = 0) -> ForecastResult:
     """Forecast every position for ``horizon`` days from ``forecast_start``.
 
     ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
@@ -99,7 +102,9 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     backtest calibration; 1 means the in-sample estimate). The engine is deterministic;
     ``seed`` is accepted for interface stability with sampling-based engines. More than
     ``max_chunk_series`` series are forecast in chunks of whole stores, which bounds memory
-    (pooled estimates then pool within a chunk).
+    (pooled estimates then pool within a chunk). ``component_days`` > 0 also returns the
+    decomposition of that many days of history and of the forecast (``components``, the
+    ``forecast_components`` columns without run_id).
     """
     del seed  # deterministic: quantiles come from closed-form count distributions
     keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
@@ -108,7 +113,8 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                                    horizon=horizon, window_days=window_days,
                                    confidence_level=confidence_level, holiday_country=holiday_country,
                                    holiday_subdivision=holiday_subdivision, holidays=holidays,
-                                   max_history_days=max_history_days, variance_scale=variance_scale)
+                                   max_history_days=max_history_days, variance_scale=variance_scale,
+                                   component_days=component_days)
     if horizon < 1:
         raise ValueError(f"horizon={horizon}: expected >= 1")
     if not 0 < confidence_level < 1:
@@ -121,7 +127,7 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     first_day = dense.days[0].date() if len(dense.days) else forecast_start
     hol = holiday_table(first_day, future_days[-1].date(), holiday_country, holiday_subdivision,
                         holidays)
-    fit = _fit(dense, future_days, hol, horizon)
+    fit = _fit(dense, future_days, hol, horizon, component_days)
     mean = fit["mean"]  # (S, F)
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
@@ -137,7 +143,11 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     for name in ("demand_class", "model", "reason", "adi", "cv2", "dispersion", "level_var",
                  "param", "n_spikes", "n_dip_days", "cv_error"):
         series[name if name != "reason" else "fallback_reason"] = fit[name]
-    return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration)
+    components = components_frame(dense.keys, dense.days[len(dense.days) - fit["comp"]["trend"].shape[1]:],
+                                  future_days[:horizon], fit["comp"], mean[:, :horizon], fit["model"]) \
+        if component_days > 0 else pd.DataFrame(columns=COMPONENT_COLUMNS)
+    return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration,
+                          components=components)
 
 
 def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_series: int,
@@ -163,7 +173,9 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
         frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
         rank = order.reindex(pd.MultiIndex.from_frame(frame[["store_id", "product_id"]])).to_numpy()
         merged.append(frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True))
-    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts]))
+    components = pd.concat([p.components for p in parts], ignore_index=True)
+    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts]),
+                          components=components)
 
 
 # --------------------------------------------------------------------------- input
@@ -380,13 +392,14 @@ def _fourier(days: pd.DatetimeIndex, order: int) -> np.ndarray:
 
 def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[float, ...],
                  tsb: tuple[tuple[float, float], ...], horizon: int, keep_path: bool = False,
-                 origins: np.ndarray | None = None):
+                 origins: np.ndarray | None = None, tail_from: int | None = None):
     """Run every candidate level model over time for all series together.
 
     Returns the final level per candidate (S, C), the rolling-origin squared error of the mean
     over the next ``horizon`` days and of the next day, the number of scored origins, the mean
     (squared) level at those origins, when asked the one-step path of the first candidate, and
-    the forecast level of every candidate at each day of ``origins`` (S, J, C).
+    the forecast level of every candidate at each day of ``origins`` (S, J, C) and, when
+    ``tail_from`` is given, at every day from it on (S, T - tail_from, C).
     """
     n_series, n_days = x.shape
     n_ses, n_tsb = len(ses), len(tsb)
@@ -442,6 +455,8 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
     origins = np.asarray([] if origins is None else origins, dtype=int)
     at_origins = np.zeros((n_series, len(origins), n_c), dtype=np.float32)
     origin_slot = {int(o): j for j, o in enumerate(origins)}
+    tail_from = n_days if tail_from is None else max(int(tail_from), 0)
+    tail = np.zeros((n_series, n_days - tail_from, n_c), dtype=np.float32)
     for t in range(n_days):
         pred[:, :n_ses] = level
         np.multiply(prob, size, out=pred[:, n_ses:])
@@ -449,6 +464,8 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
             path[:, t] = pred[:, 0]
         if t in origin_slot:
             at_origins[:, origin_slot[t]] = pred
+        if t >= tail_from:
+            tail[:, t - tail_from] = pred
         xt = xo_t[t]
         at = act_t[t]
         if t >= score_from:
@@ -468,7 +485,7 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
             size += a_z * (xt - size) * occ_t
     final = np.concatenate([level, prob * size], axis=1).astype(float)
     return dict(final=final, sse_h=sse_h, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
-                path=None if path is None else path.astype(float), at_origins=at_origins)
+                path=None if path is None else path.astype(float), at_origins=at_origins, tail=tail)
 
 
 def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -492,7 +509,8 @@ def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tu
     return run_sum, run_len
 
 
-def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int) -> dict:
+def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int,
+         component_days: int = 0) -> dict:
     y = dense.units
     n_series, n_days = y.shape
     n_future = len(future)
@@ -534,6 +552,16 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
     n_dip_days = np.zeros(n_series, dtype=int)
     rate_recent = np.zeros(n_series)
     calib = dict(mean=np.zeros(0), actual=np.zeros(0), extra=np.zeros(0))
+    # Multiplicative decomposition of the last `component_days` days of history and of the
+    # forecast (components.py turns it into additive forecast_components rows).
+    n_comp = min(component_days, n_days)
+    comp = {name: np.full((n_series, n_comp), np.nan)
+            for name in ("trend", "weekly", "yearly", "holiday", "adjusted")}
+    comp.update({f"{name}_f": np.ones((n_series, n_future))
+                 for name in ("weekly", "yearly", "holiday")})
+    comp["trend_f"] = np.zeros((n_series, n_future))
+    comp["observed"] = obs[:, n_days - n_comp:]
+    comp["actual"] = y[:, n_days - n_comp:]
 
     if model_ok.any():
         ok = np.flatnonzero(model_ok)
@@ -586,7 +614,8 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         origins = np.arange(n_days - h, max(n_days - h * (364 // h + 1), -1), -h)[::-1]
         origins = origins[origins >= 0]
         n_o = len(origins)
-        p2 = _smooth_pass(x, clean_obs, first, SES_ALPHAS, TSB_PARAMS, h, origins=origins)
+        p2 = _smooth_pass(x, clean_obs, first, SES_ALPHAS, TSB_PARAMS, h, origins=origins,
+                          tail_from=n_days - n_comp)
         err_h = p2["sse_h"] / np.maximum(p2["n_h"], 1)[:, None]
         best = np.argmin(err_h, axis=1)
         rows = np.arange(len(ok))
@@ -630,6 +659,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
             n_use = calib_use.sum(axis=(1, 2))
             mse_engine = ((y_win - calib_mu) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
             best_mse = mse_engine * (1 - CANDIDATE_MARGIN)
+            weekly = np.zeros(len(ok), dtype=bool)
             for name, back, fut in _weekly_candidates(yk, origins, h, n_future):
                 mse = ((y_win - back) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
                 pick = (mse < best_mse) & (n_use >= 4 * h)
@@ -650,6 +680,11 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
                 chosen = ok[pick]
                 model[chosen] = name
                 param[chosen] = np.nan
+                weekly |= pick
+            if n_comp:
+                _fill_components(comp, ok, n_days - n_comp, p2["tail"], best, lvl, prof, dow_hist,
+                                 dow_fut, yr_hist, yr_fut, hol_hist, hol_fut, y_clean, dips, usable,
+                                 weekly, mu_f)
 
         mean[ok] = mu_f
         var[ok] = var_f
@@ -697,10 +732,47 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         model[new] = np.where(keys.loc[new, "product_id"].isin(product_rate.index),
                               "fallback_product_median", "fallback_chain_median")
     var = var + level_var[:, None] * mean ** 2
-    return dict(mean=mean, var=var, level_var=level_var, model=model, reason=reason,
+    # Fallback forecasts (and discontinued series) are all trend.
+    flat = ~model_ok | (reason == "discontinued")
+    comp["trend_f"][flat] = mean[flat]
+    for name in ("weekly_f", "yearly_f", "holiday_f"):
+        comp[name][flat] = 1.0
+    return dict(comp=comp, mean=mean, var=var, level_var=level_var, model=model, reason=reason,
                 demand_class=np.where(reason == None, demand_class, "none"),  # noqa: E711
                 adi=adi, cv2=cv2, dispersion=dispersion, param=param, n_spikes=n_spikes,
                 n_dip_days=n_dip_days, cv_error=cv_error, calib=calib)
+
+
+def _fill_components(comp: dict, ok: np.ndarray, t0: int, tail: np.ndarray, best: np.ndarray,
+                     lvl: np.ndarray, prof: np.ndarray, dow_hist: np.ndarray, dow_fut: np.ndarray,
+                     yr_hist: np.ndarray, yr_fut: np.ndarray, hol_hist: np.ndarray,
+                     hol_fut: np.ndarray, y_clean: np.ndarray, dips: np.ndarray, usable: np.ndarray,
+                     weekly: np.ndarray, mu_f: np.ndarray) -> None:
+    """Decomposition of the modelled series (rows ``ok``) from history day ``t0`` on."""
+    n = tail.shape[1]
+    trend = np.maximum(tail[np.arange(len(ok))[:, None], np.arange(n)[None, :], best[:, None]], 0.0)
+    wk = prof[:, dow_hist[t0:]]
+    yr = yr_hist[:, t0:]
+    hd = np.broadcast_to(hol_hist[t0:], wk.shape)
+    fitted = trend * wk * yr * hd
+    comp["trend"][ok] = trend
+    comp["weekly"][ok], comp["yearly"][ok], comp["holiday"][ok] = wk, yr, hd
+    # Adjusted history: spikes capped; stock-out days (dips) replaced by the model's demand;
+    # days the series could not sell (closed) kept as they are.
+    adjusted = np.where(dips[:, t0:], fitted, y_clean[:, t0:])
+    comp["adjusted"][ok] = np.where(usable[:, t0:], adjusted, comp["actual"][ok])
+    comp["trend_f"][ok] = lvl[:, None]
+    comp["weekly_f"][ok] = prof[:, dow_fut]
+    comp["yearly_f"][ok] = yr_fut
+    comp["holiday_f"][ok] = np.broadcast_to(hol_fut, mu_f.shape)
+    if weekly.any():
+        # A weekly candidate's forecast: its weekly average as trend, the rest weekly season.
+        rows = ok[weekly]
+        avg = mu_f[weekly][:, :7].mean(axis=1, keepdims=True)
+        comp["trend_f"][rows] = np.broadcast_to(avg, mu_f[weekly].shape)
+        comp["weekly_f"][rows] = np.divide(mu_f[weekly], avg, out=np.ones_like(mu_f[weekly]), where=avg > 0)
+        comp["yearly_f"][rows] = 1.0
+        comp["holiday_f"][rows] = 1.0
 
 
 def _weekly_candidates(y: np.ndarray, origins: np.ndarray, h: int, n_future: int):
