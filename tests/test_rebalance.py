@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import numpy as np
@@ -48,61 +49,79 @@ def plan(stores, products, inv, prot, settings=BASE, horizon="window"):
     return policy, tr
 
 
-def lp_optimum(policy, prot, products, stores, inv, settings, mean_factor: float = 1.0) -> float:
-    """The transfer model written independently as an LP: for each product, x_ij units from i to j,
-    y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued with scipy's Poisson."""
+def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float = 1.0,
+               recv_factor: float = 1.0, horizon: str = "window") -> float:
+    """The transfer model written independently as one LP over all products: x_ij units of a
+    product from i to j, y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued
+    at margin with scipy's Poisson (means scaled by send_factor / recv_factor), and per store
+    sum over products of units received <= capacity_units - on hand - on order."""
     pol = policy.merge(prot[["store_id", "product_id", "demand_mean"]], on=["store_id", "product_id"]) \
         .merge(inv[["store_id", "product_id", "max_capacity"]], on=["store_id", "product_id"]) \
-        .merge(products[["product_id", "price"]], on="product_id")
+        .merge(products[["product_id", "price", "unit_cost"]], on="product_id")
     st = stores.set_index("store_id")
-    total = 0.0
-    for pid, g in pol.groupby("product_id"):
+    stock = inv.assign(q=inv["on_hand"].clip(lower=0) + inv["on_order"].clip(lower=0)).groupby("store_id")["q"].sum()
+    free = (st["capacity_units"] - stock.reindex(st.index).fillna(0)).clip(lower=0)
+    reserve = settings.review_period_days if settings.transfer_sender_reserve_days is None \
+        else settings.transfer_sender_reserve_days
+    cols_c, ub = [], []  # objective coefficient and upper bound per variable
+    eq_rows, store_rows = [], {}  # flow balance rows; per store the pair variables entering it
+
+    def var(cost: float, upper: float | None) -> int:
+        cols_c.append(cost)
+        ub.append(upper)
+        return len(cols_c) - 1
+
+    for _, g in pol.groupby("product_id"):
         x = (g["on_hand"] + g["on_order"]).to_numpy()
         rop = np.ceil(g["reorder_point"].to_numpy() - 1e-9)
         oul = np.ceil(g["order_up_to"].to_numpy() - 1e-9)
-        give = np.where(x > oul, np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - rop, 0), 0).astype(int)
-        take = np.where(x < rop, np.minimum(rop - x, g["max_capacity"].to_numpy() - x), 0).astype(int)
-        give[give < settings.min_transfer_units] = 0
-        take[take < settings.min_transfer_units] = 0
-        mu, price, sid = g["demand_mean"].to_numpy() * mean_factor, g["price"].to_numpy(), g["store_id"].to_numpy()
-        senders, receivers = np.flatnonzero(give > 0), np.flatnonzero(take > 0)
-        pairs = []
-        for i in senders:
-            for j in receivers:
+        keep = oul + np.ceil(g["mean_daily_demand"].to_numpy() * reserve - 1e-9)
+        give = np.where(x > oul, np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - keep, 0), 0).astype(int)
+        top = rop - 1 if horizon == "lead_time" else rop
+        take = np.where(x < rop, np.maximum(np.minimum(top - x, g["max_capacity"].to_numpy() - x), 0), 0)
+        take = take.astype(int)
+        # Only a shelf below the target (informational) still lets a position send and receive.
+        ok = np.array([not isinstance(e, str) or set(re.findall(r"([A-Z_]+):", e)) <= {"CAPACITY_BELOW_TARGET"}
+                       for e in g["exception"]])
+        give[~ok], take[~ok] = 0, 0
+        margin = (g["price"] - g["unit_cost"]).to_numpy()
+        sid = g["store_id"].to_numpy()
+        mu = g["demand_mean"].to_numpy()
+        out_of = {i: [] for i in np.flatnonzero(give > 0)}
+        into = {j: [] for j in np.flatnonzero(take > 0)}
+        for i in out_of:
+            for j in into:
                 km = distance_matrix_km([st.at[sid[i], "latitude"]], [st.at[sid[i], "longitude"]],
                                         [st.at[sid[j], "latitude"]], [st.at[sid[j], "longitude"]])[0, 0]
                 if km <= settings.max_transfer_km:
-                    pairs.append((i, j, settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km))
-        if not pairs:
-            continue
-        yv = [(i, k) for i in senders for k in range(1, give[i] + 1)]
-        zv = [(j, k) for j in receivers for k in range(1, take[j] + 1)]
-        n = len(pairs) + len(yv) + len(zv)
-        c = np.zeros(n)  # minimise -(gain - loss - cost)
-        for a, (_, _, cost) in enumerate(pairs):
-            c[a] = cost
-        for b, (i, k) in enumerate(yv):  # k-th unit leaving i: it would have sold if D >= x_i - k + 1
-            c[len(pairs) + b] = price[i] * stats.poisson.sf(x[i] - k, mu[i])
-        for b, (j, k) in enumerate(zv):  # k-th unit entering j sells if D >= x_j + k
-            c[len(pairs) + len(yv) + b] = -price[j] * stats.poisson.sf(x[j] + k - 1, mu[j])
-        rows, rhs = [], []
-        for i in senders:
-            row = np.zeros(n)
-            row[[a for a, p in enumerate(pairs) if p[0] == i]] = 1
-            row[[len(pairs) + b for b, v in enumerate(yv) if v[0] == i]] = -1
-            rows.append(row)
-            rhs.append(0)
-        for j in receivers:
-            row = np.zeros(n)
-            row[[a for a, p in enumerate(pairs) if p[1] == j]] = 1
-            row[[len(pairs) + len(yv) + b for b, v in enumerate(zv) if v[0] == j]] = -1
-            rows.append(row)
-            rhs.append(0)
-        bounds = [(0, None)] * len(pairs) + [(0, 1)] * (len(yv) + len(zv))
-        res = optimize.linprog(c, A_eq=np.array(rows), b_eq=np.array(rhs), bounds=bounds, method="highs")
-        assert res.status == 0, res.message
-        total += -res.fun
-    return total
+                    v = var(settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km, None)
+                    out_of[i].append(v)
+                    into[j].append(v)
+                    store_rows.setdefault(sid[j], []).append(v)
+        for i, arcs in out_of.items():  # the k-th unit leaving i would have sold if D >= x_i - k + 1
+            units = [var(margin[i] * stats.poisson.sf(x[i] - k, mu[i] * send_factor), 1.0)
+                     for k in range(1, give[i] + 1)]
+            eq_rows.append({**{a: 1.0 for a in arcs}, **{u: -1.0 for u in units}})
+        for j, arcs in into.items():  # the k-th unit entering j sells if D >= x_j + k
+            units = [var(-margin[j] * stats.poisson.sf(x[j] + k - 1, mu[j] * recv_factor), 1.0)
+                     for k in range(1, take[j] + 1)]
+            eq_rows.append({**{a: 1.0 for a in arcs}, **{u: -1.0 for u in units}})
+    n = len(cols_c)
+    if n == 0:
+        return 0.0
+    a_eq = np.zeros((len(eq_rows), n))
+    for r, row in enumerate(eq_rows):
+        for v, coef in row.items():
+            a_eq[r, v] = coef
+    ub_rows = [(s, vs) for s, vs in store_rows.items() if np.isfinite(free[s])]
+    a_ub = np.zeros((len(ub_rows), n))
+    for r, (_, vs) in enumerate(ub_rows):
+        a_ub[r, vs] = 1.0
+    res = optimize.linprog(np.array(cols_c), A_eq=a_eq, b_eq=np.zeros(len(eq_rows)),
+                           A_ub=a_ub if ub_rows else None, b_ub=[free[s] for s, _ in ub_rows] if ub_rows else None,
+                           bounds=[(0, u) for u in ub], method="highs")
+    assert res.status == 0, res.message
+    return -res.fun
 
 
 def random_chain(seed: int, n_stores: int = 6, n_products: int = 4):
@@ -132,13 +151,54 @@ def test_plan_objective_equals_independent_lp(seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_lead_time_valuation_equals_lp_on_the_shorter_horizon(seed):
-    # Values over the days before a DC order placed today arrives: lead 3 - transfer 1 = 2 of the
-    # 10 window days, i.e. Poisson means scaled by 0.2.
+    # Receivers value over the days before a DC order placed today arrives: lead 3 - transfer 1 =
+    # 2 of the 10 window days, i.e. Poisson means scaled by 0.2; senders over the whole window.
     stores, products, inv, prot = random_chain(100 + seed, n_stores=7)
     policy, tr = plan(stores, products, inv, prot, horizon="lead_time")
     ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
-    lp = lp_optimum(policy, prot, products, stores, inv, BASE, mean_factor=0.2)
+    lp = lp_optimum(policy, prot, products, stores, inv, BASE, recv_factor=0.2, horizon="lead_time")
     assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+
+
+def tighten(stores, inv, seed: int):
+    """Store capacity_units just above the stock: a few to a few dozen units of room per store."""
+    rng = np.random.default_rng(seed)
+    stock = inv.assign(q=inv["on_hand"] + inv["on_order"]).groupby("store_id")["q"].sum()
+    room = rng.integers(0, 40, len(stores))
+    return stores.assign(capacity_units=stock.reindex(stores["store_id"]).to_numpy() + room)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_store_capacity_couples_products_and_equals_the_joint_lp(seed):
+    stores, products, inv, prot = random_chain(200 + seed, n_stores=7, n_products=5)
+    loose_policy, loose = plan(stores, products, inv, prot)
+    stores = tighten(stores, inv, seed)
+    horizon = "window" if seed % 2 == 0 else "lead_time"
+    policy, tr = plan(stores, products, inv, prot, horizon=horizon)
+    ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+    lp = lp_optimum(policy, prot, products, stores, inv, BASE, recv_factor=0.2 if horizon == "lead_time" else 1.0,
+                    horizon=horizon)
+    assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+    stock = inv.assign(q=inv["on_hand"] + inv["on_order"]).groupby("store_id")["q"].sum()
+    free = stores.set_index("store_id")["capacity_units"] - stock
+    received = tr.groupby("to_store_id")["quantity"].sum() if len(tr) else pd.Series(dtype=float)
+    assert (received <= free.reindex(received.index)).all()
+    if seed == 0:  # the room binds: the loose plan brings more into some store than it now holds
+        loose_in = loose.groupby("to_store_id")["quantity"].sum()
+        assert (loose_in > free.reindex(loose_in.index)).any()
+
+
+def test_store_room_goes_to_the_product_worth_most():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 150, ("A", "Q"): 150, ("B", "P"): 0, ("B", "Q"): 0}
+    means = {("A", "P"): 2.0, ("A", "Q"): 2.0, ("B", "P"): 8.0, ("B", "Q"): 8.0}
+    stores, products, inv, prot = chain(stock, means, coords, prices={"P": 5.0, "Q": 30.0})
+    stores.loc[stores["store_id"] == "B", "capacity_units"] = 6
+    _, tr = plan(stores, products, inv, prot)
+    assert tr["quantity"].sum() == 6
+    assert set(tr["product_id"]) == {"Q"}  # the same room earns more margin with Q
+    stores.loc[stores["store_id"] == "B", "capacity_units"] = 0
+    assert plan(stores, products, inv, prot)[1].empty
 
 
 def near(la=41.88, lo=-87.63):

@@ -79,3 +79,29 @@ def test_replay_command_on_a_small_sample_chain_writes_json_and_table(tmp_path, 
     assert np.allclose(table["lost_units"].to_numpy(), rows.sort_values("strategy")["lost_units"].to_numpy())
     chain = load_chain(tmp_path / "chain")
     assert len(chain.inventory) == 4 * 12
+
+
+def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_comparison(tmp_path, capsys):
+    from retailopt.cli import main as cli
+    from retailopt.sample import generate_sample_chain
+    from retailopt.warehouse import open_warehouse
+
+    # The demo plans an existing sample folder as it is: a small chain keeps this test quick.
+    generate_sample_chain(tmp_path / "sample", seed=5, n_stores=4, n_products=10, days=150)
+    assert cli(["demo", "--data-dir", str(tmp_path), "--replay-weeks", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "(c) policy + rebalancing" in out and "replay_results" in out
+    wh = open_warehouse(Settings(data_dir=tmp_path))
+    try:
+        table = wh.query("SELECT strategy, lost_units, days FROM `{dataset}.replay_results` ORDER BY strategy")
+        run_id = wh.query("SELECT run_id FROM `{dataset}.runs`")["run_id"].iat[0]
+    finally:
+        wh.close()
+    assert table["strategy"].tolist() == ["dc_only", "min_max", "policy_rebalance"]
+    assert (table["days"] == 14).all()
+    report = (tmp_path / "runs" / run_id / "report.html").read_text(encoding="utf-8")
+    section = report.split("Replay on held-out demand")[1]
+    for label, lost in zip(["(a) no rebalancing", "(b) min/max rule", "(c) this policy + rebalancing"],
+                           table["lost_units"]):
+        assert label in section
+        assert f"<td>{lost:,.0f}</td>" in section.split(label)[1].split("</tr>")[0]

@@ -39,13 +39,18 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _run(args: argparse.Namespace, data: Path | None) -> int:
+def _settings(args: argparse.Namespace):
+    overrides = _overrides(args.set)
+    overrides["data_dir"] = str(args.data_dir)
+    return load_settings(overrides)
+
+
+def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
+    """The planning run; `after(settings, result)` may add lines to the summary (the demo's replay)."""
     from retailopt.ingest import InputError
     from retailopt.pipeline import run_planning
 
-    overrides = _overrides(args.set)
-    overrides["data_dir"] = str(args.data_dir)
-    settings = load_settings(overrides)
+    settings = _settings(args)
     bar = tqdm(total=len(STEPS) if data else len(STEPS) - 1, desc="planning run", unit="step",
                disable=args.quiet, file=sys.stderr)
 
@@ -78,9 +83,40 @@ def _run(args: argparse.Namespace, data: Path | None) -> int:
     print(f"  transfers: {k['transfers']} moving {k['units_moved']} units (value {k['transfer_value']:,.2f}, "
           f"cost {k['transfer_cost']:,.2f}); orders: {k['orders']} for {k['units_ordered']} units")
     print(f"  routes: {k['vehicles_used']} vehicles, {k['route_km']:,.1f} km, cost {k['route_cost']:,.2f}")
+    for line in after(settings, result) if after else []:
+        print(f"  {line}")
     print(f"  report: {result.artifacts_dir / 'report.html'}")
     print(f"summary: {result.summary_path}")
     return 0
+
+
+def _demo(args: argparse.Namespace, sample_dir: Path) -> int:
+    """Plan the sample chain while a replay of its held-out weeks runs in a second process; then
+    store the replay in replay_results and write the report again so that it shows the comparison."""
+    if args.replay_weeks <= 0:
+        return _run(args, sample_dir)
+    from retailopt.replay import ReplayInBackground, save_results, summary_lines
+
+    replay = ReplayInBackground(sample_dir, _settings(args), weeks=args.replay_weeks)
+
+    def after(settings, result) -> list[str]:
+        from retailopt.report import refresh_report
+        from retailopt.warehouse import open_warehouse
+
+        results = replay.result()
+        save_results(results, settings)
+        wh = open_warehouse(settings)
+        try:
+            refresh_report(wh, result.run_id, result.artifacts_dir)
+        finally:
+            wh.close()
+        return summary_lines(results) + [
+            f"replay table: {settings.dataset}.replay_results (replay_id {results['replay_id'].iat[0]})"]
+
+    try:
+        return _run(args, sample_dir, after)
+    finally:
+        replay.cancel()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("-v", "--verbose", action="store_true")
     demo = sub.add_parser("demo", parents=[common], help="Generate the sample chain and plan it")
     demo.add_argument("--regenerate", action="store_true", help="write the sample files again")
+    demo.add_argument("--replay-weeks", type=int, default=6, metavar="N",
+                      help="also replay the last N weeks of the sample's sales to compare policies, beside the "
+                           "planning run (default 6; 0 skips)")
     run = sub.add_parser("run", parents=[common], help="Plan a chain from a folder of CSV/Parquet files")
     run.add_argument("--data", type=Path, help="folder of input files to import first")
     for name, (_, text) in DELEGATED.items():
@@ -115,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.regenerate or not (sample_dir / "sales.parquet").exists():
                 print(f"writing the sample chain to {sample_dir}", file=sys.stderr)
                 generate_sample_chain(sample_dir)
-            return _run(args, sample_dir)
+            return _demo(args, sample_dir)
         return _run(args, args.data)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,16 +5,16 @@ Transfer model, per product (all products go into one OR-Tools graph as disjoint
     source_p --unit arcs--> sender i --pair arc (i, j)--> receiver j --unit arcs--> sink_p
     source_p ------------------------- bypass (cost 0) -----------------------------> sink_p
 
-Sender unit arc k costs price * (L_i(x_i - k) - L_i(x_i - k + 1)), the expected sales the sender
-loses by giving up its k-th unit; receiver unit arc k earns price * (L_j(x_j + k - 1) - L_j(x_j + k)),
-the expected sales the k-th extra unit brings (L = expected lost units over the protection window,
-x = inventory position). L is convex, so the arcs of one store have monotone costs and a min-cost
+Sender unit arc k costs margin * (L_i(x_i - k) - L_i(x_i - k + 1)), the expected sales the sender
+loses by giving up its k-th unit; receiver unit arc k earns margin * (L_j(x_j + k - 1) - L_j(x_j + k)),
+the expected sales the k-th extra unit brings (L = expected lost units over the valuation horizon,
+x = inventory position; margin = price - unit cost, what a lost sale costs). L is convex, so the arcs of one store have monotone costs and a min-cost
 flow takes them in order: the piecewise-linear concave objective is exact. A pair arc costs the
 handling plus transport per unit and exists only within max_transfer_km. Minimising the cost
 maximises (gains - losses - moving costs); the bypass lets the model move nothing.
 
-Senders keep their reorder point (the protected level); receivers are positions below their
-reorder point, filled at most up to their order-up-to level and their shelf capacity. A minimum
+Senders keep their order-up-to level plus a reserve (the protected level); receivers are positions
+below their reorder point, filled at most to just below it and within their shelf capacity. A minimum
 quantity per transfer and a minimum net value per trip (store pair) are enforced by forbidding the
 offending arcs and solving again until no transfer violates them.
 """
@@ -58,43 +58,71 @@ class TransferProblem:
     # Unit arcs: owner index into senders / receivers, capacity and cost per unit (currency).
     send_owner: np.ndarray
     send_cap: np.ndarray
-    send_cost: np.ndarray  # expected sales lost at the sender per unit (>= 0)
+    send_cost: np.ndarray  # expected margin lost at the sender per unit (>= 0)
     recv_owner: np.ndarray
     recv_cap: np.ndarray
-    recv_gain: np.ndarray  # expected sales gained at the receiver per unit (>= 0)
+    recv_gain: np.ndarray  # expected margin gained at the receiver per unit (>= 0)
     # Pair arcs sender -> receiver.
     pair_sender: np.ndarray
     pair_receiver: np.ndarray
     pair_cost: np.ndarray  # moving cost per unit
     pair_cap: np.ndarray
+    # Store-wide room, shared by every product a store receives: receiver r is in store
+    # recv_store[r], which may take at most store_cap[recv_store[r]] units in all. None: no limit.
+    recv_store: np.ndarray | None = None
+    store_cap: np.ndarray | None = None
 
 
-def solve_transfer_problem(problem: TransferProblem, allowed: np.ndarray | None = None) -> np.ndarray:
+def solve_transfer_problem(problem: TransferProblem, allowed: np.ndarray | None = None,
+                           store_cap: np.ndarray | None = None) -> np.ndarray:
     """Flow on each pair arc of the optimal plan (min-cost flow; exact, polynomial, no time limit
-    is needed). `allowed` masks pair arcs out (capacity 0)."""
+    is needed). `allowed` masks pair arcs out (capacity 0); `store_cap` replaces the problem's
+    store room (for re-solving some products while others keep their flows).
+
+    With store room, each receiver's unit arcs end in its store's node, and one arc per store with
+    the store's room leads to a single sink. Every path is still source_p -> sender of p ->
+    receiver of p -> store -> sink, so the flow stays product by product: the single-commodity
+    flow is exact for the coupled problem."""
     n_s, n_r = len(problem.sender_group), len(problem.receiver_group)
     n_pairs = len(problem.pair_sender)
     if n_pairs == 0:
         return np.zeros(0, dtype=np.int64)
-    src = n_s + n_r + 2 * np.arange(problem.n_groups)
-    snk = src + 1
+    g = problem.n_groups
     supply = np.bincount(problem.sender_group, weights=np.bincount(
-        problem.send_owner, weights=problem.send_cap, minlength=n_s), minlength=problem.n_groups)
-    supply = supply.astype(np.int64)
+        problem.send_owner, weights=problem.send_cap, minlength=n_s), minlength=g).astype(np.int64)
     pair_cap = problem.pair_cap.astype(np.int64)
     if allowed is not None:
         pair_cap = np.where(allowed, pair_cap, 0)
+    src = n_s + n_r + np.arange(g)
+    coupled = problem.recv_store is not None
+    if coupled:
+        room = problem.store_cap if store_cap is None else store_cap
+        # Room beyond the total supply cannot bind; clipping keeps capacities in the solver's range.
+        room = np.clip(np.nan_to_num(np.asarray(room, dtype=np.float64), nan=0.0, posinf=np.inf), 0,
+                       float(supply.sum())).astype(np.int64)
+        store_node = n_s + n_r + g + np.arange(len(room))
+        sink = n_s + n_r + g + len(room)
+        recv_head = store_node[problem.recv_store[problem.recv_owner]]
+        bypass_head = np.full(g, sink)
+        extra_tail, extra_head, extra_cap = store_node, np.full(len(room), sink), room
+        nodes = np.concatenate([src, [sink]])
+        supplies = np.concatenate([supply, [-supply.sum()]])
+    else:
+        snk = n_s + n_r + g + np.arange(g)
+        recv_head = snk[problem.receiver_group[problem.recv_owner]]
+        bypass_head = snk
+        extra_tail = extra_head = extra_cap = np.zeros(0, dtype=np.int64)
+        nodes = np.concatenate([src, snk])
+        supplies = np.concatenate([supply, -supply])
     tails = np.concatenate([problem.pair_sender, src[problem.sender_group[problem.send_owner]],
-                            n_s + problem.recv_owner, src])
-    heads = np.concatenate([n_s + problem.pair_receiver, problem.send_owner,
-                            snk[problem.receiver_group[problem.recv_owner]], snk])
-    caps = np.concatenate([pair_cap, problem.send_cap, problem.recv_cap, supply]).astype(np.int64)
-    costs = np.concatenate([_scaled(problem.pair_cost), _scaled(problem.send_cost),
-                            -_scaled(problem.recv_gain), np.zeros(problem.n_groups, dtype=np.int64)])
+                            n_s + problem.recv_owner, src, extra_tail])
+    heads = np.concatenate([n_s + problem.pair_receiver, problem.send_owner, recv_head, bypass_head, extra_head])
+    caps = np.concatenate([pair_cap, problem.send_cap, problem.recv_cap, supply, extra_cap]).astype(np.int64)
+    costs = np.concatenate([_scaled(problem.pair_cost), _scaled(problem.send_cost), -_scaled(problem.recv_gain),
+                            np.zeros(g + len(extra_tail), dtype=np.int64)])
     smcf = min_cost_flow.SimpleMinCostFlow()
     smcf.add_arcs_with_capacity_and_unit_cost(tails.astype(np.int32), heads.astype(np.int32), caps, costs)
-    nodes = np.concatenate([src, snk]).astype(np.int32)
-    smcf.set_nodes_supplies(nodes, np.concatenate([supply, -supply]))
+    smcf.set_nodes_supplies(nodes.astype(np.int32), supplies.astype(np.int64))
     status = smcf.solve()
     if status != smcf.OPTIMAL:
         names = {smcf.NOT_SOLVED: "NOT_SOLVED", smcf.INFEASIBLE: "INFEASIBLE", smcf.UNBALANCED: "UNBALANCED",
@@ -103,6 +131,14 @@ def solve_transfer_problem(problem: TransferProblem, allowed: np.ndarray | None 
         raise RebalanceError(f"min-cost flow status {names.get(status, status)} on "
                              f"{problem.n_groups} products and {len(tails)} arcs")
     return np.asarray(smcf.flows(np.arange(n_pairs, dtype=np.int32)), dtype=np.int64)
+
+
+def store_inflow(problem: TransferProblem, pair_flow: np.ndarray) -> np.ndarray:
+    """Units each store node receives under a pair flow (all products)."""
+    if problem.recv_store is None:
+        return np.zeros(0)
+    return np.bincount(problem.recv_store[problem.pair_receiver], weights=pair_flow,
+                       minlength=len(problem.store_cap))
 
 
 def _scaled(cost: np.ndarray) -> np.ndarray:
@@ -214,6 +250,24 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
     return rep[run_start], run_cap, run_value
 
 
+def store_free_space(stores: pd.DataFrame, store_ids: pd.Index, store_codes: np.ndarray,
+                     on_hand: np.ndarray, on_order: np.ndarray) -> np.ndarray:
+    """Per store id: capacity_units less the units on hand and on order over all its positions
+    (negative quantities read as 0), at least 0; +inf where the store has no capacity_units."""
+    n = len(store_ids)
+    if "capacity_units" not in stores:
+        return np.full(n, np.inf)
+    st = stores.assign(store_id=stores["store_id"].astype(str)).drop_duplicates("store_id", keep="last")
+    cap = pd.to_numeric(st.set_index("store_id")["capacity_units"], errors="coerce").reindex(store_ids)
+    cap = cap.to_numpy(dtype=np.float64)
+    if (store_codes < 0).any():
+        keep = store_codes >= 0
+        store_codes, on_hand, on_order = store_codes[keep], on_hand[keep], on_order[keep]
+    stock = np.bincount(store_codes, weights=np.maximum(on_hand, 0), minlength=n)
+    stock += np.bincount(store_codes, weights=np.maximum(on_order, 0), minlength=n)
+    return np.where(np.isfinite(cap), np.maximum(cap - stock[:n], 0.0), np.inf)
+
+
 def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.DataFrame,
                    stores: pd.DataFrame, *, settings: Settings, run_date: date,
                    inventory: pd.DataFrame | None = None, max_segments: int = 16,
@@ -232,13 +286,16 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     order_up_to = np.ceil(policy["order_up_to"].to_numpy() - 1e-6)
     ok = ~transfer_blocked(policy["exception"]) if "exception" in policy else np.ones(len(policy), bool)
     ok &= np.isfinite(reorder) & np.isfinite(order_up_to)
-    # Products must have a positive price to be valued.
+    # A unit is valued at its margin: a lost sale loses price - unit cost (the unit itself stays in
+    # stock), which is what a transfer's handling and transport cost must be weighed against.
     p_codes, _ = _codes(products["product_id"], prod_ids)
-    price_by_code = np.full(len(prod_ids), np.nan)
+    margin_by_code = np.full(len(prod_ids), np.nan)
     valid_p = p_codes >= 0
-    price_by_code[p_codes[valid_p]] = products["price"].to_numpy(dtype=np.float64)[valid_p]
-    price_ok = np.nan_to_num(price_by_code, nan=0.0) > 0
-    ok &= price_ok[prod_codes]
+    margin_p = (pd.to_numeric(products["price"], errors="coerce")
+                - pd.to_numeric(products["unit_cost"], errors="coerce")).to_numpy(dtype=np.float64)
+    margin_by_code[p_codes[valid_p]] = margin_p[valid_p]
+    margin_ok = np.nan_to_num(margin_by_code, nan=0.0) > 0
+    ok &= margin_ok[prod_codes]
 
     # Screening, vectorised over every position: only products with a surplus position (above
     # its order-up-to level) and a deficit position (below its reorder point) go to the solver.
@@ -254,10 +311,18 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     on_hand_r = on_hand[rows].astype(np.int64)
     position_r = position[rows].astype(np.int64)
     reorder_r = reorder[rows].astype(np.int64)
-    # A sender gives down to its reorder point, from what is on its shelf today (stock still on
-    # order cannot cover what it ships); a receiver is filled up to its reorder point at most:
-    # the distribution-centre order brings the cycle stock.
-    sendable = np.where(position_r > order_up_to[rows], np.minimum(on_hand_r, position_r) - reorder_r, 0)
+    # A sender keeps its order-up-to level plus a reserve of expected demand (see Settings): it
+    # orders nothing today, and a position looks like surplus partly because its forecast is low
+    # by chance. Only on-shelf stock can be shipped. A receiver is filled to just below its
+    # reorder point (lead-time valuation) or to it (window valuation): the distribution-centre
+    # order brings the cycle stock.
+    reserve_days = settings.transfer_sender_reserve_days
+    reserve_days = settings.review_period_days if reserve_days is None else reserve_days
+    protect_r = order_up_to[rows].astype(np.int64)
+    if reserve_days > 0 and "mean_daily_demand" in policy:
+        daily = np.nan_to_num(policy["mean_daily_demand"].to_numpy()[rows].astype(np.float64), nan=0.0)
+        protect_r = protect_r + np.ceil(daily * reserve_days - 1e-9).astype(np.int64)
+    sendable = np.where(position_r > order_up_to[rows], np.minimum(on_hand_r, position_r) - protect_r, 0)
     sendable = np.maximum(sendable, 0)
     need = np.where(position_r < reorder_r, reorder_r - position_r, 0)
 
@@ -272,6 +337,10 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     else:
         cap = np.full(len(rows), np.inf)
     room = np.maximum(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - position_r, 0)
+    # Store-wide room (capacity_units less everything on hand and inbound, all products): one
+    # position can take no more than its whole store can; the flow shares it between products.
+    store_room = store_free_space(stores, store_ids, store_codes, on_hand, policy["on_order"].to_numpy())
+    room = np.minimum(room, np.nan_to_num(store_room[store_codes[rows]], posinf=1e12))
     need_r = np.minimum(need, room).astype(np.int64)
     send_r = sendable.astype(np.int64)
 
@@ -292,12 +361,17 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     mean_daily = mean_w / np.maximum(window, 1.0)
     demand_all = WindowDemand.from_forecast(mean_w, std_w, quant,
                                             discrete=mean_daily < settings.slow_mover_daily_demand)
+    demand_send = demand_recv = demand_all
     if value_horizon == "lead_time":
-        # A transfer only brings stock forward: the distribution-centre order placed today still
-        # arrives after the lead time, so the value is in the days before that.
+        # A transfer only brings stock forward: the receiver stays below its reorder point, so the
+        # distribution-centre order placed today still comes, after the lead time; the gain is in
+        # the days before it arrives. The sender stays at or above its reorder point and orders
+        # nothing today: what it gives up must be missed over the whole protection interval
+        # (next review + lead time), so its loss is valued over the window.
         lead = policy["lead_time_days"].to_numpy(dtype=np.float64)[rows]
         horizon = np.maximum(lead - settings.transfer_lead_days, 1.0)
-        demand_all = demand_all.scaled(np.minimum(horizon / np.maximum(window, 1.0), 1.0))
+        demand_recv = demand_all.scaled(np.minimum(horizon / np.maximum(window, 1.0), 1.0))
+        need_r = np.maximum(np.minimum(need_r, reorder_r - position_r - 1), 0)
     send_r = np.where(has_dist, send_r, 0)
     need_r = np.where(has_dist, need_r, 0)
     # Caps that cannot bind are cut to keep the unit arcs few.
@@ -317,7 +391,7 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     group_of = np.full(n_prod, -1, dtype=np.int64)
     group_of[groups_used] = np.arange(len(groups_used))
     s_group, r_group = group_of[r_prod[s_rows]], group_of[r_prod[r_rows]]
-    price_row = price_by_code[r_prod]
+    margin_row = margin_by_code[r_prod]
 
     # Pair arcs: every sender x receiver of the same product within the distance limit.
     s_order = np.argsort(s_group, kind="stable")
@@ -354,10 +428,10 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     if len(pair_s) == 0:
         return _empty(TRANSFER_COLUMNS)
 
-    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position_r[s_rows], -1, demand_all.take(s_rows),
-                                      price_row[s_rows], max_segments)
-    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position_r[r_rows], +1, demand_all.take(r_rows),
-                                      price_row[r_rows], max_segments)
+    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position_r[s_rows], -1, demand_send.take(s_rows),
+                                      margin_row[s_rows], max_segments)
+    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position_r[r_rows], +1, demand_recv.take(r_rows),
+                                      margin_row[r_rows], max_segments)
     # Arcs that can never carry flow: a sender unit losing more than the best receiver unit of the
     # product gains, a receiver unit gaining less than the cheapest sender unit loses.
     g = len(groups_used)
@@ -376,7 +450,8 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         recv_owner=r_own, recv_cap=r_cap, recv_gain=r_gain,
         pair_sender=pair_s, pair_receiver=pair_r,
         pair_cost=settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km,
-        pair_cap=np.minimum(send_r[s_rows][pair_s], need_r[r_rows][pair_r]))
+        pair_cap=np.minimum(send_r[s_rows][pair_s], need_r[r_rows][pair_r]),
+        recv_store=local[store_codes[rows[r_rows]]], store_cap=store_room[used_stores])
     s_store = store_codes[rows[s_rows]][pair_s]
     r_store = store_codes[rows[r_rows]][pair_r]
     flow = solve_with_minimums(problem, s_store, r_store, settings)
@@ -415,7 +490,9 @@ def subset_problem(problem: TransferProblem, groups: np.ndarray) -> tuple[Transf
         send_owner=s_new[problem.send_owner[so]], send_cap=problem.send_cap[so], send_cost=problem.send_cost[so],
         recv_owner=r_new[problem.recv_owner[ro]], recv_cap=problem.recv_cap[ro], recv_gain=problem.recv_gain[ro],
         pair_sender=s_new[problem.pair_sender[pk]], pair_receiver=r_new[problem.pair_receiver[pk]],
-        pair_cost=problem.pair_cost[pk], pair_cap=problem.pair_cap[pk])
+        pair_cost=problem.pair_cost[pk], pair_cap=problem.pair_cap[pk],
+        recv_store=None if problem.recv_store is None else problem.recv_store[r_keep],
+        store_cap=problem.store_cap)
     return sub, pk
 
 
@@ -437,7 +514,13 @@ def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: 
         allowed &= ~bad
         groups = np.unique(pair_group[bad])
         sub, pk = subset_problem(problem, groups)
-        flow[pk] = solve_transfer_problem(sub, allowed[pk])
+        room = None
+        if problem.recv_store is not None:
+            # The other products keep their flows, and their share of each store's room.
+            others = flow.copy()
+            others[pk] = 0
+            room = problem.store_cap - store_inflow(problem, others)
+        flow[pk] = solve_transfer_problem(sub, allowed[pk], room)
     # Still violating after MAX_ROUNDS: drop those transfers (always feasible: stock stays put).
     while True:
         bad = _violations(problem, flow, trip, settings)

@@ -94,6 +94,27 @@ def empirical_quantile_forecast(history: np.ndarray, window: np.ndarray, keys: p
     return daily, prot
 
 
+def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeIndex, upto: int,
+                 keys: pd.DataFrame, window: np.ndarray, price: np.ndarray, day: date,
+                 settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(daily, protection) forecasts made on `day` from the demand of the days before it only."""
+    if forecaster == "empirical":
+        return empirical_quantile_forecast(demand_all[:, :upto], window, keys, day, int(window.max()))
+    if forecaster != "engine":
+        raise ValueError(f"forecaster={forecaster!r}: expected 'engine' or 'empirical'")
+    from retailopt.forecasting import forecast as engine
+
+    hist = demand_all[:, :upto]
+    r, c = np.nonzero(hist)
+    history = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[r], "product_id": keys["product_id"].to_numpy()[r],
+                            "sale_date": all_days[:upto][c], "units": hist[r, c], "price": price[r],
+                            "on_promotion": False})
+    res = engine(history, keys, forecast_start=day, horizon=int(window.max()),
+                 window_days=keys.assign(window_days=window), confidence_level=settings.confidence_level,
+                 holiday_country=settings.holiday_country, seed=settings.seed)
+    return res.daily, res.protection
+
+
 # ---------------------------------------------------------------------------------------------
 # Simulation
 # ---------------------------------------------------------------------------------------------
@@ -123,8 +144,14 @@ def _index_of(keys: pd.DataFrame, store: pd.Series, product: pd.Series) -> np.nd
 def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int | None = None,
                forecaster: str = "engine", strategies: tuple[str, ...] = STRATEGIES,
                min_days: float | None = None, max_days: float | None = None,
-               replay_id: str | None = None, value_horizon: str = "lead_time", log=print) -> pd.DataFrame:
-    """Replay the last `weeks` weeks of demand under each strategy; one replay_results row each."""
+               replay_id: str | None = None, value_horizon: str = "lead_time", log=print,
+               forecasts: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
+               positions_out: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Replay the last `weeks` weeks of demand under each strategy; one replay_results row each.
+
+    `forecasts` (re-planning day offset -> (daily, protection)) is filled in place, so a second
+    call with the same dict reuses them; `positions_out`, when given, receives each strategy's
+    per-position demand, lost units and lost margin (for diagnosis)."""
     cadence = cadence or settings.review_period_days
     keys = chain.inventory[["store_id", "product_id"]].astype(str).drop_duplicates().reset_index(drop=True)
     n = len(keys)
@@ -158,30 +185,15 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
 
     # Forecasts per re-planning day, shared by the strategies.
     replan = list(range(0, n_days, cadence))
-    forecasts: dict[int, tuple[pd.DataFrame, pd.DataFrame]] = {}
     need_fc = any(s != "min_max" for s in strategies)
-    engine = None
-    if forecaster == "engine":
-        from retailopt.forecasting import forecast as engine
+    if forecasts is None:
+        forecasts = {}
     for t in replan if need_fc else []:
+        if t in forecasts:
+            continue
         day = (start + pd.Timedelta(days=t)).date()
         started = time.perf_counter()
-        if engine is not None:
-            hist_days = all_days[: t0 + t]
-            hist = demand_all[:, : t0 + t]
-            r, c = np.nonzero(hist)
-            history = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[r],
-                                    "product_id": keys["product_id"].to_numpy()[r],
-                                    "sale_date": hist_days[c], "units": hist[r, c],
-                                    "price": price[r], "on_promotion": False})
-            wd = keys.assign(window_days=window)
-            res = engine(history, keys, forecast_start=day, horizon=int(window.max()), window_days=wd,
-                         confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                         seed=settings.seed)
-            forecasts[t] = (res.daily, res.protection)
-        else:
-            forecasts[t] = empirical_quantile_forecast(demand_all[:, : t0 + t], window, keys, day,
-                                                       int(window.max()))
+        forecasts[t] = _forecast_at(forecaster, demand_all, all_days, t0 + t, keys, window, price, day, settings)
         log(f"forecast for {day}: {time.perf_counter() - started:.1f}s")
 
     rows = []
@@ -199,6 +211,7 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
         cycle_lost = np.zeros(n)
         cycle_dem = np.zeros(n)
         lost_units = np.zeros(n)
+        moved_in, moved_out, ordered = (np.zeros(n, dtype=np.int64) for _ in range(3))
         for t in range(n_days):
             on_hand += pipeline[t]
             if t in replan:
@@ -221,6 +234,7 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                     q = (cases * pack).astype(np.int64)
                     sel = np.flatnonzero(q > 0)
                     pipeline[t + lead[sel], sel] += q[sel]
+                    ordered[sel] += q[sel]
                     book.order_lines += len(sel)
                     book.units_ordered += int(q.sum())
                 else:
@@ -239,6 +253,8 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                         dst = _index_of(keys, tr["to_store_id"], tr["product_id"]).astype(np.int64)
                         q = tr["quantity"].to_numpy(dtype=np.int64)
                         np.subtract.at(on_hand, src, q)
+                        np.add.at(moved_out, src, q)
+                        np.add.at(moved_in, dst, q)
                         if (on_hand < 0).any():
                             raise AssertionError("a transfer shipped more than the sender had")
                         if settings.transfer_lead_days == 0:
@@ -254,6 +270,7 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                         arrive = (pd.to_datetime(orders["expected_arrival"]) - pd.Timestamp(day)).dt.days.to_numpy()
                         q = orders["quantity"].to_numpy(dtype=np.int64)
                         np.add.at(pipeline, (t + arrive, oi), q)
+                        np.add.at(ordered, oi, q)
                         book.order_lines += len(orders)
                         book.units_ordered += int(q.sum())
             d = demand[:, t]
@@ -275,6 +292,11 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
         ordering_cost = book.order_lines * settings.order_cost_per_line
         # A lost sale costs its margin (the unit stays in stock for a later sale).
         lost_margin = float((lost_units * np.maximum(price - unit_cost, 0.0)).sum())
+        if positions_out is not None:
+            positions_out[strategy] = keys.assign(
+                demand=demand.sum(axis=1), lost_units=lost_units,
+                lost_margin=lost_units * np.maximum(price - unit_cost, 0.0), moved_in=moved_in,
+                moved_out=moved_out, ordered=ordered, end_on_hand=on_hand.copy())
         operating = book.holding_cost + ordering_cost + book.transfer_cost
         rows.append({
             "replay_id": replay_id, "created_at": created, "strategy": strategy,
@@ -313,6 +335,76 @@ def save_results(results: pd.DataFrame, settings: Settings) -> int:
             return wh.insert("replay_results", results)
     finally:
         wh.close()
+
+
+class ReplayInBackground:
+    """A replay of a chain's files in a separate process (the demo runs it beside the planning
+    run, so the two share the machine's cores). Only the parent writes to the warehouse: DuckDB
+    allows one writer."""
+
+    def __init__(self, data_dir: Path, settings: Settings, *, weeks: int, forecaster: str = "engine") -> None:
+        import multiprocessing
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix="retailopt-replay-")
+        self._out = Path(self._dir.name) / "results.pkl"
+        # spawn: a clean interpreter, no fork of a parent holding solver threads or a warehouse file.
+        ctx = multiprocessing.get_context("spawn")
+        self._proc = ctx.Process(target=_replay_child, args=(Path(data_dir), settings, weeks, forecaster, self._out),
+                                 name="retailopt-replay", daemon=True)
+        self._proc.start()
+
+    def result(self) -> pd.DataFrame:
+        """Wait for the replay; its results, or ReplayError with the child's message."""
+        import pickle
+
+        try:
+            self._proc.join()
+            if not self._out.exists():
+                raise ReplayError(f"replay process ended with exit code {self._proc.exitcode} and no result")
+            status, payload = pickle.loads(self._out.read_bytes())
+            if status != "ok":
+                raise ReplayError(payload)
+            return payload
+        finally:
+            self._dir.cleanup()
+
+    def cancel(self) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join()
+        self._dir.cleanup()
+
+
+class ReplayError(RuntimeError):
+    """The background replay failed; the message says why."""
+
+
+def _replay_child(data_dir: Path, settings: Settings, weeks: int, forecaster: str, out: Path) -> None:
+    import pickle
+    import traceback
+
+    try:
+        results = run_replay(load_chain(data_dir), settings=settings, weeks=weeks, forecaster=forecaster,
+                             log=lambda *a: None)
+        payload = ("ok", results)
+    except Exception as exc:  # reported to the parent, which decides what the user sees
+        payload = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+    out.write_bytes(pickle.dumps(payload))
+
+
+def summary_lines(results: pd.DataFrame) -> list[str]:
+    """A few lines comparing the strategies (lost units and total cost), for the demo's output."""
+    r = results.set_index("strategy")
+    first = results.iloc[0]
+    lines = [f"replay of {first['start_date']}..{first['end_date']} ({int(first['days'])} held-out days, "
+             f"re-planning every {int(first['replan_every_days'])} days):"]
+    for name, label in (("dc_only", "(a) no rebalancing"), ("min_max", "(b) min/max rule"),
+                        ("policy_rebalance", "(c) policy + rebalancing")):
+        if name in r.index:
+            lines.append(f"    {label:<26} lost units {r.at[name, 'lost_units']:>9,.0f}   fill rate "
+                         f"{r.at[name, 'fill_rate']:.3f}   total cost {r.at[name, 'total_cost']:>11,.0f}")
+    return lines
 
 
 def format_table(results: pd.DataFrame) -> str:

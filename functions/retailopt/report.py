@@ -112,15 +112,46 @@ def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tup
     return charts
 
 
+_STRATEGY_LABELS = {"dc_only": "(a) no rebalancing", "min_max": "(b) min/max rule",
+                    "policy_rebalance": "(c) this policy + rebalancing"}
+
+
 def _replay_section(wh: Warehouse) -> str:
     replay = wh.query(
-        "SELECT strategy, fill_rate, cycle_service_level, lost_units, avg_on_hand_units, avg_on_hand_value, "
-        "units_moved, trips, transfer_cost, total_cost FROM `{dataset}.replay_results` "
-        "WHERE replay_id = (SELECT replay_id FROM `{dataset}.replay_results` ORDER BY created_at DESC LIMIT 1) "
-        "ORDER BY strategy")
+        "SELECT replay_id, strategy, start_date, end_date, days, replan_every_days, forecaster, fill_rate, "
+        "cycle_service_level, lost_units, avg_on_hand_units, avg_on_hand_value, units_moved, trips, "
+        "transfer_cost, ordering_cost, holding_cost, lost_sales_cost, operating_cost, total_cost "
+        "FROM `{dataset}.replay_results` "
+        "WHERE replay_id = (SELECT replay_id FROM `{dataset}.replay_results` ORDER BY created_at DESC LIMIT 1)")
     if replay.empty:
         return "<p><em>No replay yet: run <code>retailopt replay</code> to compare policies on held-out demand.</em></p>"
-    return _table(replay)
+    first = replay.iloc[0]
+    order = {name: i for i, name in enumerate(_STRATEGY_LABELS)}
+    replay = replay.assign(_o=replay["strategy"].map(order).fillna(len(order))).sort_values("_o")
+    shown = replay.drop(columns=["_o", "replay_id", "start_date", "end_date", "days", "replan_every_days"])
+    shown.insert(0, "strategy", shown.pop("strategy").map(lambda v: _STRATEGY_LABELS.get(v, v)))
+    for col in shown.columns:
+        if col in ("fill_rate", "cycle_service_level"):
+            shown[col] = shown[col].map(lambda v: f"{v:.3f}")
+        elif pd.api.types.is_numeric_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: f"{v:,.0f}")
+    start, end = (pd.Timestamp(first[c]).date().isoformat() for c in ("start_date", "end_date"))
+    caption = (f"<p>Held-out demand {start} to {end} "
+               f"({int(first['days'])} days) replayed day by day from the same starting stock, re-planning every "
+               f"{int(first['replan_every_days'])} days with lead times and lost sales. Total cost = holding + "
+               f"ordering + transfer cost + lost margin. Replay <code>{html.escape(str(first['replay_id']))}</code>; "
+               f"query table <code>replay_results</code>.</p>")
+    return caption + _table(shown)
+
+
+def refresh_report(wh: Warehouse, run_id: str, artifacts_dir: Path) -> Path:
+    """Write a COMPLETE run's artifacts again from the warehouse (e.g. once a replay finished)."""
+    from retailopt.pipeline import get_run
+
+    run = get_run(wh, run_id)
+    if run is None or run.get("status") != "COMPLETE":
+        raise ValueError(f"run {run_id} is not a COMPLETE run")
+    return write_artifacts(wh, run, run.get("kpis") or {}, run.get("timings") or {}, artifacts_dir)["report"]
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
@@ -175,7 +206,7 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
         "Forecasts for the positions most at risk": "<div class='grid'>" + "".join(
             f"<img alt='{html.escape(t)}' src='{src}'>" for t, src in charts) + "</div>",
         "Quarantined input rows": _table(quarantine),
-        "Replay: this policy against simple rules (latest `retailopt replay`)": _replay_section(wh),
+        "Replay on held-out demand: this policy against simple rules": _replay_section(wh),
     }
     paths["report"].write_text(render_html(run, kpis, timings, sections), encoding="utf-8")
     summary = {"run_id": run_id, "run_date": str(run["run_date"]), "status": "COMPLETE", "kpis": kpis,
