@@ -307,6 +307,36 @@ def test_orders_are_capped_by_shelf_room_and_blocked_by_exceptions():
     assert orders["store_id"].tolist() == ["A"]
 
 
+def test_orders_never_overfill_a_store_and_cuts_are_exceptions():
+    # B is empty in P (fast) and Q (slow); its store holds 30 units: A's transfer and the orders share it.
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 150, ("B", "P"): 0, ("B", "Q"): 0, ("A", "Q"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 12.0, ("B", "Q"): 3.0, ("A", "Q"): 3.0}
+    stores, products, inv, prot = chain(stock, means, coords)
+    stores.loc[stores["store_id"] == "B", "capacity_units"] = 30
+    dcs = pd.DataFrame([{"dc_id": "DC1", "name": "d", "latitude": 41.7, "longitude": -87.9, "region": "R",
+                         "lead_time_days": 2}])
+    policy, tr = plan(stores, products, inv, prot)
+    orders, exc = plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN, inventory=inv,
+                              return_exceptions=True)
+    into_b = tr.loc[tr["to_store_id"] == "B", "quantity"].sum() + orders.loc[orders["store_id"] == "B", "quantity"].sum()
+    assert 0 < into_b <= 30 and 30 - into_b < 4  # full up to less than one case
+    loose = plan_orders(policy, tr, products, dcs, stores.assign(capacity_units=10_000), settings=BASE,
+                        run_date=RUN, inventory=inv)
+    b_loose = loose.set_index(["store_id", "product_id"])["quantity"]
+    b_cut = orders.set_index(["store_id", "product_id"])["quantity"].reindex(b_loose.index).fillna(0)
+    cut = b_loose[b_cut < b_loose].index
+    assert len(cut) >= 1 and all(s == "B" for s, _ in cut)
+    assert list(exc.columns) == ["run_date", "store_id", "product_id", "reason_code", "reason", "action"]
+    assert sorted(zip(exc["store_id"], exc["product_id"])) == sorted(cut)
+    assert (exc["reason_code"] == "STORE_CAPACITY").all()
+    assert exc["reason"].str.contains("store B holds 30 units").all()
+    # A's orders are untouched; without return_exceptions only the orders come back.
+    assert b_loose.loc["A"].equals(orders.set_index(["store_id", "product_id"])["quantity"].loc["A"])
+    assert isinstance(plan_orders(policy, tr, products, dcs, stores, settings=BASE, run_date=RUN,
+                                  inventory=inv), pd.DataFrame)
+
+
 def test_unknown_valuation_horizon_is_an_error():
     stores, products, inv, prot = chain({("A", "P"): 1}, {("A", "P"): 1.0}, {"A": near()})
     with pytest.raises(ValueError, match="value_horizon"):

@@ -43,6 +43,8 @@ ACTIONS = {
     "NO_INVENTORY": "planned with zero stock; no transfers",
     "BAD_CASE_PACK": "ordered in single units; no transfers",
     "CAPACITY_BELOW_TARGET": "reorder point and order-up-to capped at the shelf capacity",
+    # Written by rebalance.plan_orders, not by the policy: the store as a whole is full.
+    "STORE_CAPACITY": "ordered only the whole cases that fit; the rest waits for room at a later review",
 }
 # Codes that still let a position send and receive transfers (informational only).
 TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET"})

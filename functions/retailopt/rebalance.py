@@ -576,11 +576,18 @@ def net_transfers(policy: pd.DataFrame, transfers: pd.DataFrame) -> np.ndarray:
 
 def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.DataFrame, dcs: pd.DataFrame,
                 stores: pd.DataFrame, *, settings: Settings, run_date: date,
-                inventory: pd.DataFrame | None = None) -> pd.DataFrame:
+                inventory: pd.DataFrame | None = None,
+                return_exceptions: bool = False) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """Distribution-centre orders (replenishment_orders columns without run_id): every position
     whose inventory position after transfers is below its reorder point is ordered up to its
     order-up-to level (reorder point + EOQ), rounded up to whole cases and down again if the
-    shelf cannot hold them. Positions whose exception forbids ordering are left out."""
+    shelf cannot hold them. Positions whose exception forbids ordering are left out.
+
+    A store never gets more than its room: capacity_units less everything on hand and on order
+    and the transfers coming in (all products). Where the orders would overfill it, the most
+    urgent positions (fewest days of cover, then the larger margin) keep their whole cases and the
+    rest are cut; each cut order is a STORE_CAPACITY row of the exceptions frame
+    (plan_exceptions columns without run_id), returned too when return_exceptions is True."""
     position = (policy["on_hand"].to_numpy(dtype=np.int64) + policy["on_order"].to_numpy(dtype=np.int64)
                 + net_transfers(policy, transfers))
     reorder = policy["reorder_point"].to_numpy(dtype=float)
@@ -607,6 +614,9 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
     room = np.nan_to_num(cap, nan=np.inf) - position
     cases = np.where(cases * pack > room, np.floor(np.maximum(room, 0) / pack), cases)
     cases = np.where(np.isfinite(unit_cost), cases, 0).astype(np.int64)
+    price = pd.to_numeric(pid.map(prods["price"]), errors="coerce").to_numpy(dtype=float)
+    cases, exceptions = _fit_store_room(policy, transfers, stores, cases, pack, position,
+                                        np.nan_to_num(price - unit_cost, nan=0.0), run_date)
     sel = np.flatnonzero(cases > 0)
     dc = assign_dcs(stores, dcs).set_index("store_id")
     sid = policy["store_id"].astype(str).to_numpy()[sel]
@@ -629,7 +639,58 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
     })
     out = out.sort_values(["dc_id", "store_id", "product_id"], kind="mergesort").reset_index(drop=True)
     out.insert(1, "order_id", [f"O{run_date:%Y%m%d}-{i + 1:06d}" for i in range(len(out))])
-    return out[ORDER_COLUMNS]
+    return (out[ORDER_COLUMNS], exceptions) if return_exceptions else out[ORDER_COLUMNS]
+
+
+
+
+def _fit_store_room(policy: pd.DataFrame, transfers: pd.DataFrame | None, stores: pd.DataFrame,
+                    cases: np.ndarray, pack: np.ndarray, position: np.ndarray, margin: np.ndarray,
+                    run_date: date) -> tuple[np.ndarray, pd.DataFrame]:
+    """Cut order cases so that no store receives more than its room; the exception rows."""
+    from retailopt.policy import ACTIONS, EXCEPTION_COLUMNS
+
+    store_codes, store_ids = _codes(policy["store_id"])
+    on_hand = policy["on_hand"].to_numpy(dtype=np.int64)
+    on_order = policy["on_order"].to_numpy(dtype=np.int64)
+    room = store_free_space(stores, store_ids, store_codes, on_hand, on_order)
+    incoming = np.zeros(len(store_ids))
+    if transfers is not None and len(transfers):
+        t_codes, _ = _codes(transfers["to_store_id"].astype(str), store_ids)
+        ok = t_codes >= 0
+        incoming = np.bincount(t_codes[ok], weights=transfers["quantity"].to_numpy(dtype=float)[ok],
+                               minlength=len(store_ids))
+    left = room - incoming
+    qty = cases * pack
+    wanted = np.bincount(store_codes, weights=qty, minlength=len(store_ids))
+    over = np.flatnonzero(wanted > np.maximum(left, 0) + 1e-9)
+    rows: list[tuple] = []
+    if len(over) == 0:
+        return cases, pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    cases = cases.copy()
+    mean_daily = policy["mean_daily_demand"].to_numpy(dtype=float) if "mean_daily_demand" in policy \
+        else np.zeros(len(policy))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cover = np.where(mean_daily > 0, np.maximum(position, 0) / mean_daily, np.inf)
+    cap_units = room + np.bincount(store_codes, weights=np.maximum(on_hand, 0), minlength=len(store_ids)) \
+        + np.bincount(store_codes, weights=np.maximum(on_order, 0), minlength=len(store_ids))
+    for code in over:
+        members = np.flatnonzero((store_codes == code) & (cases > 0))
+        members = members[np.lexsort((-margin[members], cover[members]))]
+        free = max(float(left[code]), 0.0)
+        sid = str(store_ids[code])
+        for i in members:
+            fit = min(int(cases[i]), int(free // pack[i]))
+            if fit < cases[i]:
+                want, got = int(cases[i] * pack[i]), int(fit * pack[i])
+                rows.append((pd.Timestamp(run_date), sid, str(policy["product_id"].iat[i]), "STORE_CAPACITY",
+                             f"store {sid} holds {cap_units[code]:,.0f} units and has room for {free:,.0f} more "
+                             f"after its stock on hand and on order, {incoming[code]:,.0f} units transferred in "
+                             f"and more urgent orders: order of {want} units cut to {got}",
+                             ACTIONS["STORE_CAPACITY"]))
+                cases[i] = fit
+            free -= cases[i] * pack[i]
+    return cases, pd.DataFrame(rows, columns=EXCEPTION_COLUMNS)
 
 
 def apply_plan(policy: pd.DataFrame, transfers: pd.DataFrame, orders: pd.DataFrame,

@@ -71,8 +71,13 @@ def build_chain(n_stores: int, n_products: int, imbalance: float, seed: int):
     policy = pd.DataFrame({
         "store_id": store_cat, "product_id": prod_cat, "on_hand": on_hand,
         "on_order": np.zeros(n, dtype=np.int32), "lead_time_days": np.full(n, 3, dtype=np.int16),
+        "mean_daily_demand": mean / np.float32(10.0),
         "reorder_point": reorder, "order_up_to": up_to,
         "max_capacity": (on_hand + up_to * 2).astype(np.int32)}, copy=False)
+    # Store-wide room of 0 to 400 units over the stock: it binds in about half of the receiving
+    # stores, so the products are coupled in one flow.
+    stock = np.add.reduceat(on_hand.astype(np.int64), np.arange(0, n, n_products))
+    stores["capacity_units"] = stock + rng.integers(0, 400, n_stores)
     z = np.array([0.0, 0.8416, 1.2816, 1.6449, 2.3263], dtype=np.float32)
     protection = pd.DataFrame({
         "store_id": store_cat, "product_id": prod_cat, "window_days": np.full(n, 10, dtype=np.int16),
@@ -103,11 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     # CPU seconds too: on a shared machine the wall clock also counts other processes' turns.
     plan_cpu = time.process_time() - cpu_started
     load = os.getloadavg()[0]
+    stock = policy["on_hand"].groupby(policy["store_id"], observed=False).sum()
+    room = stores.set_index("store_id")["capacity_units"] - stock.reindex(stores["store_id"]).to_numpy()
+    received = transfers.groupby("to_store_id")["quantity"].sum() if len(transfers) else pd.Series(dtype=float)
+    at_limit = int((received >= room.reindex(received.index)).sum())
+    if (received > room.reindex(received.index)).any():
+        raise AssertionError("a store received more than its room")
     peak = _peak_rss_gb()
     figures = {
         "positions": int(len(policy)), "stores": args.stores, "products": args.products,
         "deficit_positions": n_def, "surplus_positions": n_sur,
-        "transfers": int(len(transfers)), "units_moved": int(transfers["quantity"].sum()) if len(transfers) else 0,
+        "transfers": int(len(transfers)), "receiving_stores": int(len(received)),
+        "stores_filled_to_capacity": at_limit, "units_moved": int(transfers["quantity"].sum()) if len(transfers) else 0,
         "net_value": float((transfers["value"] - transfers["cost"]).sum()) if len(transfers) else 0.0,
         "build_seconds": round(build_s, 2), "plan_seconds": round(plan_s, 2),
         "plan_cpu_seconds": round(plan_cpu, 2), "load_average_1min": round(load, 2),
