@@ -130,3 +130,95 @@ def test_components_and_diagnostics_readers():
     diag = bq.read_evaluate_rows(ev, model="demand_arima_20250302")
     assert diag.loc[0, "model"] == "ARIMA(1,1,2)" and diag.loc[0, "seasonal_periods"] == "WEEKLY,YEARLY"
     assert diag.loc[0, "trained_on"] == pd.Timestamp("2025-03-02")
+
+
+def test_forecast_step_reads_ml_forecast_rows_into_the_run(env, tmp_path, monkeypatch):
+    """forecast_step's bigquery_ml branch end to end on the emulator. The emulator cannot
+    compute ML.FORECAST / ML.EXPLAIN_FORECAST, so only their table functions are replaced by
+    tables holding rows with exactly their output columns; the rest of each statement (the
+    select list from sql/forecasting, the parameters, the WHERE clause), the client, the reading
+    and the writes of the run's rows are the real ones."""
+    import re
+
+    from retailopt import pipeline, sqlfiles
+    from retailopt.sample import generate_sample_chain
+
+    client, wh, settings = env
+    generate_sample_chain(tmp_path, n_stores=2, n_products=2, days=35, end_date=dt.date(2025, 3, 2))
+    run_id = pipeline.import_step(wh, settings.replace(run_date=dt.date(2025, 3, 3)), None, tmp_path)["run_id"]
+    bq.train(client, settings, dt.date(2025, 3, 2))
+    positions = pipeline.query_file(wh, "latest_inventory")[["store_id", "product_id"]]
+    table = f"`{settings.project}.{settings.dataset}"
+    client.query(f"""CREATE TABLE {table}.ml_forecast_out` (
+        store_id STRING, product_id STRING, forecast_timestamp TIMESTAMP, forecast_value FLOAT64,
+        standard_error FLOAT64, confidence_level FLOAT64, prediction_interval_lower_bound FLOAT64,
+        prediction_interval_upper_bound FLOAT64, confidence_interval_lower_bound FLOAT64,
+        confidence_interval_upper_bound FLOAT64)""").result()
+    client.query(f"""CREATE TABLE {table}.ml_explain_out` (
+        store_id STRING, product_id STRING, time_series_timestamp TIMESTAMP, time_series_type STRING,
+        time_series_data FLOAT64, time_series_adjusted_data FLOAT64, standard_error FLOAT64,
+        confidence_level FLOAT64, prediction_interval_lower_bound FLOAT64,
+        prediction_interval_upper_bound FLOAT64, trend FLOAT64, seasonal_period_yearly FLOAT64,
+        seasonal_period_quarterly FLOAT64, seasonal_period_monthly FLOAT64,
+        seasonal_period_weekly FLOAT64, seasonal_period_daily FLOAT64, holiday_effect FLOAT64,
+        spikes_and_dips FLOAT64, step_changes FLOAT64, residual FLOAT64)""").result()
+    forecast_values, explain_values = [], []
+    for i, (store, product) in enumerate(positions.itertuples(index=False)):
+        for d in range(14):  # the model's horizon, from the day after training
+            ts = f"TIMESTAMP '2025-03-{3 + d:02d} 00:00:00+00'"
+            value = -0.5 if (i, d) == (0, 1) else 2.0 + i + 0.1 * d
+            forecast_values.append(f"('{store}', '{product}', {ts}, {value}, 1.0, 0.9, {value - 1.645}, "
+                                   f"{value + 1.645}, {value - 1.645}, {value + 1.645})")
+            explain_values.append(f"('{store}', '{product}', {ts}, 'forecast', {value}, NULL, 1.0, 0.9, "
+                                  f"{value - 1.645}, {value + 1.645}, {value - 0.5}, NULL, NULL, NULL, 0.5, "
+                                  "NULL, 0.0, NULL, NULL, NULL)")
+        ts = "TIMESTAMP '2025-02-20 00:00:00+00'"  # history inside the 28 days asked for
+        explain_values.append(f"('{store}', '{product}', {ts}, 'history', 3.0, 2.5, NULL, NULL, NULL, NULL, "
+                              "2.0, NULL, NULL, NULL, 0.5, NULL, 0.0, 0.5, 0.0, 0.0)")
+        ts = "TIMESTAMP '2024-12-01 00:00:00+00'"  # older than that: filtered by the real WHERE
+        explain_values.append(f"('{store}', '{product}', {ts}, 'history', 1.0, 1.0, NULL, NULL, NULL, NULL, "
+                              "1.0, NULL, NULL, NULL, 0.0, NULL, 0.0, 0.0, 0.0, 0.0)")
+    client.query(f"INSERT INTO {table}.ml_forecast_out` VALUES {', '.join(forecast_values)}").result()
+    client.query(f"INSERT INTO {table}.ml_explain_out` VALUES {', '.join(explain_values)}").result()
+    real_forecast, real_explain = bq.forecast_statement, bq.explain_statement
+
+    def from_table(statement: bq.Statement, function: str, name: str) -> bq.Statement:
+        sql, n = re.subn(rf"ML\.{function}\(MODEL `[^`]+`,\s*STRUCT\([^)]*\)\)",
+                         sqlfiles.render(f"`{{dataset}}.{name}`", settings.dataset, settings.project),
+                         statement.sql)
+        assert n == 1, statement.sql
+        # Parameters only the table function used are dropped with it.
+        return bq.Statement(sql, {k: v for k, v in statement.params.items() if f"@{k}" in sql})
+
+    sent: list[str] = []
+
+    def forecast_rows(*args, **kwargs):
+        statement = real_forecast(*args, **kwargs)
+        sent.append(statement.sql)
+        return from_table(statement, "FORECAST", "ml_forecast_out")
+
+    def explain_rows(*args, **kwargs):
+        statement = real_explain(*args, **kwargs)
+        sent.append(statement.sql)
+        return from_table(statement, "EXPLAIN_FORECAST", "ml_explain_out")
+
+    monkeypatch.setattr(bq, "forecast_statement", forecast_rows)
+    monkeypatch.setattr(bq, "explain_statement", explain_rows)
+    summary = pipeline.forecast_step(wh, settings, run_id)
+    assert any("demand_arima_20250302" in s and "ML.FORECAST" in s for s in sent)
+    daily = pipeline.read_run_rows(wh, "forecasts", run_id)
+    assert len(daily) == len(positions) * 14 == summary["forecast_rows"]
+    assert (daily[["forecast_mean", "lower_bound", "upper_bound", "quantile_50"]] >= 0).all().all()
+    assert set(daily.model) == {"demand_arima_20250302"}
+    first = positions.iloc[0]
+    clipped = daily[(daily.store_id == first.store_id) & (daily.product_id == first.product_id)
+                    & (pd.to_datetime(daily.forecast_date) == pd.Timestamp("2025-03-04"))].iloc[0]
+    assert clipped.forecast_mean == 0.0 and clipped.lower_bound == 0.0
+    assert clipped.upper_bound == pytest.approx(-0.5 + 1.645)
+    windows = pipeline.read_run_rows(wh, "demand_windows", run_id)
+    assert len(windows) == len(positions) and (windows.demand_mean > 0).all()
+    comp = pipeline.read_run_rows(wh, "forecast_components", run_id)
+    assert len(comp) == len(positions) * (14 + 1) == summary["component_rows"]
+    assert (pd.to_datetime(comp.component_date) >= pd.Timestamp("2025-02-03")).all()
+    fc = comp[comp.time_series_type == "forecast"]
+    assert (fc.forecast_value >= 0).all() and fc.seasonal_weekly.eq(0.5).all()

@@ -195,14 +195,9 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
 
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
     from retailopt.forecasting import forecast
+    from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
 
     run_date = _require_run(wh, run_id)["run_date"]
-    history = query_file(wh, "sales_history", {
-        "since": run_date - timedelta(days=settings.history_days), "until": run_date})
-    history["sale_date"] = pd.to_datetime(history["sale_date"])
-    # Millions of repeated id strings: categories keep the step within its memory budget.
-    history["store_id"] = history["store_id"].astype("category")
-    history["product_id"] = history["product_id"].astype("category")
     inventory = query_file(wh, "latest_inventory")
     positions = inventory[["store_id", "product_id"]]
     leads = _lead_times(read_table(wh, "stores"), read_table(wh, "distribution_centers"))
@@ -212,20 +207,34 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     if settings.forecast_engine == "bigquery_ml":
         from retailopt.forecasting.bigquery_ml import forecast_bigquery
 
-        # The weekly retrain trains the model; the daily run only reads ML.FORECAST from it.
+        # The weekly retrain trains the model; the daily run only reads ML.FORECAST (and
+        # ML.EXPLAIN_FORECAST for the components) from it.
         result = forecast_bigquery(wh.client, settings, forecast_start=run_date,  # type: ignore[attr-defined]
-                                   window_days=window[["store_id", "product_id", "window_days"]])
+                                   window_days=window[["store_id", "product_id", "window_days"]],
+                                   component_days=COMPONENT_HISTORY_DAYS)
+        history_rows = 0  # the weekly training read the history, not the daily forecast
     else:
+        history = query_file(wh, "sales_history", {
+            "since": run_date - timedelta(days=settings.history_days), "until": run_date})
+        history["sale_date"] = pd.to_datetime(history["sale_date"])
+        # Millions of repeated id strings: categories keep the step within its memory budget.
+        history["store_id"] = history["store_id"].astype("category")
+        history["product_id"] = history["product_id"].astype("category")
+        history_rows = len(history)
         result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
                           window_days=window[["store_id", "product_id", "window_days"]],
                           confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed)
+                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
+                          component_days=COMPONENT_HISTORY_DAYS)
     with wh.transaction():
         replace_run_rows(wh, "forecasts", run_id, result.daily)
         replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
+        # Same table whichever engine ran (ML.EXPLAIN_FORECAST or the local decomposition).
+        replace_run_rows(wh, "forecast_components", run_id, result.components)
     models = result.protection.model.value_counts().to_dict()
-    return {"series": int(len(positions)), "history_rows": int(len(history)),
-            "forecast_rows": int(len(result.daily)), "models": {str(k): int(v) for k, v in models.items()}}
+    return {"series": int(len(positions)), "history_rows": int(history_rows),
+            "forecast_rows": int(len(result.daily)), "component_rows": int(len(result.components)),
+            "models": {str(k): int(v) for k, v in models.items()}}
 
 
 # ---------------------------------------------------------------- plan

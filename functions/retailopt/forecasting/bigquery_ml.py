@@ -22,6 +22,7 @@ from retailopt import sqlfiles
 from retailopt.config import ConfigError, Settings
 from retailopt.warehouse.bigquery import query_parameters
 
+from .components import COMPONENT_COLUMNS
 from .distributions import QUANTILES
 from .engine import DAILY_COLUMNS, PROTECTION_COLUMNS, ForecastResult
 
@@ -33,9 +34,6 @@ HOLIDAY_REGIONS = frozenset(
     "GLOBAL NA JAPAC EMEA LAC AE AR AT AU BE BR CA CH CL CN CO CZ DE DK DZ EC EE EG ES FI FR GB GR "
     "HK HU ID IE IL IN IR IT JP KR LV MA MX MY NG NL NO NZ PE PH PK PL PT RO RS RU SA SE SG SI SK TH "
     "TR TW UA US VE VN ZA".split())
-COMPONENT_COLUMNS = ["store_id", "product_id", "component_date", "time_series_type", "actual",
-                     "adjusted", "forecast_value", "trend", "seasonal_weekly", "seasonal_yearly",
-                     "holiday_effect", "spikes_and_dips", "step_changes", "residual", "model"]
 DIAGNOSTIC_COLUMNS = ["model_name", "trained_on", "store_id", "product_id", "engine", "model",
                       "demand_class", "non_seasonal_p", "non_seasonal_d", "non_seasonal_q",
                       "has_drift", "log_likelihood", "aic", "variance", "seasonal_periods",
@@ -142,8 +140,10 @@ def latest_model(client: bigquery.Client, settings: Settings, as_of: date, *, xr
 
 def forecast_bigquery(client: bigquery.Client, settings: Settings, *, forecast_start: date,
                       window_days: pd.DataFrame, model: str | None = None,
-                      features_table: str | None = None) -> ForecastResult:
-    """Daily forecasts and window demand from the newest model (daily trigger)."""
+                      features_table: str | None = None, component_days: int = 0) -> ForecastResult:
+    """Daily forecasts and window demand from the newest model (daily trigger); with
+    ``component_days`` > 0 also ML.EXPLAIN_FORECAST's decomposition of that many days of
+    history and of the forecast (``components``)."""
     model = model or latest_model(client, settings, forecast_start, xreg=features_table is not None)
     if model is None:
         raise LookupError(f"no {MODEL_PREFIX}* model trained on or before {forecast_start}; run training first")
@@ -153,7 +153,12 @@ def forecast_bigquery(client: bigquery.Client, settings: Settings, *, forecast_s
     protection = protection_from_daily(daily, window_days)
     series = daily.groupby(["store_id", "product_id"], as_index=False).agg(model=("model", "first"))
     series["fallback_reason"] = None
-    return ForecastResult(daily=daily, protection=protection, series=series)
+    if component_days > 0:
+        components = read_component_rows(
+            run(client, explain_statement(settings, model, forecast_start, component_days)), model=model)
+    else:
+        components = pd.DataFrame(columns=COMPONENT_COLUMNS)
+    return ForecastResult(daily=daily, protection=protection, series=series, components=components)
 
 
 # --------------------------------------------------------------------------- reading results

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+# Days of history decomposed next to the forecast in each run (both engines).
+COMPONENT_HISTORY_DAYS = 28
 COMPONENT_COLUMNS = ["store_id", "product_id", "component_date", "time_series_type", "actual",
                      "adjusted", "forecast_value", "trend", "seasonal_weekly", "seasonal_yearly",
                      "holiday_effect", "spikes_and_dips", "step_changes", "residual", "model"]
