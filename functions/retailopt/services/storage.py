@@ -48,7 +48,39 @@ def _data_files(names: list[str], prefix: str) -> list[str]:
     return sorted(out)
 
 
-class GcsStore:
+class _Copying:
+    """The copy loops both stores share; each store says how one object is read or written."""
+
+    def list(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def _get(self, name: str, target: Path) -> None:
+        raise NotImplementedError
+
+    def _put(self, path: Path, name: str) -> None:
+        raise NotImplementedError
+
+    def download_prefix(self, prefix: str, dest: Path) -> list[Path]:
+        prefix = safe_prefix(prefix)
+        dest.mkdir(parents=True, exist_ok=True)
+        out = []
+        for name in _data_files(self.list(prefix), prefix):
+            target = dest / name[len(prefix):]
+            self._get(name, target)
+            out.append(target)
+        return out
+
+    def upload_dir(self, src: Path, prefix: str) -> list[str]:
+        prefix = safe_prefix(prefix)
+        names = []
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            name = prefix + path.relative_to(src).as_posix()
+            self._put(path, name)
+            names.append(name)
+        return names
+
+
+class GcsStore(_Copying):
     def __init__(self, client: Any, bucket: str) -> None:
         self.client = client
         self.name = bucket
@@ -58,24 +90,11 @@ class GcsStore:
     def list(self, prefix: str) -> list[str]:
         return sorted(b.name for b in self.client.list_blobs(self.name, prefix=safe_prefix(prefix)))
 
-    def download_prefix(self, prefix: str, dest: Path) -> list[Path]:
-        prefix = safe_prefix(prefix)
-        dest.mkdir(parents=True, exist_ok=True)
-        out = []
-        for name in _data_files(self.list(prefix), prefix):
-            target = dest / name[len(prefix):]
-            self.bucket.blob(name).download_to_filename(str(target))
-            out.append(target)
-        return out
+    def _get(self, name: str, target: Path) -> None:
+        self.bucket.blob(name).download_to_filename(str(target))
 
-    def upload_dir(self, src: Path, prefix: str) -> list[str]:
-        prefix = safe_prefix(prefix)
-        names = []
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            name = prefix + path.relative_to(src).as_posix()
-            self.bucket.blob(name).upload_from_filename(str(path))
-            names.append(name)
-        return names
+    def _put(self, path: Path, name: str) -> None:
+        self.bucket.blob(name).upload_from_filename(str(path))
 
     def mark_rejected(self, name: str, reason: str) -> None:
         blob = self.bucket.get_blob(name)
@@ -89,7 +108,7 @@ class GcsStore:
         return dict(blob.metadata or {}) if blob is not None else {}
 
 
-class LocalStore:
+class LocalStore(_Copying):
     """A folder standing in for a bucket (local mode): object names are relative paths."""
 
     def __init__(self, root: Path, name: str = "local-bucket") -> None:
@@ -110,26 +129,13 @@ class LocalStore:
         names = (p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
         return sorted(n for n in names if n.startswith(prefix))
 
-    def download_prefix(self, prefix: str, dest: Path) -> list[Path]:
-        prefix = safe_prefix(prefix)
-        dest.mkdir(parents=True, exist_ok=True)
-        out = []
-        for name in _data_files(self.list(prefix), prefix):
-            target = dest / name[len(prefix):]
-            shutil.copyfile(self._path(name), target)
-            out.append(target)
-        return out
+    def _get(self, name: str, target: Path) -> None:
+        shutil.copyfile(self._path(name), target)
 
-    def upload_dir(self, src: Path, prefix: str) -> list[str]:
-        prefix = safe_prefix(prefix)
-        names = []
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            name = prefix + path.relative_to(src).as_posix()
-            target = self._path(name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
-            names.append(name)
-        return names
+    def _put(self, path: Path, name: str) -> None:
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
 
     def mark_rejected(self, name: str, reason: str) -> None:
         path = self._path(name)
