@@ -2,9 +2,11 @@ locals {
   # One image, one service per entry point. Event-driven steps take one event at a time and must
   # answer within the 600 s Pub/Sub acknowledgement deadline (a slower answer is redelivered).
   services = {
+    # The API is an ASGI function: reads of finished runs are answered from memory on the event
+    # loop, so one instance takes many requests at once.
     api = {
       target      = "api", signature = "http", cpu = "1", memory = "1Gi", timeout = "300s"
-      concurrency = 20, max_instances = 3, ingress = var.api_ingress
+      concurrency = 80, max_instances = 3, ingress = var.api_ingress
     }
     forecast = {
       target      = "forecast", signature = "cloudevent", cpu = "2", memory = "4Gi", timeout = "600s"
