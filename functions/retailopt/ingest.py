@@ -179,16 +179,26 @@ def validate_table(table: str, raw: pd.DataFrame, valid_ids: dict[str, set[str]]
 def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> pd.DataFrame:
     if problems.empty:
         return pd.DataFrame(columns=["source_file", "row_number", "column_name", "reason", "raw_record"])
-    grouped = problems.assign(text=problems.column_name + ": " + problems.reason).groupby("idx", sort=True)
-    idx = np.array(list(grouped.groups.keys()))
-    records = raw.loc[idx].astype(object).where(raw.loc[idx].notna(), None)
+    # Vectorised: a bad file can hold millions of rejected rows, most with a single problem.
+    found = problems.assign(text=problems.column_name + ": " + problems.reason).sort_values("idx", kind="stable")
+    found = found.drop_duplicates(["idx", "text"])
+    single = ~found.idx.duplicated(keep=False)
+    merged = found[single].set_index("idx")[["column_name", "text"]]
+    if not single.all():
+        several = found[~single].groupby("idx", sort=False)
+        merged = pd.concat([merged, pd.DataFrame({
+            "column_name": several.column_name.agg(lambda s: ",".join(dict.fromkeys(s))),
+            "text": several.text.agg("; ".join)})])
+    merged = merged.sort_index()
+    idx = merged.index.to_numpy()
+    records = raw.loc[idx].to_json(orient="records", lines=True, default_handler=str)
     return pd.DataFrame({
         "source_file": source,
         # 1-based data row, header excluded (the CSV line number is this plus one).
         "row_number": raw.index.get_indexer(idx) + 1,
-        "column_name": grouped.column_name.agg(lambda s: ",".join(dict.fromkeys(s))).to_numpy(),
-        "reason": grouped.text.agg(lambda s: "; ".join(dict.fromkeys(s))).to_numpy(),
-        "raw_record": [json.dumps(r, default=str) for r in records.to_dict("records")],
+        "column_name": merged.column_name.to_numpy(),
+        "reason": merged.text.to_numpy(),
+        "raw_record": [line.replace("\\/", "/") for line in records.splitlines()],
     })
 
 
