@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import datetime as dt
 import shutil
 
@@ -67,6 +69,9 @@ def test_bad_rows_are_quarantined_with_file_row_and_column(chain):
     for report in result.reports:
         assert report.rows_in == report.rows_accepted + report.rows_quarantined
     assert result.quarantine.raw_record.notna().all()
+    # The raw row as it was in the file, as JSON (strings untouched, so "lots" and "S999" show).
+    rows = inv.raw_record.map(json.loads)
+    assert rows.loc[2]["store_id"] == "S999" and rows.loc[3]["on_order"] == "lots"
 
 
 def test_missing_column_of_a_required_file_stops_with_a_clear_error(chain):
