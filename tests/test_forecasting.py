@@ -182,3 +182,35 @@ def test_chunked_run_equals_positions_order_and_single_run():
     assert (chunked.daily["product_id"].to_numpy() == whole.daily["product_id"].to_numpy()).all()
     # Weekday profiles pool per store, so chunks of whole stores change little.
     np.testing.assert_allclose(chunked.protection["demand_mean"], whole.protection["demand_mean"], rtol=0.05)
+
+
+def test_planned_promotions_lift_the_forecast_where_they_help():
+    from retailopt.forecasting import backtest
+
+    rng = np.random.default_rng(3)
+    days = pd.date_range(end="2024-06-30", periods=400, freq="D")
+    keys = _keys(4, 12)
+    base = rng.gamma(2.0, 2.0, (48, 1))
+    promo = np.zeros((48, len(days)), dtype=bool)
+    for p in range(12):  # chain-wide circulars per product, a week each
+        for start in rng.choice(np.arange(0, len(days) - 7, 7), 8, replace=False):
+            promo[np.arange(4) * 12 + p, start:start + 7] = True
+    units = rng.poisson(base * np.where(promo, 2.5, 1.0)).astype(float)
+    hist = matrix_to_history(keys, days, units, promo)
+    kw = dict(forecast_start=date(2024, 7, 1), horizon=14, n_origins=4, holiday_country=None)
+    pick = lambda df: df[(df.level == "aggregate") & (df.model == "all")].iloc[0]  # noqa: E731
+    blind = pick(backtest(hist, keys, **kw))
+    told = pick(backtest(hist, keys, planned_promotions=True, **kw))
+    assert told.rmsse < 0.85 * blind.rmsse and told.wape < blind.wape
+    assert abs(told.coverage_80 - 0.8) < 0.06
+    # The lift shows in the components (with holidays, as calendar events) and still adds up.
+    plan = pd.DataFrame({"store_id": keys.store_id, "product_id": keys.product_id,
+                         "sale_date": pd.Timestamp("2024-07-03"), "on_promotion": [True] * 24 + [False] * 24})
+    res = forecast(hist, keys, forecast_start=date(2024, 7, 1), horizon=7, holiday_country=None,
+                   window_days=keys.assign(window_days=7), future_promotions=plan, component_days=14)
+    mean = res.daily.forecast_mean.to_numpy().reshape(48, 7)
+    assert (mean[:24, 2] > 1.8 * mean[:24, 1]).all() and np.allclose(mean[24:, 2], mean[24:, 1], rtol=0.35)
+    fc = res.components[res.components.time_series_type == "forecast"]
+    parts = fc[["trend", "seasonal_weekly", "seasonal_yearly", "holiday_effect"]].sum(axis=1)
+    assert np.allclose(parts, fc.forecast_value)
+    assert (fc[fc.component_date == pd.Timestamp("2024-07-03")].holiday_effect.iloc[:24] > 0).all()

@@ -24,12 +24,15 @@ ACCURACY_COLUMNS = ["run_id", "evaluated_on", "level", "store_id", "product_id",
 def backtest(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: date, horizon: int = 28,
              n_origins: int = 3, step_days: int | None = None, run_id: str | None = None,
              holiday_country: str | None = "US", holiday_subdivision: str | None = None,
-             holidays: pd.DataFrame | None = None, variance_scale: float = 1.0) -> pd.DataFrame:
+             holidays: pd.DataFrame | None = None, variance_scale: float = 1.0,
+             planned_promotions: bool = False) -> pd.DataFrame:
     """Accuracy of the engine at ``n_origins`` origins ending the day before ``forecast_start``.
 
     The latest origin is ``forecast_start - horizon``; earlier ones step back by ``step_days``
     (default: the horizon, so scored windows do not overlap). Returns the `forecast_accuracy`
     columns (run_id None unless given; evaluated_on = forecast_start).
+    With ``planned_promotions`` the engine is told the scored days' promotion flags
+    from history, as if planned (a retailer knows its own circulars).
     """
     step = step_days or horizon
     keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates().reset_index(drop=True)
@@ -45,10 +48,14 @@ def backtest(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
         test = hist[(hist["sale_date"] >= origin) & (hist["sale_date"] < origin + pd.Timedelta(days=horizon))]
         if train.empty:
             continue
+        plan = None
+        if planned_promotions and "on_promotion" in test.columns:
+            plan = test.loc[test["on_promotion"].fillna(False).astype(bool),
+                            ["store_id", "product_id", "sale_date", "on_promotion"]]
         res = forecast(train, keys, forecast_start=origin.date(), horizon=horizon,
                        window_days=keys.assign(window_days=horizon), holiday_country=holiday_country,
                        holiday_subdivision=holiday_subdivision, holidays=holidays,
-                       variance_scale=variance_scale)
+                       variance_scale=variance_scale, future_promotions=plan)
         n = len(keys)
         actual = np.zeros((n, horizon))
         si = index.get_indexer(pd.MultiIndex.from_frame(test[["store_id", "product_id"]]))

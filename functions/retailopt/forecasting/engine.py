@@ -94,7 +94,8 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
              holiday_country: str | None = "US", holiday_subdivision: str | None = None,
              seed: int = 42, holidays: pd.DataFrame | None = None,
              max_history_days: int = 1100, variance_scale: float = 1.0,
-             max_chunk_series: int = 8000, component_days: int = 0) -> ForecastResult:
+             max_chunk_series: int = 8000, component_days: int = 0,
+             future_promotions: pd.DataFrame | None = None) -> ForecastResult:
     """Forecast every position for ``horizon`` days from ``forecast_start``.
 
     ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
@@ -114,7 +115,7 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                                    confidence_level=confidence_level, holiday_country=holiday_country,
                                    holiday_subdivision=holiday_subdivision, holidays=holidays,
                                    max_history_days=max_history_days, variance_scale=variance_scale,
-                                   component_days=component_days)
+                                   component_days=component_days, future_promotions=future_promotions)
     if horizon < 1:
         raise ValueError(f"horizon={horizon}: expected >= 1")
     if not 0 < confidence_level < 1:
@@ -127,7 +128,9 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     first_day = dense.days[0].date() if len(dense.days) else forecast_start
     hol = holiday_table(first_day, future_days[-1].date(), holiday_country, holiday_subdivision,
                         holidays)
-    fit = _fit(dense, future_days, hol, horizon, component_days)
+    promo_future = None if future_promotions is None else _future_flags(future_promotions, dense.keys,
+                                                                          future_days)
+    fit = _fit(dense, future_days, hol, horizon, component_days, promo_future)
     mean = fit["mean"]  # (S, F)
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
@@ -233,6 +236,19 @@ def _densify(history: pd.DataFrame, positions: pd.DataFrame, forecast_start: dat
     sold = mat > 0
     first = np.where(sold.any(axis=1), sold.argmax(axis=1), n_days)
     return _Dense(keys=keys, days=days, units=mat, promo=promo, has_rows=has_rows, first=first)
+
+
+def _future_flags(plan: pd.DataFrame, keys: pd.DataFrame, future: pd.DatetimeIndex) -> np.ndarray:
+    """(S, F) planned promotion days; a day without a row is not on promotion."""
+    _require(plan, "future_promotions", ["store_id", "product_id", "sale_date", "on_promotion"])
+    flags = np.zeros((len(keys), len(future)), dtype=bool)
+    si = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_arrays(
+        [plan["store_id"].astype(str), plan["product_id"].astype(str)]))
+    di = future.get_indexer(pd.to_datetime(plan["sale_date"]).dt.normalize())
+    on = plan["on_promotion"].fillna(False).to_numpy(dtype=bool)
+    ok = (si >= 0) & (di >= 0) & on
+    flags[si[ok], di[ok]] = True
+    return flags
 
 
 def _window_lengths(window_days: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray:
@@ -510,7 +526,7 @@ def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tu
 
 
 def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int,
-         component_days: int = 0) -> dict:
+         component_days: int = 0, promo_future: np.ndarray | None = None) -> dict:
     y = dense.units
     n_series, n_days = y.shape
     n_future = len(future)
@@ -576,7 +592,19 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         first = dense.first[ok]
 
         # Pass 1: one moderate smoother for in-sample means -> dispersion, spikes, dips.
-        p1 = _smooth_pass(x, usable, first, (0.05,), (), horizon, keep_path=True)
+        # With planned promotions given, promotion days do not move the level; their lift is
+        # estimated against it and applied to the planned days. Without a plan, promotions
+        # stay part of the demand the level learns (a lift on unknown days cannot be placed).
+        promo_h = dense.promo[ok] & usable if promo_future is not None else np.zeros_like(usable)
+        p1 = _smooth_pass(x, usable & ~promo_h, first, (0.05,), (), horizon, keep_path=True)
+        promo_hf = np.ones_like(season)
+        promo_ff = np.ones_like(season_f)
+        if promo_h.any():
+            lift = _promotion_lift(yk, p1["path"] * season, promo_h, dense.keys["product_id"].to_numpy()[ok])
+            promo_hf = np.where(promo_h, lift[:, None], 1.0)
+            promo_ff = np.where(promo_future[ok], lift[:, None], 1.0)
+            season = season * promo_hf
+            season_f = season_f * promo_ff
         mu1 = p1["path"] * season
         scored = usable & (t_idx[None, :] >= first[:, None] + 28)
         inv_k = _dispersion(yk, mu1, scored)
@@ -654,12 +682,12 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
 
         # Per-series model choice by the same rolling-origin windows: simpler weekly candidates
         # replace the pipeline where their daily squared error there is clearly lower.
+        weekly = np.zeros(len(ok), dtype=bool)
         if n_o:
             y_win = yk[:, win]
             n_use = calib_use.sum(axis=(1, 2))
             mse_engine = ((y_win - calib_mu) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
             best_mse = mse_engine * (1 - CANDIDATE_MARGIN)
-            weekly = np.zeros(len(ok), dtype=bool)
             for name, back, fut in _weekly_candidates(yk, origins, h, n_future):
                 mse = ((y_win - back) ** 2 * calib_use).sum(axis=(1, 2)) / np.maximum(n_use, 1)
                 pick = (mse < best_mse) & (n_use >= 4 * h)
@@ -681,10 +709,10 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
                 model[chosen] = name
                 param[chosen] = np.nan
                 weekly |= pick
-            if n_comp:
-                _fill_components(comp, ok, n_days - n_comp, p2["tail"], best, lvl, prof, dow_hist,
-                                 dow_fut, yr_hist, yr_fut, hol_hist, hol_fut, y_clean, dips, usable,
-                                 weekly, mu_f)
+        if n_comp:
+            _fill_components(comp, ok, n_days - n_comp, p2["tail"], best, lvl, prof, dow_hist,
+                             dow_fut, yr_hist, yr_fut, hol_hist[None, :] * promo_hf,
+                             hol_fut[None, :] * promo_ff, y_clean, dips, usable, weekly, mu_f)
 
         mean[ok] = mu_f
         var[ok] = var_f
@@ -743,6 +771,18 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
                 n_dip_days=n_dip_days, cv_error=cv_error, calib=calib)
 
 
+def _promotion_lift(y: np.ndarray, mu: np.ndarray, promo: np.ndarray, product: np.ndarray) -> np.ndarray:
+    """Multiplicative promotion lift per series: sales on promotion days over the level model's
+    demand there, pooled per product over its stores (promotions are mostly chain-wide
+    circulars) and shrunk towards the chain's lift by the units expected (prior of 4 units)."""
+    codes, _ = pd.factorize(product)
+    num = np.bincount(codes, (y * promo).sum(axis=1))
+    den = np.bincount(codes, (mu * promo).sum(axis=1))
+    chain = num.sum() / den.sum() if den.sum() > 0 else 1.0
+    lift = (num + 4.0 * chain) / (den + 4.0)
+    return np.clip(lift[codes], 0.2, 20.0)
+
+
 def _fill_components(comp: dict, ok: np.ndarray, t0: int, tail: np.ndarray, best: np.ndarray,
                      lvl: np.ndarray, prof: np.ndarray, dow_hist: np.ndarray, dow_fut: np.ndarray,
                      yr_hist: np.ndarray, yr_fut: np.ndarray, hol_hist: np.ndarray,
@@ -753,7 +793,7 @@ def _fill_components(comp: dict, ok: np.ndarray, t0: int, tail: np.ndarray, best
     trend = np.maximum(tail[np.arange(len(ok))[:, None], np.arange(n)[None, :], best[:, None]], 0.0)
     wk = prof[:, dow_hist[t0:]]
     yr = yr_hist[:, t0:]
-    hd = np.broadcast_to(hol_hist[t0:], wk.shape)
+    hd = np.broadcast_to(hol_hist[:, t0:], wk.shape)
     fitted = trend * wk * yr * hd
     comp["trend"][ok] = trend
     comp["weekly"][ok], comp["yearly"][ok], comp["holiday"][ok] = wk, yr, hd
@@ -764,7 +804,7 @@ def _fill_components(comp: dict, ok: np.ndarray, t0: int, tail: np.ndarray, best
     comp["trend_f"][ok] = lvl[:, None]
     comp["weekly_f"][ok] = prof[:, dow_fut]
     comp["yearly_f"][ok] = yr_fut
-    comp["holiday_f"][ok] = np.broadcast_to(hol_fut, mu_f.shape)
+    comp["holiday_f"][ok] = np.broadcast_to(hol_fut, mu_f.shape)  # holidays x planned promotions
     if weekly.any():
         # A weekly candidate's forecast: its weekly average as trend, the rest weekly season.
         rows = ok[weekly]
