@@ -214,3 +214,27 @@ def test_planned_promotions_lift_the_forecast_where_they_help():
     parts = fc[["trend", "seasonal_weekly", "seasonal_yearly", "holiday_effect"]].sum(axis=1)
     assert np.allclose(parts, fc.forecast_value)
     assert (fc[fc.component_date == pd.Timestamp("2024-07-03")].holiday_effect.iloc[:24] > 0).all()
+
+
+def test_weekly_candidate_replaces_the_pipeline_where_the_backtest_says_so():
+    rng = np.random.default_rng(0)
+    days = pd.date_range(end="2024-06-30", periods=500, freq="D")
+    dow = days.dayofweek.to_numpy()
+    mu = np.zeros((40, len(days)))
+    for i in range(20):
+        # A peak day that moves every eight weeks: a weekday profile fitted over a year cannot
+        # follow it, last week's sales can.
+        shift = (np.arange(len(days)) // 56 + i) % 7
+        mu[i] = np.where((dow + shift) % 7 == 0, 40.0, 2.0)
+    mu[20:] = np.where(dow == 5, 12.0, 6.0)  # a stable pattern: the pipeline stays
+    units = rng.poisson(mu).astype(float)
+    keys = _keys(2, 20)
+    res = _run(units, keys, days, horizon=7, window=7, holiday_country=None)
+    models = res.series.model.to_numpy()
+    assert set(models[:20]) <= {"local_snaive_nb", "local_weekly_mean_nb"} and len(models[:20]) == 20
+    assert set(models[20:]) <= {"local_ses_nb", "local_tsb_nb"}
+    mean = res.daily.forecast_mean.to_numpy().reshape(40, 7)
+    # The peak is forecast on last week's peak weekday.
+    last_week_peak = units[:20, -7:].argmax(axis=1)
+    assert (mean[:20].argmax(axis=1) == last_week_peak).mean() > 0.9
+    assert (res.daily.model.to_numpy().reshape(40, 7)[:, 0] == models).all()
