@@ -78,7 +78,7 @@ def _utc(ts) -> datetime:
 def test_build_request_maps_rows_to_shipments_and_vehicles():
     req = _request()
     m = req.model
-    assert [s.label for s in m.shipments] == ["T-S1-S2", "T-S3-S4", "T-S5-S1", "T-S2-S3", "O-DC1-S4"]
+    assert [s.label for s in m.shipments] == ["T-S1-S2-1", "T-S3-S4-1", "T-S5-S1-1", "T-S2-S3-1", "O-DC1-S4-1"]
     t0 = m.shipments[0]
     # S1 receives from 06:00 to 14:00 Chicago time = 11:00 to 19:00 UTC in July.
     assert _utc(t0.pickups[0].time_windows[0].start_time) == datetime(2024, 7, 1, 11, tzinfo=timezone.utc)
@@ -100,7 +100,7 @@ def test_lines_between_the_same_places_travel_as_one_shipment():
     extra = pd.concat([_transfers(), _transfers().iloc[[0]].assign(transfer_id="T9", product_id="P1",
                                                                   quantity=6, value=50.0)])
     m = _request(transfers=extra).model
-    first = [s for s in m.shipments if s.label == "T-S1-S2"]
+    first = [s for s in m.shipments if s.label == "T-S1-S2-1"]
     assert len(m.shipments) == 5 and len(first) == 1
     assert first[0].load_demands["units"].amount == 26
     assert first[0].penalty_cost == pytest.approx(450.0)
@@ -311,7 +311,7 @@ def test_tables_match_the_schema_and_geojson_draws_routes():
     assert routes["units_carried"].iloc[0] == 20 + 15 + 30 + 10 + 48
     assert str(stops["arrival_time"].dt.tz) == "UTC"
     assert routes["stop_count"].iloc[0] == 10
-    t1 = stops[stops["shipment_id"] == "T-S3-S4"]
+    t1 = stops[stops["shipment_id"] == "T-S3-S4-1"]
     assert t1["visit_type"].tolist() == ["PICKUP", "DELIVERY"]
     gj = response_to_geojson(req, resp, run_date=RUN, locations=locations)
     kinds = [f["geometry"]["type"] for f in gj["features"]]

@@ -251,7 +251,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
     from retailopt.routing.fleet import select_fleet
-    from retailopt.routing.request import consignment_id
+    from retailopt.routing.loads import assign_shipments
     from retailopt.routing.tables import locations_frame
 
     run_date = _require_run(wh, run_id)["run_date"]
@@ -275,10 +275,8 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     orders = plan_orders(policy, transfers, products, dcs, stores, settings=settings, run_date=run_date,
                          inventory=inventory)
     policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
-    transfers = transfers.assign(shipment_id=[consignment_id("transfers", a, b) for a, b in
-                                              zip(transfers.from_store_id, transfers.to_store_id)])
-    orders = orders.assign(shipment_id=[consignment_id("replenishment_orders", a, b) for a, b in
-                                        zip(orders.dc_id, orders.store_id)])
+    # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
+    transfers, orders = assign_shipments(transfers, orders, select_fleet(vehicles, settings), products)
     timings["rebalancing"] = time.perf_counter() - started
     started = time.perf_counter()
     request = build_request(transfers, orders, stores, dcs, select_fleet(vehicles, settings), products,
@@ -313,7 +311,14 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
     transfers = read_run_rows(wh, "transfers", run_id)
     orders = read_run_rows(wh, "replenishment_orders", run_id)
     routes = read_run_rows(wh, "routes", run_id)
+    stops = read_run_rows(wh, "route_stops", run_id)
     quarantine = read_run_rows(wh, "quarantine", run_id)
+    # A line larger than a truck is one row per vehicle load (same id): count lines, sum rows.
+    planned_units = (int(transfers.quantity.sum()) if len(transfers) else 0) + (
+        int(orders.quantity.sum()) if len(orders) else 0)
+    routed_units = int(routes.units_carried.sum()) if len(routes) else 0
+    shipments = {str(s) for frame in (transfers, orders) if len(frame) for s in frame.shipment_id.dropna()}
+    routed_shipments = {str(s) for s in stops.shipment_id} if len(stops) else set()
 
     def stores_with(column: str, status: str) -> int:
         return int(policy.loc[policy[column] == status, "store_id"].nunique()) if len(policy) else 0
@@ -327,16 +332,20 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
         "stores_at_risk_before": stores_with("status", "STOCKOUT_RISK"),
         "stores_at_risk_after": stores_with("status_after_plan", "STOCKOUT_RISK"),
         "expected_lost_units": round(float(policy.expected_lost_units.sum()), 1),
-        "transfers": int(len(transfers)),
+        "transfers": int(transfers.transfer_id.nunique()) if len(transfers) else 0,
         "units_moved": int(transfers.quantity.sum()) if len(transfers) else 0,
         "transfer_value": round(float(transfers.value.sum()), 2) if len(transfers) else 0.0,
         "transfer_cost": round(float(transfers.cost.sum()), 2) if len(transfers) else 0.0,
-        "orders": int(len(orders)),
+        "orders": int(orders.order_id.nunique()) if len(orders) else 0,
         "units_ordered": int(orders.quantity.sum()) if len(orders) else 0,
         "order_value": round(float(orders.order_value.sum()), 2) if len(orders) else 0.0,
         "vehicles_used": int(routes.vehicle_id.nunique()) if len(routes) else 0,
         "route_km": round(float(routes.distance_km.sum()), 1) if len(routes) else 0.0,
         "route_cost": round(float(routes.cost.sum()), 2) if len(routes) else 0.0,
+        "shipments": len(shipments),
+        "shipments_unrouted": len(shipments - routed_shipments),
+        "units_routed": routed_units,
+        "units_unrouted": planned_units - routed_units,
         "quarantined_rows": int(quarantine.row_number.notna().sum()) if len(quarantine) else 0,
     }
 

@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS `{dataset}.replenishment_orders` (
   cases INT64 NOT NULL,
   order_value FLOAT64 NOT NULL,
   expected_arrival DATE NOT NULL,
-  shipment_id STRING OPTIONS(description = 'Route shipment (consignment) that carries this line')
+  shipment_id STRING OPTIONS(description = 'Vehicle load (route shipment <consignment>-<k>) that carries this row; a line larger than a vehicle is one row per load with the same order_id')
 )
 PARTITION BY run_date
 CLUSTER BY store_id, product_id

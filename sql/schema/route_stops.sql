@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS `{dataset}.route_stops` (
   latitude FLOAT64 NOT NULL,
   longitude FLOAT64 NOT NULL,
   visit_type STRING NOT NULL OPTIONS(description = 'PICKUP or DELIVERY'),
-  shipment_id STRING NOT NULL OPTIONS(description = 'Transfer or order id carried'),
+  shipment_id STRING NOT NULL OPTIONS(description = 'Vehicle load picked up or delivered (transfers.shipment_id, replenishment_orders.shipment_id)'),
   units INT64 NOT NULL,
   arrival_time TIMESTAMP NOT NULL
 )

@@ -1,8 +1,10 @@
 """Build the Route Optimization API request from a run's transfers and orders.
 
-One shipment per consignment: the transfer lines from one store to another (pickup at the sending
-store), or the order lines from a distribution centre to a store (pickup at the centre), delivered to the receiving store within its receiving hours. The same request goes to
-the API or to the local OR-Tools solver, and is saved in the API's own JSON form.
+One shipment per vehicle load: the transfer lines from one store to another (pickup at the sending
+store), or the order lines from a distribution centre to a store (pickup at the centre), packed into
+loads that fit a vehicle (`loads.assign_shipments`, which sets each line's `shipment_id`), delivered
+to the receiving store within its receiving hours. The same request goes to the API or to the local
+OR-Tools solver, and is saved in the API's own JSON form.
 """
 
 from __future__ import annotations
@@ -36,18 +38,29 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
     weights, volumes = _unit_measures(products)
     visit = _duration(settings.visit_minutes * 60.0)
 
+    if "shipment_id" not in _columns(transfers) or "shipment_id" not in _columns(orders):
+        # Lines not yet packed into vehicle loads: pack them for this fleet (see loads.py).
+        from retailopt.routing.loads import assign_shipments
+
+        transfers, orders = assign_shipments(transfers, orders, vehicles, products)
+
     shipments: list[ro.Shipment] = []
-    # Lines between the same two places travel together: one shipment per consignment.
+    # Lines with the same shipment_id travel together: one vehicle load between two places.
     lines = [("transfers", transfers, "transfer_id", "from_store_id", "to_store_id", "value"),
              ("replenishment_orders", orders, "order_id", "dc_id", "store_id", "order_value")]
     for table, frame, id_col, origin_col, dest_col, value_col in lines:
-        rows = _rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity", value_col])
-        consignments: dict[str, dict] = {}
+        rows = _rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity", value_col,
+                                    "shipment_id"])
+        loads: dict[str, dict] = {}
         for row in rows:
-            label = consignment_id(table, row[origin_col], row[dest_col])
-            entry = consignments.setdefault(label, {"row": row, "quantity": 0, "value": 0.0, "weight": 0.0,
-                                                    "volume": 0.0, "lines": 0, "weighed": True,
-                                                    "measured": True})
+            label = str(row["shipment_id"])
+            entry = loads.setdefault(label, {"row": row, "quantity": 0, "value": 0.0, "weight": 0.0,
+                                             "volume": 0.0, "lines": 0, "weighed": True,
+                                             "measured": True})
+            first = entry["row"]
+            if (row[origin_col], row[dest_col]) != (first[origin_col], first[dest_col]):
+                raise RequestBuildError(f"{table} row {row['_row']}: shipment_id={label!r} also carries row "
+                                        f"{first['_row']} between other places")
             quantity = int(row["quantity"])
             if quantity <= 0:
                 raise RequestBuildError(f"{table} row {row['_row']}: quantity must be > 0, got {quantity}")
@@ -59,7 +72,7 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
             entry["volume"] += quantity * volumes.get(product, 0.0)
             entry["weighed"] &= product in weights
             entry["measured"] &= product in volumes
-        for label, entry in consignments.items():
+        for label, entry in loads.items():
             row = entry["row"]
             shipments.append(_shipment(
                 label=label, table=table, row=row,
@@ -113,6 +126,11 @@ def _rows(frame: pd.DataFrame | None, table: str, required: list[str]):
                 raise RequestBuildError(f"{table} row {i}: {col} is empty")
         rec["_row"] = i
     return records
+
+
+def _columns(frame: pd.DataFrame | None) -> set[str]:
+    # An empty or missing frame has nothing to pack, whatever its columns.
+    return {"shipment_id"} if frame is None or len(frame) == 0 else set(frame.columns)
 
 
 def _is_missing(value: object) -> bool:
@@ -188,7 +206,9 @@ def _latlng(place: dict) -> latlng_pb2.LatLng:
 
 
 def consignment_id(table: str, origin: object, destination: object) -> str:
-    """The shipment a transfer or order line travels in (shared by all lines of the same trip)."""
+    """The consignment a transfer or order line belongs to: all lines between the same two places.
+
+    Its loads are the shipments `<consignment>-1`, `-2`, ... (`loads.assign_shipments`)."""
     prefix = "T" if table == "transfers" else "O"
     return f"{prefix}-{origin}-{destination}"
 
@@ -199,7 +219,8 @@ def _shipment(*, label: str, table: str, row: dict, origin: dict, destination: d
               settings: Settings) -> ro.Shipment:
     loads = {UNITS: ro.Shipment.Load(amount=quantity)}
     if weight is not None:
-        loads[WEIGHT] = ro.Shipment.Load(amount=math.ceil(weight))
+        # Rounded up, less float noise from summing lines (a full load must not round past the limit).
+        loads[WEIGHT] = ro.Shipment.Load(amount=math.ceil(weight - 1e-6))
     if volume is not None:
         loads[VOLUME] = ro.Shipment.Load(amount=math.ceil(volume))
     return ro.Shipment(
