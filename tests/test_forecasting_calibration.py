@@ -72,3 +72,27 @@ def test_engine_reports_calibrated_intervals():
     actual = units[:, -28:].ravel()
     cover = ((actual >= lo) & (actual <= hi)).mean()
     assert 0.74 <= cover <= 0.86
+
+
+def test_each_demand_class_gets_its_own_thresholds():
+    rng = np.random.default_rng(11)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean = rng.gamma(2.0, 2.0, n)
+        group = np.where(rng.random(n) < 0.5, "smooth", "lumpy")
+        shape = np.where(group == "lumpy", 0.4, 50.0)  # the model below says NB with shape 2
+        return mean, rng.negative_binomial(shape, shape / (shape + mean)), group
+
+    mean, y, group = draw(80_000)
+    var = mean + mean ** 2 / 2.0
+    pooled = fit_calibration(mid_pit(y, mean, var), mean)
+    by_class = fit_calibration(mid_pit(y, mean, var), mean, group)
+    assert set(by_class.demand_class) == {"*", "smooth", "lumpy"}
+    mean, y, group = draw(80_000)
+    var = mean + mean ** 2 / 2.0
+    for cls in ("smooth", "lumpy"):
+        sel = group == cls
+        lo, hi = interval(mean[sel], var[sel], 0.8, by_class, group[sel])
+        assert abs(((y[sel] >= lo) & (y[sel] <= hi)).mean() - 0.8) < 0.03
+        lo, hi = interval(mean[sel], var[sel], 0.8, pooled)
+        assert abs(((y[sel] >= lo) & (y[sel] <= hi)).mean() - 0.8) > 0.05

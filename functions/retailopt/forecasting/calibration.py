@@ -15,8 +15,9 @@ How (conformal calibration on the mid-PIT scale):
 - For a nominal level c, ``t_lo`` and ``t_hi`` are the empirical (1 - c)/2 and (1 + c)/2
   quantiles of those mid-PITs; so on the calibration days the interval covers c by
   construction, whatever the dispersion errors or the discreteness of the series.
-- How discrete a forecast is depends on its mean, so thresholds are estimated per band of the
-  daily mean (bands with too few scored days use the pooled thresholds).
+- How discrete a forecast is depends on its mean, and the shape of the error on the kind of
+  demand, so thresholds are estimated per demand class and band of the daily mean; a cell
+  with too few scored days uses its band over all classes, and that the pooled thresholds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from scipy import special
 MEAN_BANDS: tuple[float, ...] = (0.0, 0.25, 0.6, 1.5, 4.0, 12.0, np.inf)
 MIN_BAND_DAYS = 400  # fewer scored days than this: the band uses the pooled thresholds
 TAU_GRID = np.linspace(0.0, 1.0, 401)
-CALIBRATION_COLUMNS = ["mean_from", "mean_to", "n_days", "tau", "mid_pit"]
+CALIBRATION_COLUMNS = ["demand_class", "mean_from", "mean_to", "n_days", "tau", "mid_pit"]
+ALL = "*"  # demand_class of the rows pooled over classes
 
 
 def mid_pit(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -60,27 +62,32 @@ def mid_pit(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_calibration(pit: np.ndarray, mean: np.ndarray) -> pd.DataFrame:
-    """Empirical quantiles of the mid-PITs per band of forecast mean (CALIBRATION_COLUMNS).
+def fit_calibration(pit: np.ndarray, mean: np.ndarray, group: np.ndarray | None = None) -> pd.DataFrame:
+    """Empirical quantiles of the mid-PITs per demand class and band of forecast mean.
 
-    The first rows (mean_from = -inf) hold the pooled quantiles. Empty input gives an empty
-    frame, which `thresholds` reads as "use the nominal levels".
+    Rows with demand_class ``*`` pool the classes (mean_from = -inf: everything). Empty input
+    gives an empty frame, which `thresholds` reads as "use the nominal levels".
     """
     pit = np.asarray(pit, dtype=float).ravel()
     mean = np.asarray(mean, dtype=float).ravel()
+    group = np.full(pit.shape, ALL, dtype=object) if group is None else np.asarray(group, dtype=object).ravel()
     if pit.size == 0:
         return pd.DataFrame(columns=CALIBRATION_COLUMNS)
-    parts = [_band_rows(-np.inf, np.inf, pit)]
+    parts = [_band_rows(ALL, -np.inf, np.inf, pit)]
     band = np.searchsorted(MEAN_BANDS, mean, side="right") - 1
-    for b in range(len(MEAN_BANDS) - 1):
-        sel = band == b
-        if sel.sum() >= MIN_BAND_DAYS:
-            parts.append(_band_rows(MEAN_BANDS[b], MEAN_BANDS[b + 1], pit[sel]))
+    classes = [ALL] + sorted({str(g) for g in group} - {ALL})
+    for cls in classes:
+        in_class = np.ones(pit.size, dtype=bool) if cls == ALL else group == cls
+        for b in range(len(MEAN_BANDS) - 1):
+            sel = in_class & (band == b)
+            if sel.sum() >= MIN_BAND_DAYS:
+                parts.append(_band_rows(cls, MEAN_BANDS[b], MEAN_BANDS[b + 1], pit[sel]))
     return pd.concat(parts, ignore_index=True)
 
 
-def _band_rows(lo: float, hi: float, pit: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"mean_from": lo, "mean_to": hi, "n_days": int(pit.size), "tau": TAU_GRID,
+def _band_rows(cls: str, lo: float, hi: float, pit: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"demand_class": cls, "mean_from": lo, "mean_to": hi, "n_days": int(pit.size),
+                         "tau": TAU_GRID,
                          "mid_pit": np.interp(TAU_GRID * (pit.size - 1), np.arange(pit.size), np.sort(pit))})
 
 
@@ -91,14 +98,16 @@ def merge_calibrations(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return pd.DataFrame(columns=CALIBRATION_COLUMNS)
     both = pd.concat(frames, ignore_index=True)
     both["w"] = both["n_days"] * both["mid_pit"]
-    g = both.groupby(["mean_from", "mean_to", "tau"], as_index=False).agg(n_days=("n_days", "sum"),
-                                                                           w=("w", "sum"))
+    g = both.groupby(["demand_class", "mean_from", "mean_to", "tau"], as_index=False).agg(
+        n_days=("n_days", "sum"), w=("w", "sum"))
     g["mid_pit"] = g["w"] / g["n_days"]
-    return g.loc[:, CALIBRATION_COLUMNS].sort_values(["mean_from", "tau"]).reset_index(drop=True)
+    return g.loc[:, CALIBRATION_COLUMNS].reset_index(drop=True)
 
 
-def thresholds(calibration: pd.DataFrame, mean: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mid-PIT thresholds (t_lo, t_hi) of the interval at ``level`` for each forecast mean."""
+def thresholds(calibration: pd.DataFrame | None, mean: np.ndarray, level: float,
+               group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mid-PIT thresholds (t_lo, t_hi) of the interval at ``level`` for each forecast mean
+    (and demand class, when given)."""
     if not 0 < level < 1:
         raise ValueError(f"confidence level {level}: expected 0 < level < 1")
     mean = np.asarray(mean, dtype=float)
@@ -107,20 +116,28 @@ def thresholds(calibration: pd.DataFrame, mean: np.ndarray, level: float) -> tup
     t_hi = np.full(mean.shape, hi_tail)
     if calibration is None or calibration.empty:
         return t_lo, t_hi
+    group = None if group is None else np.broadcast_to(np.asarray(group, dtype=object), mean.shape)
     # Thresholds at 0 or 1 would ask for unbounded intervals.
     edge = 5e-4
-    for (start, end), g in calibration.groupby(["mean_from", "mean_to"], sort=True):
-        # Pooled rows come first (mean_from = -inf); bands then overwrite their own means.
+    # Pooled first, then bands over all classes, then class x band: the most specific cell wins.
+    cal = calibration.assign(_specific=(calibration["demand_class"] != ALL).astype(int)
+                             + np.isfinite(calibration["mean_from"]).astype(int))
+    for (_, cls, start, end), g in cal.groupby(["_specific", "demand_class", "mean_from", "mean_to"], sort=True):
         sel = (mean >= start) & (mean < end)
+        if cls != ALL:
+            if group is None:
+                continue
+            sel &= group == cls
         t_lo[sel] = np.clip(np.interp(lo_tail, g["tau"], g["mid_pit"]), edge, 1 - edge)
         t_hi[sel] = np.clip(np.interp(hi_tail, g["tau"], g["mid_pit"]), edge, 1 - edge)
     return t_lo, t_hi
 
 
-def interval(mean: np.ndarray, var: np.ndarray, level: float,
-             calibration: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated interval (lower, upper) at ``level`` for counts with that mean and variance."""
-    t_lo, t_hi = thresholds(calibration, mean, level)
+def interval(mean: np.ndarray, var: np.ndarray, level: float, calibration: pd.DataFrame | None,
+             group: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated interval (lower, upper) at ``level`` for counts with that mean and variance
+    (``group``: the demand class of each element, if known)."""
+    t_lo, t_hi = thresholds(calibration, mean, level, group)
     return mid_bounds(mean, var, t_lo, t_hi)
 
 

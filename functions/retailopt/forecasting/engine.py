@@ -76,7 +76,12 @@ class ForecastResult:
         """Calibrated daily interval (lower, upper) at ``level``, aligned with ``daily``."""
         mean = self.daily["forecast_mean"].to_numpy(dtype=float)
         var = self.daily["standard_error"].to_numpy(dtype=float) ** 2
-        return calibrated_interval(mean, var, level, self.calibration)
+        group = None
+        if "demand_class" in self.series.columns and len(self.series):
+            # daily holds the series in order, the same number of days each.
+            group = np.repeat(self.series["demand_class"].to_numpy(dtype=object),
+                              len(self.daily) // len(self.series))
+        return calibrated_interval(mean, var, level, self.calibration, group)
 
 
 @dataclass
@@ -137,9 +142,11 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     c = fit["calib"]
     calibration = fit_calibration(mid_pit(c["actual"], c["mean"],
                                           c["mean"] + variance_scale * c["extra"] * c["mean"] ** 2),
-                                  c["mean"])
+                                  c["mean"], c["group"])
+    demand_class = fit["demand_class"]  # "none" for fallbacks
     daily = _daily_frame(dense.keys, future_days[:horizon], mean[:, :horizon], var[:, :horizon],
-                         confidence_level, fit["model"], fit["reason"], calibration)
+                         confidence_level, fit["model"], fit["reason"], calibration,
+                         np.repeat(demand_class[:, None], horizon, axis=1))
     protection = _protection_frame(dense.keys, windows, mean, var, fit["level_var"] * variance_scale,
                                    fit["model"])
     series = dense.keys.copy()
@@ -567,7 +574,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
     n_spikes = np.zeros(n_series, dtype=int)
     n_dip_days = np.zeros(n_series, dtype=int)
     rate_recent = np.zeros(n_series)
-    calib = dict(mean=np.zeros(0), actual=np.zeros(0), extra=np.zeros(0))
+    calib = dict(mean=np.zeros(0), actual=np.zeros(0), extra=np.zeros(0), group=np.zeros(0, dtype=object))
     # Multiplicative decomposition of the last `component_days` days of history and of the
     # forecast (components.py turns it into additive forecast_components rows).
     n_comp = min(component_days, n_days)
@@ -731,7 +738,8 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
             # A fixed random subset estimates the quantiles as well at a fraction of the cost.
             keep = np.sort(np.random.default_rng(0).choice(keep, MAX_CALIBRATION_DAYS, replace=False))
         calib = dict(mean=calib_mu.ravel()[keep], actual=yk[:, win].ravel()[keep],
-                     extra=np.broadcast_to(extra[:, None, None], calib_mu.shape).ravel()[keep])
+                     extra=np.broadcast_to(extra[:, None, None], calib_mu.shape).ravel()[keep],
+                     group=np.broadcast_to(demand_class[ok][:, None, None], calib_mu.shape).ravel()[keep])
         mean[disc] = 0.0
         var[disc] = 0.0
         level_var[disc] = 0.0
@@ -847,10 +855,10 @@ def _dispersion(y: np.ndarray, mu: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _daily_frame(keys: pd.DataFrame, days: pd.DatetimeIndex, mean: np.ndarray, var: np.ndarray,
                  confidence_level: float, model: np.ndarray, reason: np.ndarray,
-                 calibration: pd.DataFrame) -> pd.DataFrame:
+                 calibration: pd.DataFrame, group: np.ndarray) -> pd.DataFrame:
     n_series, n_days = mean.shape
     q = count_quantiles(mean, var, QUANTILES)  # (S, D, 5)
-    lo, hi = calibrated_interval(mean, var, confidence_level, calibration)
+    lo, hi = calibrated_interval(mean, var, confidence_level, calibration, group)
     # The reported interval always contains the median.
     lo = np.minimum(lo, q[..., 0])
     hi = np.maximum(hi, q[..., 0])
