@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import date
 
@@ -20,7 +21,7 @@ RUN = date(2026, 3, 2)
 QCOLS = ["q50", "q80", "q90", "q95", "q99"]
 BASE = Settings(fill_rate_by_class={}, service_level_by_class={}, service_level=0.9,
                 handling_cost_per_unit=0.3, transport_cost_per_unit_km=0.02, max_transfer_km=60.0,
-                min_transfer_units=1, min_transfer_value=-1e9)
+                min_transfer_units=1, min_transfer_value=-1e9, transfer_sender_min_daily_demand=0.0)
 
 
 def chain(stock: dict[tuple[str, str], int], means: dict[tuple[str, str], float], coords: dict[str, tuple],
@@ -63,6 +64,8 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
     free = (st["capacity_units"] - stock.reindex(st.index).fillna(0)).clip(lower=0)
     reserve = settings.review_period_days if settings.transfer_sender_reserve_days is None \
         else settings.transfer_sender_reserve_days
+    min_daily = settings.slow_mover_daily_demand if settings.transfer_sender_min_daily_demand is None \
+        else settings.transfer_sender_min_daily_demand
     cols_c, ub = [], []  # objective coefficient and upper bound per variable
     eq_rows, store_rows = [], {}  # flow balance rows; per store the pair variables entering it
 
@@ -77,6 +80,7 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
         oul = np.ceil(g["order_up_to"].to_numpy() - 1e-9)
         keep = oul + np.ceil(g["mean_daily_demand"].to_numpy() * reserve - 1e-9)
         give = np.where(x > oul, np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - keep, 0), 0).astype(int)
+        give[g["mean_daily_demand"].to_numpy() < min_daily] = 0
         top = rop - 1 if horizon == "lead_time" else rop
         take = np.where(x < rop, np.maximum(np.minimum(top - x, g["max_capacity"].to_numpy() - x), 0), 0)
         take = take.astype(int)
@@ -222,6 +226,17 @@ def test_moves_from_overstock_to_stockout_only(horizon):
     assert (tr["value"] > tr["cost"]).all()
     assert tr["distance_km"].iat[0] == pytest.approx(
         distance_matrix_km([41.88], [-87.63], [41.90], [-87.63])[0, 0])
+
+
+def test_slow_movers_do_not_send_by_default():
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 150, ("B", "P"): 0}
+    means = {("A", "P"): 2.0, ("B", "P"): 8.0}  # window of 10 days: A sells 0.2 a day
+    stores, products, inv, prot = chain(stock, means, coords)
+    default = dataclasses.replace(BASE, transfer_sender_min_daily_demand=None, slow_mover_daily_demand=1.0)
+    assert plan(stores, products, inv, prot, default)[1].empty
+    assert plan(stores, products, inv, prot, default.replace(slow_mover_daily_demand=0.1))[1]["quantity"].sum() > 0
+    assert plan(stores, products, inv, prot, default.replace(transfer_sender_min_daily_demand=0.0))[1]["quantity"].sum() > 0
 
 
 def test_nothing_moves_when_not_worth_it_or_too_far():

@@ -73,6 +73,10 @@ class Settings:
     # period): positions look like surplus partly because their forecast is low by chance, and a
     # sender stripped to its levels pays for that error in lost sales.
     transfer_sender_reserve_days: float | None = None
+    # Positions selling less than this per day do not send (None: slow_mover_daily_demand; 0: all
+    # may): one store's slow-mover forecast is mostly noise, so its "surplus" usually is not one
+    # (replay evidence in docs/policy.md).
+    transfer_sender_min_daily_demand: float | None = None
     routing_engine: str = "local"  # "local" or "api"
     routing_time_limit_s: float = 10.0
     speed_kmh: float = 35.0
@@ -115,6 +119,8 @@ class Settings:
         _check(self.history_days >= 28, "history_days", self.history_days, ">= 28")
         _check(self.max_transfer_km > 0, "max_transfer_km", self.max_transfer_km, "> 0")
         _check(self.min_transfer_units >= 1, "min_transfer_units", self.min_transfer_units, ">= 1")
+        _check(self.transfer_sender_min_daily_demand is None or self.transfer_sender_min_daily_demand >= 0,
+               "transfer_sender_min_daily_demand", self.transfer_sender_min_daily_demand, ">= 0 or unset")
         _check(self.transfer_sender_reserve_days is None or self.transfer_sender_reserve_days >= 0,
                "transfer_sender_reserve_days", self.transfer_sender_reserve_days, ">= 0 or unset")
         _check(self.routing_time_limit_s > 0, "routing_time_limit_s", self.routing_time_limit_s, "> 0")

@@ -324,6 +324,13 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         protect_r = protect_r + np.ceil(daily * reserve_days - 1e-9).astype(np.int64)
     sendable = np.where(position_r > order_up_to[rows], np.minimum(on_hand_r, position_r) - protect_r, 0)
     sendable = np.maximum(sendable, 0)
+    min_daily = settings.transfer_sender_min_daily_demand
+    min_daily = settings.slow_mover_daily_demand if min_daily is None else min_daily
+    if min_daily > 0 and "mean_daily_demand" in policy:
+        # A slow mover's surplus at one store is mostly forecast noise, and a high-margin slow
+        # mover that runs out costs more than the transfer earned (replay evidence in the docs).
+        daily = np.nan_to_num(policy["mean_daily_demand"].to_numpy()[rows].astype(np.float64), nan=0.0)
+        sendable = np.where(daily < min_daily, 0, sendable)
     need = np.where(position_r < reorder_r, reorder_r - position_r, 0)
 
     # Receiver room on the shelf.
