@@ -12,14 +12,22 @@ series):
    dispersion per series, spikes (capped) and dips (runs of zeros too unlikely to be demand,
    i.e. stock-outs, excluded);
 4. a second pass fits every candidate level model on the cleaned, deseasonalised series:
-   simple exponential smoothing, i.e. ARIMA(0,1,1), for smooth and erratic demand, and TSB
-   (demand probability x size, each smoothed) for intermittent and lumpy demand (classified by
-   ADI and CV^2); each series keeps the candidate with the lowest error of the mean over the
-   next ``horizon`` days, measured at every in-sample origin (rolling origin);
-5. the same rolling origins give the variance of the level error over a window; with the
+   simple exponential smoothing, i.e. ARIMA(0,1,1), and TSB (demand probability x size, each
+   smoothed), several constants each; each series keeps the candidate with the lowest error of
+   the mean over the next ``horizon`` days, measured at every in-sample origin (rolling origin);
+   the ADI/CV^2 demand class is reported, not imposed;
+5. at rolling origins over the last year the chosen forecast is compared day by day with two
+   weekly candidates (seasonal naive, four-week weekday mean), which replace it for a series
+   only when clearly better there;
+6. the same rolling origins give the variance of the level error over a window; with the
    dispersion this gives a count distribution (negative binomial) per day and for the demand
    summed over any window, with the right variance (day-to-day noise plus the level error,
-   which is shared by all days of a window).
+   which is shared by all days of a window);
+7. the reported intervals are calibrated on the mid-PITs of those rolling-origin forecasts
+   (calibration.py), so they cover their nominal level despite the discreteness of counts.
+
+Planned promotions (``future_promotions``) are a multiplicative regressor: lift per product,
+estimated against the level on past promotion days.
 
 Series that cannot be modelled get a documented fallback and a reason.
 """
