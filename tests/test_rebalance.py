@@ -51,11 +51,12 @@ def plan(stores, products, inv, prot, settings=BASE, horizon="window"):
 
 
 def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float = 1.0,
-               recv_factor: float = 1.0, horizon: str = "window") -> float:
+               recv_factor: float = 1.0, horizon: str = "window", min_units: int = 1) -> float:
     """The transfer model written independently as one LP over all products: x_ij units of a
     product from i to j, y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued
     at margin with scipy's Poisson (means scaled by send_factor / recv_factor), and per store
-    sum over products of units received <= capacity_units - on hand - on order."""
+    sum over products of units received <= capacity_units - on hand - on order. With min_units > 1
+    a MIP: each x_ij is 0 or between min_units and its bound (a binary per pair, scipy milp)."""
     pol = policy.merge(prot[["store_id", "product_id", "demand_mean"]], on=["store_id", "product_id"]) \
         .merge(inv[["store_id", "product_id", "max_capacity"]], on=["store_id", "product_id"]) \
         .merge(products[["product_id", "price", "unit_cost"]], on="product_id")
@@ -66,7 +67,7 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
         else settings.transfer_sender_reserve_days
     min_daily = settings.slow_mover_daily_demand if settings.transfer_sender_min_daily_demand is None \
         else settings.transfer_sender_min_daily_demand
-    cols_c, ub = [], []  # objective coefficient and upper bound per variable
+    cols_c, ub, pairs = [], [], []  # objective coefficient and upper bound per variable; pair variables
     eq_rows, store_rows = [], {}  # flow balance rows; per store the pair variables entering it
 
     def var(cost: float, upper: float | None) -> int:
@@ -98,7 +99,9 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
                 km = distance_matrix_km([st.at[sid[i], "latitude"]], [st.at[sid[i], "longitude"]],
                                         [st.at[sid[j], "latitude"]], [st.at[sid[j], "longitude"]])[0, 0]
                 if km <= settings.max_transfer_km:
-                    v = var(settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km, None)
+                    v = var(settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km,
+                            float(min(give[i], take[j])))
+                    pairs.append(v)
                     out_of[i].append(v)
                     into[j].append(v)
                     store_rows.setdefault(sid[j], []).append(v)
@@ -121,9 +124,30 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
     a_ub = np.zeros((len(ub_rows), n))
     for r, (_, vs) in enumerate(ub_rows):
         a_ub[r, vs] = 1.0
-    res = optimize.linprog(np.array(cols_c), A_eq=a_eq, b_eq=np.zeros(len(eq_rows)),
-                           A_ub=a_ub if ub_rows else None, b_ub=[free[s] for s, _ in ub_rows] if ub_rows else None,
-                           bounds=[(0, u) for u in ub], method="highs")
+    if min_units <= 1:
+        res = optimize.linprog(np.array(cols_c), A_eq=a_eq, b_eq=np.zeros(len(eq_rows)),
+                               A_ub=a_ub if ub_rows else None,
+                               b_ub=[free[s] for s, _ in ub_rows] if ub_rows else None,
+                               bounds=[(0, u) for u in ub], method="highs")
+        assert res.status == 0, res.message
+        return -res.fun
+    # One binary per pair: min_units * b <= x <= bound * b.
+    nb = len(pairs)
+    cost = np.concatenate([cols_c, np.zeros(nb)])
+    link = np.zeros((2 * nb, n + nb))
+    for r, v in enumerate(pairs):
+        link[2 * r, v], link[2 * r, n + r] = 1.0, -float(min_units)
+        link[2 * r + 1, v], link[2 * r + 1, n + r] = 1.0, -ub[v]
+    cons = [optimize.LinearConstraint(np.hstack([a_eq, np.zeros((len(eq_rows), nb))]), 0, 0),
+            optimize.LinearConstraint(link[0::2], 0, np.inf), optimize.LinearConstraint(link[1::2], -np.inf, 0)]
+    if ub_rows:
+        cons.append(optimize.LinearConstraint(np.hstack([a_ub, np.zeros((len(ub_rows), nb))]), -np.inf,
+                                              [free[s] for s, _ in ub_rows]))
+    integrality = np.zeros(n + nb)
+    integrality[pairs] = 1
+    integrality[n:] = 1
+    bounds = optimize.Bounds(np.zeros(n + nb), np.array([u if u is not None else np.inf for u in ub] + [1.0] * nb))
+    res = optimize.milp(cost, constraints=cons, integrality=integrality, bounds=bounds)
     assert res.status == 0, res.message
     return -res.fun
 
@@ -162,6 +186,31 @@ def test_lead_time_valuation_equals_lp_on_the_shorter_horizon(seed):
     ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
     lp = lp_optimum(policy, prot, products, stores, inv, BASE, recv_factor=0.2, horizon="lead_time")
     assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+
+
+@pytest.mark.parametrize("seed,tight", [(300, False), (301, True), (302, False), (303, True), (306, False),
+                                        (306, True), (324, False)])
+def test_minimum_quantity_is_exact_against_an_independent_mip(seed, tight, monkeypatch):
+    # No trip-value rule: the minimum quantity alone is solved exactly (CP-SAT) and must equal a
+    # MIP written independently (scipy milp, HiGHS), with and without store room.
+    from retailopt import rebalance
+
+    stores, products, inv, prot = random_chain(seed, n_stores=7, n_products=4)
+    if tight:
+        stores = tighten(stores, inv, seed)
+    settings = BASE.replace(min_transfer_units=4)
+    policy, tr = plan(stores, products, inv, prot, settings)
+    ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+    assert (tr["quantity"] >= 4).all()
+    mip = lp_optimum(policy, prot, products, stores, inv, settings, min_units=4)
+    assert ours == pytest.approx(mip, abs=2e-3 + 1e-6 * abs(mip))
+    if (seed, tight) in ((306, False), (324, False)):
+        # Cases where forbidding the small transfers and re-solving (the heuristic alone) falls short.
+        exact = rebalance.solve_with_minimums
+        monkeypatch.setattr(rebalance, "solve_with_minimums",
+                            lambda *a, **k: exact(*a, **{**k, "exact_max_pairs": 0}))
+        _, heuristic = plan(stores, products, inv, prot, settings)
+        assert float((heuristic["value"] - heuristic["cost"]).sum()) < mip - 1.0
 
 
 def tighten(stores, inv, seed: int):

@@ -503,46 +503,161 @@ def subset_problem(problem: TransferProblem, groups: np.ndarray) -> tuple[Transf
     return sub, pk
 
 
+# Problems up to this many pair arcs get the exact minimum-quantity model (CP-SAT).
+EXACT_MAX_PAIRS = 2_000
+EXACT_TIME_LIMIT_S = 10.0
+
+
+def solve_min_quantity_exact(problem: TransferProblem, min_units: int, store_cap: np.ndarray | None = None,
+                             time_limit_s: float = EXACT_TIME_LIMIT_S) -> tuple[np.ndarray | None, str]:
+    """The optimal flow in which every pair arc carries 0 or at least `min_units` (CP-SAT, the
+    same integer costs as the flow). Returns (pair flows, status name); flows are None when
+    CP-SAT proved nothing better than doing nothing could be found in time (UNKNOWN)."""
+    from ortools.sat.python import cp_model
+
+    n_s, n_r = len(problem.sender_group), len(problem.receiver_group)
+    n_pairs = len(problem.pair_sender)
+    model = cp_model.CpModel()
+    pair_cap = problem.pair_cap.astype(np.int64)
+    x = []
+    for a in range(n_pairs):
+        cap = int(pair_cap[a]) if pair_cap[a] >= min_units else 0
+        var = model.new_int_var(0, cap, "")
+        if cap > 0 and min_units > 1:
+            used = model.new_bool_var("")
+            model.add(var >= min_units).only_enforce_if(used)
+            model.add(var == 0).only_enforce_if(~used)
+        x.append(var)
+    y = [model.new_int_var(0, int(c), "") for c in problem.send_cap]
+    z = [model.new_int_var(0, int(c), "") for c in problem.recv_cap]
+    out_arcs: list[list[int]] = [[] for _ in range(n_s)]
+    in_arcs: list[list[int]] = [[] for _ in range(n_r)]
+    for a in range(n_pairs):
+        out_arcs[problem.pair_sender[a]].append(a)
+        in_arcs[problem.pair_receiver[a]].append(a)
+    units_s: list[list[int]] = [[] for _ in range(n_s)]
+    units_r: list[list[int]] = [[] for _ in range(n_r)]
+    for k, o in enumerate(problem.send_owner):
+        units_s[o].append(k)
+    for k, o in enumerate(problem.recv_owner):
+        units_r[o].append(k)
+    for arcs, units, var in ((out_arcs, units_s, y), (in_arcs, units_r, z)):
+        for node_arcs, node_units in zip(arcs, units):
+            if node_arcs or node_units:
+                model.add(sum(x[a] for a in node_arcs) == sum(var[k] for k in node_units))
+    if problem.recv_store is not None:
+        room = problem.store_cap if store_cap is None else store_cap
+        room = np.clip(np.nan_to_num(np.asarray(room, dtype=np.float64), nan=0.0, posinf=np.inf), 0,
+                       float(pair_cap.sum()))
+        per_store: dict[int, list[int]] = {}
+        for a in range(n_pairs):
+            per_store.setdefault(int(problem.recv_store[problem.pair_receiver[a]]), []).append(a)
+        for store, arcs in per_store.items():
+            if room[store] < sum(int(pair_cap[a]) for a in arcs):
+                model.add(sum(x[a] for a in arcs) <= int(room[store]))
+    pc, sc, rg = _scaled(problem.pair_cost), _scaled(problem.send_cost), _scaled(problem.recv_gain)
+    model.minimize(sum(int(pc[a]) * x[a] for a in range(n_pairs)) + sum(int(sc[k]) * y[k] for k in range(len(y)))
+                   - sum(int(rg[k]) * z[k] for k in range(len(z))))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = float(time_limit_s)
+    solver.parameters.num_workers = 2
+    status = solver.solve(model)
+    name = solver.status_name(status)
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return np.array([solver.value(v) for v in x], dtype=np.int64), name
+    if status == cp_model.UNKNOWN:
+        return None, name
+    # Doing nothing is always feasible: INFEASIBLE or MODEL_INVALID is a bug in the model.
+    raise RebalanceError(f"CP-SAT status {name} on the minimum-quantity model ({n_pairs} pair arcs)")
+
+
+def _scaled_objective(problem: TransferProblem, flow: np.ndarray) -> int:
+    """The integer cost the solvers minimise, for a pair flow (units taken in value order)."""
+    n_s, n_r = len(problem.sender_group), len(problem.receiver_group)
+    out_s = np.bincount(problem.pair_sender, weights=flow, minlength=n_s)
+    in_r = np.bincount(problem.pair_receiver, weights=flow, minlength=n_r)
+    send = _consumed(problem.send_owner, problem.send_cap, _scaled(problem.send_cost).astype(np.float64), out_s,
+                     ascending=True)
+    gain = _consumed(problem.recv_owner, problem.recv_cap, _scaled(problem.recv_gain).astype(np.float64), in_r,
+                     ascending=False)
+    return int(round(float((_scaled(problem.pair_cost) * flow).sum() + send.sum() - gain.sum())))
+
+
 def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: np.ndarray,
-                        settings: Settings) -> np.ndarray:
-    """Optimal flow, then forbid transfers below min_transfer_units and store pairs whose trip
-    earns less than min_transfer_value net, and solve the products concerned again until no
-    transfer violates them (a heuristic for these two either-or constraints; each product's flow
-    is optimal for the arcs still allowed)."""
-    allowed = np.ones(len(problem.pair_sender), dtype=bool)
+                        settings: Settings, exact_max_pairs: int = EXACT_MAX_PAIRS) -> np.ndarray:
+    """Optimal flow under the minimum quantity per transfer and the minimum net value per trip.
+
+    1. The min-cost flow. If no transfer is below min_transfer_units, it is optimal as it is.
+    2. Otherwise, if the products with a too-small transfer (all products, when the whole problem
+       is small) have at most `exact_max_pairs` pair arcs, CP-SAT solves them exactly with the
+       minimum quantity as an either-0-or-at-least constraint (the other products keep their flows
+       and their share of each store's room); a time-limited FEASIBLE answer is kept only if it
+       beats step 3's, UNKNOWN falls back to step 3.
+    3. Heuristic for what is left, and for trips whose net value is below min_transfer_value:
+       forbid the offending arcs (all arcs of a weak trip) and solve the products concerned
+       again, until none is left (at most MAX_ROUNDS rounds, then offenders are dropped)."""
     n_st = int(max(s_store.max(initial=0), r_store.max(initial=0))) + 1
     trip = s_store.astype(np.int64) * n_st + r_store
     pair_group = problem.sender_group[problem.pair_sender]
-    flow = solve_transfer_problem(problem, allowed)
+    flow = solve_transfer_problem(problem)
+    small = (flow > 0) & (flow < settings.min_transfer_units)
+    if small.any() and exact_max_pairs > 0:
+        groups = np.arange(problem.n_groups) if len(flow) <= exact_max_pairs else np.unique(pair_group[small])
+        sub, pk = subset_problem(problem, groups)
+        if len(pk) <= exact_max_pairs:
+            room = None
+            if problem.recv_store is not None:
+                others = flow.copy()
+                others[pk] = 0
+                room = problem.store_cap - store_inflow(problem, others)
+            exact, status = solve_min_quantity_exact(sub, settings.min_transfer_units, room)
+            if status != "OPTIMAL":
+                heuristic = _heuristic(sub, trip[pk], settings, flow[pk].copy(), min_value=-np.inf, room=room)
+                if exact is None or _scaled_objective(sub, heuristic) < _scaled_objective(sub, exact):
+                    exact = heuristic
+            flow[pk] = exact
+    return _heuristic(problem, trip, settings, flow, min_value=settings.min_transfer_value)
+
+
+def _heuristic(problem: TransferProblem, trip: np.ndarray, settings: Settings, flow: np.ndarray,
+               min_value: float, room: np.ndarray | None = None) -> np.ndarray:
+    """Forbid offending arcs and re-solve their products until no transfer is below the minimum
+    quantity or in a trip worth less than min_value (MAX_ROUNDS rounds, then drop offenders)."""
+    allowed = np.ones(len(problem.pair_sender), dtype=bool)
+    pair_group = problem.sender_group[problem.pair_sender]
+    store_cap = problem.store_cap if room is None else room
     for _ in range(MAX_ROUNDS):
-        bad = _violations(problem, flow, trip, settings)
+        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value)
         if not bad.any():
             return flow
         allowed &= ~bad
         groups = np.unique(pair_group[bad])
         sub, pk = subset_problem(problem, groups)
-        room = None
+        sub_room = None
         if problem.recv_store is not None:
             # The other products keep their flows, and their share of each store's room.
             others = flow.copy()
             others[pk] = 0
-            room = problem.store_cap - store_inflow(problem, others)
-        flow[pk] = solve_transfer_problem(sub, allowed[pk], room)
+            sub_room = store_cap - store_inflow(problem, others)
+        flow[pk] = solve_transfer_problem(sub, allowed[pk], sub_room)
     # Still violating after MAX_ROUNDS: drop those transfers (always feasible: stock stays put).
     while True:
-        bad = _violations(problem, flow, trip, settings)
+        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value)
         if not bad.any():
             return flow
         flow = np.where(bad, 0, flow)
 
 
-def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, settings: Settings) -> np.ndarray:
+def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, min_units: int,
+                min_value: float) -> np.ndarray:
     moved = flow > 0
-    small = moved & (flow < settings.min_transfer_units)
+    small = moved & (flow < min_units)
+    if not np.isfinite(min_value):
+        return small
     net = _unit_value(problem, flow) - flow * problem.pair_cost
     trips, inv = np.unique(trip[moved], return_inverse=True)
     trip_net = np.bincount(inv, weights=net[moved], minlength=len(trips))
-    weak_trips = trips[trip_net < settings.min_transfer_value]
+    weak_trips = trips[trip_net < min_value]
     weak = moved & np.isin(trip, weak_trips)
     return small | weak
 

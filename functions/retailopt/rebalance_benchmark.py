@@ -74,10 +74,10 @@ def build_chain(n_stores: int, n_products: int, imbalance: float, seed: int):
         "mean_daily_demand": mean / np.float32(10.0),
         "reorder_point": reorder, "order_up_to": up_to,
         "max_capacity": (on_hand + up_to * 2).astype(np.int32)}, copy=False)
-    # Store-wide room of 0 to 400 units over the stock: it binds in about half of the receiving
-    # stores, so the products are coupled in one flow.
+    # Store-wide room of 0 to 120 units over the stock, about what a store is offered: it binds
+    # in many receiving stores, so the products are coupled in one flow.
     stock = np.add.reduceat(on_hand.astype(np.int64), np.arange(0, n, n_products))
-    stores["capacity_units"] = stock + rng.integers(0, 400, n_stores)
+    stores["capacity_units"] = stock + rng.integers(0, 120, n_stores)
     z = np.array([0.0, 0.8416, 1.2816, 1.6449, 2.3263], dtype=np.float32)
     protection = pd.DataFrame({
         "store_id": store_cat, "product_id": prod_cat, "window_days": np.full(n, 10, dtype=np.int16),
