@@ -216,3 +216,18 @@ def test_kpis_count_units_routed_and_not(tmp_path):
     assert kpis["orders"] == 2 and kpis["units_ordered"] == 960
     assert (kpis["shipments"], kpis["shipments_unrouted"]) == (3, 2)
     assert (kpis["units_routed"], kpis["units_unrouted"]) == (600, 360)
+
+
+def test_a_case_that_fits_no_vehicle_travels_alone_and_is_skipped_with_its_reason():
+    # One case of P3 weighs 24 kg; the only vehicle carries 20 kg.
+    orders = _orders([("S1", "P3", 2), ("S1", "P1", 2)])
+    vehicles = _vehicles([(300, 20.0)])
+    t, o = assign_shipments(None, orders, vehicles, _products())
+    heavy = o[o.product_id == "P3"]
+    assert heavy.quantity.tolist() == [6, 6] and heavy.shipment_id.is_unique
+    req = build_request(t, o, _stores(), _dcs(), vehicles, _products(), run_date=RUN,
+                        settings=Settings(routing_time_limit_s=1, routing_penalty_factor=100.0))
+    resp = solve_local(req, time_limit_s=1)
+    skipped = {s.label: [r.code for r in s.reasons] for s in resp.skipped_shipments}
+    assert set(skipped) == set(heavy.shipment_id)
+    assert all(codes[0].name == "DEMAND_EXCEEDS_VEHICLE_CAPACITY" for codes in skipped.values())

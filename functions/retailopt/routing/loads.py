@@ -81,7 +81,9 @@ def pack_lines(lines: list[_Line], capacity: Capacity | None) -> list[_Load]:
         return [_Load(units=sum(x.quantity for x in lines), parts=[(x.row, x.quantity) for x in lines])]
 
     def share(line: _Line) -> float:
-        return max(line.quantity / capacity.units, line.quantity * line.unit_kg / capacity.kg)
+        kg = line.quantity * line.unit_kg
+        by_kg = 0.0 if kg <= 0 else kg / capacity.kg if capacity.kg > 0 else math.inf
+        return max(line.quantity / capacity.units, by_kg)
 
     loads: list[_Load] = []
     for line in sorted(lines, key=lambda x: (-share(x), x.row)):
