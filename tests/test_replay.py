@@ -105,3 +105,11 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
                            table["lost_units"]):
         assert label in section
         assert f"<td>{lost:,.0f}</td>" in section.split(label)[1].split("</tr>")[0]
+
+
+def test_a_failed_background_replay_says_why(tmp_path):
+    from retailopt.replay import ReplayError, ReplayInBackground
+
+    job = ReplayInBackground(tmp_path / "missing", Settings(), weeks=2)
+    with pytest.raises(ReplayError, match="sales.parquet"):
+        job.result()
