@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("-v", "--verbose", action="store_true")
     demo = sub.add_parser("demo", parents=[common], help="Generate the sample chain and plan it")
     demo.add_argument("--regenerate", action="store_true", help="write the sample files again")
-    demo.add_argument("--replay-weeks", type=int, default=6, metavar="N",
+    demo.add_argument("--replay-weeks", type=int, default=4, metavar="N",
                       help="also replay the last N weeks of the sample's sales to compare policies, beside the "
-                           "planning run (default 6; 0 skips)")
+                           "planning run (default 4; 0 skips)")
     run = sub.add_parser("run", parents=[common], help="Plan a chain from a folder of CSV/Parquet files")
     run.add_argument("--data", type=Path, help="folder of input files to import first")
     for name, (_, text) in DELEGATED.items():
