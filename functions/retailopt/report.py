@@ -128,19 +128,26 @@ def _replay_section(wh: Warehouse) -> str:
     first = replay.iloc[0]
     order = {name: i for i, name in enumerate(_STRATEGY_LABELS)}
     replay = replay.assign(_o=replay["strategy"].map(order).fillna(len(order))).sort_values("_o")
-    shown = replay.drop(columns=["_o", "replay_id", "start_date", "end_date", "days", "replan_every_days"])
-    shown.insert(0, "strategy", shown.pop("strategy").map(lambda v: _STRATEGY_LABELS.get(v, v)))
-    for col in shown.columns:
-        if col in ("fill_rate", "cycle_service_level"):
+    # The measures that decide, under short headings so the table fits the page; every column is
+    # in the table replay_results.
+    columns = {"strategy": "strategy", "fill_rate": "fill rate", "cycle_service_level": "cycle service level",
+               "lost_units": "lost units", "avg_on_hand_units": "avg on hand", "avg_on_hand_value": "on hand value",
+               "units_moved": "units moved", "trips": "trips", "transfer_cost": "transfer cost",
+               "operating_cost": "operating cost", "lost_sales_cost": "lost margin", "total_cost": "total cost"}
+    shown = replay[list(columns)].rename(columns=columns)
+    shown["strategy"] = shown["strategy"].map(lambda v: _STRATEGY_LABELS.get(v, v))
+    for col in shown.columns[1:]:
+        if col in ("fill rate", "cycle service level"):
             shown[col] = shown[col].map(lambda v: f"{v:.3f}")
-        elif pd.api.types.is_numeric_dtype(shown[col]):
+        else:
             shown[col] = shown[col].map(lambda v: f"{v:,.0f}")
     start, end = (pd.Timestamp(first[c]).date().isoformat() for c in ("start_date", "end_date"))
     caption = (f"<p>Held-out demand {start} to {end} "
                f"({int(first['days'])} days) replayed day by day from the same starting stock, re-planning every "
-               f"{int(first['replan_every_days'])} days with lead times and lost sales. Total cost = holding + "
-               f"ordering + transfer cost + lost margin. Replay <code>{html.escape(str(first['replay_id']))}</code>; "
-               f"query table <code>replay_results</code>.</p>")
+               f"{int(first['replan_every_days'])} days with lead times and lost sales; forecasts use only the days "
+               f"before each re-plan. Operating cost = holding + ordering + transfer cost; total cost adds the lost "
+               f"margin. Replay <code>{html.escape(str(first['replay_id']))}</code>; every measure is in the table "
+               f"<code>replay_results</code>.</p>")
     return caption + _table(shown)
 
 
