@@ -88,7 +88,8 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
 
     # The demo plans an existing sample folder as it is: a small chain keeps this test quick.
     generate_sample_chain(tmp_path / "sample", seed=5, n_stores=4, n_products=10, days=150)
-    assert cli(["demo", "--data-dir", str(tmp_path), "--replay-weeks", "2", "--quiet"]) == 0
+    assert cli(["demo", "--data-dir", str(tmp_path), "--replay-weeks", "2", "--quiet",
+                "--set", "routing_time_limit_s=1"]) == 0
     out = capsys.readouterr().out
     assert "(c) policy + rebalancing" in out and "replay_results" in out
     wh = open_warehouse(Settings(data_dir=tmp_path))
