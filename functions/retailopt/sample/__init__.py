@@ -96,7 +96,7 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     recent = demand.units[:, :, -_RECENT_DAYS:].mean(axis=2)
     inventory = make_inventory(rng, stores, catalog.products, recent, demand.expected.mean(axis=2), end_date)
     dcs = make_distribution_centers()
-    vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]))
+    vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]), weekly_units=7 * float(recent.sum()))
 
     # Files are written aside and moved in at the end, so a failure leaves no half-written chain.
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sample-"))

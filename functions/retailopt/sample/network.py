@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -62,17 +64,23 @@ def make_distribution_centers() -> pd.DataFrame:
     })
 
 
-def make_vehicles(rng: np.random.Generator, stores: pd.DataFrame, dc_id: str) -> pd.DataFrame:
+# A box truck's load, and the loads one makes in a 10-hour shift around the Chicago area.
+TRUCK_UNITS, TRUCK_LOADS_PER_SHIFT = 12000, 5
+
+
+def make_vehicles(rng: np.random.Generator, stores: pd.DataFrame, dc_id: str,
+                  weekly_units: float = 0.0) -> pd.DataFrame:
+    """A fleet sized for the chain: box trucks enough to deliver a week of its sales in one day."""
     n_vans = int(np.clip(round(len(stores) / 6), 2, 6))
     # Box trucks carry the distribution centre's replenishment; vans mostly carry transfers.
-    n_trucks = max(1, len(stores) // 12)
+    n_trucks = max(1, len(stores) // 12, math.ceil(weekly_units / (TRUCK_UNITS * TRUCK_LOADS_PER_SHIFT)))
     depots = [dc_id] * (n_vans + n_trucks)
     if len(stores) >= 10:
         # The largest store keeps its own van for transfers in its neighbourhood.
         depots.append(str(stores.loc[stores["capacity_units"].idxmax(), "store_id"]))
     n = len(depots)
     cap = rng.choice(np.array([2000, 2500, 3000]), n)
-    cap[n_vans:n_vans + n_trucks] = 12000
+    cap[n_vans:n_vans + n_trucks] = TRUCK_UNITS
     return pd.DataFrame({
         "vehicle_id": [f"V{i + 1:02d}" for i in range(n)],
         "depot_id": depots,
