@@ -118,6 +118,24 @@ def test_window_distribution_is_not_a_sum_of_daily_quantiles():
     assert 7.5 < p["demand_std"].median() < 14
 
 
+def test_near_zero_levels_do_not_blow_up_the_other_series_windows():
+    # A series asleep for months that wakes with a burst has a level near zero where its
+    # backtest errors are large; its relative level error must not spill into the pool.
+    days = pd.date_range(end="2024-06-30", periods=400, freq="D")
+    rng = np.random.default_rng(5)
+    keys = _keys(1, 40)
+    units = rng.poisson(5.0, (40, 400))
+    # One early sale, a year of nothing (the smoothed level decays to ~0), then sales in the
+    # last backtest window only: a relative level error in the millions.
+    units[:4] = 0
+    units[:4, 0] = 1
+    units[:4, [390, 393, 397]] = 4
+    p = _run(units, keys, days, horizon=14, window=14, holiday_country=None).protection
+    steady = p[p.product_id.isin([f"P{i}" for i in range(4, 40)])]
+    assert (steady.demand_std < 0.5 * steady.demand_mean).all()
+    assert (steady.q50 > 0.7 * steady.demand_mean).all()
+
+
 def test_christmas_closure_is_learned_from_history():
     days = pd.date_range(start="2021-10-01", end="2023-12-15", freq="D")
     rng = np.random.default_rng(4)

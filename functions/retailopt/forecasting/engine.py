@@ -52,6 +52,8 @@ MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasona
 # would stop its replenishment, the costlier error).
 DISCONTINUED_DAYS = 91
 MAX_CALIBRATION_DAYS = 300_000  # scored (series, day) pairs used to calibrate the intervals
+# Largest relative variance of a series' level error (a level CV of 200 %).
+MAX_LEVEL_VAR = 4.0
 # A simpler candidate replaces the pipeline for a series only when its rolling-origin daily
 # squared error is lower by more than this share (the choice is itself noisy).
 CANDIDATE_MARGIN = 0.05
@@ -677,11 +679,16 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         mean_l2 = np.maximum(p2["lvl2"][rows, best] / nh, 1e-9)
         mean_l1 = np.maximum(p2["lvl1"][rows, best] / nh, 1e-9)
         noise_of_mean = (mean_l1 + mean_l2 * inv_k2) / h
-        v_rel = np.maximum(mse_h - noise_of_mean, 0.0) / mean_l2
-        # Few independent windows per series: shrink towards the pooled relative level error.
+        excess = np.maximum(mse_h - noise_of_mean, 0.0)
+        # A level near zero makes the relative error explode; a level CV above 200 % says the
+        # series has no level worth the name, not that its window demand is 100 times its mean.
+        v_rel = np.minimum(excess / mean_l2, MAX_LEVEL_VAR)
+        # Few independent windows per series: shrink towards the pooled relative level error,
+        # pooled as a ratio of sums so a few near-zero levels cannot dominate it.
         n_windows = p2["n_h"] / h
         has_score = p2["n_h"] > 0
-        pooled = float(np.mean(v_rel[has_score])) if has_score.any() else 0.05
+        pooled = (float(np.minimum(excess[has_score].sum() / mean_l2[has_score].sum(), MAX_LEVEL_VAR))
+                  if has_score.any() else 0.05)
         v_rel = np.where(has_score, (n_windows * v_rel + 4 * pooled) / (n_windows + 4), pooled)
         cv_error[ok] = np.sqrt(mse_h) / mean_l1 * np.sqrt(has_score) / np.where(has_score, 1, np.nan)
 
