@@ -103,6 +103,23 @@ def test_fleet_what_if_routes_with_the_chosen_vehicles(completed):
         wh.close()
 
 
+def test_orders_cut_to_a_full_store_are_plan_exceptions(completed):
+    settings, result = completed
+    wh = open_warehouse(settings)
+    try:
+        stores = pipeline.read_table(wh, "stores")
+        store, room = stores.store_id.iloc[0], int(stores.capacity_units.iloc[0])
+        wh.execute("UPDATE `{dataset}.stores` SET capacity_units = 1 WHERE store_id = @s", {"s": store})
+        pipeline.plan_step(wh, settings, result.run_id)
+        cut = pipeline.read_run_rows(wh, "plan_exceptions", result.run_id).query("reason_code == 'STORE_CAPACITY'")
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", result.run_id)
+        assert len(cut) and set(cut.store_id) == {store} and store not in set(orders.store_id)
+    finally:
+        wh.execute("UPDATE `{dataset}.stores` SET capacity_units = @c WHERE store_id = @s", {"s": store, "c": room})
+        pipeline.plan_step(wh, settings, result.run_id)
+        wh.close()
+
+
 def test_failed_run_leaves_no_partial_result(small_chain, tmp_path, monkeypatch):
     settings = load_settings({"data_dir": str(tmp_path), "routing_time_limit_s": 1})
 

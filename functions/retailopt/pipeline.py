@@ -272,14 +272,16 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     started = time.perf_counter()
     transfers = plan_transfers(policy, protection, products, stores, settings=settings, run_date=run_date,
                                inventory=inventory)
-    orders = plan_orders(policy, transfers, products, dcs, stores, settings=settings, run_date=run_date,
-                         inventory=inventory)
+    orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
+                                    run_date=run_date, inventory=inventory, return_exceptions=True)
+    exceptions = pd.concat([exceptions, room_cuts], ignore_index=True) if len(room_cuts) else exceptions
     policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
-    transfers, orders = assign_shipments(transfers, orders, select_fleet(vehicles, settings), products)
+    fleet = select_fleet(vehicles, settings)
+    transfers, orders = assign_shipments(transfers, orders, fleet, products)
     timings["rebalancing"] = time.perf_counter() - started
     started = time.perf_counter()
-    request = build_request(transfers, orders, stores, dcs, select_fleet(vehicles, settings), products,
+    request = build_request(transfers, orders, stores, dcs, fleet, products,
                             run_date=run_date, settings=settings)
     response = _solve_routes(request, settings)
     routes, stops = response_to_tables(request, response, run_date=run_date,
