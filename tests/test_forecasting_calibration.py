@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 
 from retailopt.forecasting import forecast
-from retailopt.forecasting.calibration import fit_calibration, interval, mid_bounds, mid_pit
+from retailopt.forecasting.calibration import calibration_sample, interval, mid_bounds, mid_pit
 from retailopt.forecasting.synthetic import matrix_to_history, synthetic_matrix
 
 
@@ -50,8 +50,7 @@ def test_calibration_fixes_a_wrong_dispersion_on_fresh_data():
         return mean, rng.negative_binomial(0.6, 0.6 / (0.6 + mean))
 
     mean, y = draw(60_000)
-    calibration = fit_calibration(mid_pit(y, mean, mean), mean)
-    assert set(calibration.columns) >= {"mean_from", "mean_to", "tau", "mid_pit"}
+    calibration = calibration_sample(y, mean, mean)
     mean, y = draw(60_000)
     for level in (0.8, 0.95):
         lo, hi = interval(mean, mean, level, calibration)
@@ -85,9 +84,8 @@ def test_each_demand_class_gets_its_own_thresholds():
 
     mean, y, group = draw(80_000)
     var = mean + mean ** 2 / 2.0
-    pooled = fit_calibration(mid_pit(y, mean, var), mean)
-    by_class = fit_calibration(mid_pit(y, mean, var), mean, group)
-    assert set(by_class.demand_class) == {"*", "smooth", "lumpy"}
+    pooled = calibration_sample(y, mean, var)
+    by_class = calibration_sample(y, mean, var, group)
     mean, y, group = draw(80_000)
     var = mean + mean ** 2 / 2.0
     for cls in ("smooth", "lumpy"):
@@ -96,3 +94,20 @@ def test_each_demand_class_gets_its_own_thresholds():
         assert abs(((y[sel] >= lo) & (y[sel] <= hi)).mean() - 0.8) < 0.03
         lo, hi = interval(mean[sel], var[sel], 0.8, pooled)
         assert abs(((y[sel] >= lo) & (y[sel] <= hi)).mean() - 0.8) > 0.05
+
+
+def test_intervals_hold_the_median_and_never_cover_less_than_it():
+    rng = np.random.default_rng(5)
+    mean = rng.gamma(0.5, 1.0, 50_000)  # mostly a median of zero
+    var = mean + mean ** 2 / 2
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mean))
+    calibration = calibration_sample(y, mean, var)
+    median = stats.nbinom.ppf(0.5, 2.0, 2.0 / (2.0 + mean))
+    for level in (0.5, 0.8, 0.95):
+        lo, hi = interval(mean, var, level, calibration)
+        assert (lo <= median).all() and (median <= hi).all()
+        cover = ((y >= lo) & (y <= hi)).mean()
+        # As close to the level as intervals holding the median allow (they hold every day
+        # whose actual equals its median).
+        floor = (y == median).mean()
+        assert max(level, floor) - 0.01 <= cover <= max(level, floor) + 0.08

@@ -10,11 +10,20 @@ How (conformal calibration on the mid-PIT scale):
 - The mid-distribution function of a count X is ``Fm(x) = P(X < x) + P(X = x) / 2``; it is
   strictly increasing over the support, so the interval ``{x : t_lo <= Fm(x) <= t_hi}`` holds
   an actual y exactly when its mid-PIT ``Fm(y)`` lies in [t_lo, t_hi].
+- The interval always contains the day's median Q (a product that sells nothing on 55% of
+  days must not get [1, 2] as its 80% interval), so it holds y exactly when
+  ``min(t_lo, Fm(Q)) <= Fm(y) <= max(t_hi, Fm(Q))``. (Capping each tail at a = 1 - c of the
+  day's own probability instead would be stricter: [0, 1], not [0, 0], for P(0) = 0.7.)
 - The engine scores its own forecasts at rolling origins over the last year of history (the
-  chosen model, every lead time up to the horizon) and records the mid-PIT of every actual day.
-- For a nominal level c, ``t_lo`` and ``t_hi`` are the empirical (1 - c)/2 and (1 + c)/2
-  quantiles of those mid-PITs; so on the calibration days the interval covers c by
-  construction, whatever the dispersion errors or the discreteness of the series.
+  chosen model, every lead time up to the horizon): the calibration sample holds, for each
+  scored day, the actual, the forecast mean and variance and the demand class.
+- For a level c, the days that can fall below the interval are those under their median;
+  t_lo is the quantile of their mid-PITs that leaves (1 - c)/2 of all days below, and likewise
+  t_hi above; when one side cannot give its share (intermittent demand: most days sit at a
+  median of zero), the other side gives the rest. On the calibration days the interval covers
+  c by construction wherever that is possible at all (an interval that holds the median cannot
+  cover less than P(median)), whatever the discreteness of the series or an error in the
+  dispersion.
 - How discrete a forecast is depends on its mean, and the shape of the error on the kind of
   demand, so thresholds are estimated per demand class and band of the daily mean; a cell
   with too few scored days uses its band over all classes, and that the pooled thresholds.
@@ -26,12 +35,15 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from .distributions import count_quantiles
+
 # Bands of the daily forecast mean (units/day): discreteness, hence the PIT shape, depends on it.
 MEAN_BANDS: tuple[float, ...] = (0.0, 0.25, 0.6, 1.5, 4.0, 12.0, np.inf)
 MIN_BAND_DAYS = 400  # fewer scored days than this: the band uses the pooled thresholds
-TAU_GRID = np.linspace(0.0, 1.0, 401)
-CALIBRATION_COLUMNS = ["demand_class", "mean_from", "mean_to", "n_days", "tau", "mid_pit"]
-ALL = "*"  # demand_class of the rows pooled over classes
+# The calibration sample: scored days (actual, forecast mean and variance, demand class).
+CALIBRATION_COLUMNS = ["demand_class", "mean", "var", "actual"]
+ALL = "*"  # cells pooled over demand classes
+_EDGE = 5e-4  # thresholds at 0 or 1 would ask for unbounded intervals
 
 
 def mid_pit(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
@@ -62,46 +74,34 @@ def mid_pit(y: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
     return out
 
 
-def fit_calibration(pit: np.ndarray, mean: np.ndarray, group: np.ndarray | None = None) -> pd.DataFrame:
-    """Empirical quantiles of the mid-PITs per demand class and band of forecast mean.
-
-    Rows with demand_class ``*`` pool the classes (mean_from = -inf: everything). Empty input
-    gives an empty frame, which `thresholds` reads as "use the nominal levels".
-    """
-    pit = np.asarray(pit, dtype=float).ravel()
-    mean = np.asarray(mean, dtype=float).ravel()
-    group = np.full(pit.shape, ALL, dtype=object) if group is None else np.asarray(group, dtype=object).ravel()
-    if pit.size == 0:
-        return pd.DataFrame(columns=CALIBRATION_COLUMNS)
-    parts = [_band_rows(ALL, -np.inf, np.inf, pit)]
-    band = np.searchsorted(MEAN_BANDS, mean, side="right") - 1
-    classes = [ALL] + sorted({str(g) for g in group} - {ALL})
-    for cls in classes:
-        in_class = np.ones(pit.size, dtype=bool) if cls == ALL else group == cls
-        for b in range(len(MEAN_BANDS) - 1):
-            sel = in_class & (band == b)
-            if sel.sum() >= MIN_BAND_DAYS:
-                parts.append(_band_rows(cls, MEAN_BANDS[b], MEAN_BANDS[b + 1], pit[sel]))
-    return pd.concat(parts, ignore_index=True)
+def calibration_sample(actual: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                       group: np.ndarray | None = None) -> pd.DataFrame:
+    """The scored days as a calibration sample (CALIBRATION_COLUMNS)."""
+    actual = np.asarray(actual, dtype=float).ravel()
+    return pd.DataFrame({
+        "demand_class": (np.full(actual.shape, ALL, dtype=object) if group is None
+                         else np.asarray(group, dtype=object).ravel()),
+        "mean": np.asarray(mean, dtype=float).ravel(),
+        "var": np.asarray(var, dtype=float).ravel(),
+        "actual": actual,
+    }).loc[:, CALIBRATION_COLUMNS]
 
 
-def _band_rows(cls: str, lo: float, hi: float, pit: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"demand_class": cls, "mean_from": lo, "mean_to": hi, "n_days": int(pit.size),
-                         "tau": TAU_GRID,
-                         "mid_pit": np.interp(TAU_GRID * (pit.size - 1), np.arange(pit.size), np.sort(pit))})
-
-
-def merge_calibrations(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Pool calibrations of separately forecast chunks (day-weighted mean of the quantiles)."""
+def merge_calibrations(frames: list[pd.DataFrame], max_days: int) -> pd.DataFrame:
+    """Pool the samples of separately forecast chunks (a fixed random subset if too many)."""
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame(columns=CALIBRATION_COLUMNS)
     both = pd.concat(frames, ignore_index=True)
-    both["w"] = both["n_days"] * both["mid_pit"]
-    g = both.groupby(["demand_class", "mean_from", "mean_to", "tau"], as_index=False).agg(
-        n_days=("n_days", "sum"), w=("w", "sum"))
-    g["mid_pit"] = g["w"] / g["n_days"]
-    return g.loc[:, CALIBRATION_COLUMNS].reset_index(drop=True)
+    if len(both) > max_days:
+        both = both.iloc[np.sort(np.random.default_rng(0).choice(len(both), max_days, replace=False))]
+    return both.reset_index(drop=True)
+
+
+def _caps(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The highest allowed lower end and the lowest allowed upper end: the median, both."""
+    median = count_quantiles(mean, var, [0.5])[..., 0]
+    return median, median
 
 
 def thresholds(calibration: pd.DataFrame | None, mean: np.ndarray, level: float,
@@ -110,27 +110,54 @@ def thresholds(calibration: pd.DataFrame | None, mean: np.ndarray, level: float,
     (and demand class, when given)."""
     if not 0 < level < 1:
         raise ValueError(f"confidence level {level}: expected 0 < level < 1")
+    alpha = 1 - level
     mean = np.asarray(mean, dtype=float)
-    lo_tail, hi_tail = (1 - level) / 2, (1 + level) / 2
-    t_lo = np.full(mean.shape, lo_tail)
-    t_hi = np.full(mean.shape, hi_tail)
+    t_lo = np.full(mean.shape, alpha / 2)
+    t_hi = np.full(mean.shape, 1 - alpha / 2)
     if calibration is None or calibration.empty:
         return t_lo, t_hi
+    c_mean = calibration["mean"].to_numpy(dtype=float)
+    c_var = calibration["var"].to_numpy(dtype=float)
+    pit = mid_pit(calibration["actual"].to_numpy(dtype=float), c_mean, c_var)
+    cap_lo, cap_hi = _caps(c_mean, c_var)
+    # Mid-PIT where the day could fall below / above its interval, else a placeholder.
+    e_lo = np.where(pit < mid_pit(cap_lo, c_mean, c_var), pit, np.nan)
+    e_hi = np.where(pit > mid_pit(cap_hi, c_mean, c_var), pit, np.nan)
+    c_band = np.searchsorted(MEAN_BANDS, c_mean, side="right") - 1
+    c_group = calibration["demand_class"].to_numpy(dtype=object)
+    band = np.searchsorted(MEAN_BANDS, mean, side="right") - 1
     group = None if group is None else np.broadcast_to(np.asarray(group, dtype=object), mean.shape)
-    # Thresholds at 0 or 1 would ask for unbounded intervals.
-    edge = 5e-4
     # Pooled first, then bands over all classes, then class x band: the most specific cell wins.
-    cal = calibration.assign(_specific=(calibration["demand_class"] != ALL).astype(int)
-                             + np.isfinite(calibration["mean_from"]).astype(int))
-    for (_, cls, start, end), g in cal.groupby(["_specific", "demand_class", "mean_from", "mean_to"], sort=True):
-        sel = (mean >= start) & (mean < end)
+    cells = [(ALL, None)] + [(ALL, b) for b in range(len(MEAN_BANDS) - 1)]
+    if group is not None:
+        cells += [(cls, b) for cls in sorted({str(g) for g in c_group} - {ALL})
+                  for b in range(len(MEAN_BANDS) - 1)]
+    for cls, b in cells:
+        in_cell = np.ones(len(pit), dtype=bool) if b is None else c_band == b
         if cls != ALL:
-            if group is None:
-                continue
+            in_cell &= c_group == cls
+        if in_cell.sum() < (1 if b is None else MIN_BAND_DAYS):
+            continue
+        sel = np.ones(mean.shape, dtype=bool) if b is None else band == b
+        if cls != ALL:
             sel &= group == cls
-        t_lo[sel] = np.clip(np.interp(lo_tail, g["tau"], g["mid_pit"]), edge, 1 - edge)
-        t_hi[sel] = np.clip(np.interp(hi_tail, g["tau"], g["mid_pit"]), edge, 1 - edge)
+        if sel.any():
+            t_lo[sel], t_hi[sel] = _cell_thresholds(e_lo[in_cell], e_hi[in_cell], alpha)
     return t_lo, t_hi
+
+
+def _cell_thresholds(e_lo: np.ndarray, e_hi: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Thresholds leaving alpha/2 of the cell's days below and above the interval, or, where
+    one side cannot (its days cannot be excluded), as much as it can there and the rest on the
+    other."""
+    low, high = e_lo[~np.isnan(e_lo)], e_hi[~np.isnan(e_hi)]
+    max_lo, max_hi = low.size / e_lo.size, high.size / e_hi.size
+    below = min(alpha / 2, max_lo)
+    above = min(alpha - below, max_hi)
+    below = min(alpha - above, max_lo)
+    t_lo = float(np.quantile(low, below / max_lo)) if below > 0 else 0.0
+    t_hi = float(np.quantile(high, 1 - above / max_hi)) if above > 0 else 1.0
+    return min(max(t_lo, 0.0), 1 - _EDGE), min(max(t_hi, 0.0), 1 - _EDGE)
 
 
 def interval(mean: np.ndarray, var: np.ndarray, level: float, calibration: pd.DataFrame | None,
@@ -138,7 +165,9 @@ def interval(mean: np.ndarray, var: np.ndarray, level: float, calibration: pd.Da
     """Calibrated interval (lower, upper) at ``level`` for counts with that mean and variance
     (``group``: the demand class of each element, if known)."""
     t_lo, t_hi = thresholds(calibration, mean, level, group)
-    return mid_bounds(mean, var, t_lo, t_hi)
+    lo, hi = mid_bounds(mean, var, t_lo, t_hi)
+    cap_lo, cap_hi = _caps(np.asarray(mean, dtype=float), np.asarray(var, dtype=float))
+    return np.minimum(lo, cap_lo), np.maximum(hi, cap_hi)
 
 
 def mid_bounds(mean: np.ndarray, var: np.ndarray, t_lo: np.ndarray,
@@ -189,6 +218,7 @@ def _mid_bounds_unique(m: np.ndarray, v: np.ndarray, t_lo: np.ndarray, t_hi: np.
         # lower end is known by then).
         stop = ~found & (fm > th)
         res_hi[stop] = x - 1
+        res_lo[stop & (res_lo < 0)] = x  # t_lo above t_hi: the single count there
         found |= stop
         if x % 16 == 0 and found.any():
             lo[idx[found]] = res_lo[found]

@@ -42,7 +42,7 @@ import pandas as pd
 
 from .calendar import holiday_table
 from .components import COMPONENT_COLUMNS, components_frame
-from .calibration import CALIBRATION_COLUMNS, fit_calibration, merge_calibrations, mid_pit
+from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrations
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
 
@@ -76,7 +76,7 @@ class ForecastResult:
     daily: pd.DataFrame
     protection: pd.DataFrame
     series: pd.DataFrame
-    # Mid-PIT quantiles from the engine's rolling-origin forecasts (calibration.py); empty when
+    # The scored days of the engine's rolling-origin forecasts (calibration.py); empty when
     # there was nothing to score (then intervals use the nominal levels).
     calibration: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CALIBRATION_COLUMNS))
     # forecast_components columns without run_id (empty unless asked for).
@@ -150,9 +150,8 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
     c = fit["calib"]
-    calibration = fit_calibration(mid_pit(c["actual"], c["mean"],
-                                          c["mean"] + variance_scale * c["extra"] * c["mean"] ** 2),
-                                  c["mean"], c["group"])
+    calibration = calibration_sample(c["actual"], c["mean"],
+                                     c["mean"] + variance_scale * c["extra"] * c["mean"] ** 2, c["group"])
     demand_class = fit["demand_class"]  # "none" for fallbacks
     daily = _daily_frame(dense.keys, future_days[:horizon], mean[:, :horizon], var[:, :horizon],
                          confidence_level, fit["model"], fit["reason"], calibration,
@@ -194,7 +193,8 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
         rank = order.reindex(pd.MultiIndex.from_frame(frame[["store_id", "product_id"]])).to_numpy()
         merged.append(frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True))
     components = pd.concat([p.components for p in parts], ignore_index=True)
-    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts]),
+    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts],
+                                                                       MAX_CALIBRATION_DAYS),
                           components=components)
 
 
@@ -874,9 +874,6 @@ def _daily_frame(keys: pd.DataFrame, days: pd.DatetimeIndex, mean: np.ndarray, v
     n_series, n_days = mean.shape
     q = count_quantiles(mean, var, QUANTILES)  # (S, D, 5)
     lo, hi = calibrated_interval(mean, var, confidence_level, calibration, group)
-    # The reported interval always contains the median.
-    lo = np.minimum(lo, q[..., 0])
-    hi = np.maximum(hi, q[..., 0])
     out = pd.DataFrame({
         "store_id": np.repeat(keys["store_id"].to_numpy(), n_days),
         "product_id": np.repeat(keys["product_id"].to_numpy(), n_days),
