@@ -5,12 +5,14 @@ Suites (one run, same data for every method):
   ``--horizon`` days held out. The engine forecasts every series; the slow baselines
   (AutoARIMA, AutoETS, SeasonalNaive with weekly season) run on a random subset of
   ``--baseline-series`` series, and the engine's accuracy is also shown on that same subset.
+  A second engine run is told the promotions planned for the held-out days
+  (``local_engine+planned_promotions``; the baselines get no such input).
 - ``m5``: the ten real M5 series in /work/shared/benchmarks/m5_sample (train d_1..d_1913, score
   the 28 actual days, calendar events as holidays).
 - ``scale``: ``--scale N`` synthetic series of two years, engine only: series/s and peak RSS.
 
 Accuracy: RMSSE averaged over series (M5 scaling), WAPE, and the share of actual days inside
-the central 80% and 95% intervals. Speed: series per second (single process) and peak RSS.
+each method's 80% and 95% intervals (the engine's calibrated ones). Speed: series per second (single process) and peak RSS.
 """
 
 from __future__ import annotations
