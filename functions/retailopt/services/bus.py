@@ -50,6 +50,8 @@ class LocalBus:
     backoff_s: float = 0.2
     published: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     dead_letters: list[tuple[Delivery, int]] = field(default_factory=list)
+    # Called on the bus thread each time the last pending delivery is handled.
+    on_idle: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self._queue: "queue.Queue[Delivery | None]" = queue.Queue()
@@ -109,7 +111,10 @@ class LocalBus:
                 self.dead_letters.append((delivery, status))
             with self._lock:
                 self._pending -= 1
+                idle = self._pending == 0
                 self._idle.notify_all()
+            if idle and self.on_idle is not None:
+                self.on_idle()
 
     def wait_idle(self, timeout_s: float = 300.0) -> bool:
         """Block until every delivery (and what it published) is handled."""

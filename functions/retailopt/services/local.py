@@ -13,7 +13,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import functions_framework
 from uvicorn.middleware.wsgi import WSGIMiddleware
@@ -80,7 +80,8 @@ def mount_events(api: Any, handlers: Mapping[str, Any]) -> Any:
 
 def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_dir: Path | None = None,
                 verifier: IdTokenVerifier | None = None, service: ServiceSettings | None = None,
-                max_attempts: int = 3, backoff_s: float = 0.2) -> LocalChain:
+                max_attempts: int = 3, backoff_s: float = 0.2,
+                on_idle: Callable[[], None] | None = None) -> LocalChain:
     from retailopt.warehouse import open_warehouse
 
     service = dataclasses.replace(service or ServiceSettings(), event_bus="local")
@@ -97,7 +98,7 @@ def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_di
             client = apps[target].test_client()
         return client.post("/", headers={**headers, LOCAL_BUS_HEADER: bus_secret}, data=body).status_code
 
-    bus = LocalBus(deliver=deliver, max_attempts=max_attempts, backoff_s=backoff_s)
+    bus = LocalBus(deliver=deliver, max_attempts=max_attempts, backoff_s=backoff_s, on_idle=on_idle)
     runtime = Runtime(settings, service, warehouse, bus,
                       LocalStore(raw_dir or Path(settings.data_dir) / "raw", "local-raw"),
                       LocalStore(artifacts_dir or Path(settings.data_dir) / "artifacts", "local-artifacts"), verifier,

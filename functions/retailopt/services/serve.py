@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settle_memory() -> None:
+    """Collect now and keep what survives out of the collector's sight.
+
+    The process holds millions of long-lived objects (pandas, OR-Tools, statsforecast, what a
+    planning run leaves cached): a full collection among them would stall every request in
+    flight. It runs at start-up and whenever the bus has finished a run's steps instead.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure()
@@ -54,11 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     # One process owns the embedded warehouse file: uvicorn's event loop answers the API (what
     # is in memory on the loop, the rest in its thread pool) and the bus thread runs the steps.
     chain = start_local(settings, raw_dir=args.raw_dir, artifacts_dir=args.artifacts_dir, verifier=verifier,
-                        service=service)
-    # The process holds millions of long-lived objects (pandas, OR-Tools, statsforecast): out of
-    # the collector's sight, a full collection no longer stalls every in-flight request.
-    gc.collect()
-    gc.freeze()
+                        service=service, on_idle=_settle_memory)
+    _settle_memory()
     logs.log(logging.INFO, f"serving on http://{args.host}:{args.port}", step="serve",
              data_dir=str(settings.data_dir), auth=bool(verifier))
     print(f"retailopt serve: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
