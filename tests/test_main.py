@@ -337,8 +337,9 @@ def test_api_rejects_bad_requests(runtime):
 def test_local_chain_runs_from_one_start_request(tmp_path, sample_files, tokens):
     settings = load_settings({"data_dir": tmp_path / "data", "chain_id": CHAIN, "routing_time_limit_s": 2},
                              environ={})
+    settled = threading.Event()
     chain = start_local(settings, raw_dir=_raw_dir(tmp_path, sample_files), artifacts_dir=tmp_path / "artifacts",
-                        verifier=tokens.verifier(), backoff_s=0.05)
+                        verifier=tokens.verifier(), backoff_s=0.05, on_idle=settled.set)
     try:
         api = chain.api_client()
         auth = tokens.header()
@@ -347,6 +348,7 @@ def test_local_chain_runs_from_one_start_request(tmp_path, sample_files, tokens)
         assert started.status_code == 202, started.json()
         run_id = started.json()["run_id"]
         assert chain.wait_idle(240)
+        assert settled.wait(10)  # the hook `serve` uses to collect garbage between runs
         assert chain.bus.dead_letters == []
         run = api.get(f"/runs/{run_id}", headers=auth).json()
         assert run["status"] == "COMPLETE", run
