@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
-RESULT_TABLES = ("forecasts", "demand_windows", "inventory_policy", "plan_exceptions", "transfers",
-                 "replenishment_orders", "routes", "route_stops")
+RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "inventory_policy", "plan_exceptions",
+                 "transfers", "replenishment_orders", "routes", "route_stops")
 
 
 class RunNotFound(LookupError):
