@@ -9,6 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from retailopt.contracts import OPTIONAL_TABLES
 from retailopt.ingest import InputError, load_inputs
 from retailopt.sample import generate_sample_chain
 
@@ -38,7 +39,8 @@ def test_clean_chain_is_accepted_whole(chain):
     result = load_inputs(chain, as_of=AS_OF)
     assert result.quarantine.empty
     for report in result.reports:
-        assert report.rows_in == report.rows_accepted > 0
+        assert report.rows_in == report.rows_accepted
+        assert report.rows_in > 0 or report.table in OPTIONAL_TABLES  # a small chain may plan no promotion
 
 
 def test_bad_rows_are_quarantined_with_file_row_and_column(chain):
@@ -93,3 +95,39 @@ def test_parquet_and_csv_are_equivalent(chain):
     sales.to_csv(chain / "sales.csv", index=False)
     result = load_inputs(chain, as_of=AS_OF)
     assert len(result.frames["sales"]) == len(sales)
+
+
+def test_promotions_are_validated_row_by_row(chain):
+    promotions = pd.DataFrame([
+        {"store_id": "", "product_id": "P0001", "start_date": "2026-11-25", "end_date": "2026-12-01"},
+        {"store_id": "S001", "product_id": "P0002", "start_date": "2025-01-01", "end_date": "2025-01-07"},
+        {"store_id": "S999", "product_id": "P0003", "start_date": "2026-11-25", "end_date": "2026-12-01"},
+        {"store_id": "", "product_id": "P9999", "start_date": "2026-11-25", "end_date": "2026-12-01"},
+        {"store_id": "S001", "product_id": "P0004", "start_date": "2026-12-08", "end_date": "2026-12-01"},
+        {"store_id": "S001", "product_id": "P0005", "start_date": "next week", "end_date": "2026-12-01"},
+        {"store_id": "S002", "product_id": "", "start_date": "2026-11-25", "end_date": "2026-12-01"},
+    ])
+    promotions.to_csv(chain / "promotions.csv", index=False)
+    result = load_inputs(chain, as_of=AS_OF)
+    accepted = result.frames["promotions"]
+    # Past promotions are history, not an error; an empty store_id is a chain-wide promotion.
+    assert accepted.product_id.tolist() == ["P0001", "P0002"]
+    assert pd.isna(accepted.store_id[0]) and accepted.start_date[1] == pd.Timestamp("2025-01-01")
+    q = _reasons(result, "promotions.csv")
+    assert sorted(q.index) == [3, 4, 5, 6, 7]
+    assert q.loc[3, "column_name"] == "store_id" and "unknown id (not in stores)" in q.loc[3, "reason"]
+    assert q.loc[4, "column_name"] == "product_id" and "unknown id (not in products)" in q.loc[4, "reason"]
+    assert q.loc[5, "column_name"] == "end_date" and "end_date before start_date" in q.loc[5, "reason"]
+    assert q.loc[6, "column_name"] == "start_date" and "not a date" in q.loc[6, "reason"]
+    assert q.loc[7, "column_name"] == "product_id" and "missing value" in q.loc[7, "reason"]
+    assert json.loads(q.loc[5, "raw_record"])["product_id"] == "P0004"
+    report = next(r for r in result.reports if r.table == "promotions")
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (7, 2, 5)
+
+
+def test_missing_promotions_file_is_no_problem(chain):
+    (chain / "promotions.csv").unlink(missing_ok=True)
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.frames["promotions"].empty and list(result.frames["promotions"].columns) == [
+        "store_id", "product_id", "start_date", "end_date"]
+    assert result.quarantine.empty

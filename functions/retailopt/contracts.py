@@ -12,7 +12,9 @@ import pandera.pandas as pa
 
 from retailopt import schema
 
-INPUT_TABLES = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales")
+INPUT_TABLES = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales", "promotions")
+# Files a folder may leave out without a quarantine row (an absent file means an empty table).
+OPTIONAL_TABLES = ("promotions",)
 # Files that must hold at least one valid row for a plan to be possible.
 REQUIRED_NONEMPTY = ("stores", "distribution_centers", "products", "inventory", "sales")
 
@@ -25,6 +27,8 @@ class Contract:
     # column -> table whose ids it must reference
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)
     not_after_run_date: tuple[str, ...] = ()
+    # (earlier, later) column pairs: the later date must not be before the earlier one.
+    date_order: tuple[tuple[str, str], ...] = ()
 
 
 def _non_negative(*cols: str) -> dict[str, list[pa.Check]]:
@@ -55,6 +59,10 @@ CONTRACTS: dict[str, Contract] = {
     "sales": Contract("sales", ("sale_date", "store_id", "product_id"), _non_negative("units", "price"),
                       references={"store_id": ("stores",), "product_id": ("products",)},
                       not_after_run_date=("sale_date",)),
+    # A NULL store_id is a chain-wide promotion; past promotions are history, so no date limit.
+    "promotions": Contract("promotions", ("store_id", "product_id", "start_date"),
+                           references={"store_id": ("stores",), "product_id": ("products",)},
+                           date_order=(("start_date", "end_date"),)),
 }
 
 

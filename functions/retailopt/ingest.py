@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retailopt import schema
-from retailopt.contracts import CONTRACTS, INPUT_TABLES, REQUIRED_NONEMPTY, pandera_schema
+from retailopt.contracts import CONTRACTS, INPUT_TABLES, OPTIONAL_TABLES, REQUIRED_NONEMPTY, pandera_schema
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,10 @@ def validate_table(table: str, raw: pd.DataFrame, valid_ids: dict[str, set[str]]
         bad = frame[column] > pd.Timestamp(as_of)
         if bad.any():
             problems.append(_problems_frame(frame.index[bad], column, f"date after {as_of.isoformat()} (in the future)"))
+    for earlier, later in contract.date_order:
+        bad = frame[later] < frame[earlier]
+        if bad.any():
+            problems.append(_problems_frame(frame.index[bad], later, f"{later} before {earlier}"))
     duplicated = frame.duplicated(list(contract.key), keep="first") & frame[list(contract.key)].notna().all(axis=1)
     if duplicated.any():
         problems.append(_problems_frame(frame.index[duplicated], ",".join(contract.key),
@@ -216,6 +220,9 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
         path = find_input_file(data_dir, table)
         if path is None:
             frames[table] = pd.DataFrame(columns=expected)
+            if table in OPTIONAL_TABLES:
+                reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0))
+                continue
             quarantined.append(pd.DataFrame([{"source_file": f"{table}.csv", "row_number": None, "column_name": None,
                                               "reason": f"file missing: expected {table}.csv or {table}.parquet"}]))
             reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0, ["file missing"]))

@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import pandas as pd
 
 from retailopt import schema, sqlfiles
@@ -27,7 +28,8 @@ from retailopt.warehouse.base import query_file
 
 log = logging.getLogger(__name__)
 
-DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles")
+# Files that replace the table's whole content on import (promotions: the current plan).
+DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles", "promotions")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
 RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "inventory_policy", "plan_exceptions",
                  "transfers", "replenishment_orders", "routes", "route_stops")
@@ -140,8 +142,9 @@ def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
 def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path) -> dict[str, Any]:
     """Validate the files in `source_dir` and load the valid rows; bad rows go to quarantine.
 
-    Dimension files and the stock snapshot replace what the warehouse holds; sales replace the
-    days the files cover, so daily files can be loaded one after another. Without a run id a run
+    Dimension files, the promotion plan and the stock snapshot replace what the warehouse holds
+    (a folder without promotions.csv leaves no promotion planned); sales replace the days the
+    files cover, so daily files can be loaded one after another. Without a run id a run
     is started for the imported data; its id is returned under "run_id".
     """
     as_of = settings.run_date or _now().date()
@@ -193,6 +196,34 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
     return assign_dcs(stores, dcs)
 
 
+def promotion_days(promotions: pd.DataFrame, positions: pd.DataFrame, start: date, horizon: int) -> pd.DataFrame:
+    """Expand planned promotions to the engine's plan: one row per position and promoted day of
+    [start, start + horizon); a NULL store_id covers every store selling the product."""
+    columns = ["store_id", "product_id", "sale_date", "on_promotion"]
+    if promotions.empty:
+        return pd.DataFrame(columns=columns)
+    first, last = pd.Timestamp(start), pd.Timestamp(start) + pd.Timedelta(days=horizon - 1)
+    promos = promotions.assign(
+        start_date=pd.to_datetime(promotions["start_date"]).clip(lower=first),
+        end_date=pd.to_datetime(promotions["end_date"]).clip(upper=last))
+    promos = promos[promos["start_date"] <= promos["end_date"]]
+    pos = positions[["store_id", "product_id"]].astype(str).drop_duplicates()
+    chain = promos["store_id"].isna()
+    matched = pd.concat([
+        promos[chain].drop(columns="store_id").astype({"product_id": str}).merge(pos, on="product_id"),
+        promos[~chain].astype({"store_id": str, "product_id": str}).merge(pos, on=["store_id", "product_id"]),
+    ], ignore_index=True)
+    if matched.empty:
+        return pd.DataFrame(columns=columns)
+    lengths = (matched["end_date"] - matched["start_date"]).dt.days.to_numpy() + 1
+    rows = matched.loc[matched.index.repeat(lengths)]
+    offsets = np.concatenate([np.arange(n) for n in lengths])
+    out = pd.DataFrame({"store_id": rows["store_id"].to_numpy(), "product_id": rows["product_id"].to_numpy(),
+                        "sale_date": rows["start_date"].to_numpy() + offsets.astype("timedelta64[D]"),
+                        "on_promotion": True})
+    return out.drop_duplicates(["store_id", "product_id", "sale_date"]).reset_index(drop=True)
+
+
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
     from retailopt.forecasting import forecast
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
@@ -213,6 +244,7 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                                    window_days=window[["store_id", "product_id", "window_days"]],
                                    component_days=COMPONENT_HISTORY_DAYS)
         history_rows = 0  # the weekly training read the history, not the daily forecast
+        promoted_days = 0  # ARIMA_PLUS has no regressors (docs/forecasting.md, BigQuery ML engine)
     else:
         history = query_file(wh, "sales_history", {
             "since": run_date - timedelta(days=settings.history_days), "until": run_date})
@@ -221,11 +253,17 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
         history["store_id"] = history["store_id"].astype("category")
         history["product_id"] = history["product_id"].astype("category")
         history_rows = len(history)
+        planned = query_file(wh, "planned_promotions", {
+            "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
+        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
+        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
+        plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
         result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
                           window_days=window[["store_id", "product_id", "window_days"]],
                           confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
                           holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
-                          component_days=COMPONENT_HISTORY_DAYS)
+                          component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
+        promoted_days = 0 if plan is None else len(plan)
     with wh.transaction():
         replace_run_rows(wh, "forecasts", run_id, result.daily)
         replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
@@ -234,6 +272,7 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     models = result.protection.model.value_counts().to_dict()
     return {"series": int(len(positions)), "history_rows": int(history_rows),
             "forecast_rows": int(len(result.daily)), "component_rows": int(len(result.components)),
+            "promoted_days": int(promoted_days),
             "models": {str(k): int(v) for k, v in models.items()}}
 
 

@@ -1,7 +1,8 @@
 """Deterministic sample retail chain, written as the files a user would bring.
 
 `generate_sample_chain` writes stores, distribution centres, products, vehicles, the current
-stock snapshot (CSV) and two years of daily sales (Parquet) for a chain in the Chicago area.
+stock snapshot (CSV), two years of daily sales (Parquet) and the chain-wide promotions planned
+for the four weeks after the last sale (CSV) for a chain in the Chicago area.
 The pipeline then imports them through the same validation path as real data.
 """
 
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 from retailopt import schema
 
 from .catalog import CATEGORIES, CLASS_NAMES, make_catalog
-from .demand import simulate
+from .demand import plan_promotions, simulate
 from .network import make_distribution_centers, make_inventory, make_stores, make_vehicles
 from .places import DC_PLACE, METRO_BBOX, PLACES
 
@@ -34,6 +35,7 @@ __all__ = ["generate_sample_chain", "main", "METRO_BBOX", "PLACES", "DC_PLACE", 
 
 DEFAULT_END_DATE = date(2026, 11, 21)
 _RECENT_DAYS = 28
+_PLAN_DAYS = 28  # the default forecast horizon
 
 _ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(),
                 "BOOL": pa.bool_(), "DATE": pa.date32()}
@@ -70,6 +72,16 @@ def _sales_table(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: 
     return pa.table([columns[f.name] for f in target], schema=target)
 
 
+def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str], first_day: date) -> pd.DataFrame:
+    # Chain-wide circulars: an empty store_id means every store.
+    return pd.DataFrame({
+        "store_id": [None] * len(planned),
+        "product_id": [product_ids[p] for p, _, _ in planned],
+        "start_date": [(first_day + timedelta(days=a)).isoformat() for _, a, _ in planned],
+        "end_date": [(first_day + timedelta(days=b)).isoformat() for _, _, b in planned],
+    }, columns=["store_id", "product_id", "start_date", "end_date"])
+
+
 def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, n_products: int = 300,
                           days: int = 730, end_date: date = DEFAULT_END_DATE,
                           holiday_country: str = "US") -> dict[str, Path]:
@@ -97,6 +109,11 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     inventory = make_inventory(rng, stores, catalog.products, recent, demand.expected.mean(axis=2), end_date)
     dcs = make_distribution_centers()
     vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]), weekly_units=7 * float(recent.sum()))
+    # A generator of its own, so adding the plan left every other file byte-identical.
+    promotions = _promotions_frame(
+        plan_promotions(np.random.default_rng([seed, 1]), catalog.promotable, demand.promo,
+                        end_date + timedelta(days=1), _PLAN_DAYS),
+        catalog.products["product_id"].tolist(), end_date + timedelta(days=1))
 
     # Files are written aside and moved in at the end, so a failure leaves no half-written chain.
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sample-"))
@@ -107,6 +124,7 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
             "products": _write_csv("products", catalog.products, staging / "products.csv"),
             "vehicles": _write_csv("vehicles", vehicles, staging / "vehicles.csv"),
             "inventory": _write_csv("inventory", inventory, staging / "inventory.csv"),
+            "promotions": _write_csv("promotions", promotions, staging / "promotions.csv"),
         }
         table = _sales_table(demand.units, demand.price, demand.promo, calendar,
                              stores["store_id"].tolist(), catalog.products["product_id"].tolist())

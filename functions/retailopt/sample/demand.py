@@ -254,3 +254,28 @@ def simulate(rng: np.random.Generator, catalog: Catalog, store_size: np.ndarray,
         units[s_i, prod, t_i] = size
         expected[:, occ_idx, :] = (p_occ * (1.0 + size_mean[occ_idx])[None, :, None])[:, :, -w:]
     return Demand(units=units, expected=expected, price=price, promo=promo, closed=closed)
+
+
+def plan_promotions(rng: np.random.Generator, promotable: np.ndarray, history_promo: np.ndarray,
+                    first_day: date, n_days: int) -> list[tuple[int, int, int]]:
+    """Chain-wide promotions planned for the `n_days` days from `first_day`, drawn like the
+    history's (`_promotions`): Wednesday starts, one or two weeks, a week apart from any other
+    promotion of the product, including the last ones of history. Returns (product index,
+    first day offset, last day offset inclusive); a promotion may run past the `n_days`."""
+    n_prod = promotable.size
+    tail = history_promo[:, -7:]
+    # History's last week, the planned days and room for a two-week promotion starting late.
+    busy = np.concatenate([tail, np.zeros((n_prod, n_days + 14), dtype=bool)], axis=1)
+    offset = tail.shape[1]
+    first_wed = (2 - first_day.weekday()) % 7
+    planned = []
+    for p in np.flatnonzero(promotable):
+        n_promos = rng.poisson(n_days / 365.0 * rng.uniform(3.0, 8.0))
+        for _ in range(n_promos):
+            start = first_wed + 7 * int(rng.integers(0, max(1, (n_days - first_wed + 6) // 7)))
+            stop = start + 7 * int(rng.integers(1, 3))
+            if busy[p, offset + start - 7:offset + stop + 7].any():
+                continue
+            busy[p, offset + start:offset + stop] = True
+            planned.append((int(p), start, stop - 1))
+    return sorted(planned)
