@@ -196,3 +196,60 @@ def test_report_shows_the_latest_replay(completed, tmp_path):
         assert "c_policy_rebalancing_marker" in paths["report"].read_text()
     finally:
         wh.close()
+
+
+def test_promotion_days_expand_chain_wide_and_store_promotions_within_the_horizon():
+    positions = pd.DataFrame({"store_id": ["S1", "S2", "S1"], "product_id": ["P1", "P1", "P2"]})
+    promotions = pd.DataFrame({"store_id": [None, "S1", "S1"], "product_id": ["P1", "P2", "P3"],
+                               "start_date": pd.to_datetime(["2026-11-20", "2026-12-01", "2026-11-23"]),
+                               "end_date": pd.to_datetime(["2026-11-23", "2026-12-31", "2026-11-24"])})
+    plan = pipeline.promotion_days(promotions, positions, pd.Timestamp("2026-11-22").date(), 14)
+    days = set(zip(plan.store_id, plan.product_id, plan.sale_date.dt.strftime("%m-%d")))
+    # P1 everywhere on the two horizon days; P2 only in S1, cut at the horizon; P3 is not stocked.
+    expected = {("S1", "P1", "11-22"), ("S2", "P1", "11-22"), ("S1", "P1", "11-23"), ("S2", "P1", "11-23")}
+    expected |= {("S1", "P2", f"12-{d:02d}") for d in range(1, 6)}
+    assert days == expected and plan.on_promotion.all()
+
+
+def _forecast_with(data, tmp_path, name):
+    settings = load_settings({"data_dir": str(tmp_path / name)})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        run_id = pipeline.import_step(wh, settings, None, data)["run_id"]
+        counts = pipeline.forecast_step(wh, settings, run_id)
+        return counts, pipeline.read_run_rows(wh, "forecasts", run_id)
+    finally:
+        wh.close()
+
+
+def test_forecast_step_lifts_the_planned_promotion_days(small_chain, tmp_path):
+    data = tmp_path / "in"
+    shutil.copytree(small_chain, data)
+    # A store-specific promotion next to the generated chain-wide ones.
+    promotions = pd.read_csv(data / "promotions.csv", dtype=str, keep_default_na=False)
+    assert len(promotions) > 0 and (promotions.store_id == "").all()
+    extra = {"store_id": "S001", "product_id": "P0001", "start_date": "2026-11-29", "end_date": "2026-12-05"}
+    pd.concat([promotions, pd.DataFrame([extra])]).to_csv(data / "promotions.csv", index=False)
+    with_plan, planned = _forecast_with(data, tmp_path, "plan")
+    (data / "promotions.csv").unlink()
+    without, plain = _forecast_with(data, tmp_path, "plain")
+    assert without["promoted_days"] == 0
+    keys = ["store_id", "product_id", "forecast_date"]
+    both = planned.merge(plain, on=keys, suffixes=("_plan", "_plain"))
+    assert len(both) == len(planned) == len(plain) == 5 * 15 * 28
+    horizon = set(both.forecast_date)
+    expected = set()
+    for row in pd.concat([promotions, pd.DataFrame([extra])]).itertuples():
+        stores = [row.store_id] if row.store_id else sorted(set(both.store_id))
+        for day in pd.date_range(row.start_date, row.end_date):
+            if day in horizon:
+                expected |= {(store, row.product_id, day) for store in stores}
+    assert with_plan["promoted_days"] == len(expected) > 7
+    on = pd.Series([k in expected for k in zip(both.store_id, both.product_id, both.forecast_date)],
+                   index=both.index)
+    lifted = both[on]
+    assert (lifted.forecast_mean_plan > lifted.forecast_mean_plain).all()
+    # The store promotion lifts S001 only, not P0001 elsewhere on the same days.
+    assert len(lifted[(lifted.store_id == "S001") & (lifted.product_id == "P0001")]) == 7
+    assert not on[(both.store_id != "S001") & (both.product_id == "P0001")].any()

@@ -14,7 +14,7 @@ import pytest
 from retailopt.sample import DC_PLACE, METRO_BBOX, generate_sample_chain, main
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "sql" / "schema"
-INPUT_TABLES = ("stores", "distribution_centers", "products", "sales", "inventory", "vehicles")
+INPUT_TABLES = ("stores", "distribution_centers", "products", "sales", "inventory", "vehicles", "promotions")
 SMALL = dict(n_stores=4, n_products=12, days=120)
 # Big enough for the realism checks (two Christmases, both Thanksgivings), still sub-second.
 MEDIUM = dict(n_stores=8, n_products=48, days=400)
@@ -244,6 +244,22 @@ def test_stock_is_imbalanced_between_stores(medium: dict[str, pd.DataFrame]) -> 
     assert len(both) >= 0.1 * inventory["product_id"].nunique(), per_product
     assert (inventory["on_hand"] == 0).any()
     assert ((inventory["on_order"] > 0).mean() < 0.3) and (inventory["on_order"] > 0).any()
+
+
+def test_planned_promotions_follow_the_history_circulars(medium: dict[str, pd.DataFrame]) -> None:
+    plan = medium["promotions"]
+    assert len(plan) >= 3 and plan["store_id"].isna().all()  # chain-wide, like the history's
+    start, end = pd.to_datetime(plan["start_date"]), pd.to_datetime(plan["end_date"])
+    assert (start > pd.Timestamp(END)).all() and (start <= pd.Timestamp(END + timedelta(days=28))).all()
+    assert (start.dt.weekday == 2).all() and ((end - start).dt.days + 1).isin([7, 14]).all()
+    sales = medium["sales"]
+    promoted = set(sales.loc[sales["on_promotion"], "product_id"])
+    # Only promotable products: every planned one was on promotion in two years of history.
+    assert set(plan["product_id"]) <= promoted
+    # A week apart from the product's last promotion in history, as the history keeps them.
+    last = sales[sales["on_promotion"]].groupby("product_id")["sale_date"].max()
+    gap = (start.to_numpy() - last.reindex(plan["product_id"]).to_numpy()).astype("timedelta64[D]").astype(int)
+    assert (gap > 7).all()
 
 
 def test_cli_writes_the_small_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
