@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .distributions import count_quantiles
+from .distributions import count_quantiles, pmf_recursion
 
 # Bands of the daily forecast mean (units/day): discreteness, hence the PIT shape, depends on it.
 MEAN_BANDS: tuple[float, ...] = (0.0, 0.25, 0.6, 1.5, 4.0, 12.0, np.inf)
@@ -193,17 +193,13 @@ def mid_bounds(mean: np.ndarray, var: np.ndarray, t_lo: np.ndarray,
 def _mid_bounds_unique(m: np.ndarray, v: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray):
     lo = np.zeros(m.size)
     hi = np.zeros(m.size)
+    log_p0, a_all, b_all = pmf_recursion(m, v)
     positive = m > 1e-12
-    over = positive & (v > m * (1 + 1e-9))
-    n = np.divide(m * m, v - m, out=np.zeros_like(m), where=over)
-    q = np.where(over, 1 - m / np.where(over, v, 1.0), 0.0)
-    with np.errstate(divide="ignore"):
-        log_p0 = np.where(over, n * np.log1p(-q), -m)
     walk = positive & (log_p0 > -600)
     idx = np.flatnonzero(walk)
-    # Walk the pmf upwards (pmf(x+1) = pmf(x) * (b + a x) / (x + 1)), as count_quantiles does.
-    a = q[idx]
-    b = np.where(over[idx], n[idx] * q[idx], m[idx])
+    # Walk the pmf upwards, as count_quantiles does.
+    a = a_all[idx]
+    b = b_all[idx]
     pmf = np.exp(log_p0[idx])
     below = np.zeros(idx.size)
     tl, th = t_lo[idx], t_hi[idx]

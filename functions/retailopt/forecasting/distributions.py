@@ -31,20 +31,30 @@ def count_quantiles(mean: np.ndarray, var: np.ndarray, probs: np.ndarray | list[
     return out[inverse.ravel()].reshape(shape + (probs.size,))
 
 
-def _quantiles_unique(m: np.ndarray, v: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    out = np.zeros((m.size, probs.size))
-    positive = m > 1e-12
-    over = positive & (v > m * (1 + 1e-9))
+def pmf_recursion(m: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log P(0) and the terms of pmf(x+1) = pmf(x) * (b + a x) / (x + 1) for mean m, variance v.
+
+    Negative binomial where v exceeds m, Poisson otherwise (counts never vary less than that).
+    """
+    over = (m > 1e-12) & (v > m * (1 + 1e-9))
     n = np.divide(m * m, v - m, out=np.zeros_like(m), where=over)
     q = np.where(over, 1 - m / np.where(over, v, 1.0), 0.0)
     with np.errstate(divide="ignore"):
         log_p0 = np.where(over, n * np.log1p(-q), -m)
-    # Walk the probability mass function upwards (pmf(x+1) = pmf(x) * (b + a x) / (x + 1)),
-    # which is far faster than scipy's per-element root search for the small counts of retail.
+    return log_p0, q, np.where(over, n * q, m)
+
+
+def _quantiles_unique(m: np.ndarray, v: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    out = np.zeros((m.size, probs.size))
+    log_p0, a_all, b_all = pmf_recursion(m, v)
+    positive = m > 1e-12
+    over = a_all > 0  # negative binomial (a is zero for the Poisson)
+    # Walk the probability mass function upwards, which is far faster than scipy's per-element
+    # root search for the small counts of retail.
     walk = positive & (log_p0 > -600)
     idx = np.flatnonzero(walk)
-    a = q[idx]
-    b = np.where(over[idx], n[idx] * q[idx], m[idx])
+    a = a_all[idx]
+    b = b_all[idx]
     pmf = np.exp(log_p0[idx])
     cdf = pmf.copy()
     res = np.full((idx.size, probs.size), -1.0)
@@ -66,8 +76,9 @@ def _quantiles_unique(m: np.ndarray, v: np.ndarray, probs: np.ndarray) -> np.nda
         x += 1
     rest = np.concatenate([idx, np.flatnonzero(positive & ~walk)])
     if rest.size:
-        mo, vo, no = m[rest], v[rest], n[rest]
+        mo, vo = m[rest], v[rest]
         nb = over[rest]
+        no = np.divide(mo * mo, vo - mo, out=np.zeros_like(mo), where=nb)
         vals = np.empty((rest.size, probs.size))
         if nb.any():
             vals[nb] = stats.nbinom.ppf(probs[None, :], no[nb][:, None], (mo[nb] / vo[nb])[:, None])
