@@ -114,3 +114,33 @@ def test_a_failed_background_replay_says_why(tmp_path):
     job = ReplayInBackground(tmp_path / "missing", Settings(), weeks=2)
     with pytest.raises(ReplayError, match="sales.parquet"):
         job.result()
+
+
+def test_engine_replay_plans_the_held_out_promotions():
+    """A planner knows their promotions: the held-out promotion days are the forecast's plan."""
+    chain = tiny_chain(days=168)
+    sales = chain.sales
+    days = sales["sale_date"]
+    end = days.max()
+    # Store B runs a one-week promotion every four weeks at three times its usual sales,
+    # including one starting two days into the three held-out weeks.
+    promo_start = end - pd.Timedelta(days=20 - 2)
+    offset = (days - promo_start).dt.days
+    on = (sales["store_id"] == "B") & (offset % 28 < 7) & offset.between(-28 * 5, 6)
+    sales.loc[on, "units"] *= 3
+    sales.loc[on, "on_promotion"] = True
+    assert on.sum() == 6 * 7
+
+    def first_forecast(frame: pd.DataFrame) -> pd.DataFrame:
+        forecasts: dict = {}
+        run_replay(Chain(chain.stores, chain.dcs, chain.products, chain.inventory, frame), settings=Settings(),
+                   weeks=3, forecaster="engine", strategies=("dc_only",), forecasts=forecasts, **QUIET)
+        daily = forecasts[0][0]
+        return daily[daily["store_id"] == "B"].set_index("forecast_date")["forecast_mean"]
+
+    planned = first_forecast(sales)
+    unplanned = first_forecast(sales.assign(on_promotion=False))
+    promo_days = pd.date_range(promo_start, periods=7).intersection(planned.index)
+    assert len(promo_days) >= 3
+    assert (planned[promo_days] > 1.5 * unplanned[promo_days]).all()
+    assert planned.drop(promo_days).mean() < unplanned.drop(promo_days).mean()

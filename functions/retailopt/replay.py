@@ -96,8 +96,11 @@ def empirical_quantile_forecast(history: np.ndarray, window: np.ndarray, keys: p
 
 def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeIndex, upto: int,
                  keys: pd.DataFrame, window: np.ndarray, price: np.ndarray, day: date,
-                 settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(daily, protection) forecasts made on `day` from the demand of the days before it only."""
+                 settings: Settings, promo_all: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(daily, protection) forecasts made on `day` from the demand of the days before it only.
+
+    With `promo_all` (series × day promotion flags) the engine also gets the promotions of the
+    days ahead as the plan: a planner knows their own promotions in advance."""
     if forecaster == "empirical":
         return empirical_quantile_forecast(demand_all[:, :upto], window, keys, day, int(window.max()))
     if forecaster != "engine":
@@ -108,10 +111,16 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
     r, c = np.nonzero(hist)
     history = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[r], "product_id": keys["product_id"].to_numpy()[r],
                             "sale_date": all_days[:upto][c], "units": hist[r, c], "price": price[r],
-                            "on_promotion": False})
-    res = engine(history, keys, forecast_start=day, horizon=int(window.max()),
+                            "on_promotion": False if promo_all is None else promo_all[r, c]})
+    horizon = int(window.max())
+    plan = None
+    if promo_all is not None:
+        pr, pc = np.nonzero(promo_all[:, upto:upto + horizon])
+        plan = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[pr], "product_id": keys["product_id"].to_numpy()[pr],
+                             "sale_date": all_days[upto:upto + horizon][pc], "on_promotion": True})
+    res = engine(history, keys, forecast_start=day, horizon=horizon,
                  window_days=keys.assign(window_days=window), confidence_level=settings.confidence_level,
-                 holiday_country=settings.holiday_country, seed=settings.seed)
+                 holiday_country=settings.holiday_country, seed=settings.seed, future_promotions=plan)
     return res.daily, res.protection
 
 
@@ -166,6 +175,12 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
     demand_all = np.zeros((n, len(all_days)))
     day_i = ((sales["sale_date"].dt.normalize() - first).dt.days).to_numpy()
     np.add.at(demand_all, (idx[ok].astype(np.int64), day_i[ok]), sales["units"].to_numpy(dtype=float)[ok])
+    # Promotion flags come with the sale rows; a day without a sale row counts as not promoted.
+    promo_all = None
+    if "on_promotion" in sales.columns:
+        promo_all = np.zeros((n, len(all_days)), dtype=bool)
+        flagged = ok & sales["on_promotion"].fillna(False).to_numpy(dtype=bool)
+        promo_all[idx[flagged].astype(np.int64), day_i[flagged]] = True
     t0 = len(all_days) - n_days
     demand = demand_all[:, t0:]
 
@@ -193,7 +208,8 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
             continue
         day = (start + pd.Timedelta(days=t)).date()
         started = time.perf_counter()
-        forecasts[t] = _forecast_at(forecaster, demand_all, all_days, t0 + t, keys, window, price, day, settings)
+        forecasts[t] = _forecast_at(forecaster, demand_all, all_days, t0 + t, keys, window, price, day, settings,
+                                    promo_all)
         log(f"forecast for {day}: {time.perf_counter() - started:.1f}s")
 
     rows = []
