@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             from retailopt.sample import generate_sample_chain
 
             sample_dir = args.data_dir / "sample"
-            if args.regenerate or not (sample_dir / "sales.parquet").exists():
+            # promotions.csv too: a sample written before the promotion plan existed is redone.
+            if args.regenerate or not all((sample_dir / f).exists() for f in ("sales.parquet", "promotions.csv")):
                 print(f"writing the sample chain to {sample_dir}", file=sys.stderr)
                 generate_sample_chain(sample_dir)
             return _demo(args, sample_dir)
