@@ -6,7 +6,16 @@ which must come from the pip package (no download here) before the emulator star
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import pytest
+
+# DuckDB installs extensions under ~/.duckdb and refuses to start one without a home folder;
+# a bare CI environment may name a HOME that does not exist.
+if not Path(os.environ.get("HOME") or "/nonexistent").is_dir():
+    os.environ["HOME"] = tempfile.mkdtemp(prefix="retailopt-test-home-")
 
 
 @pytest.fixture(scope="session")
