@@ -140,18 +140,13 @@ def _is_missing(value: object) -> bool:
 def _places(stores: pd.DataFrame, dcs: pd.DataFrame) -> dict[str, dict]:
     """Location id -> coordinates and opening hours, for stores and distribution centres."""
     out: dict[str, dict] = {}
-    for rec in _rows(stores, "stores", ["store_id", "latitude", "longitude", "receiving_open",
-                                        "receiving_close"]):
-        out[str(rec["store_id"])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
-                                     "open": _as_time(rec["receiving_open"], "stores", rec, "receiving_open"),
-                                     "close": _as_time(rec["receiving_close"], "stores", rec,
-                                                       "receiving_close")}
-    for rec in _rows(dcs, "distribution_centers", ["dc_id", "latitude", "longitude", "open_time",
-                                                   "close_time"]):
-        out[str(rec["dc_id"])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
-                                  "open": _as_time(rec["open_time"], "distribution_centers", rec, "open_time"),
-                                  "close": _as_time(rec["close_time"], "distribution_centers", rec,
-                                                    "close_time")}
+    sources = [(stores, "stores", "store_id", "receiving_open", "receiving_close"),
+               (dcs, "distribution_centers", "dc_id", "open_time", "close_time")]
+    for frame, table, id_col, open_col, close_col in sources:
+        for rec in _rows(frame, table, [id_col, "latitude", "longitude", open_col, close_col]):
+            out[str(rec[id_col])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
+                                     "open": _as_time(rec[open_col], table, rec, open_col),
+                                     "close": _as_time(rec[close_col], table, rec, close_col)}
     for key, place in out.items():
         if not (-90 <= place["lat"] <= 90 and -180 <= place["lng"] <= 180):
             raise RequestBuildError(f"location {key}: latitude/longitude out of range")
