@@ -50,7 +50,15 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
     from retailopt.ingest import InputError
     from retailopt.pipeline import run_planning
 
+    from retailopt.loading import DateRange
+
     settings = _settings(args)
+    raw_range = getattr(args, "replace_sales", None)
+    try:
+        replace_sales = DateRange.parse(raw_range) if raw_range else None
+    except ValueError as exc:
+        print(f"error: --replace-sales: {exc}", file=sys.stderr)
+        return 2
     bar = tqdm(total=len(STEPS) if data else len(STEPS) - 1, desc="planning run", unit="step",
                disable=args.quiet, file=sys.stderr)
 
@@ -64,7 +72,7 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
 
     started = time.perf_counter()
     try:
-        result = run_planning(settings, data, progress=progress)
+        result = run_planning(settings, data, progress=progress, replace_sales=replace_sales)
     except InputError as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -147,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                            "planning run (default 4; 0 skips)")
     run = sub.add_parser("run", parents=[common], help="Plan a chain from a folder of CSV/Parquet files")
     run.add_argument("--data", type=Path, help="folder of input files to import first")
+    run.add_argument("--replace-sales", metavar="FIRST:LAST",
+                     help="the files replace every stored sale of these days (YYYY-MM-DD:YYYY-MM-DD); without "
+                          "it a sales file only adds or corrects the rows it holds")
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
     args = parser.parse_args(argv)

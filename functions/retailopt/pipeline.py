@@ -22,12 +22,13 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
+from retailopt.loading import DateRange, load_facts
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
 log = logging.getLogger(__name__)
 
-# Files that replace the table's whole content on import (promotions: the current plan).
+# Whole lists: a file present replaces the table's content (promotions: the current plan).
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles", "promotions")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
 RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "inventory_policy", "plan_exceptions",
@@ -138,13 +139,16 @@ def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
 # ---------------------------------------------------------------- import
 
 
-def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path) -> dict[str, Any]:
+def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path, *,
+                replace_sales: DateRange | None = None) -> dict[str, Any]:
     """Validate the files in `source_dir` and load the valid rows; bad rows go to quarantine.
 
-    Dimension files, the promotion plan and the stock snapshot replace what the warehouse holds
-    (a folder without promotions.csv leaves no promotion planned); sales replace the days the
-    files cover, so daily files can be loaded one after another. Without a run id a run
-    is started for the imported data; its id is returned under "run_id".
+    Sales and stock snapshot rows are added, or correct the stored rows with the same key; nothing
+    else is deleted, unless `replace_sales` names a range of days whose stored sales the files
+    replace in full (`retailopt.loading`). Dimension files and the promotion plan are whole lists:
+    a file present replaces its table. Every table's counts say how many rows were read,
+    accepted, quarantined, added, replaced and deleted. Without a run id a run is started for the
+    imported data; its id is returned under "run_id".
     """
     as_of = settings.run_date or _now().date()
     try:
@@ -153,14 +157,22 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
         if run_id is not None:
             _record_rejected_import(wh, settings, run_id, exc)
         raise
+    loaded: dict[str, dict[str, int]] = {}
     with wh.transaction():
-        for table in (*DIMENSION_TABLES, "inventory"):
+        for table in DIMENSION_TABLES:
+            stored = wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{table}`")
             wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE TRUE")
-            wh.insert(table, result.frames[table])
-        sales = result.frames["sales"]
-        wh.execute("DELETE FROM `{dataset}.sales` WHERE sale_date BETWEEN @first AND @last", {
-            "first": sales.sale_date.min().date(), "last": sales.sale_date.max().date()})
-        wh.insert("sales", sales)
+            added = wh.insert(table, result.frames[table])
+            loaded[table] = {"added": added, "replaced": 0, "deleted": int(stored.n.iloc[0])}
+    try:
+        for table in ("inventory", "sales"):
+            counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
+                                replace=replace_sales if table == "sales" else None)
+            loaded[table] = counts.as_dict()
+    except InputError as exc:
+        if run_id is not None:
+            _record_rejected_import(wh, settings, run_id, exc)
+        raise
     if run_id is None or get_run(wh, run_id) is None:
         # After the load: the run date defaults to the day after the last sale just imported.
         run_id = start_run(wh, settings, run_id=run_id)
@@ -169,9 +181,14 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     counts: dict[str, Any] = {"run_id": run_id}
     for report in result.reports:
         counts[report.table] = {"rows_in": report.rows_in, "accepted": report.rows_accepted,
-                                "quarantined": report.rows_quarantined}
+                                "quarantined": report.rows_quarantined, **loaded.get(report.table, {})}
     counts["problems"] = [p for r in result.reports for p in r.problems][:50]
+    log.info("import %s: %s", run_id, {t: v for t, v in counts.items() if isinstance(v, dict)})
     return counts
+
+
+def _source_name(result: Any, table: str) -> str:
+    return next((Path(r.path).name for r in result.reports if r.table == table), table)
 
 
 def _record_rejected_import(wh: Warehouse, settings: Settings, run_id: str, exc: InputError) -> None:
@@ -389,8 +406,10 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
 
 
 def run_planning(settings: Settings, data: Path | None = None,
-                 progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run every step in this process. `data` is a folder of input files to import first."""
+                 progress: Callable[[str], None] | None = None, *,
+                 replace_sales: DateRange | None = None) -> RunResult:
+    """Run every step in this process. `data` is a folder of input files to import first
+    (`replace_sales`: the days whose stored sales the folder's files replace in full)."""
     progress = progress or (lambda step: None)
     timings: dict[str, float] = {}
     wh = open_warehouse(settings)
@@ -401,7 +420,7 @@ def run_planning(settings: Settings, data: Path | None = None,
         if data is not None:
             progress("import")
             with _timed(timings, "import"):
-                import_counts = import_step(wh, settings, None, data)
+                import_counts = import_step(wh, settings, None, data, replace_sales=replace_sales)
             run_id = import_counts["run_id"]
         else:
             run_id = start_run(wh, settings)
