@@ -131,3 +131,68 @@ def test_missing_promotions_file_is_no_problem(chain):
     assert result.frames["promotions"].empty and list(result.frames["promotions"].columns) == [
         "store_id", "product_id", "start_date", "end_date"]
     assert result.quarantine.empty
+
+
+# ---------------------------------------------------------------- faults found by probing (issue 18)
+
+
+def _replace_line(path, line_number: int, text: str, encoding: str = "utf-8") -> None:
+    """Put `text` in place of physical line `line_number` (1 = header) of a CSV file."""
+    lines = path.read_bytes().split(b"\n")
+    lines[line_number - 1] = text.encode(encoding) if isinstance(text, str) else text
+    path.write_bytes(b"\n".join(lines))
+
+
+def _line(path, line_number: int) -> str:
+    return path.read_text(encoding="utf-8").split("\n")[line_number - 1]
+
+
+def _file_level(result, source: str) -> pd.DataFrame:
+    q = result.quarantine
+    return q[(q.source_file == source) & q.row_number.isna()]
+
+
+@pytest.mark.parametrize("value", ["1e19", "9223372036854775807", "-1e19", "18446744073709551616",
+                                   "9007199254740993"])
+def test_whole_numbers_beyond_the_int64_range_are_quarantined(chain, value):
+    fields = _line(chain / "inventory.csv", 2).split(",")
+    fields[3] = value  # on_hand
+    _replace_line(chain / "inventory.csv", 2, ",".join(fields))
+    result = load_inputs(chain, as_of=AS_OF)
+    inv = _reasons(result, "inventory.csv")
+    assert list(inv.index) == [1]
+    assert inv.loc[1, "column_name"] == "on_hand" and "out of range" in inv.loc[1, "reason"]
+    report = next(r for r in result.reports if r.table == "inventory")
+    assert report.rows_in == report.rows_accepted + report.rows_quarantined and report.rows_quarantined == 1
+
+
+def test_quantities_above_a_trillion_units_are_quarantined(chain):
+    fields = _line(chain / "inventory.csv", 3).split(",")
+    fields[5] = "5000000000000"  # max_capacity: 5e12 units
+    _replace_line(chain / "inventory.csv", 3, ",".join(fields))
+    inv = _reasons(load_inputs(chain, as_of=AS_OF), "inventory.csv")
+    assert list(inv.index) == [2] and inv.loc[2, "column_name"] == "max_capacity"
+    assert "<= 1000000000000" in inv.loc[2, "reason"]
+
+
+@pytest.mark.parametrize("variant", ["float64", "uint64", "int64"])
+def test_parquet_numbers_beyond_the_int64_range_are_quarantined(chain, variant):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(chain / "sales.parquet")
+    units = table.column("units").to_numpy()
+    if variant == "float64":
+        values = pa.array(units.astype("float64"))
+        values = pa.array([1e20, *values.to_pylist()[1:]], pa.float64())
+    elif variant == "uint64":
+        values = pa.array([2**64 - 1, *units[1:].tolist()], pa.uint64())
+    else:
+        values = pa.array([2**63 - 1, *units[1:].tolist()], pa.int64())
+    table = table.set_column(table.schema.get_field_index("units"), "units", values)
+    pq.write_table(table, chain / "sales.parquet")
+    result = load_inputs(chain, as_of=AS_OF)
+    sales = _reasons(result, "sales.parquet")
+    assert list(sales.index) == [1] and sales.loc[1, "column_name"] == "units"
+    assert "out of range" in sales.loc[1, "reason"]
+    assert len(result.frames["sales"]) == table.num_rows - 1

@@ -31,8 +31,19 @@ class Contract:
     date_order: tuple[tuple[str, str], ...] = ()
 
 
+# Most units one quantity may hold. Far above any real store, order or truck, and low enough that
+# sums over millions of rows stay exact in int64 and over thousands in float64 (2**53 ~ 9e15).
+MAX_UNITS = 10**12
+
+
 def _non_negative(*cols: str) -> dict[str, list[pa.Check]]:
     return {c: [pa.Check.ge(0, error="must be >= 0")] for c in cols}
+
+
+def _units(*cols: str, low: pa.Check | None = None) -> dict[str, list[pa.Check]]:
+    """Unit counts: at least 0 (or `low`), at most MAX_UNITS."""
+    low = low or pa.Check.ge(0, error="must be >= 0")
+    return {c: [low, pa.Check.le(MAX_UNITS, error=f"must be <= {MAX_UNITS}")] for c in cols}
 
 
 _COORDS = {
@@ -41,22 +52,22 @@ _COORDS = {
 }
 
 CONTRACTS: dict[str, Contract] = {
-    "stores": Contract("stores", ("store_id",), {**_COORDS, **_non_negative("capacity_units")}),
+    "stores": Contract("stores", ("store_id",), {**_COORDS, **_units("capacity_units")}),
     "distribution_centers": Contract("distribution_centers", ("dc_id",),
                                      {**_COORDS, **_non_negative("lead_time_days")}),
     "products": Contract("products", ("product_id",), {
         **_non_negative("unit_cost", "price", "unit_weight_kg", "unit_volume_l"),
-        "case_pack": [pa.Check.ge(1, error="must be >= 1")],
+        **_units("case_pack", low=pa.Check.ge(1, error="must be >= 1")),
     }),
     "vehicles": Contract("vehicles", ("vehicle_id",), {
         **_non_negative("capacity_kg", "cost_per_km", "cost_per_hour", "fixed_cost"),
-        "capacity_units": [pa.Check.gt(0, error="must be > 0")],
+        **_units("capacity_units", low=pa.Check.gt(0, error="must be > 0")),
     }, references={"depot_id": ("distribution_centers", "stores")}),
     "inventory": Contract("inventory", ("store_id", "product_id"),
-                          _non_negative("on_hand", "on_order", "max_capacity"),
+                          _units("on_hand", "on_order", "max_capacity"),
                           references={"store_id": ("stores",), "product_id": ("products",)},
                           not_after_run_date=("snapshot_date",)),
-    "sales": Contract("sales", ("sale_date", "store_id", "product_id"), _non_negative("units", "price"),
+    "sales": Contract("sales", ("sale_date", "store_id", "product_id"), {**_units("units"), **_non_negative("price")},
                       references={"store_id": ("stores",), "product_id": ("products",)},
                       not_after_run_date=("sale_date",)),
     # A NULL store_id is a chain-wide promotion; past promotions are history, so no date limit.

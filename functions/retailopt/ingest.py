@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 _STR = "string[pyarrow]"
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
+# Whole numbers must stay below this in magnitude: the largest range float64 holds exactly.
+_WHOLE_LIMIT = 2**53
 
 
 class InputError(Exception):
@@ -105,6 +107,15 @@ def coerce(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFra
                 bad |= present & typed.notna() & (typed != np.round(typed))
             if bad.any():
                 problems.append(_problems_frame(raw.index[bad], col.name, f"not a valid {kind} number"))
+            if kind == "INT64":
+                # Whole numbers are read through float64, exact only below 2**53: a larger one would be
+                # stored rounded (and beyond 2**63 cannot be stored at all), so it is rejected instead.
+                # Any true value >= 2**53 reads as a float >= 2**53, so this test misses none.
+                huge = present & ~bad & (typed.abs() >= _WHOLE_LIMIT)
+                if huge.any():
+                    problems.append(_problems_frame(raw.index[huge], col.name,
+                                                    f"whole number out of range (at most ±{_WHOLE_LIMIT - 1})"))
+                bad |= huge
             typed = typed.mask(bad)
             if kind == "INT64":
                 typed = typed.astype("Int64")
