@@ -81,24 +81,51 @@ def test_steps_are_idempotent(completed):
     settings, result = completed
     wh = open_warehouse(settings)
     try:
-        before = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
-        pipeline.forecast_step(wh, settings, result.run_id)
-        after = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
-        assert before == after
+        run_id = pipeline.start_run(wh, settings, run_date=result.run_date)
+        pipeline.forecast_step(wh, settings, run_id)
+        before = {t: len(pipeline.read_run_rows(wh, t, run_id)) for t in pipeline.RESULT_TABLES}
+        pipeline.forecast_step(wh, settings, run_id)
+        after = {t: len(pipeline.read_run_rows(wh, t, run_id)) for t in pipeline.RESULT_TABLES}
+        assert before == after and before["forecasts"] > 0
+        pipeline.fail_run(wh, run_id, "test over")
     finally:
         wh.close()
+
+
+def test_a_complete_run_is_never_rewritten(completed):
+    settings, result = completed
+    wh = open_warehouse(settings)
+    try:
+        before = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
+        with pytest.raises(pipeline.RunClosed, match="COMPLETE"):
+            pipeline.forecast_step(wh, settings, result.run_id)
+        assert not pipeline.fail_run(wh, result.run_id, "too late")
+        after = {t: len(pipeline.read_run_rows(wh, t, result.run_id)) for t in pipeline.RESULT_TABLES}
+        assert before == after
+        assert pipeline.get_run(wh, result.run_id)["status"] == "COMPLETE"
+    finally:
+        wh.close()
+
+
+def _running_copy(wh, settings, result) -> str:
+    """A new RUNNING run with the complete run's forecast (a complete run is never re-planned)."""
+    run_id = pipeline.start_run(wh, settings, run_date=result.run_date)
+    for table in ("forecasts", "demand_windows"):
+        rows = pipeline.read_run_rows(wh, table, result.run_id).drop(columns="run_id")
+        pipeline.replace_run_rows(wh, table, run_id, rows)
+    return run_id
 
 
 def test_fleet_what_if_routes_with_the_chosen_vehicles(completed):
     settings, result = completed
     wh = open_warehouse(settings)
     try:
+        run_id = _running_copy(wh, settings, result)
         fleet = pipeline.read_table(wh, "vehicles")
         chosen = fleet.vehicle_id.iloc[0]
-        pipeline.plan_step(wh, settings.replace(fleet_vehicle_ids=chosen), result.run_id)
-        assert set(pipeline.read_run_rows(wh, "routes", result.run_id).vehicle_id) == {chosen}
-        pipeline.plan_step(wh, settings, result.run_id)  # the shared run as it was
-        assert pipeline.read_run_rows(wh, "routes", result.run_id).vehicle_id.nunique() >= 1
+        pipeline.plan_step(wh, settings.replace(fleet_vehicle_ids=chosen), run_id)
+        assert set(pipeline.read_run_rows(wh, "routes", run_id).vehicle_id) == {chosen}
+        pipeline.fail_run(wh, run_id, "test over")
     finally:
         wh.close()
 
@@ -107,16 +134,17 @@ def test_orders_cut_to_a_full_store_are_plan_exceptions(completed):
     settings, result = completed
     wh = open_warehouse(settings)
     try:
+        run_id = _running_copy(wh, settings, result)
         stores = pipeline.read_table(wh, "stores")
         store, room = stores.store_id.iloc[0], int(stores.capacity_units.iloc[0])
         wh.execute("UPDATE `{dataset}.stores` SET capacity_units = 1 WHERE store_id = @s", {"s": store})
-        pipeline.plan_step(wh, settings, result.run_id)
-        cut = pipeline.read_run_rows(wh, "plan_exceptions", result.run_id).query("reason_code == 'STORE_CAPACITY'")
-        orders = pipeline.read_run_rows(wh, "replenishment_orders", result.run_id)
+        pipeline.plan_step(wh, settings, run_id)
+        cut = pipeline.read_run_rows(wh, "plan_exceptions", run_id).query("reason_code == 'STORE_CAPACITY'")
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", run_id)
         assert len(cut) and set(cut.store_id) == {store} and store not in set(orders.store_id)
+        pipeline.fail_run(wh, run_id, "test over")
     finally:
         wh.execute("UPDATE `{dataset}.stores` SET capacity_units = @c WHERE store_id = @s", {"s": store, "c": room})
-        pipeline.plan_step(wh, settings, result.run_id)
         wh.close()
 
 

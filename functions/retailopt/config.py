@@ -92,6 +92,10 @@ class Settings:
     fleet_max_vehicles: int | None = None
     # Seed for everything random (sample data, bootstrap).
     seed: int = 42
+    # Seconds a RUNNING run may go without a heartbeat before it is marked FAILED (its process
+    # died); a working step renews it every quarter of this. Longer than a Pub/Sub redelivery
+    # of a crashed step (the dedupe claim's 900 s), so the cloud retries before giving up.
+    run_lease_s: float = 1200.0
 
     def __post_init__(self) -> None:
         _check(bool(_DATASET_RE.match(self.dataset)), "dataset", self.dataset, "letters, digits and _")
@@ -135,6 +139,7 @@ class Settings:
                "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
         _check(self.fleet_max_vehicles is None or self.fleet_max_vehicles >= 1, "fleet_max_vehicles",
                self.fleet_max_vehicles, ">= 1 or unset")
+        _check(2 <= self.run_lease_s <= 86400, "run_lease_s", self.run_lease_s, "2..86400")
 
     def service_level_for(self, category: str) -> float:
         return float(self.service_level_by_category.get(category, self.service_level))

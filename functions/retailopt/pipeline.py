@@ -7,8 +7,12 @@ visible only when its `runs` row says COMPLETE; a failed run has its partial row
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import socket
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -37,6 +41,11 @@ RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "inventor
 
 class RunNotFound(LookupError):
     """The run id is not in the runs table (a permanent error for a message handler)."""
+
+
+class RunClosed(RunNotFound):
+    """The run is no longer RUNNING (its lease expired and it was failed, or it finished): a step
+    still working on it must not write (a permanent error for a message handler, like an unknown run)."""
 
 
 @dataclass
@@ -112,12 +121,13 @@ def default_run_date(wh: Warehouse) -> date:
 
 def start_run(wh: Warehouse, settings: Settings, run_id: str | None = None,
               run_date: date | None = None) -> str:
-    """Record a RUNNING run (nothing happens if the run id exists already)."""
+    """Record a RUNNING run holding a lease (nothing happens if the run id exists already)."""
     run_date = run_date or settings.run_date or default_run_date(wh)
     run_id = run_id or new_run_id(run_date)
     wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {
         "run_id": run_id, "run_date": run_date, "started_at": _now(),
         "parameters": json.dumps(settings.as_json(), sort_keys=True)})
+    renew_lease(wh, run_id, settings.run_lease_s)
     return run_id
 
 
@@ -128,12 +138,161 @@ def _finish(wh: Warehouse, run_id: str, status: str, *, timings: dict | None = N
         "timings": json.dumps(timings or {}), "kpis": json.dumps(kpis or {}, default=float), "error": error})
 
 
-def fail_run(wh: Warehouse, run_id: str, error: str) -> None:
-    """Mark the run FAILED and remove its partial results."""
+def _status(wh: Warehouse, run_id: str) -> str | None:
+    run = get_run(wh, run_id)
+    return None if run is None else str(run["status"])
+
+
+def fail_run(wh: Warehouse, run_id: str, error: str) -> bool:
+    """Mark a RUNNING run FAILED and remove its partial results; a COMPLETE run is left as it is.
+
+    Returns whether the run is FAILED now. A FAILED run has its rows removed again (a step that
+    was still working when the run was failed may have written some since).
+    """
     with wh.transaction():
-        for table in RESULT_TABLES:
-            wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE run_id = @run_id", {"run_id": run_id})
-        _finish(wh, run_id, "FAILED", error=error[:2000])
+        status = _status(wh, run_id)
+        if status not in ("RUNNING", "FAILED"):
+            return False
+        _remove_results(wh, run_id)
+        if status == "RUNNING":
+            _finish(wh, run_id, "FAILED", error=error[:2000])
+    return True
+
+
+def _remove_results(wh: Warehouse, run_id: str, tables: tuple[str, ...] = RESULT_TABLES) -> None:
+    for table in tables:
+        sqlfiles.check_table_name(table)
+        wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE run_id = @run_id", {"run_id": run_id})
+
+
+# ---------------------------------------------------------------- leases
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def renew_lease(wh: Warehouse, run_id: str, lease_s: float) -> None:
+    now = _now()
+    wh.execute(sqlfiles.read_sql("queries/renew_run_lease.sql"), {
+        "run_id": run_id, "now": now, "lease_until": now + timedelta(seconds=lease_s), "owner": _this_process()})
+
+
+@contextmanager
+def heartbeat(wh: Warehouse, run_id: str, lease_s: float) -> Iterator[None]:
+    """Keep the run's lease alive while the block works (a thread renews it every quarter lease).
+
+    A process that dies stops renewing, so its run's lease runs out and `recover_runs`
+    fails it instead of leaving it RUNNING for ever.
+    """
+    renew_lease(wh, run_id, lease_s)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(max(lease_s / 4, 0.5)):
+            try:
+                renew_lease(wh, run_id, lease_s)
+            except Exception as exc:  # a missed beat is retried; the lease allows for three
+                log.warning("heartbeat of run %s failed: %s", run_id, exc)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def recover_runs(wh: Warehouse, *, same_machine: bool = False, now: datetime | None = None) -> list[str]:
+    """Mark FAILED (partial rows removed) every RUNNING run nobody works on any more; their ids.
+
+    A run is abandoned when its lease ran out (its process stopped renewing it). With
+    `same_machine` (the embedded warehouse, which one machine owns) a run is also abandoned at
+    once when the process holding its lease on this host is gone: a killed `retailopt run` or
+    `serve` is recovered at the next start instead of a lease later.
+    """
+    now = now or _now()
+    host = socket.gethostname()
+    failed = []
+    for row in query_file(wh, "running_runs").itertuples():
+        lease_until = _timestamp(row.lease_until) or _timestamp(row.started_at) + timedelta(days=1)
+        owner = row.lease_owner if isinstance(row.lease_owner, str) else ""
+        owner_host, _, owner_pid = owner.rpartition(":")
+        if lease_until < now:
+            why = "its lease expired"
+        elif same_machine and owner_host == host and owner_pid.isdigit() and not _alive(int(owner_pid)):
+            why = f"process {owner_pid} is gone"
+        else:
+            continue
+        beat = _timestamp(row.heartbeat_at) or _timestamp(row.started_at)
+        reason = f"interrupted: the process running it stopped ({why}; last sign of life {beat.isoformat()})"
+        if fail_run(wh, str(row.run_id), reason):
+            log.warning("run %s: %s", row.run_id, reason)
+            failed.append(str(row.run_id))
+    return failed
+
+
+MAX_ATTEMPTS_PER_REQUEST = 100
+
+
+def current_attempt(wh: Warehouse, base_id: str) -> tuple[str, dict[str, Any] | None]:
+    """The run a repeated start request stands for: `base_id`, or its next attempt after failures.
+
+    Attempts are `<base>-r2`, `<base>-r3`, ...: the first that is not FAILED is the request's
+    run (None: not started yet). So the same request is idempotent while its run is RUNNING or
+    COMPLETE, and starts again once it FAILED (a crash, an expired lease, bad files since fixed).
+    """
+    for attempt in range(1, MAX_ATTEMPTS_PER_REQUEST + 1):
+        run_id = base_id if attempt == 1 else f"{base_id}-r{attempt}"
+        run = get_run(wh, run_id)
+        if run is None or run["status"] != "FAILED":
+            return run_id, run
+    raise RunClosed(f"run {base_id} failed {MAX_ATTEMPTS_PER_REQUEST} times: send a new request_key")
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or pd.isna(value):
+        return None
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+@contextmanager
+def _results_of_running_run(wh: Warehouse, run_id: str, tables: tuple[str, ...]) -> Iterator[None]:
+    """Write a step's rows only while the run is RUNNING: if it was failed meanwhile (its lease
+    expired), the rows are rolled back (DuckDB) or removed again (BigQuery has no rollback here)."""
+    try:
+        with wh.transaction():
+            yield
+            status = _status(wh, run_id)
+            if status != "RUNNING":
+                raise RunClosed(f"run {run_id} is {status}: its results are discarded")
+    except RunClosed:
+        if _status(wh, run_id) != "COMPLETE":
+            _remove_results(wh, run_id, tables)
+        raise
+
+
+def _leased(step: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A step of a run works under the run's heartbeat."""
+    @functools.wraps(step)
+    def run(wh: Warehouse, settings: Settings, run_id: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        with heartbeat(wh, run_id, settings.run_lease_s):
+            return step(wh, settings, run_id, *args, **kwargs)
+    return run
 
 
 # ---------------------------------------------------------------- import
@@ -212,6 +371,7 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
     return assign_dcs(stores, dcs)
 
 
+@_leased
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
     from retailopt.forecasting import forecast
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
@@ -253,7 +413,7 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                           holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
                           component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
         promoted_days = 0 if plan is None else len(plan)
-    with wh.transaction():
+    with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components")):
         replace_run_rows(wh, "forecasts", run_id, result.daily)
         replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
         # Same table whichever engine ran (ML.EXPLAIN_FORECAST or the local decomposition).
@@ -274,6 +434,7 @@ def _solve_routes(request, settings: Settings):
     return solve_routes(request, settings=settings)
 
 
+@_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
     from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
@@ -320,7 +481,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
         (artifacts_dir / "routes_request.json").write_text(request_to_json(request), encoding="utf-8")
         (artifacts_dir / "routes_response.json").write_text(
             type(response).to_json(response), encoding="utf-8")
-    with wh.transaction():
+    with _results_of_running_run(wh, run_id, RESULT_TABLES):
         replace_run_rows(wh, "inventory_policy", run_id, policy, run_date)
         replace_run_rows(wh, "plan_exceptions", run_id, exceptions, run_date)
         replace_run_rows(wh, "transfers", run_id, transfers, run_date)
@@ -380,6 +541,7 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
     }
 
 
+@_leased
 def publish_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path,
                  timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Write the artifacts, then mark the run COMPLETE (the moment its results become visible)."""
@@ -390,6 +552,9 @@ def publish_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: 
     timings = dict(timings or {})
     paths = report.write_artifacts(wh, run, kpis, timings, artifacts_dir)
     _finish(wh, run_id, "COMPLETE", timings=timings, kpis=kpis)
+    status = _status(wh, run_id)
+    if status != "COMPLETE":  # failed meanwhile (lease expired): the failure stands
+        raise RunClosed(f"run {run_id} is {status}: not published")
     return {"kpis": kpis, "artifacts": {k: str(v) for k, v in paths.items()}}
 
 
@@ -416,6 +581,7 @@ def run_planning(settings: Settings, data: Path | None = None,
     try:
         with _timed(timings, "setup"):
             wh.ensure_schema()
+            recover_runs(wh, same_machine=settings.warehouse == "duckdb")
         import_counts: dict[str, Any] | None = None
         if data is not None:
             progress("import")
@@ -437,8 +603,8 @@ def run_planning(settings: Settings, data: Path | None = None,
             progress("publish")
             with _timed(timings, "publish"):
                 published = publish_step(wh, settings, run_id, artifacts_dir, timings)
-        except Exception as exc:
-            fail_run(wh, run_id, f"{type(exc).__name__}: {exc}")
+        except BaseException as exc:  # Ctrl-C too: a run this process gives up must not stay RUNNING
+            fail_run(wh, run_id, f"{type(exc).__name__}: {exc}" if str(exc) else f"interrupted ({type(exc).__name__})")
             raise
         result = RunResult(run_id=run_id, status="COMPLETE", run_date=run_date, artifacts_dir=artifacts_dir,
                            summary_path=Path(published["artifacts"]["summary"]), kpis=published["kpis"],

@@ -1,3 +1,4 @@
-SELECT run_id, run_date, status, started_at, finished_at, parameters, timings, kpis, error
+SELECT run_id, run_date, status, started_at, finished_at, parameters, timings, kpis, error, heartbeat_at,
+  lease_until
 FROM `{dataset}.runs`
 WHERE run_id = @run_id

@@ -8,7 +8,10 @@ CREATE TABLE IF NOT EXISTS `{dataset}.runs` (
   parameters STRING OPTIONS(description = 'JSON: configuration of the run'),
   timings STRING OPTIONS(description = 'JSON: seconds per step'),
   kpis STRING OPTIONS(description = 'JSON: key figures of the run'),
-  error STRING
+  error STRING,
+  heartbeat_at TIMESTAMP OPTIONS(description = 'Last sign of life of the process running it'),
+  lease_until TIMESTAMP OPTIONS(description = 'A RUNNING run not renewed by then is marked FAILED'),
+  lease_owner STRING OPTIONS(description = 'host:pid of the process holding the lease')
 )
 PARTITION BY run_date
 OPTIONS(description = 'Planning runs and their summary');

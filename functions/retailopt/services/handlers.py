@@ -147,6 +147,8 @@ def start(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: M
     def work(entry: StepLog) -> Next:
         settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
         run_id = message["run_id"]
+        # A run abandoned by a dead process is failed first, so it cannot block its date for ever.
+        pipeline.recover_runs(runtime.warehouse, same_machine=runtime.settings.warehouse == "duckdb")
         existing = pipeline.get_run(runtime.warehouse, run_id)
         if existing is not None and existing.get("status") != "RUNNING":
             entry.finish("ignored", f"run {run_id} is already {existing.get('status')}")

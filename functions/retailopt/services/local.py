@@ -85,8 +85,12 @@ def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_di
     from retailopt.warehouse import open_warehouse
 
     service = dataclasses.replace(service or ServiceSettings(), event_bus="local")
+    from retailopt.pipeline import recover_runs
+
     warehouse = open_warehouse(settings)
     warehouse.ensure_schema()
+    # Runs a killed `serve` or `run` left RUNNING are failed now, so their requests can start again.
+    recover_runs(warehouse, same_machine=settings.warehouse == "duckdb")
     apps: dict[str, Any] = {}
     deliver_lock = threading.Lock()
     bus_secret = secrets.token_urlsafe(32)

@@ -9,8 +9,9 @@ from typing import Any, Iterator, Mapping
 
 import duckdb
 import pandas as pd
+import sqlglot
 
-from retailopt import sqlfiles
+from retailopt import schema, sqlfiles
 from retailopt.warehouse.base import conform, python_value
 
 
@@ -33,9 +34,20 @@ class DuckDBWarehouse:
             for path in sqlfiles.schema_files().values():
                 for statement in self._translate(path.read_text(encoding="utf-8")):
                     self._conn.execute(statement)
+                self._add_new_columns(path.stem)
             for path in sqlfiles.view_files():
                 for statement in self._translate(path.read_text(encoding="utf-8")):
                     self._conn.execute(statement)
+
+    def _add_new_columns(self, table: str) -> None:
+        """A warehouse file made by an earlier version gets the nullable columns added since."""
+        present = {row[0] for row in self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = $schema AND table_name = $table",
+            {"schema": self.dataset, "table": table}).fetchall()}
+        for column in schema.table(table).columns:
+            if column.name not in present and column.nullable:
+                kind = sqlglot.exp.DataType.build(column.type, dialect="bigquery").sql("duckdb")
+                self._conn.execute(f'ALTER TABLE "{self.dataset}"."{table}" ADD COLUMN "{column.name}" {kind}')
 
     def _translate(self, sql: str) -> list[str]:
         return sqlfiles.to_duckdb(sqlfiles.render(sql, self.dataset))
