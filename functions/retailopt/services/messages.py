@@ -137,6 +137,8 @@ def decode_pubsub_event(event: Any) -> tuple[dict[str, Any], EventInfo]:
             data = json.loads(data)
         except ValueError as exc:
             raise PermanentError("CloudEvent data is not JSON") from exc
+        except RecursionError as exc:  # deeper than the parser follows: it would fail every time
+            raise PermanentError("CloudEvent data is nested too deeply") from exc
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, dict) or not isinstance(message.get("data"), str):
         raise PermanentError("CloudEvent data has no message.data (base64 string)")
@@ -144,6 +146,8 @@ def decode_pubsub_event(event: Any) -> tuple[dict[str, Any], EventInfo]:
         body = json.loads(base64.b64decode(message["data"], validate=True))
     except (binascii.Error, ValueError) as exc:
         raise PermanentError("message.data is not base64-encoded JSON") from exc
+    except RecursionError as exc:  # deeper than the parser follows: it would fail every time
+        raise PermanentError("message.data is nested too deeply") from exc
     if info.time is None and message.get("publishTime"):
         info = EventInfo(info.id, info.source, info.type, _parse_time(message["publishTime"]), info.subject)
     return validate_message(body), info
