@@ -2,11 +2,11 @@
 
 Framework-neutral: `Api.handle` takes an `HttpCall` (method, path, headers, body) and returns a
 `Reply`. The functions-framework target in `functions/main.py` is an ASGI function: answers
-that are already in memory (a complete run's status and results, which never change, for a
-caller whose token was verified before) are served on the event loop, everything else in a
-worker thread. JSON in and out; the OpenAPI document in this package is the contract and its
-request schemas validate the bodies. Errors say what is wrong with the request, never anything
-about the server.
+that are already in memory (a complete run's status and results, which never change; a run id
+the index of runs does not hold; the latest complete plan; for a caller whose token was
+verified before) are served on the event loop, everything else in a worker thread. JSON in and
+out; the OpenAPI document in this package is the contract and its request schemas validate the
+bodies. Errors say what is wrong with the request, never anything about the server.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from importlib import resources
 from typing import Any, Callable, Mapping
 
 import jsonschema
+import numpy as np
 import pandas as pd
 
 from retailopt.services import handlers, messages
@@ -32,6 +34,7 @@ from retailopt.services.auth import AuthError
 from retailopt.services.logs import log, trace_fields
 from retailopt.services.messages import PermanentError
 from retailopt.services.runtime import Runtime
+from retailopt.warehouse.base import query_file
 
 _RUN_ID = r"[A-Za-z0-9_.-]{1,128}"
 # (path pattern, {method: endpoint}); a trailing slash is accepted everywhere.
@@ -70,6 +73,13 @@ class Reply:
     content_type: str = "application/json"
 
 
+# Request bodies are a few levels deep; anything deeper is refused before schema validation,
+# whose recursion (and its error messages' reprs) would otherwise follow the nesting.
+_MAX_BODY_DEPTH = 32
+# Integers a body may carry: BigQuery's INT64, which every stored value must fit.
+_MAX_INT = 2**63 - 1
+
+
 class _WouldBlock(Exception):
     """The answer needs the warehouse, the publisher or a key fetch: not on the event loop."""
 
@@ -90,6 +100,20 @@ def _request_validator(name: str) -> jsonschema.Draft202012Validator:
     # Resolve the components' $refs against the whole document.
     schema = {"$ref": f"#/components/schemas/{name}", "components": spec["components"]}
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+@dataclass(frozen=True)
+class _RunIndex:
+    """Which runs exist and the latest complete one, as one query saw them at `loaded_at`."""
+
+    warehouse: Any  # the index describes this warehouse only (tests and `serve` swap runtimes)
+    loaded_at: float  # clock time the query started: every run written before it is in `run_ids`
+    run_ids: frozenset[str]
+    latest: str | None
+
+
+class _BadNumber(ValueError):
+    pass
 
 
 class ApiError(Exception):
@@ -133,16 +157,27 @@ class Api:
     """Holds the cache of complete runs' results (they never change) and answers calls."""
 
     def __init__(self, runtime_getter: Callable[[], Runtime], cache_size: int = 256,
-                 latest_ttl_s: float = 2.0, runtime_peek: Callable[[], Runtime | None] | None = None) -> None:
+                 runtime_peek: Callable[[], Runtime | None] | None = None, *, index_ttl_s: float = 1.0,
+                 index_max_stale_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime_getter
         self._peek = runtime_peek or runtime_getter
-        # Which run is the latest complete one is looked up at most every `latest_ttl_s`: a new
-        # plan shows up within that delay, and a burst of readers costs one query.
-        self._latest: tuple[float, str | None] = (float("-inf"), None)
-        self._latest_ttl = latest_ttl_s
+        # The index of runs (ids, latest complete run) answers unknown ids and /plans/latest
+        # without a query per request. It is trusted for `index_ttl_s`: a run started elsewhere
+        # answers 404 for at most that long (plus one index query). Past the TTL the event loop
+        # keeps answering from it while one thread refreshes it, up to `index_max_stale_s`;
+        # older than that (an instance idle for a while) it is refreshed before it is used.
+        self._index: _RunIndex | None = None
+        self._index_ttl = index_ttl_s
+        self._index_max_stale = max(index_max_stale_s, index_ttl_s)
+        self._index_flight: tuple[Any, "Future[_RunIndex]"] | None = None
+        self._index_lock = threading.Lock()
+        self._clock = clock
         self._cache: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
+        # Single flight: concurrent readers of the same missing answer wait for one query.
+        self._flights: dict[tuple[str, str], "Future[Any]"] = {}
+        self._flights_lock = threading.Lock()
 
     def handle(self, call: HttpCall, *, blocking: bool = True) -> Reply | None:
         """The reply; with `blocking=False`, None when it cannot be given without waiting."""
@@ -241,28 +276,35 @@ class Api:
             raise ApiError(409, f"run {run_id} is {run['status']}: results are visible once it is COMPLETE")
         body = self._cached((run_id, f"{resource}.json"))
         if body is None:
-            rows = self._results(run_id, resource, blocking)
-            body = _dumps({"run_id": run_id, "count": len(rows), "rows": rows})
-            self._remember((run_id, f"{resource}.json"), body)
+            if not blocking:
+                raise _WouldBlock
+            body = self._once((run_id, f"{resource}.json"), lambda: self._results_body(run_id, resource))
         return Reply(200, body)
 
     def latest_plan(self, call: HttpCall, blocking: bool, _caller: str | None = None) -> Reply:
-        from retailopt import pipeline
-
-        checked_at, run_id = self._latest
-        if time.monotonic() - checked_at > self._latest_ttl:
-            if not blocking:
-                raise _WouldBlock
-            run_id = pipeline.latest_complete_run(self.runtime().warehouse)
-            self._latest = (time.monotonic(), run_id)
+        run_id = self._runs_index(blocking).latest
         if run_id is None:
             raise ApiError(404, "no complete plan yet")
         body = self._cached((run_id, "plan.json"))
         if body is None:
-            body = _dumps({"run": self._run(run_id, blocking),
-                           **{r: self._results(run_id, r, blocking) for r in ("transfers", "orders", "routes")}})
-            self._remember((run_id, "plan.json"), body)
+            if not blocking:
+                raise _WouldBlock
+            body = self._once((run_id, "plan.json"), lambda: self._plan_body(run_id))
         return Reply(200, body)
+
+    def runs_changed(self) -> None:
+        """A step in this process wrote runs: refresh the index now if this process serves reads.
+
+        Locally (`serve`) the API and the steps share a process, so a new or finished run shows
+        at once instead of after the TTL; a Cloud Run event service never loads an index.
+        """
+        runtime, index = self._peek(), self._index
+        if runtime is None or index is None or index.warehouse is not runtime.warehouse:
+            return
+        try:
+            self._refresh_index(runtime, wait=True)
+        except Exception as exc:  # the step itself succeeded; readers fall back to the TTL
+            log(logging.WARNING, "run index refresh failed", error=f"{type(exc).__name__}: {exc}")
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -277,9 +319,16 @@ class Api:
             if mimetype != "application/json":
                 raise ApiError(415, "send JSON with Content-Type: application/json")
             try:
-                body = json.loads(call.body)
+                body = json.loads(call.body, parse_constant=_refuse_constant, parse_float=_finite_float,
+                                  parse_int=_int64)
+            except _BadNumber as exc:
+                raise ApiError(400, f"body is not valid JSON: {exc}") from exc
+            except RecursionError as exc:
+                raise ApiError(400, f"body is not valid JSON: nested deeper than {_MAX_BODY_DEPTH} levels") from exc
             except (ValueError, UnicodeDecodeError) as exc:
                 raise ApiError(400, "body is not valid JSON") from exc
+            if _depth(body) > _MAX_BODY_DEPTH:
+                raise ApiError(400, f"body is not valid JSON: nested deeper than {_MAX_BODY_DEPTH} levels")
         errors = sorted(_request_validator(schema_name).iter_errors(body), key=lambda e: list(e.absolute_path))
         if errors:
             where = "/".join(str(p) for p in errors[0].absolute_path) or "(body)"
@@ -293,40 +342,139 @@ class Api:
                 return self._cache[key]
         return None
 
+    def _kept(self, key: tuple[str, str], value: Any) -> Any:
+        self._remember(key, value)
+        return value
+
     def _remember(self, key: tuple[str, str], value: Any) -> None:
         with self._cache_lock:
             self._cache[key] = value
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
 
-    def _run(self, run_id: str, blocking: bool) -> dict[str, Any]:
-        from retailopt import pipeline
+    def _results_body(self, run_id: str, resource: str) -> bytes:
+        rows = self._results(run_id, resource)
+        return self._kept((run_id, f"{resource}.json"), _dumps({"run_id": run_id, "count": len(rows), "rows": rows}))
 
+    def _plan_body(self, run_id: str) -> bytes:
+        plan = {"run": self._run(run_id, True),
+                **{r: self._results(run_id, r) for r in ("transfers", "orders", "routes")}}
+        return self._kept((run_id, "plan.json"), _dumps(plan))
+
+    def _once(self, key: tuple[str, str], compute: Callable[[], Any]) -> Any:
+        """`compute()`, or the result of the call already computing `key` in another thread.
+
+        A burst of readers of the same missing answer then costs one query, not one per reader
+        queued behind the warehouse's lock. `compute` keeps what never changes in the cache.
+        """
+        with self._flights_lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = Future()
+        if not leader:
+            return flight.result()
+        try:
+            value = compute()
+            flight.set_result(value)
+            return value
+        except BaseException as exc:
+            flight.set_exception(exc)
+            raise
+        finally:
+            with self._flights_lock:
+                del self._flights[key]
+
+    def _runs_index(self, blocking: bool) -> _RunIndex:
+        runtime = self.runtime() if blocking else self._peek()
+        if runtime is None:
+            raise _WouldBlock
+        index = self._index
+        if index is not None and index.warehouse is runtime.warehouse:
+            age = self._clock() - index.loaded_at
+            if age <= self._index_ttl:
+                return index
+            if not blocking and age <= self._index_max_stale:
+                self._refresh_index(runtime, wait=False)  # the loop never waits for a query
+                return index
+        if not blocking:
+            raise _WouldBlock
+        return self._refresh_index(runtime, wait=True)
+
+    def _refresh_index(self, runtime: Runtime, wait: bool) -> _RunIndex:
+        """Load the index once however many callers ask: they share the one query in flight."""
+        warehouse = runtime.warehouse
+        with self._index_lock:
+            current = self._index_flight
+            leader = current is None or current[0] is not warehouse
+            flight: "Future[_RunIndex]" = Future() if leader else current[1]
+            if leader:
+                self._index_flight = (warehouse, flight)
+        if not leader:
+            return flight.result() if wait else self._index
+        if wait:
+            return self._load_index(warehouse, flight)
+        threading.Thread(target=self._load_index, args=(warehouse, flight, False), daemon=True,
+                         name="retailopt-api-index").start()
+        return self._index
+
+    def _load_index(self, warehouse: Any, flight: "Future[_RunIndex]", raise_errors: bool = True) -> _RunIndex:
+        try:
+            started = self._clock()
+            rows = query_file(warehouse, "run_index")
+            complete = rows[rows.status == "COMPLETE"].sort_values(["finished_at", "run_id"], ascending=False,
+                                                                    na_position="last")
+            index = _RunIndex(warehouse, started, frozenset(rows.run_id.astype(str)),
+                              str(complete.run_id.iloc[0]) if len(complete) else None)
+            with self._index_lock:
+                if self._index is None or self._index.warehouse is not warehouse or (
+                        self._index.loaded_at <= started):
+                    self._index = index
+            flight.set_result(index)
+            return index
+        except BaseException as exc:
+            flight.set_exception(exc)
+            if raise_errors:
+                raise
+            # A background refresh: readers go on with the old index, and past its limit the
+            # next reader queries itself (and answers the error).
+            log(logging.WARNING, "run index refresh failed", error=f"{type(exc).__name__}: {exc}")
+            return self._index
+        finally:
+            with self._index_lock:
+                if self._index_flight is not None and self._index_flight[1] is flight:
+                    self._index_flight = None
+
+    def _run(self, run_id: str, blocking: bool) -> dict[str, Any]:
         cached = self._cached((run_id, "run"))
         if cached is not None:
             return cached
+        if run_id not in self._runs_index(blocking).run_ids:
+            raise ApiError(404, f"no run {run_id}")
         if not blocking:
             raise _WouldBlock
-        run = pipeline.get_run(self.runtime().warehouse, run_id)
-        if run is None:
+        return self._once((run_id, "run"), lambda: self._read_run(run_id))
+
+    def _read_run(self, run_id: str) -> dict[str, Any]:
+        rows = query_file(self.runtime().warehouse, "run_by_id", {"run_id": run_id})
+        if rows.empty:
             raise ApiError(404, f"no run {run_id}")
-        out = {k: _clean(v) for k, v in run.items()}
+        row = rows.iloc[0].to_dict()
+        row["run_date"] = pd.Timestamp(row["run_date"]).date()  # a DATE, shown without a time
+        out = {k: _clean(v) for k, v in row.items()}
         for name in ("parameters", "timings", "kpis"):
-            if isinstance(out.get(name), str):
-                try:
-                    out[name] = json.loads(out[name])
-                except ValueError:
-                    pass
+            out[name] = _stored_json(out.get(name))
         if out.get("status") in ("COMPLETE", "FAILED"):  # final: never changes again
             self._remember((run_id, "run"), out)
         return out
 
-    def _results(self, run_id: str, resource: str, blocking: bool) -> list[dict[str, Any]]:
+    def _results(self, run_id: str, resource: str) -> list[dict[str, Any]]:
         cached = self._cached((run_id, resource))
         if cached is not None:
             return cached
-        if not blocking:
-            raise _WouldBlock
+        return self._once((run_id, resource), lambda: self._read_results(run_id, resource))
+
+    def _read_results(self, run_id: str, resource: str) -> list[dict[str, Any]]:
         warehouse = self.runtime().warehouse
         rows = _records(warehouse.query(_RESULT_SQL[resource], {"run_id": run_id}))
         if resource == "routes":
@@ -336,29 +484,77 @@ class Api:
                 by_route.setdefault(stop["route_id"], []).append(stop)
             for route in rows:
                 route["stops"] = by_route.get(route["route_id"], [])
-        self._remember((run_id, resource), rows)
-        return rows
+        return self._kept((run_id, resource), rows)  # only a COMPLETE run's results are read
 
 
 def _clean(value: Any) -> Any:
-    if value is None:
+    """A warehouse value as JSON can carry it: NaN, infinities and NULLs are null."""
+    if value is None or value is pd.NaT:
         return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if value is pd.NaT:
-        return None
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     try:
         if pd.isna(value):
             return None
     except (TypeError, ValueError):
         pass
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if hasattr(value, "item"):
-        return value.item()
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     return value
+
+
+def _stored_json(text: Any) -> Any:
+    """A JSON column of `runs` as it is shown: parsed, with NaN and infinities as null.
+
+    Older rows hold `Infinity`/`NaN` (once accepted from overrides), which Python's json reads
+    but no JSON reader of the API's answers would; text that is not JSON is shown as stored.
+    """
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text, parse_constant=lambda _: None, parse_float=_float_or_none)
+    except (ValueError, RecursionError):
+        return text
+
+
+def _float_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _refuse_constant(text: str) -> Any:
+    raise _BadNumber(f"{text} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"number {text[:40]} is out of range")
+    return value
+
+
+def _int64(text: str) -> int:
+    if len(text) > 20 or abs(value := int(text)) > _MAX_INT:
+        raise _BadNumber(f"number {text[:40]} is out of range")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a decoded JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth <= _MAX_BODY_DEPTH:
+                stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -67,6 +67,8 @@ def _event(step: str, dispatch: Callable[[Runtime, Any, dict[str, str]], str]) -
             logs.log(logging.ERROR, f"{step} rejected: {exc.reason}", step=step, outcome="rejected",
                      reason=exc.reason, event_id=event_id, **logs.trace_fields(headers))
             return "rejected"
+        finally:
+            API.runs_changed()  # `serve`: the API in this process sees the step's runs at once
     run.__name__ = step
     return run
 
