@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import os
 import re
 from dataclasses import dataclass, field
@@ -25,6 +27,70 @@ ENV_PREFIX = "RETAILOPT_"
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range of a numeric setting; an exclusive end is itself outside the range."""
+
+    min: float
+    max: float
+    min_exclusive: bool = False
+    max_exclusive: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.min if self.min_exclusive else value >= self.min
+        below = value < self.max if self.max_exclusive else value <= self.max
+        return above and below
+
+    @property
+    def text(self) -> str:
+        """`1..130`; `0<..2000` excludes 0; `0.5..<1` excludes 1."""
+        low = _num(self.min) + ("<" if self.min_exclusive else "")
+        high = ("<" if self.max_exclusive else "") + _num(self.max)
+        return f"{low}..{high}"
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+# The one list of what each numeric setting may be: what a planner of a retail chain could
+# reasonably ask for, and nothing that makes the maths meaningless (infinite, NaN, negative costs,
+# a 10-million-day history). A setting typed int must also be a whole number; for a mapping the
+# bounds hold for every value. terraform/settings.tf and the README repeat this table; tests
+# compare them with it.
+SETTING_BOUNDS: dict[str, Bounds] = {
+    "confidence_level": Bounds(0.5, 1, max_exclusive=True),
+    "fill_rate_by_class": Bounds(0.5, 1, max_exclusive=True),
+    "fleet_max_vehicles": Bounds(1, 10_000),
+    "handling_cost_per_unit": Bounds(0, 1e6),
+    "history_days": Bounds(28, 3660),
+    "holding_cost_rate": Bounds(0, 5),
+    "horizon_days": Bounds(1, 366),
+    "max_transfer_km": Bounds(0, 2000, min_exclusive=True),
+    "min_transfer_units": Bounds(1, 100_000),
+    # Negative: trips that lose up to this much still go; -1e9 switches the minimum off.
+    "min_transfer_value": Bounds(-1e9, 1e9),
+    "order_cost_per_line": Bounds(0, 1e6),
+    "overstock_cover_days": Bounds(1, 730),
+    "review_period_days": Bounds(1, 90),
+    "routing_max_route_hours": Bounds(0, 24, min_exclusive=True),
+    "routing_penalty_factor": Bounds(0, 1000),
+    "routing_time_limit_s": Bounds(0.1, 3600),
+    "run_lease_s": Bounds(2, 86_400),
+    "seed": Bounds(0, 2**32 - 1),
+    "service_level": Bounds(0.5, 1, max_exclusive=True),
+    "service_level_by_category": Bounds(0.5, 1, max_exclusive=True),
+    "service_level_by_class": Bounds(0.5, 1, max_exclusive=True),
+    "slow_mover_daily_demand": Bounds(0, 1000),
+    "speed_kmh": Bounds(1, 130),
+    "transfer_lead_days": Bounds(0, 60),
+    "transfer_sender_min_daily_demand": Bounds(0, 1000),
+    "transfer_sender_reserve_days": Bounds(0, 366),
+    "transport_cost_per_unit_km": Bounds(0, 1e6),
+    "visit_minutes": Bounds(0, 240),
+}
 
 
 @dataclass(frozen=True)
@@ -107,39 +173,17 @@ class Settings:
         _check(self.routing_engine in ("local", "api"), "routing_engine", self.routing_engine, "local or api")
         _check(self.warehouse != "bigquery" or self.project is not None, "project", self.project,
                "set when warehouse is bigquery")
-        _check(1 <= self.horizon_days <= 366, "horizon_days", self.horizon_days, "1..366")
-        _check(0.5 <= self.confidence_level < 1, "confidence_level", self.confidence_level, "0.5..<1")
-        _check(0.5 <= self.service_level < 1, "service_level", self.service_level, "0.5..<1")
-        for category, level in self.service_level_by_category.items():
-            _check(0.5 <= float(level) < 1, f"service_level_by_category[{category}]", level, "0.5..<1")
-        for name in ("service_level_by_class", "fill_rate_by_class"):
-            for key, level in getattr(self, name).items():
-                _check(0.5 <= float(level) < 1, f"{name}[{key}]", level, "0.5..<1")
-        _check(self.slow_mover_daily_demand >= 0, "slow_mover_daily_demand", self.slow_mover_daily_demand,
-               ">= 0")
-        _check(self.order_cost_per_line >= 0, "order_cost_per_line", self.order_cost_per_line, ">= 0")
-        _check(self.transfer_lead_days >= 0, "transfer_lead_days", self.transfer_lead_days, ">= 0")
-        _check(self.review_period_days >= 1, "review_period_days", self.review_period_days, ">= 1")
-        _check(self.history_days >= 28, "history_days", self.history_days, ">= 28")
-        _check(self.max_transfer_km > 0, "max_transfer_km", self.max_transfer_km, "> 0")
-        _check(self.min_transfer_units >= 1, "min_transfer_units", self.min_transfer_units, ">= 1")
-        _check(self.transfer_sender_min_daily_demand is None or self.transfer_sender_min_daily_demand >= 0,
-               "transfer_sender_min_daily_demand", self.transfer_sender_min_daily_demand, ">= 0 or unset")
-        _check(self.transfer_sender_reserve_days is None or self.transfer_sender_reserve_days >= 0,
-               "transfer_sender_reserve_days", self.transfer_sender_reserve_days, ">= 0 or unset")
-        _check(self.routing_time_limit_s > 0, "routing_time_limit_s", self.routing_time_limit_s, "> 0")
-        _check(self.speed_kmh > 0, "speed_kmh", self.speed_kmh, "> 0")
-        _check(self.visit_minutes >= 0, "visit_minutes", self.visit_minutes, ">= 0")
+        for name, bounds in SETTING_BOUNDS.items():
+            value, kind = getattr(self, name), _FIELD_TYPES[name]
+            optional = kind.endswith("| None")
+            if kind.startswith("Mapping"):
+                for key, item in value.items():
+                    _check_number(f"{name}[{key}]", item, bounds, integer=False)
+            elif not (optional and value is None):
+                _check_number(name, value, bounds, integer=kind.startswith("int"), optional=optional)
         _check(_is_timezone(self.timezone), "timezone", self.timezone, "an IANA time zone name")
-        _check(0 < self.routing_max_route_hours <= 24, "routing_max_route_hours",
-               self.routing_max_route_hours, "0..24")
-        _check(self.routing_penalty_factor >= 0, "routing_penalty_factor", self.routing_penalty_factor,
-               ">= 0")
         _check(self.fleet_vehicle_ids is None or bool(_VEHICLE_IDS_RE.match(self.fleet_vehicle_ids)),
                "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
-        _check(self.fleet_max_vehicles is None or self.fleet_max_vehicles >= 1, "fleet_max_vehicles",
-               self.fleet_max_vehicles, ">= 1 or unset")
-        _check(2 <= self.run_lease_s <= 86400, "run_lease_s", self.run_lease_s, "2..86400")
 
     def service_level_for(self, category: str) -> float:
         return float(self.service_level_by_category.get(category, self.service_level))
@@ -157,6 +201,10 @@ class Settings:
         return out
 
 
+# Annotations as text ("int", "float | None", "Mapping[str, float]"): they say how a value is read.
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(Settings)}
+
+
 def _is_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)
@@ -170,6 +218,48 @@ def _check(ok: bool, name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"invalid setting {name}={value!r}: expected {expected}")
 
 
+def _is_number(value: Any, integer: bool) -> bool:
+    # bool is an int to Python, never a number of days or a cost to a planner.
+    if isinstance(value, (bool, str)) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float is beyond every bound anyway
+        return False
+
+
+def _check_number(name: str, value: Any, bounds: Bounds, *, integer: bool, optional: bool = False) -> None:
+    if not (_is_number(value, integer) and bounds.contains(value)):
+        kind = "a whole number" if integer else "a finite number"
+        raise ConfigError(f"invalid setting {name}={value!r}: expected {kind} in {bounds.text}"
+                          + (" or unset" if optional else ""))
+
+
+def _to_number(name: str, raw: Any, integer: bool) -> int | float:
+    """A number from what a caller gave (JSON number, environment string, `--set` text); whole
+    numbers may be written as floats (`1e3`, `35.0`). Range checks are `Settings`' own."""
+    bounds = SETTING_BOUNDS.get(name.split("[")[0])
+    value: Any = raw
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, (numbers.Real, str)):
+            raise ValueError
+        if isinstance(raw, str):
+            text = raw.strip()
+            try:
+                value = int(text)
+            except ValueError:
+                value = float(text)
+        if integer and not isinstance(value, numbers.Integral):
+            if not float(value).is_integer():
+                raise ValueError
+            value = int(value)
+        return int(value) if integer else float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        kind = "a whole number" if integer else "a finite number"
+        where = f" in {bounds.text}" if bounds is not None else ""
+        raise ConfigError(f"invalid setting {name}={raw!r}: expected {kind}{where}") from exc
+
+
 def _coerce(name: str, raw: Any, annotation: str) -> Any:
     if raw is None:
         return None
@@ -179,17 +269,18 @@ def _coerce(name: str, raw: Any, annotation: str) -> Any:
         if "date" in annotation:
             return raw if isinstance(raw, date) else date.fromisoformat(str(raw))
         if "Mapping" in annotation:
-            return dict(json.loads(raw) if isinstance(raw, str) else raw)
+            mapping = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(mapping, Mapping):
+                raise ValueError
+            return {str(k): _to_number(f"{name}[{k}]", v, integer=False) for k, v in mapping.items()}
         if annotation.startswith("int"):
-            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
-                raise ValueError
-            return int(raw)
+            return _to_number(name, raw, integer=True)
         if annotation.startswith("float"):
-            if isinstance(raw, bool):
-                raise ValueError
-            return float(raw)
+            return _to_number(name, raw, integer=False)
         return str(raw)
     except (TypeError, ValueError, json.JSONDecodeError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"invalid setting {name}={raw!r}: expected {annotation}") from exc
 
 
