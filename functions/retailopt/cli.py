@@ -25,6 +25,7 @@ DELEGATED = {
     "bench-rebalance": ("retailopt.rebalance_benchmark", "Benchmark rebalancing at 20 million positions"),
     "bench-routing": ("retailopt.routing.benchmark", "Benchmark the routing solver on Li & Lim"),
     "bench-api": ("retailopt.services.load_benchmark", "Load-test the HTTP API on loopback"),
+    "bench-faults": ("retailopt.fault_benchmark", "Corrupted files, killed runs, hostile API requests"),
 }
 STEPS = ("import", "forecast", "plan", "publish")
 
