@@ -50,3 +50,25 @@ def test_local_bus_retries_then_dead_letters():
     assert [(d.target, status) for d, status in bus.dead_letters] == [("forecast", 500)]
     assert [t for t, _ in bus.published] == ["forecast", "plan", "published"]
     bus.close()
+
+
+@pytest.mark.parametrize("env, fragment", [
+    # max_attempts=1 would give up on the first delivery, before the step ever ran.
+    ({"RETAILOPT_MAX_ATTEMPTS": "1"}, r"max_attempts=1: expected a whole number in 2\.\.100"),
+    ({"RETAILOPT_MAX_ATTEMPTS": "101"}, r"max_attempts=101: expected a whole number in 2\.\.100"),
+    ({"RETAILOPT_MAX_ATTEMPTS": "4.5"}, "MAX_ATTEMPTS"),
+    ({"RETAILOPT_MAX_EVENT_AGE_S": "nan"}, r"max_event_age_s=nan: expected a finite number in 1\.\.604800"),
+    ({"RETAILOPT_MAX_EVENT_AGE_S": "inf"}, r"max_event_age_s=inf: expected a finite number in 1\.\.604800"),
+    ({"RETAILOPT_MAX_EVENT_AGE_S": "0"}, "max_event_age_s"),
+])
+def test_service_numbers_are_finite_and_bounded(env, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        service_settings.load_service_settings(env)
+
+
+def test_max_attempts_bounds():
+    assert service_settings.load_service_settings({"RETAILOPT_MAX_ATTEMPTS": "2"}).max_attempts == 2
+    assert service_settings.load_service_settings({"RETAILOPT_MAX_ATTEMPTS": "100"}).max_attempts == 100
+    for bad in (1, 0, True, 2.5):
+        with pytest.raises(ConfigError, match="max_attempts"):
+            service_settings.ServiceSettings(max_attempts=bad)

@@ -178,9 +178,9 @@ class Settings:
             optional = kind.endswith("| None")
             if kind.startswith("Mapping"):
                 for key, item in value.items():
-                    _check_number(f"{name}[{key}]", item, bounds, integer=False)
+                    check_number(f"{name}[{key}]", item, bounds, integer=False)
             elif not (optional and value is None):
-                _check_number(name, value, bounds, integer=kind.startswith("int"), optional=optional)
+                check_number(name, value, bounds, integer=kind.startswith("int"), optional=optional)
         _check(_is_timezone(self.timezone), "timezone", self.timezone, "an IANA time zone name")
         _check(self.fleet_vehicle_ids is None or bool(_VEHICLE_IDS_RE.match(self.fleet_vehicle_ids)),
                "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
@@ -228,7 +228,7 @@ def _is_number(value: Any, integer: bool) -> bool:
         return False
 
 
-def _check_number(name: str, value: Any, bounds: Bounds, *, integer: bool, optional: bool = False) -> None:
+def check_number(name: str, value: Any, bounds: Bounds, *, integer: bool, optional: bool = False) -> None:
     if not (_is_number(value, integer) and bounds.contains(value)):
         kind = "a whole number" if integer else "a finite number"
         raise ConfigError(f"invalid setting {name}={value!r}: expected {kind} in {bounds.text}"

@@ -83,7 +83,7 @@ def handle(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo
         claims = [event_claim, key_claim]
         entry.set(attempt=max(c.attempts for c in claims))
         try:
-            if max(c.attempts for c in claims) > runtime.service.max_attempts:
+            if max(c.attempts for c in claims) >= runtime.service.max_attempts:
                 raise PermanentError(f"gave up after {runtime.service.max_attempts} attempts")
             outputs = work(entry)
             for topic, batch in outputs:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from retailopt.config import ConfigError
+from retailopt.config import Bounds, ConfigError, check_number
 
 # Every environment variable the services read, in one list: the Terraform test checks that each
 # Cloud Run service sets them.
@@ -32,6 +32,10 @@ SERVICE_ENV_VARS: list[str] = [
 # the import service, which also receives the raw bucket's object-finalized events.
 TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders")
 
+# 7 days: a Pub/Sub subscription keeps no message longer. max_attempts: Pub/Sub delivers 5..100 times; 1 would give
+# up on the first delivery, before the step ever ran.
+SERVICE_BOUNDS: dict[str, Bounds] = {"max_attempts": Bounds(2, 100), "max_event_age_s": Bounds(1, 604_800)}
+
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 _SA_RE = re.compile(r"^[^@\s,]+@[^@\s,]+$")
@@ -51,8 +55,11 @@ class ServiceSettings:
     allowed_callers: tuple[str, ...] = ()
     # Events older than this are dropped (they are stale plans, not work to catch up on).
     max_event_age_s: float = 86400.0
-    # Deliveries of one event before a failing step is given up and the run marked FAILED.
-    max_attempts: int = 5
+    # The delivery of an event that reaches this number gives up at once: the run is marked FAILED
+    # and the event acknowledged, so a failing step runs at most max_attempts - 1 times. Keep it
+    # below the platform's own limit (Pub/Sub's max_delivery_attempts, the local bus's
+    # max_attempts), or the platform drops the event first and the run stays RUNNING.
+    max_attempts: int = 4
     max_body_bytes: int = 1_000_000
 
     def __post_init__(self) -> None:
@@ -69,10 +76,8 @@ class ServiceSettings:
                 raise ConfigError(f"invalid setting allowed_callers entry {caller!r}: expected an email")
         if self.auth_audience is not None and not self.allowed_callers:
             raise ConfigError("invalid setting allowed_callers=(): set it when auth_audience is set")
-        if self.max_event_age_s <= 0:
-            raise ConfigError(f"invalid setting max_event_age_s={self.max_event_age_s!r}: expected > 0")
-        if self.max_attempts < 1:
-            raise ConfigError(f"invalid setting max_attempts={self.max_attempts!r}: expected >= 1")
+        for name, bounds in SERVICE_BOUNDS.items():
+            check_number(name, getattr(self, name), bounds, integer=name == "max_attempts")
         if not 1024 <= self.max_body_bytes <= 32_000_000:
             raise ConfigError(f"invalid setting max_body_bytes={self.max_body_bytes!r}: expected 1024..32000000")
 
@@ -104,6 +109,6 @@ def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSe
         auth_audience=env.get("RETAILOPT_AUTH_AUDIENCE") or None,
         allowed_callers=callers,
         max_event_age_s=float(_number(env, "RETAILOPT_MAX_EVENT_AGE_S", float, 86400.0)),
-        max_attempts=int(_number(env, "RETAILOPT_MAX_ATTEMPTS", int, 5)),
+        max_attempts=int(_number(env, "RETAILOPT_MAX_ATTEMPTS", int, ServiceSettings.max_attempts)),
         max_body_bytes=int(_number(env, "RETAILOPT_MAX_BODY_BYTES", int, 1_000_000)),
     )
