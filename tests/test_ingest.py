@@ -196,3 +196,109 @@ def test_parquet_numbers_beyond_the_int64_range_are_quarantined(chain, variant):
     assert list(sales.index) == [1] and sales.loc[1, "column_name"] == "units"
     assert "out of range" in sales.loc[1, "reason"]
     assert len(result.frames["sales"]) == table.num_rows - 1
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"", "empty"),
+    (b"\x00\xff\xfe\x80 garbage\n\"unclosed", "not UTF-8"),
+    ("store_id,product_id,start_date,end_date\nS001,P0001,\"2026-11-25,2026-12-01\nS002,P0002,2026-11-25,2026-12-01\n"
+     .encode(), "quote"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8"),
+    (b"start,end\n1,2\n", "missing columns: store_id, product_id, start_date, end_date"),
+])
+def test_a_bad_optional_file_is_skipped_with_a_file_level_record(chain, content, problem):
+    (chain / "promotions.csv").write_bytes(content)
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.frames["promotions"].empty
+    assert list(result.frames["promotions"].columns) == ["store_id", "product_id", "start_date", "end_date"]
+    record = _file_level(result, "promotions.csv")
+    assert len(record) == 1 and problem in record.reason.iloc[0]
+    assert "promotions.csv" in record.reason.iloc[0]  # the reason alone tells which file was skipped
+    assert not result.frames["sales"].empty  # the run goes on with everything else
+    report = next(r for r in result.reports if r.table == "promotions")
+    assert report.rows_accepted == 0 and report.problems
+
+
+def test_latin1_bytes_quarantine_their_rows_only(chain):
+    fields = _line(chain / "products.csv", 3).split(",")
+    fields[1] = "Caf\u00e9 Cr\u00e8me"
+    _replace_line(chain / "products.csv", 3, ",".join(fields), encoding="latin-1")
+    result = load_inputs(chain, as_of=AS_OF)
+    products = _reasons(result, "products.csv")
+    assert list(products.index) == [2] and products.loc[2, "column_name"] == "name"
+    assert "UTF-8" in products.loc[2, "reason"]
+    assert len(result.frames["products"]) == 11
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_utf8_with_bom_and_utf16_files_are_read(chain, encoding):
+    text = (chain / "products.csv").read_text(encoding="utf-8").replace("P0001,", "P0001,Caf\u00e9 ", 1)
+    (chain / "products.csv").write_bytes(text.encode(encoding))
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.quarantine.empty
+    assert result.frames["products"].name.iloc[0].startswith("Caf\u00e9 ")
+
+
+def test_ragged_rows_are_quarantined_with_their_row_number(chain):
+    path = chain / "products.csv"
+    _replace_line(path, 2, _line(path, 2) + ",extra,fields")        # more fields than the header
+    _replace_line(path, 5, ",".join(_line(path, 5).split(",")[:4]))  # fewer fields
+    result = load_inputs(chain, as_of=AS_OF)
+    products = _reasons(result, "products.csv")
+    assert list(products.index) == [1, 4]
+    assert "10 fields" in products.loc[1, "reason"] and "4 fields" in products.loc[4, "reason"]
+    assert products.column_name.notna().all()
+    assert len(result.frames["products"]) == 10
+    assert result.frames["products"].product_id.tolist()[:2] == ["P0002", "P0003"]  # columns did not shift
+    report = next(r for r in result.reports if r.table == "products")
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (12, 10, 2)
+
+
+def test_unclosed_quote_in_a_required_file_is_an_input_error_naming_it(chain):
+    path = chain / "products.csv"
+    fields = _line(path, 4).split(",")
+    fields[1] = '"' + fields[1]
+    _replace_line(path, 4, ",".join(fields))
+    with pytest.raises(InputError, match=r"products\.csv.*quote"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_unclosed_quote_in_the_last_column_is_not_silently_accepted(chain):
+    # The quote swallows the rest of the file into one value, and the row still has all its fields.
+    path = chain / "products.csv"
+    fields = _line(path, 4).split(",")
+    fields[-1] = '"' + fields[-1]
+    _replace_line(path, 4, ",".join(fields))
+    with pytest.raises(InputError, match=r"products\.csv.*quote"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_header_only_required_file_stops_with_a_clear_error(chain):
+    path = chain / "products.csv"
+    path.write_text(_line(path, 1))  # no newline after the header either
+    with pytest.raises(InputError, match=r"no valid rows in products"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_empty_required_file_is_an_input_error_naming_it(chain):
+    (chain / "products.csv").write_bytes(b"")
+    with pytest.raises(InputError, match=r"products\.csv.*empty") as exc:
+        load_inputs(chain, as_of=AS_OF)
+    assert exc.value.quarantine.source_file.tolist() == ["products.csv"]
+
+
+def test_csv_and_parquet_of_one_required_table_is_an_input_error(chain):
+    pd.read_parquet(chain / "sales.parquet").to_csv(chain / "sales.csv", index=False)
+    with pytest.raises(InputError, match=r"both sales\.csv and sales\.parquet present: keep one"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_csv_and_parquet_of_the_optional_promotions_skip_them(chain):
+    promotions = pd.DataFrame([{"store_id": "S001", "product_id": "P0001", "start_date": "2026-11-25",
+                                "end_date": "2026-12-01"}])
+    promotions.to_csv(chain / "promotions.csv", index=False)
+    promotions.to_parquet(chain / "promotions.parquet")
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.frames["promotions"].empty
+    record = _file_level(result, "promotions.csv")
+    assert len(record) == 1 and "both promotions.csv and promotions.parquet present" in record.reason.iloc[0]

@@ -6,8 +6,14 @@ returned as quarantine records, so rows in = rows accepted + rows quarantined.
 
 from __future__ import annotations
 
+import codecs
+import csv
+import itertools
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -16,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pandera.errors
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from retailopt import schema
@@ -64,22 +72,207 @@ class ImportResult:
     reports: list[FileReport]
 
 
-def find_input_file(data_dir: Path, table: str) -> Path | None:
-    for suffix in (".parquet", ".csv"):
-        path = data_dir / f"{table}{suffix}"
-        if path.is_file():
-            return path
-    return None
+def find_input_files(data_dir: Path, table: str) -> list[Path]:
+    """Every file that holds `table`; more than one is a problem for the caller, not a choice to make."""
+    return [path for suffix in (".parquet", ".csv") if (path := data_dir / f"{table}{suffix}").is_file()]
 
 
-def read_raw(path: Path) -> pd.DataFrame:
+class FileProblem(Exception):
+    """A whole file is unusable (empty, unreadable, ambiguous); the message says why, without the path."""
+
+
+@dataclass
+class RawFile:
+    """A file's rows before typing, indexed by 0-based data row (gaps where a row could not be split)."""
+
+    frame: pd.DataFrame
+    header: list[str]  # the column names as the file has them, stripped
+    # Values that are not text (idx, column_name, reason); their rows stay in `frame` for the record.
+    problems: pd.DataFrame = field(default_factory=lambda: _problems_frame(pd.Index([]), "", ""))
+    # Quarantine rows for rows that could not be split into the header's columns.
+    rejected: pd.DataFrame = field(default_factory=lambda: _combine([]))
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.frame) + len(self.rejected)
+
+
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+_NOT_UTF8 = "not UTF-8 text (save the file as UTF-8)"
+# Arrow types pandas takes over as they are; any other (time, decimal, nested, ...) is read as text.
+_PLAIN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer, pa.types.is_floating,
+                pa.types.is_boolean, pa.types.is_date, pa.types.is_timestamp, pa.types.is_null)
+
+
+def read_raw(path: Path) -> RawFile:
+    """The file's rows; raises FileProblem when the file as a whole cannot be read."""
     if path.suffix == ".parquet":
         table = pq.read_table(path)
-        # Arrow-backed strings avoid a slow round trip through Python objects on large files.
-        return table.to_pandas(date_as_object=False, types_mapper={pa.string(): pd.StringDtype("pyarrow"),
-                                             pa.large_string(): pd.StringDtype("pyarrow")}.get)
-    # Read every column as text so a wrong type is reported per row instead of failing the file.
-    return pd.read_csv(path, dtype=_STR, keep_default_na=False, na_values=[""], skipinitialspace=True)
+        header = [name.strip() for name in table.column_names]
+        table, problems = _plain_columns(table.rename_columns(_unique_names(header)))
+        frame = _to_pandas(table)
+        return RawFile(frame, header, problems.assign(idx=frame.index[problems.idx.to_numpy(dtype=int)]))
+    return _read_csv(path)
+
+
+def _read_csv(path: Path) -> RawFile:
+    # Every column is read as bytes, so a wrong type or a byte that is not UTF-8 is reported per row
+    # instead of failing the file; pyarrow rather than pandas because it hands over the rows that do
+    # not match the header (with their row number) instead of shifting or dropping them.
+    with path.open("rb") as f:
+        start = f.read(2)
+    encoding = "utf-16" if start in _UTF16_BOMS else "utf-8-sig"
+    raw_names, has_rows = _csv_header(path, encoding)
+    header = [name.strip() for name in raw_names]
+    names = _unique_names(header)
+    if not has_rows:
+        return RawFile(pd.DataFrame({name: pd.Series(dtype=_STR) for name in names}), header)
+    ragged: list[pacsv.InvalidRow] = []
+
+    def on_ragged_row(row: pacsv.InvalidRow) -> str:
+        ragged.append(row)
+        return "skip"
+
+    with _undecodable_rows() as undecodable:
+        try:
+            table = pacsv.read_csv(
+                path,
+                read_options=pacsv.ReadOptions(use_threads=False,  # row numbers for the ragged rows
+                                               encoding="utf16" if encoding == "utf-16" else "utf8"),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_ragged_row),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in raw_names},
+                                                     strings_can_be_null=True, null_values=[""]))
+        except pa.ArrowInvalid as exc:
+            hint = (" (a row with a different number of fields than the header, which is also not UTF-8 text: "
+                    "save the file as UTF-8)") if undecodable else ""
+            raise FileProblem(f"cannot read file: {exc}{hint}") from exc
+    if table.column_names != raw_names:
+        raise FileProblem("the header row cannot be read (check the quotes in it)")
+    lines = [pc.any(pc.match_substring_regex(col, "[\r\n]")).as_py() for col in table.columns]
+    if any(lines) or any("\n" in row.text or "\r" in row.text for row in ragged):
+        opened = _unclosed_quote(path, encoding)
+        if opened is not None:
+            where = "the header" if opened == 0 else f"data row {opened}"
+            raise FileProblem(f"a quote opened in {where} is never closed, so the rows after it cannot be "
+                              "told apart")
+    table, problems = _plain_columns(table.rename_columns(names))
+    total = table.num_rows + len(ragged)
+    skipped = np.array([row.number - 2 for row in ragged], dtype=int)  # row.number counts the header as 1
+    index = np.delete(np.arange(total), skipped)
+    frame = _to_pandas(table).set_axis(pd.Index(index), axis=0)
+    rejected = pd.DataFrame({
+        "source_file": path.name, "row_number": skipped + 1,
+        "column_name": ",".join(header),
+        "reason": [f"{row.actual_columns} fields, the header has {row.expected_columns}" for row in ragged],
+        "raw_record": [json.dumps(row.text) for row in ragged],
+    }) if ragged else _combine([])
+    return RawFile(frame, header, problems.assign(idx=index[problems.idx.to_numpy(dtype=int)]), rejected)
+
+
+def _csv_header(path: Path, encoding: str) -> tuple[list[str], bool]:
+    """The header's column names (as written; blank lines before it are skipped, as pyarrow does) and
+    whether any data row follows."""
+    with path.open(encoding=encoding, errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next((record for record in reader if record), None)
+        except csv.Error as exc:
+            raise FileProblem(f"the header row cannot be read: {exc}") from exc
+        has_rows = any(line.strip() for line in f)
+    if header is None:
+        raise FileProblem("the file is empty (expected a header row)")
+    if any("\ufffd" in name for name in header):
+        raise FileProblem(f"the header row is {_NOT_UTF8}")
+    return header, has_rows
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    """Column names pandas can hold: an empty name gets its position, a repeated one a suffix."""
+    names: list[str] = []
+    for i, name in enumerate(header, start=1):
+        name = name or f"(column {i})"
+        while name in names:
+            name += "'"
+        names.append(name)
+    return names
+
+
+def _unclosed_quote(path: Path, encoding: str) -> int | None:
+    """The record (0 = header) whose quote runs to the end of the file, if any.
+
+    pyarrow reads such a value to the end of the file without a word, swallowing the rows after it.
+    Python's csv reader does the same; a sentinel line after the end shows it: swallowed, it ends
+    up inside the last record instead of being a record of its own.
+    """
+    sentinel = "\x00end of file\x00"
+    with path.open(encoding=encoding, errors="replace", newline="") as f:
+        number, last = -1, None
+        for number, last in enumerate(csv.reader(itertools.chain(f, ["\n", sentinel + "\n"]))):
+            pass
+    return None if last == [sentinel] else number
+
+
+@contextmanager
+def _undecodable_rows() -> Iterator[list[object]]:
+    """pyarrow decodes a row of the wrong length as UTF-8 before handing it over; when that fails it
+    reports the error through sys.unraisablehook (a traceback on stderr) and then fails the read.
+    Collect those instead, so the read's own error (with a hint) is all that shows."""
+    caught: list[object] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if issubclass(unraisable.exc_type, UnicodeDecodeError):
+            caught.append(unraisable)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook = previous
+
+
+def _plain_columns(table: pa.Table) -> tuple[pa.Table, pd.DataFrame]:
+    """Columns of types pandas handles plainly; bytes become UTF-8 text, and a value that is not UTF-8
+    a problem of its row (kept, with U+FFFD for the bad bytes, for the quarantine record).
+    Problems are returned with `idx` = position in the table."""
+    problems: list[pd.DataFrame] = []
+    columns = []
+    for name, col in zip(table.column_names, table.columns):
+        if pa.types.is_dictionary(col.type):
+            col = col.cast(col.type.value_type)
+        if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type) \
+                or pa.types.is_fixed_size_binary(col.type):
+            try:
+                col = col.cast(pa.string())
+            except pa.ArrowInvalid:  # rare: look at each value to find the rows that are not UTF-8
+                values = col.to_pylist()
+                bad = [i for i, v in enumerate(values) if v is not None and not _is_utf8(v)]
+                col = pa.array([None if v is None else v.decode("utf-8", "replace") for v in values], pa.string())
+                problems.append(pd.DataFrame({"idx": bad, "column_name": name, "reason": _NOT_UTF8}))
+        elif not any(is_type(col.type) for is_type in _PLAIN_TYPES):
+            try:
+                col = col.cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        columns.append(col)
+    table = pa.table(columns, names=table.column_names)
+    return table, pd.concat(problems, ignore_index=True) if problems else _problems_frame(pd.Index([]), "", "")
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _to_pandas(table: pa.Table) -> pd.DataFrame:
+    # Arrow-backed strings avoid a slow round trip through Python objects on large files.
+    return table.to_pandas(date_as_object=False, types_mapper={pa.string(): pd.StringDtype("pyarrow"),
+                                                               pa.large_string(): pd.StringDtype("pyarrow")}.get)
 
 
 def _problems_frame(index: pd.Index, column: str, reason: str) -> pd.DataFrame:
@@ -163,12 +356,24 @@ def _pandera_problems(table: str, frame: pd.DataFrame) -> list[pd.DataFrame]:
                           "reason": reasons.to_numpy()})]
 
 
-def validate_table(table: str, raw: pd.DataFrame, valid_ids: dict[str, set[str]], as_of: date
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (valid typed rows, problems: idx/column_name/reason)."""
+def _unless_reported(found: pd.DataFrame, earlier: list[pd.DataFrame]) -> pd.DataFrame:
+    """`found` without "missing value" for a value already reported as unreadable (coerce blanks it)."""
+    if not earlier:
+        return found
+    seen = pd.concat(earlier)[["idx", "column_name"]].drop_duplicates().assign(seen=True)
+    marked = found.merge(seen, on=["idx", "column_name"], how="left")
+    return found[~(marked.seen.eq(True).to_numpy() & (found.reason == "missing value").to_numpy())]
+
+
+def validate_table(table: str, raw: pd.DataFrame, valid_ids: dict[str, set[str]], as_of: date,
+                   read_problems: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (valid typed rows, problems: idx/column_name/reason); `read_problems` are found earlier
+    (values that are not text) in the same form."""
     contract = CONTRACTS[table]
     frame, problems = coerce(table, raw)
-    problems += _pandera_problems(table, frame)
+    if read_problems is not None and not read_problems.empty:
+        problems.insert(0, read_problems)
+    problems += [_unless_reported(found, problems) for found in _pandera_problems(table, frame)]
     for column, targets in contract.references.items():
         known = set().union(*(valid_ids.get(t, set()) for t in targets))
         bad = frame[column].notna() & ~frame[column].isin(known)
@@ -209,8 +414,9 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
     records = raw.loc[idx].to_json(orient="records", lines=True, default_handler=str)
     return pd.DataFrame({
         "source_file": source,
-        # 1-based data row, header excluded (the CSV line number is this plus one).
-        "row_number": raw.index.get_indexer(idx) + 1,
+        # 1-based data row, header excluded (the CSV line number is this plus one): raw is indexed by
+        # 0-based data row, with gaps where read_raw took out rows that did not fit the header.
+        "row_number": idx.astype(int) + 1,
         "column_name": merged.column_name.to_numpy(),
         "reason": merged.text.to_numpy(),
         "raw_record": [line.replace("\\/", "/") for line in records.splitlines()],
@@ -228,41 +434,50 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
     valid_ids: dict[str, set[str]] = {}
     for table in INPUT_TABLES:
         expected = schema.table(table).column_names
-        path = find_input_file(data_dir, table)
-        if path is None:
-            frames[table] = pd.DataFrame(columns=expected)
+        frames[table] = pd.DataFrame(columns=expected)
+        paths = find_input_files(data_dir, table)
+        if not paths:
             if table in OPTIONAL_TABLES:
                 reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0))
                 continue
-            quarantined.append(pd.DataFrame([{"source_file": f"{table}.csv", "row_number": None, "column_name": None,
-                                              "reason": f"file missing: expected {table}.csv or {table}.parquet"}]))
+            quarantined.append(_file_problem(f"{table}.csv", f"file missing: expected {table}.csv or {table}.parquet"))
             reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0, ["file missing"]))
             continue
+        path = paths[-1] if len(paths) > 1 else paths[0]  # the .csv name when both are there
+        raw: RawFile | None = None
         try:
+            if len(paths) > 1:
+                raise FileProblem(f"both {' and '.join(sorted(p.name for p in paths))} present: keep one")
             raw = read_raw(path)
-        except Exception as exc:  # any parser error makes the whole file unusable
-            reason = f"cannot read file: {exc}"
-            raise InputError(f"{path}: {reason}",
-                             _combine([*quarantined, _file_problem(path.name, reason)])) from exc
-        missing = [c for c in expected if c not in raw.columns]
-        if missing:
-            reason = f"missing columns: {', '.join(missing)} (expected {', '.join(expected)})"
-            quarantined.append(pd.DataFrame([{"source_file": path.name, "row_number": None,
-                                              "column_name": ",".join(missing), "reason": reason}]))
-            reports.append(FileReport(table, str(path), len(raw), 0, len(raw), [reason]))
-            frames[table] = pd.DataFrame(columns=expected)
-            log.warning("%s: %s", path, reason)
+            problem = _header_problem(raw.header, expected)
+        except FileProblem as exc:
+            problem = str(exc)
+        except Exception as exc:  # any other parser error makes the whole file unusable too
+            problem = f"cannot read file: {exc}"
+        if problem is not None:
+            rows_in = raw.rows_in if raw is not None else 0
+            if table in OPTIONAL_TABLES:
+                # An optional file never stops the run: it is left out, and the record says so.
+                reason = f"{path.name} skipped: {problem}"
+            elif raw is None:
+                raise InputError(f"{path}: {problem}", _combine([*quarantined, _file_problem(path.name, problem)]))
+            else:
+                reason = problem  # the run stops below, once every file's problems are known
+            quarantined.append(_file_problem(path.name, reason, _header_columns(raw, expected)))
+            reports.append(FileReport(table, str(path), rows_in, 0, rows_in, [reason]))
+            log.warning("%s: %s", path, problem)
             continue
-        raw = raw.reset_index(drop=True)
-        valid, problems = validate_table(table, raw, valid_ids, as_of)
-        q = _quarantine_rows(path.name, raw, problems)
+        valid, problems = validate_table(table, raw.frame, valid_ids, as_of, raw.problems)
+        q = _combine([raw.rejected, _quarantine_rows(path.name, raw.frame, problems)])
+        if len(q):
+            q = q.sort_values("row_number", kind="stable", ignore_index=True)
         quarantined.append(q)
         frames[table] = valid.reset_index(drop=True)
         key = CONTRACTS[table].key
         if len(key) == 1:
             valid_ids[table] = set(valid[key[0]].astype(str))
         messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
-        reports.append(FileReport(table, str(path), len(raw), len(valid), len(q), messages))
+        reports.append(FileReport(table, str(path), raw.rows_in, len(valid), len(q), messages))
         for message in messages:
             log.warning(message)
     quarantine = _combine(quarantined)
@@ -272,6 +487,24 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
                             for r in reports if r.table in empty)
         raise InputError(f"cannot plan: no valid rows in {', '.join(empty)} ({details})", quarantine)
     return ImportResult(frames, quarantine, reports)
+
+
+def _header_problem(header: list[str], expected: list[str]) -> str | None:
+    missing = [c for c in expected if c not in header]
+    if missing:
+        return f"missing columns: {', '.join(missing)} (expected {', '.join(expected)})"
+    repeated = [c for c in expected if header.count(c) > 1]
+    if repeated:
+        return f"columns named twice in the header: {', '.join(repeated)}"
+    return None
+
+
+def _header_columns(raw: RawFile | None, expected: list[str]) -> str | None:
+    """The columns a file-level problem is about (missing or repeated ones), if any."""
+    if raw is None:
+        return None
+    named = [c for c in expected if raw.header.count(c) != 1]
+    return ",".join(named) or None
 
 
 def _combine(quarantined: list[pd.DataFrame]) -> pd.DataFrame:
