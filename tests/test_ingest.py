@@ -82,13 +82,6 @@ def test_missing_column_of_a_required_file_stops_with_a_clear_error(chain):
         load_inputs(chain, as_of=AS_OF)
 
 
-def test_missing_optional_file_is_reported_not_fatal(chain):
-    (chain / "vehicles.csv").unlink()
-    result = load_inputs(chain, as_of=AS_OF)
-    assert result.frames["vehicles"].empty
-    assert result.quarantine.reason.str.contains("file missing").any()
-
-
 def test_parquet_and_csv_are_equivalent(chain):
     sales = pd.read_parquet(chain / "sales.parquet")
     (chain / "sales.parquet").unlink()
@@ -219,6 +212,21 @@ def test_a_bad_optional_file_is_skipped_with_a_file_level_record(chain, content,
     assert report.rows_accepted == 0 and report.problems
 
 
+def test_vehicles_without_a_valid_row_stop_the_run(chain):
+    vehicles = pd.read_csv(chain / "vehicles.csv", dtype=str)
+    vehicles["depot_id"] = "DC99"  # every vehicle starts at a depot that does not exist
+    vehicles.to_csv(chain / "vehicles.csv", index=False)
+    with pytest.raises(InputError, match=r"no valid rows in vehicles"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_missing_vehicles_file_stops_the_run(chain):
+    (chain / "vehicles.csv").unlink()
+    with pytest.raises(InputError, match=r"vehicles.*file missing") as exc:
+        load_inputs(chain, as_of=AS_OF)
+    assert exc.value.quarantine.reason.str.contains("file missing").any()
+
+
 def test_latin1_bytes_quarantine_their_rows_only(chain):
     fields = _line(chain / "products.csv", 3).split(",")
     fields[1] = "Caf\u00e9 Cr\u00e8me"
@@ -285,6 +293,26 @@ def test_empty_required_file_is_an_input_error_naming_it(chain):
     with pytest.raises(InputError, match=r"products\.csv.*empty") as exc:
         load_inputs(chain, as_of=AS_OF)
     assert exc.value.quarantine.source_file.tolist() == ["products.csv"]
+
+
+@pytest.mark.parametrize("fault", ["vehicles", "garbage", "empty"])
+def test_cli_exits_2_with_a_message_and_no_traceback(chain, tmp_path, capsys, fault):
+    from retailopt.cli import main
+
+    if fault == "vehicles":
+        vehicles = pd.read_csv(chain / "vehicles.csv", dtype=str)
+        vehicles["capacity_units"] = "0"
+        vehicles.to_csv(chain / "vehicles.csv", index=False)
+    elif fault == "garbage":
+        (chain / "stores.csv").write_bytes(bytes(range(256)) * 4)
+    else:
+        (chain / "distribution_centers.csv").write_bytes(b"")
+    code = main(["run", "--data", str(chain), "--data-dir", str(tmp_path / "work"), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "Traceback" not in captured.err + captured.out
+    expected = {"vehicles": "vehicles", "garbage": "stores", "empty": "distribution_centers.csv"}[fault]
+    assert captured.err.startswith("error: ") and expected in captured.err
 
 
 def test_csv_and_parquet_of_one_required_table_is_an_input_error(chain):

@@ -15,8 +15,8 @@ from retailopt import schema
 INPUT_TABLES = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales", "promotions")
 # Files a folder may leave out without a quarantine row (an absent file means an empty table).
 OPTIONAL_TABLES = ("promotions",)
-# Files that must hold at least one valid row for a plan to be possible.
-REQUIRED_NONEMPTY = ("stores", "distribution_centers", "products", "inventory", "sales")
+# Files that must hold at least one valid row for a plan to be possible (routing needs a vehicle).
+REQUIRED_NONEMPTY = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales")
 
 
 @dataclass(frozen=True)
