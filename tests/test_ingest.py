@@ -281,6 +281,20 @@ def test_unclosed_quote_in_the_last_column_is_not_silently_accepted(chain):
         load_inputs(chain, as_of=AS_OF)
 
 
+def test_nul_bytes_and_control_characters_in_text_are_quarantined(chain):
+    path = chain / "products.csv"
+    fields = _line(path, 2).split(",")
+    fields[1] = "Lake\x00shore"
+    _replace_line(path, 2, ",".join(fields))
+    fields = _line(path, 3).split(",")
+    fields[2] = "groc\x1bery"
+    _replace_line(path, 3, ",".join(fields))
+    products = _reasons(load_inputs(chain, as_of=AS_OF), "products.csv")
+    assert list(products.index) == [1, 2]
+    assert products.loc[1, "column_name"] == "name" and "control characters" in products.loc[1, "reason"]
+    assert products.loc[2, "column_name"] == "category"
+
+
 def test_header_only_required_file_stops_with_a_clear_error(chain):
     path = chain / "products.csv"
     path.write_text(_line(path, 1))  # no newline after the header either
@@ -315,6 +329,26 @@ def test_cli_exits_2_with_a_message_and_no_traceback(chain, tmp_path, capsys, fa
     assert captured.err.startswith("error: ") and expected in captured.err
 
 
+@pytest.mark.parametrize("file, first, second", [
+    ("stores.csv", "receiving_open", "receiving_close"),
+    ("distribution_centers.csv", "open_time", "close_time"),
+    ("vehicles.csv", "shift_start", "shift_end"),
+])
+def test_time_windows_that_end_before_they_open_are_quarantined(chain, file, first, second):
+    frame = pd.read_csv(chain / file, dtype=str, keep_default_na=False)
+    frame.loc[0, first], frame.loc[0, second] = "18:00:00", "07:30"
+    frame.to_csv(chain / file, index=False)
+    if file == "distribution_centers.csv":  # the only centre: the run stops, and says why
+        with pytest.raises(InputError) as exc:
+            load_inputs(chain, as_of=AS_OF)
+        q = exc.value.quarantine
+        rows = q[q.source_file == file].set_index("row_number")
+    else:
+        rows = _reasons(load_inputs(chain, as_of=AS_OF), file)
+    assert list(rows.index) == [1]
+    assert rows.loc[1, "column_name"] == second and f"{second} before {first}" in rows.loc[1, "reason"]
+
+
 def test_csv_and_parquet_of_one_required_table_is_an_input_error(chain):
     pd.read_parquet(chain / "sales.parquet").to_csv(chain / "sales.csv", index=False)
     with pytest.raises(InputError, match=r"both sales\.csv and sales\.parquet present: keep one"):
@@ -330,3 +364,29 @@ def test_csv_and_parquet_of_the_optional_promotions_skip_them(chain):
     assert result.frames["promotions"].empty
     record = _file_level(result, "promotions.csv")
     assert len(record) == 1 and "both promotions.csv and promotions.parquet present" in record.reason.iloc[0]
+
+
+@pytest.mark.parametrize("invisible", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u202a", "\u202e",
+                                       "\u2066", "\u2069", "\u200e", "\u200f", "\x07", "\x00", "\u00a0", "\x85"])
+def test_ids_with_invisible_or_control_characters_are_quarantined(chain, invisible):
+    path = chain / "products.csv"
+    fields = _line(path, 13).split(",")
+    fields[0] = f"P{invisible}0012"
+    _replace_line(path, 13, ",".join(fields))
+    # An ordinary non-ASCII letter is a fine id.
+    (chain / "products.csv").write_text(path.read_text(encoding="utf-8") + ",".join(
+        ["Caf\u00e9-12", "Caf\u00e9 au lait", "grocery", "1.0", "2.0", "6", "", ""]) + "\n", encoding="utf-8")
+    result = load_inputs(chain, as_of=AS_OF)
+    products = _reasons(result, "products.csv")
+    assert 12 in products.index and products.loc[12, "column_name"] == "product_id"
+    assert "id contains invisible or control characters" in products.loc[12, "reason"]
+    assert "Caf\u00e9-12" in set(result.frames["products"].product_id)
+
+
+def test_ids_are_checked_in_references_too(chain):
+    path = chain / "vehicles.csv"
+    fields = _line(path, 2).split(",")
+    fields[1] = "DC\u200b01"  # depot_id that looks like DC01
+    _replace_line(path, 2, ",".join(fields))
+    vehicles = _reasons(load_inputs(chain, as_of=AS_OF), "vehicles.csv")
+    assert "id contains invisible or control characters" in vehicles.loc[1, "reason"]

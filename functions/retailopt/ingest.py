@@ -383,8 +383,9 @@ def validate_table(table: str, raw: pd.DataFrame, valid_ids: dict[str, set[str]]
         bad = frame[column] > pd.Timestamp(as_of)
         if bad.any():
             problems.append(_problems_frame(frame.index[bad], column, f"date after {as_of.isoformat()} (in the future)"))
-    for earlier, later in contract.date_order:
-        bad = frame[later] < frame[earlier]
+    # TIME values are zero-padded HH:MM:SS text after coerce, so text order is time order.
+    for earlier, later in (*contract.date_order, *contract.time_order):
+        bad = (frame[later] < frame[earlier]).fillna(False).astype(bool)
         if bad.any():
             problems.append(_problems_frame(frame.index[bad], later, f"{later} before {earlier}"))
     duplicated = frame.duplicated(list(contract.key), keep="first") & frame[list(contract.key)].notna().all(axis=1)
