@@ -128,8 +128,12 @@ variable "retention_days" {
   default  = {}
   nullable = false
   validation {
-    condition     = alltrue([for v in values(var.retention_days) : v >= 31 && v == floor(v)])
-    error_message = "retention_days must be whole numbers of at least 31 days (objects move to Nearline after 30)."
+    condition     = alltrue([for v in [var.retention_days.artifacts, var.retention_days.raw] : v >= 31 && v == floor(v)])
+    error_message = "retention_days.artifacts and retention_days.raw must be whole numbers of at least 31 days (objects move to Nearline after 30)."
+  }
+  validation {
+    condition     = var.retention_days.noncurrent >= 1 && var.retention_days.noncurrent == floor(var.retention_days.noncurrent)
+    error_message = "retention_days.noncurrent must be a whole number of days, at least 1."
   }
 }
 
@@ -154,8 +158,8 @@ variable "service_level" {
   default     = 0.95
   nullable    = false
   validation {
-    condition     = var.service_level >= 0.5 && var.service_level < 1
-    error_message = "service_level must be in [0.5, 1)."
+    condition     = var.service_level >= local.setting_bounds.service_level.min && var.service_level < local.setting_bounds.service_level.max
+    error_message = "service_level must be in ${local.setting_bounds.service_level.min}..<${local.setting_bounds.service_level.max}."
   }
 }
 
@@ -165,8 +169,8 @@ variable "service_level_by_category" {
   default     = {}
   nullable    = false
   validation {
-    condition     = alltrue([for v in values(var.service_level_by_category) : v >= 0.5 && v < 1])
-    error_message = "service_level_by_category values must be in [0.5, 1)."
+    condition     = alltrue([for v in values(var.service_level_by_category) : v >= local.setting_bounds.service_level_by_category.min && v < local.setting_bounds.service_level_by_category.max])
+    error_message = "service_level_by_category values must be in ${local.setting_bounds.service_level_by_category.min}..<${local.setting_bounds.service_level_by_category.max}."
   }
 }
 
@@ -178,5 +182,19 @@ variable "settings" {
   validation {
     condition     = length(setintersection(keys(var.settings), ["data_dir", "dataset", "location", "project", "service_level", "service_level_by_category", "warehouse"])) == 0
     error_message = "settings must not set data_dir, dataset, location, project, warehouse (decided by this deployment) or the service levels (use their variables)."
+  }
+  # Numbers as retailopt.config reads them: finite, within local.setting_bounds (settings.tf),
+  # whole where the setting is an integer; "" leaves the code's default.
+  validation {
+    condition = alltrue([
+      for k, v in var.settings : try(alltrue([
+        for n in(local.setting_bounds[k].mapping ? [for x in values(jsondecode(v)) : tonumber(x)] : [tonumber(v)]) : (
+          (local.setting_bounds[k].min_exclusive ? n > local.setting_bounds[k].min : n >= local.setting_bounds[k].min) &&
+          (local.setting_bounds[k].max_exclusive ? n < local.setting_bounds[k].max : n <= local.setting_bounds[k].max) &&
+          (!local.setting_bounds[k].integer || floor(n) == n)
+        )
+      ]), false) if contains(keys(local.setting_bounds), k) && v != ""
+    ])
+    error_message = "numeric settings must be finite numbers within their bounds (whole numbers for integer settings; for a mapping, a JSON object of such numbers): ${join(", ", [for k, b in local.setting_bounds : "${k} ${b.min}${b.min_exclusive ? "<" : ""}..${b.max_exclusive ? "<" : ""}${b.max}" if contains(keys(var.settings), k)])}."
   }
 }

