@@ -40,10 +40,13 @@ locals {
       RETAILOPT_WAREHOUSE                 = "bigquery"
     }
   )
+  # RETAILOPT_MAX_ATTEMPTS is one delivery below Pub/Sub's limit: the service gives up (run
+  # FAILED) before the event is dead-lettered. Pub/Sub's count is approximate and includes
+  # deliveries the ledger does not count (a busy claim, an expired acknowledgement deadline).
   service_env = {
     RETAILOPT_ARTIFACTS_BUCKET = google_storage_bucket.default["artifacts"].name
     RETAILOPT_EVENT_BUS        = "pubsub"
-    RETAILOPT_MAX_ATTEMPTS     = tostring(var.max_delivery_attempts)
+    RETAILOPT_MAX_ATTEMPTS     = tostring(var.max_delivery_attempts - 1)
     RETAILOPT_MAX_BODY_BYTES   = "1000000"
     RETAILOPT_MAX_EVENT_AGE_S  = "86400"
     RETAILOPT_PUBSUB_PROJECT   = var.project_id

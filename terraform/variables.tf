@@ -80,7 +80,7 @@ variable "kms_key" {
 }
 
 variable "max_delivery_attempts" {
-  description = "Deliveries of one event before it goes to the dead-letter topic (Pub/Sub) or is given up (services)."
+  description = "Deliveries of one event before Pub/Sub sends it to the dead-letter topic; the services give up one delivery earlier (RETAILOPT_MAX_ATTEMPTS = this - 1) and mark the run FAILED."
   type        = number
   default     = 5
   nullable    = false

@@ -264,8 +264,6 @@ def test_push_deliveries_are_authenticated_retried_and_dead_lettered(hcl) -> Non
         # backoff and the service gives up after RETAILOPT_MAX_ATTEMPTS (no Eventarc dead letter).
         assert body["service_account"].startswith("${google_service_account.invoker["), name
         assert "cloud_run_service" in body["destination"][0], name
-    assert "RETAILOPT_MAX_ATTEMPTS" in locals_(hcl)["service_env"]
-    assert locals_(hcl)["service_env"]["RETAILOPT_MAX_ATTEMPTS"] == "${tostring(var.max_delivery_attempts)}"
     for _, _, job in resources(hcl, "google_cloud_scheduler_job"):
         assert "pubsub_target" in job or "oidc_token" in job.get("http_target", [{}])[0]
 
@@ -292,6 +290,27 @@ def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     access = locals_(hcl)["access"]
     assert set(access) == set(services)
     assert {a["dataset"] for a in access.values()} <= {"roles/bigquery.dataEditor", "roles/bigquery.dataViewer"}
+
+
+# Retry limit ------------------------------------------------------------------------------
+
+def test_services_give_up_before_pub_sub_dead_letters(hcl) -> None:
+    """The service gives up on the delivery that reaches RETAILOPT_MAX_ATTEMPTS (and marks the run
+    FAILED); Pub/Sub must still have a delivery left then, or it dead-letters the event first and
+    the run stays RUNNING."""
+    from retailopt.services.settings import ServiceSettings
+
+    expr = locals_(hcl)["service_env"]["RETAILOPT_MAX_ATTEMPTS"]
+    match = re.fullmatch(r"\$\{tostring\(var\.max_delivery_attempts - (\d+)\)\}", expr)
+    assert match, f"RETAILOPT_MAX_ATTEMPTS must be derived from var.max_delivery_attempts, got {expr}"
+    margin = int(match.group(1))
+    condition = _variables(hcl)["max_delivery_attempts"]["validation"][0]["condition"]
+    low, high = (int(n) for n in re.fullmatch(
+        r"\$\{var\.max_delivery_attempts >= (\d+) && var\.max_delivery_attempts <= (\d+)\}", condition).groups())
+    for delivery_attempts in range(low, high + 1):
+        service_attempts = delivery_attempts - margin
+        assert 1 <= margin and service_attempts < delivery_attempts
+        assert ServiceSettings(max_attempts=service_attempts).max_attempts == service_attempts
 
 
 # Planning settings' bounds -----------------------------------------------------------------
