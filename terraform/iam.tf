@@ -1,12 +1,16 @@
 locals {
-  # What each service may touch besides BigQuery jobs: its dataset role, object roles on its own
-  # buckets and the topics it publishes to (each step publishes to the next one).
+  # What each service may touch besides BigQuery jobs: its dataset role, object roles on the
+  # buckets its code uses and the topics it publishes to (each step publishes to the next one).
+  # api only reads runs and results; every event-driven step writes its rows and the dedupe
+  # ledger. import reads the raw files and marks rejected ones (object metadata), never deletes
+  # or overwrites one; plan writes each run's artifacts once (a retry after publishing skips the
+  # upload), never reads them back; forecast and retrain use no bucket.
   access = {
-    api      = { dataset = "roles/bigquery.dataViewer", buckets = { artifacts = "roles/storage.objectViewer" }, publishes = ["import", "retrain"] }
-    forecast = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["plan"] }
-    import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = "roles/storage.objectUser" }, publishes = ["forecast"] }
-    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = ["published", "reorders"] }
-    retrain  = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectUser" }, publishes = [] }
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "retrain"] }
+    forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
+    import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
+    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published", "reorders"] }
+    retrain  = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
   }
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
@@ -31,6 +35,16 @@ resource "google_service_account" "invoker" {
   project      = var.project_id
   account_id   = "${local.prefix}-${each.key}-push"
   display_name = "retailopt ${each.key} invoker (Pub/Sub push, Eventarc)"
+}
+
+# No predefined role reads objects and edits their metadata without also deleting and overwriting
+# them (objectUser): the import service gets exactly that, granted on the raw bucket only.
+resource "google_project_iam_custom_role" "raw_import" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_raw_import"
+  title       = "retailopt import: read raw files, mark rejected ones"
+  description = "List and read the objects of the raw bucket and set metadata on them; no create, delete or overwrite."
+  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
 }
 
 resource "google_project_iam_member" "job_user" {

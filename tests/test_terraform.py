@@ -313,6 +313,44 @@ def test_services_give_up_before_pub_sub_dead_letters(hcl) -> None:
         assert ServiceSettings(max_attempts=service_attempts).max_attempts == service_attempts
 
 
+# Least privilege ---------------------------------------------------------------------------
+
+# What each service's code does (functions/retailopt/services/handlers.py, api.py, storage.py):
+# api reads runs and results and publishes start and retrain messages, never a bucket; import
+# reads the raw bucket and marks rejected files (object metadata); plan writes each run's
+# artifacts once (a retry after publishing skips the upload: no overwrite, read or delete);
+# forecast and retrain touch no bucket. Every event-driven step writes the dedupe ledger.
+RAW_IMPORT_PERMISSIONS = {"storage.objects.get", "storage.objects.list", "storage.objects.update"}
+EXPECTED_ACCESS = {
+    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["import", "retrain"]},
+    "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
+    "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
+               "publishes": ["forecast"]},
+    "plan": {"dataset": "roles/bigquery.dataEditor", "buckets": {"artifacts": "roles/storage.objectCreator"},
+             "publishes": ["published", "reorders"]},
+    "retrain": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
+}
+
+
+def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
+    assert locals_(hcl)["access"] == EXPECTED_ACCESS
+    role = resource(hcl, "google_project_iam_custom_role", "raw_import")
+    assert set(role["permissions"]) == RAW_IMPORT_PERMISSIONS
+    # Grants to the services' identities come from these resources only, each with a known role.
+    granting = {(rtype, name, body.get("role")) for rtype, name, body in resources(hcl)
+                if "google_service_account.service[" in str(body.get("member", ""))}
+    assert granting == {
+        ("google_project_iam_member", "job_user", "roles/bigquery.jobUser"),
+        ("google_bigquery_dataset_iam_member", "service", "${each.value.dataset}"),
+        ("google_storage_bucket_iam_member", "service", "${each.value.role}"),
+        ("google_pubsub_topic_iam_member", "service", "roles/pubsub.publisher"),
+        ("google_project_iam_member", "route_optimization", "roles/routeoptimization.viewer"),
+    }
+    assert resource(hcl, "google_project_iam_member", "job_user")["for_each"] == "${local.services}"
+    assert resource(hcl, "google_project_iam_member", "route_optimization")["member"] == \
+        '${google_service_account.service["plan"].member}'
+
+
 # Planning settings' bounds -----------------------------------------------------------------
 
 def test_terraform_setting_bounds_are_config_bounds(hcl) -> None:
