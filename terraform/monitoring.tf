@@ -3,14 +3,14 @@ locals {
   log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${local.prefix}-\""
   log_metrics = {
     dead_letters = {
-      description = "Events given up after the last delivery attempt"
-      filter      = "jsonPayload.outcome=\"dead_letter\""
+      description = "Events given up on the delivery that reached RETAILOPT_MAX_ATTEMPTS (the run is marked FAILED)"
+      filter      = "jsonPayload.outcome=\"rejected\" AND jsonPayload.reason=~\"^gave up after\""
       value       = null
       bounds      = null
     }
     failed_steps = {
-      description = "Planning steps that ended with outcome failed"
-      filter      = "jsonPayload.outcome=\"failed\""
+      description = "Planning steps rejected for good (outcome rejected: the run, if any, is marked FAILED)"
+      filter      = "jsonPayload.outcome=\"rejected\""
       value       = null
       bounds      = null
     }
@@ -40,7 +40,7 @@ locals {
       name      = "retailopt: events dead-lettered"
       aligner   = "ALIGN_SUM"
       threshold = 0
-      doc       = "An event was given up after the maximum number of deliveries. Inspect the service logs (jsonPayload.outcome=\"dead_letter\") and the *-dead-letter subscriptions, fix the cause, then republish."
+      doc       = "An event was given up after the maximum number of deliveries. Inspect the service logs (jsonPayload.outcome=\"rejected\" AND jsonPayload.reason=~\"^gave up after\") and the *-dead-letter subscriptions, fix the cause, then republish."
     }
     failed_steps = {
       name      = "retailopt: planning step failed"

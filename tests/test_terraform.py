@@ -313,6 +313,21 @@ def test_services_give_up_before_pub_sub_dead_letters(hcl) -> None:
         assert ServiceSettings(max_attempts=service_attempts).max_attempts == service_attempts
 
 
+def test_alerts_watch_the_outcomes_the_services_log(hcl) -> None:
+    """A log-based metric on an outcome no service writes never fires: a step given up after
+    RETAILOPT_MAX_ATTEMPTS, or rejected for good, would go unnoticed."""
+    source = "".join((ROOT / "functions" / "retailopt" / "services" / f).read_text(encoding="utf-8")
+                     for f in ("handlers.py", "logs.py", "entrypoints.py"))
+    logged = set(re.findall(r'finish\("([a-z_]+)"', source)) | {"ok"}
+    metrics = locals_(hcl)["log_metrics"]
+    for name, metric in metrics.items():
+        for outcome in re.findall(r'jsonPayload\.outcome="([a-z_]+)"', metric["filter"]):
+            assert outcome in logged, f"log metric {name} watches outcome {outcome!r}, which no service logs"
+    give_up = re.search(r'PermanentError\(f"(gave up after) ', source).group(1)
+    assert metrics["dead_letters"]["filter"] == f'jsonPayload.outcome="rejected" AND jsonPayload.reason=~"^{give_up}"'
+    assert metrics["failed_steps"]["filter"] == 'jsonPayload.outcome="rejected"'
+
+
 # Least privilege ---------------------------------------------------------------------------
 
 # What each service's code does (functions/retailopt/services/handlers.py, api.py, storage.py):
