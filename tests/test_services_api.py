@@ -187,7 +187,7 @@ def test_concurrent_cold_reads_share_one_warehouse_query(runtime):
 
     def counted(sql, params=None):
         queries.append(sql)
-        time.sleep(0.05)  # long enough for every reader to arrive while the first one queries
+        time.sleep(0.3)  # long enough for every reader to arrive while the first one queries
         return real_query(sql, params)
 
     runtime.warehouse.query = counted
