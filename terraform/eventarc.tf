@@ -1,8 +1,9 @@
 # Object-finalized events of the raw-data bucket reach the import service as Cloud Storage
 # CloudEvents. Eventarc authenticates with an OIDC token of the import invoker identity and
 # retries with exponential backoff (10 s to 600 s, 24 h); Eventarc Standard has no dead-letter
-# setting, so the service itself gives up after RETAILOPT_MAX_ATTEMPTS deliveries and logs the
-# event with outcome "dead_letter", which the dead-letter alert watches.
+# setting, so the service itself gives up on the delivery that reaches RETAILOPT_MAX_ATTEMPTS:
+# it logs outcome "rejected" with reason "gave up after N attempts", which the dead-letter alert
+# watches, and marks the run FAILED.
 resource "google_eventarc_trigger" "raw_finalized" {
   project         = var.project_id
   location        = lower(local.data_location)
