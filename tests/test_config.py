@@ -126,6 +126,18 @@ def test_whole_numbers_may_be_written_as_floats_and_numbers_as_strings():
         Settings(horizon_days=14.0)  # the dataclass itself takes an int for an int setting
 
 
+@pytest.mark.parametrize("make", [lambda: 10**5000, lambda: -(10**5000), lambda: "9" * 5000, lambda: 10.0**300],
+                         ids=["int", "negative int", "text", "float"])
+def test_huge_numbers_get_a_short_config_error(make):
+    value = make()  # built here: pytest would print a 5000-digit id otherwise, which Python refuses
+    for name in ("horizon_days", "speed_kmh"):
+        with pytest.raises(ConfigError, match=rf"^invalid setting {name}=") as caught:
+            load_settings({name: value}, environ={})
+        assert len(str(caught.value)) < 120
+        with pytest.raises(ConfigError, match=rf"^invalid setting {name}="):
+            Settings(**{name: value})
+
+
 def test_optional_numbers_may_be_unset():
     for name in ("fleet_max_vehicles", "transfer_sender_reserve_days", "transfer_sender_min_daily_demand"):
         assert getattr(load_settings({name: None}, environ={}), name) is None

@@ -231,8 +231,17 @@ def _is_number(value: Any, integer: bool) -> bool:
 def check_number(name: str, value: Any, bounds: Bounds, *, integer: bool, optional: bool = False) -> None:
     if not (_is_number(value, integer) and bounds.contains(value)):
         kind = "a whole number" if integer else "a finite number"
-        raise ConfigError(f"invalid setting {name}={value!r}: expected {kind} in {bounds.text}"
+        raise ConfigError(f"invalid setting {name}={_shown(value)}: expected {kind} in {bounds.text}"
                           + (" or unset" if optional else ""))
+
+
+def _shown(value: Any) -> str:
+    # A 5000-digit number cannot even be printed (Python's int limit); a long one is cut.
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__} too long to print>"
+    return text if len(text) <= 40 else text[:36] + "...>"
 
 
 def _to_number(name: str, raw: Any, integer: bool) -> int | float:
@@ -257,7 +266,7 @@ def _to_number(name: str, raw: Any, integer: bool) -> int | float:
     except (TypeError, ValueError, OverflowError) as exc:
         kind = "a whole number" if integer else "a finite number"
         where = f" in {bounds.text}" if bounds is not None else ""
-        raise ConfigError(f"invalid setting {name}={raw!r}: expected {kind}{where}") from exc
+        raise ConfigError(f"invalid setting {name}={_shown(raw)}: expected {kind}{where}") from exc
 
 
 def _coerce(name: str, raw: Any, annotation: str) -> Any:
