@@ -80,7 +80,7 @@ def mount_events(api: Any, handlers: Mapping[str, Any]) -> Any:
 
 def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_dir: Path | None = None,
                 verifier: IdTokenVerifier | None = None, service: ServiceSettings | None = None,
-                max_attempts: int = 3, backoff_s: float = 0.2,
+                max_attempts: int | None = None, backoff_s: float = 0.2,
                 on_idle: Callable[[], None] | None = None) -> LocalChain:
     from retailopt.warehouse import open_warehouse
 
@@ -102,6 +102,12 @@ def start_local(settings: Settings, *, raw_dir: Path | None = None, artifacts_di
             client = apps[target].test_client()
         return client.post("/", headers={**headers, LOCAL_BUS_HEADER: bus_secret}, data=body).status_code
 
+    # Like Pub/Sub's max_delivery_attempts, the bus delivers once more than the services' limit, so
+    # the service gives up (run FAILED) before the bus dead-letters the event.
+    if max_attempts is None:
+        max_attempts = service.max_attempts + 1
+    if max_attempts <= service.max_attempts:
+        raise ValueError(f"the bus's max_attempts ({max_attempts}) must exceed the services' ({service.max_attempts})")
     bus = LocalBus(deliver=deliver, max_attempts=max_attempts, backoff_s=backoff_s, on_idle=on_idle)
     runtime = Runtime(settings, service, warehouse, bus,
                       LocalStore(raw_dir or Path(settings.data_dir) / "raw", "local-raw"),

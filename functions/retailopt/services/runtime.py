@@ -72,7 +72,10 @@ def build_runtime(settings: Settings | None = None, service: ServiceSettings | N
     settings = settings or load_settings()
     service = service or load_service_settings()
     warehouse = open_warehouse(settings)
-    warehouse.ensure_schema()
+    if settings.warehouse == "duckdb":
+        warehouse.ensure_schema()
+    # BigQuery: Terraform creates the dataset, tables and views from sql/; the services' accounts
+    # hold data rights only (no dataset creation), so they never run DDL.
     if service.event_bus != "pubsub":
         raise RuntimeError("the local event bus exists only inside `serve`; set RETAILOPT_EVENT_BUS=pubsub")
     from retailopt.services.publisher import PubSubPublisher
