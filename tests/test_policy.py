@@ -14,6 +14,8 @@ from retailopt.demand_model import WindowDemand
 from retailopt.policy import POLICY_COLUMNS, abc_classes, compute_policy, exception_codes
 
 RUN = date(2026, 3, 2)
+# Every ABC class planned for a cycle service level of exactly service_level.
+UNIFORM = {"fill_rate_classes": "", "class_a_stockout_share": 1.0}
 QCOLS = ["q50", "q80", "q90", "q95", "q99"]
 
 
@@ -42,13 +44,13 @@ def frames(rows: list[dict], window: int = 10) -> tuple[pd.DataFrame, pd.DataFra
 def run(rows, settings=None, lead=3, window=10):
     inv, prods, prot = frames(rows, window)
     return compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days=lead,
-                          settings=settings or Settings(fill_rate_by_class={}, service_level_by_class={}))
+                          settings=settings or Settings(**UNIFORM))
 
 
 def test_slow_mover_level_is_smallest_poisson_integer_meeting_csl():
     means = [0.4, 1.3, 2.7, 5.0, 8.2]  # window means; daily < 1 so all discrete
     policy, exc = run([{"mean": m, "on_hand": 3} for m in means],
-                      Settings(service_level=0.93, fill_rate_by_class={}, service_level_by_class={}))
+                      Settings(service_level=0.93, **UNIFORM))
     assert exc.empty
     assert list(policy.columns) == POLICY_COLUMNS
     for m, s in zip(means, policy["reorder_point"]):
@@ -58,8 +60,7 @@ def test_slow_mover_level_is_smallest_poisson_integer_meeting_csl():
 
 def test_slow_mover_overdispersed_uses_negative_binomial():
     mean, std = 4.0, 3.5
-    policy, _ = run([{"mean": mean, "std": std}], Settings(service_level=0.95, fill_rate_by_class={},
-                                                           service_level_by_class={}))
+    policy, _ = run([{"mean": mean, "std": std}], Settings(service_level=0.95, **UNIFORM))
     n = mean ** 2 / (std ** 2 - mean)
     dist = stats.nbinom(n, n / (n + mean))
     s = policy["reorder_point"].iat[0]
@@ -69,7 +70,7 @@ def test_slow_mover_overdispersed_uses_negative_binomial():
 
 def test_fill_rate_target_is_smallest_integer_meeting_it():
     mean, fr = 6.0, 0.95
-    policy, _ = run([{"mean": mean}], Settings(fill_rate_by_class={"A": fr}, service_level_by_class={}))
+    policy, _ = run([{"mean": mean}], Settings(fill_rate_by_class={"A": fr}, **UNIFORM))
     s = int(policy["reorder_point"].iat[0])
     review_demand = mean * 7 / 10
     k = np.arange(200)
@@ -87,7 +88,7 @@ def test_fast_mover_level_comes_from_the_window_quantiles(level, expected):
     # A skewed window distribution: the level is the forecast's own quantile, not mean + z*sigma.
     q = [100.0, 130.0, 160.0, 210.0, 400.0]
     policy, _ = run([{"mean": 120.0, "std": 60.0, "q": q}],
-                    Settings(service_level=level, fill_rate_by_class={}, service_level_by_class={}))
+                    Settings(service_level=level, **UNIFORM))
     assert policy["reorder_point"].iat[0] == np.ceil(dict(zip(QCOLS, q))[expected])
     assert policy["safety_stock"].iat[0] == pytest.approx(policy["reorder_point"].iat[0] - 120.0)
 
@@ -95,13 +96,12 @@ def test_fast_mover_level_comes_from_the_window_quantiles(level, expected):
 def test_fast_mover_level_between_knots_interpolates():
     q = [100.0, 130.0, 160.0, 210.0, 400.0]
     policy, _ = run([{"mean": 120.0, "std": 60.0, "q": q}],
-                    Settings(service_level=0.97, fill_rate_by_class={}, service_level_by_class={}))
+                    Settings(service_level=0.97, **UNIFORM))
     assert policy["reorder_point"].iat[0] == 305.0  # 210 + (400 - 210) * 0.02 / 0.04
 
 
 def test_eoq_sets_order_up_to_above_reorder_point():
-    s = Settings(order_cost_per_line=5.0, holding_cost_rate=0.2, fill_rate_by_class={},
-                 service_level_by_class={})
+    s = Settings(order_cost_per_line=5.0, holding_cost_rate=0.2, **UNIFORM)
     policy, _ = run([{"mean": 50.0, "std": 10.0, "unit_cost": 3.0}], s)
     daily = 50.0 / 10
     eoq = np.sqrt(2 * 365 * daily * 5.0 / (0.2 * 3.0))
@@ -189,3 +189,31 @@ def test_fast_mover_fill_rate_level_is_the_smallest_integer_meeting_it():
     s = wd.fill_rate_level(np.array([0.97]), np.array([60.0]))[0]
     allowed = 0.03 * 60.0
     assert wd.loss(np.array([s]))[0] <= allowed < wd.loss(np.array([s - 1]))[0]
+
+
+def test_a_higher_service_level_raises_safety_stock_for_every_class():
+    """`service_level` moves every class: A's derived target, B's and C's fill rate (issue 12)."""
+    rng = np.random.default_rng(5)
+    # Revenue shares make A, B and C classes; fast and slow movers in each.
+    rows = [{"product": f"P{i:02d}", "mean": float(m), "price": float(p), "on_hand": 0}
+            for i, (m, p) in enumerate(zip(rng.gamma(2.0, 20.0, 40), rng.uniform(1, 30, 40)))]
+    inv, prods, prot = frames(rows)
+    revenue = pd.Series({r["product"]: r["mean"] * r["price"] for r in rows})
+    classes = abc_classes(revenue)
+    assert set(classes) == {"A", "B", "C"}
+    levels = {}
+    for level in (0.95, 0.98):
+        policy, _ = compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days=3,
+                                   settings=Settings(service_level=level))
+        levels[level] = policy.set_index("product_id")
+    low, high = levels[0.95], levels[0.98]
+    for cls in "ABC":
+        products = classes.index[classes == cls]
+        assert (high.loc[products, "service_level"] > low.loc[products, "service_level"]).all(), cls
+        assert high.loc[products, "safety_stock"].sum() > low.loc[products, "safety_stock"].sum(), cls
+        assert (high.loc[products, "safety_stock"] >= low.loc[products, "safety_stock"]).all(), cls
+    # The defaults are those of the earlier fixed table: A 0.97, B 0.95, C a 0.95 fill rate.
+    assert Settings().class_targets("A") == ("csl", pytest.approx(0.97))
+    assert Settings().class_targets("B") == ("csl", 0.95)
+    assert Settings().class_targets("C") == ("fill_rate", 0.95)
+    assert Settings(service_level_by_class={"B": 0.9}).class_targets("B") == ("csl", 0.9)

@@ -19,7 +19,9 @@ from retailopt.rebalance import (ORDER_COLUMNS, TRANSFER_COLUMNS, apply_plan, as
 
 RUN = date(2026, 3, 2)
 QCOLS = ["q50", "q80", "q90", "q95", "q99"]
-BASE = Settings(fill_rate_by_class={}, service_level_by_class={}, service_level=0.9,
+# Every ABC class planned for a cycle service level of exactly service_level.
+UNIFORM = {"fill_rate_classes": "", "class_a_stockout_share": 1.0}
+BASE = Settings(**UNIFORM, service_level=0.9,
                 handling_cost_per_unit=0.3, transport_cost_per_unit_km=0.02, max_transfer_km=60.0,
                 min_transfer_units=1, min_transfer_value=-1e9, transfer_sender_min_daily_demand=0.0)
 

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _DATASET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+_CLASSES_RE = re.compile(r"^([ABC](,[ABC])*)?$")
 _VEHICLE_IDS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}(,[A-Za-z0-9_.-]{1,64})*$")
 _PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 ENV_PREFIX = "RETAILOPT_"
@@ -61,6 +62,7 @@ def _num(value: float) -> str:
 # bounds hold for every value. terraform/settings.tf and the README repeat this table; tests
 # compare them with it.
 SETTING_BOUNDS: dict[str, Bounds] = {
+    "class_a_stockout_share": Bounds(0.1, 1),
     "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "fill_rate_by_class": Bounds(0.5, 1, max_exclusive=True),
     "fleet_max_vehicles": Bounds(1, 10_000),
@@ -118,11 +120,17 @@ class Settings:
     service_level_by_category: Mapping[str, float] = field(default_factory=dict)
     holding_cost_rate: float = 0.25  # per year, fraction of unit cost
     overstock_cover_days: float = 60.0
-    # ABC class (chain revenue share: A top 80 %, B next 15 %, C the rest) -> target. A class in
-    # fill_rate_by_class uses a fill-rate target; otherwise service_level_by_class, then
-    # service_level, give the cycle service level. service_level_by_category overrides both.
-    service_level_by_class: Mapping[str, float] = field(default_factory=lambda: {"A": 0.97, "B": 0.95})
-    fill_rate_by_class: Mapping[str, float] = field(default_factory=lambda: {"C": 0.95})
+    # ABC class (chain revenue share: A top 80 %, B next 15 %, C the rest) -> target, derived from
+    # service_level so that raising it raises every class (`class_targets`): A has
+    # class_a_stockout_share of the stockout cycles service_level allows (0.6: 0.95 -> 0.97,
+    # 0.98 -> 0.988), B is service_level, and the classes
+    # in fill_rate_classes plan for a fill rate of service_level instead of a cycle service level.
+    # service_level_by_class and fill_rate_by_class set a class's target outright (a class in
+    # fill_rate_by_class uses a fill-rate target); service_level_by_category overrides all.
+    service_level_by_class: Mapping[str, float] = field(default_factory=dict)
+    fill_rate_by_class: Mapping[str, float] = field(default_factory=dict)
+    fill_rate_classes: str = "C"
+    class_a_stockout_share: float = 0.6
     # Positions selling less than this per day use a discrete (Poisson / negative binomial) demand.
     slow_mover_daily_demand: float = 1.0
     # Fixed cost of one distribution-centre order line, for the EOQ.
@@ -182,8 +190,22 @@ class Settings:
             elif not (optional and value is None):
                 check_number(name, value, bounds, integer=kind.startswith("int"), optional=optional)
         _check(_is_timezone(self.timezone), "timezone", self.timezone, "an IANA time zone name")
+        _check(bool(_CLASSES_RE.match(self.fill_rate_classes)), "fill_rate_classes", self.fill_rate_classes,
+               "comma-separated ABC classes (A, B, C) or empty")
         _check(self.fleet_vehicle_ids is None or bool(_VEHICLE_IDS_RE.match(self.fleet_vehicle_ids)),
                "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
+
+    def class_targets(self, cls: str) -> tuple[str, float]:
+        """("fill_rate" or "csl", target) of an ABC class."""
+        if cls in self.fill_rate_by_class:
+            return "fill_rate", float(self.fill_rate_by_class[cls])
+        if cls in self.service_level_by_class:
+            return "csl", float(self.service_level_by_class[cls])
+        if cls in self.fill_rate_classes.split(","):
+            return "fill_rate", self.service_level
+        if cls == "A":
+            return "csl", 1.0 - (1.0 - self.service_level) * self.class_a_stockout_share
+        return "csl", self.service_level
 
     def service_level_for(self, category: str) -> float:
         return float(self.service_level_by_category.get(category, self.service_level))

@@ -196,8 +196,9 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     # Targets by ABC class (chain revenue), category overrides on top.
     revenue = pd.Series(mean_daily * np.nan_to_num(price), index=pos.index).groupby(pos["product_id"]).sum()
     cls = pos["product_id"].map(abc_classes(revenue)).to_numpy()
-    csl = np.array([settings.service_level_by_class.get(c, settings.service_level) for c in cls], dtype=float)
-    fr = np.array([settings.fill_rate_by_class.get(c, np.nan) for c in cls], dtype=float)
+    targets = {c: settings.class_targets(c) for c in set(cls)}
+    csl = np.array([targets[c][1] if targets[c][0] == "csl" else settings.service_level for c in cls], dtype=float)
+    fr = np.array([targets[c][1] if targets[c][0] == "fill_rate" else np.nan for c in cls], dtype=float)
     by_cat = category.map(lambda c: settings.service_level_by_category.get(c, np.nan)).to_numpy(dtype=float)
     csl = np.where(np.isfinite(by_cat), by_cat, csl)
     use_fr = np.isfinite(fr) & ~np.isfinite(by_cat)
