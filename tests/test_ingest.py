@@ -390,3 +390,28 @@ def test_ids_are_checked_in_references_too(chain):
     _replace_line(path, 2, ",".join(fields))
     vehicles = _reasons(load_inputs(chain, as_of=AS_OF), "vehicles.csv")
     assert "id contains invisible or control characters" in vehicles.loc[1, "reason"]
+
+
+def test_parquet_dates_with_a_time_zone_count_by_their_local_date(chain):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(chain / "sales.parquet")
+    days = table.column("sale_date")
+    # 23:30 in New York on each sale day is the next day in UTC, so UTC would shift every sale.
+    local = pa.compute.add(pa.compute.cast(days, pa.timestamp("s")), pa.scalar(23 * 3600 + 1800, pa.duration("s")))
+    stamps = pa.compute.assume_timezone(local, "America/New_York")
+    pq.write_table(table.set_column(0, "sale_date", stamps), chain / "sales.parquet")
+    result = load_inputs(chain, as_of=AS_OF)
+    assert result.quarantine.empty
+    assert result.frames["sales"].sale_date.tolist() == pd.to_datetime(days.to_pandas()).tolist()
+
+
+def test_dates_with_a_utc_offset_are_quarantined_not_a_crash(chain):
+    path = chain / "inventory.csv"
+    fields = _line(path, 2).split(",")
+    fields[0] = "2026-11-21T00:00:00+05:00"  # the other rows' dates have no offset
+    _replace_line(path, 2, ",".join(fields))
+    inv = _reasons(load_inputs(chain, as_of=AS_OF), "inventory.csv")
+    assert list(inv.index) == [1] and inv.loc[1, "column_name"] == "snapshot_date"
+    assert "not a date" in inv.loc[1, "reason"]

@@ -36,6 +36,7 @@ _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 # Whole numbers must stay below this in magnitude: the largest range float64 holds exactly.
 _WHOLE_LIMIT = 2**53
+_DATE_TEXT = r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?"
 
 
 class InputError(Exception):
@@ -324,8 +325,15 @@ def coerce(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFra
                 if bad.any():
                     problems.append(_problems_frame(raw.index[bad], col.name, "not a boolean (true/false)"))
         elif kind == "DATE":
-            typed = pd.to_datetime(values, errors="coerce", format="ISO8601") if values.dtype != "datetime64[ns]" \
-                else values
+            if pd.api.types.is_datetime64_any_dtype(values):
+                # A Parquet timestamp with a time zone counts by its local date, as the zone's reader sees it.
+                typed = values.dt.tz_localize(None) if values.dt.tz is not None else values
+            else:
+                text = values.astype(_STR)
+                # Only a plain date (optionally with a time of day) reaches the parser: a UTC offset or
+                # zone would make pandas return objects of mixed zones instead of dates.
+                plain = text.str.fullmatch(_DATE_TEXT).fillna(False).astype(bool)
+                typed = pd.to_datetime(text.where(plain), errors="coerce", format="ISO8601")
             typed = pd.Series(typed, index=raw.index).dt.normalize()
             bad = present & typed.isna()
             if bad.any():
