@@ -92,7 +92,8 @@ def handle(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo
                     entry.counts[f"published_{topic}"] = len(batch)
         except PERMANENT_ERRORS as exc:
             reason = exc.reason if isinstance(exc, PermanentError) else f"{type(exc).__name__}: {exc}"
-            _reject(runtime, claims, run_id, step, reason)
+            if _reject(runtime, claims, run_id, step, reason):
+                entry.set(run_status="FAILED")  # the failed-runs alert watches this field
             entry.finish("rejected", reason)
             return entry.outcome
         except Exception as exc:
@@ -117,12 +118,14 @@ def _not_won(runtime: Runtime, entry: StepLog, claim: Claim, held: list[Claim]) 
     raise BusyError(f"{claim.key} is in progress")
 
 
-def _reject(runtime: Runtime, claims: list[Claim], run_id: str | None, step: str, reason: str) -> None:
+def _reject(runtime: Runtime, claims: list[Claim], run_id: str | None, step: str, reason: str) -> bool:
+    """Record the rejection; True when the event's run is FAILED now."""
     for claim in claims:
         runtime.ledger.finish(claim, "REJECTED", outcome=reason, run_id=run_id)
     if run_id and pipeline.get_run(runtime.warehouse, run_id) is not None:
         # A run whose step can never finish must not stay RUNNING or leave partial rows.
-        pipeline.fail_run(runtime.warehouse, run_id, f"{step}: {reason}")
+        return pipeline.fail_run(runtime.warehouse, run_id, f"{step}: {reason}")
+    return False
 
 
 def _known_run(runtime: Runtime, run_id: str) -> dict[str, Any]:
@@ -256,6 +259,9 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
                 timings = {k: float(v) for k, v in (counts.get("step_seconds") or {}).items()}
                 published = pipeline.publish_step(runtime.warehouse, settings, run_id, Path(tmp), timings)
                 summary["kpis"] = published.get("kpis", {})
+                # On the step's log line for the stockout-risk alert (terraform/monitoring.tf).
+                entry.counts.update({k: summary["kpis"][k] for k in ("stores_at_risk_after", "positions_at_risk_after")
+                                     if k in summary["kpis"]})
                 summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), f"runs/{run_id}")
         summary["artifacts_location"] = f"{runtime.artifacts_store.location}/runs/{run_id}/"
         orders = [_next("reorder", message, order=o) for o in _orders(runtime, run_id)]
