@@ -368,3 +368,39 @@ def test_local_chain_runs_from_one_start_request(tmp_path, sample_files, tokens)
                                                                   "duplicate": True}
     finally:
         chain.close()
+
+
+def test_the_same_request_after_a_crash_starts_a_new_attempt(tmp_path, sample_files):
+    """A run left RUNNING by a dead process no longer answers "duplicate, RUNNING" for ever."""
+    from retailopt import pipeline
+
+    settings = load_settings({"data_dir": tmp_path / "data", "chain_id": CHAIN, "routing_time_limit_s": 1},
+                             environ={})
+    chain = start_local(settings, raw_dir=_raw_dir(tmp_path, sample_files), artifacts_dir=tmp_path / "artifacts",
+                        backoff_s=0.05)
+    try:
+        api = chain.api_client()
+        body = {"run_date": "2026-01-15", "source_prefix": DROP}
+        crashed = messages.run_id_for(CHAIN, date(2026, 1, 15), {}, None)
+        wh = chain.runtime.warehouse
+        pipeline.start_run(wh, settings, run_id=crashed, run_date=date(2026, 1, 15))
+        wh.execute("UPDATE `{dataset}.runs` SET lease_until = @past WHERE run_id = @run_id",
+                   {"past": datetime.now(timezone.utc) - timedelta(minutes=1), "run_id": crashed})
+        started = api.post("/runs", json=body)
+        assert started.status_code == 202, started.json()
+        assert started.json()["run_id"] == f"{crashed}-r2" and started.json()["retry_of"] == crashed
+        assert chain.wait_idle(240) and chain.bus.dead_letters == []
+        assert pipeline.get_run(wh, crashed)["status"] == "FAILED"
+        assert "lease expired" in pipeline.get_run(wh, crashed)["error"]
+        assert pipeline.get_run(wh, f"{crashed}-r2")["status"] == "COMPLETE"
+        again = api.post("/runs", json=body)
+        assert again.status_code == 200 and again.json()["run_id"] == f"{crashed}-r2"
+        # A full replacement of sales names its days, with files to import.
+        for bad, fragment in (({"run_date": "2026-01-15", "replace_sales": {"first": "2026-01-01",
+                                                                          "last": "2026-01-14"}}, "source_prefix"),
+                              ({**body, "replace_sales": {"first": "2026-01-14", "last": "2026-01-01"}},
+                               "before it starts")):
+            answer = api.post("/runs", json=bad)
+            assert answer.status_code == 400 and fragment in answer.json()["error"], answer.json()
+    finally:
+        chain.close()

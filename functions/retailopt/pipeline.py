@@ -95,9 +95,19 @@ def get_run(wh: Warehouse, run_id: str) -> dict[str, Any] | None:
         return None
     row = rows.iloc[0].to_dict()
     for key in ("parameters", "timings", "kpis"):
-        row[key] = json.loads(row[key]) if isinstance(row[key], str) else None
+        row[key] = _json_or_none(row[key])
     row["run_date"] = pd.Timestamp(row["run_date"]).date()
     return row
+
+
+def _json_or_none(text: Any) -> Any:
+    """A stored JSON column; text that does not parse (written by hand, say) reads as None."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def latest_complete_run(wh: Warehouse) -> str | None:
@@ -236,19 +246,29 @@ def recover_runs(wh: Warehouse, *, same_machine: bool = False, now: datetime | N
 MAX_ATTEMPTS_PER_REQUEST = 100
 
 
-def current_attempt(wh: Warehouse, base_id: str) -> tuple[str, dict[str, Any] | None]:
+def current_attempt(wh: Warehouse, base_id: str, now: datetime | None = None) -> tuple[str, dict[str, Any] | None]:
     """The run a repeated start request stands for: `base_id`, or its next attempt after failures.
 
-    Attempts are `<base>-r2`, `<base>-r3`, ...: the first that is not FAILED is the request's
-    run (None: not started yet). So the same request is idempotent while its run is RUNNING or
-    COMPLETE, and starts again once it FAILED (a crash, an expired lease, bad files since fixed).
+    Attempts are `<base>-r2`, `<base>-r3`, ...: the first that is neither FAILED nor abandoned
+    (RUNNING with its lease run out) is the request's run (None: not started yet). So the same
+    request is idempotent while its run is alive or COMPLETE, and starts again once it failed (a
+    crash, an expired lease, bad files since fixed). Read-only: the new attempt's start step
+    marks an abandoned run FAILED (`recover_runs`).
     """
+    now = now or _now()
     for attempt in range(1, MAX_ATTEMPTS_PER_REQUEST + 1):
         run_id = base_id if attempt == 1 else f"{base_id}-r{attempt}"
         run = get_run(wh, run_id)
-        if run is None or run["status"] != "FAILED":
+        if run is None or not (run["status"] == "FAILED" or _abandoned(run, now)):
             return run_id, run
     raise RunClosed(f"run {base_id} failed {MAX_ATTEMPTS_PER_REQUEST} times: send a new request_key")
+
+
+def _abandoned(run: dict[str, Any], now: datetime) -> bool:
+    if run["status"] != "RUNNING":
+        return False
+    lease_until = _timestamp(run.get("lease_until")) or _timestamp(run.get("started_at")) + timedelta(days=1)
+    return lease_until < now
 
 
 def _timestamp(value: Any) -> datetime | None:

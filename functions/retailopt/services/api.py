@@ -29,6 +29,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 
+from retailopt.loading import DateRange
 from retailopt.services import handlers, messages
 from retailopt.services.auth import AuthError
 from retailopt.services.logs import log, trace_fields
@@ -232,21 +233,36 @@ class Api:
             handlers.run_settings(runtime, overrides, run_date)  # the same check the handlers make
         except PermanentError as exc:
             raise ApiError(400, exc.reason) from exc
+        replace = body.get("replace_sales")
+        if replace is not None:
+            try:
+                DateRange(date.fromisoformat(replace["first"]), date.fromisoformat(replace["last"]))
+            except ValueError as exc:
+                raise ApiError(400, f"invalid field replace_sales: {exc}") from exc
         key_date = date.fromisoformat(run_date) if run_date else datetime.now(timezone.utc).date()
-        run_id = messages.run_id_for(chain_id, key_date, overrides, body.get("request_key"))
+        base_id = messages.run_id_for(chain_id, key_date, overrides, body.get("request_key"))
+        try:
+            # The same request is the same run while it is alive; after a failure, a new attempt.
+            run_id, existing = pipeline.current_attempt(runtime.warehouse, base_id)
+        except pipeline.RunClosed as exc:
+            raise ApiError(409, str(exc)) from exc
         links = {"run": f"/runs/{run_id}", "transfers": f"/runs/{run_id}/transfers",
                  "orders": f"/runs/{run_id}/orders", "routes": f"/runs/{run_id}/routes"}
-        existing = pipeline.get_run(runtime.warehouse, run_id)
         if existing is not None:
             return json_reply({"run_id": run_id, "status": existing.get("status"), "duplicate": True,
                                "links": links}, 200)
         source = {"prefix": body["source_prefix"]} if body.get("source_prefix") is not None else None
+        if source is not None and replace is not None:
+            source["replace_sales"] = {"first": replace["first"], "last": replace["last"]}
         message = messages.make_message("start", chain_id=chain_id, run_id=run_id, run_date=run_date,
                                         overrides=overrides, source=source)
         runtime.publisher.publish("import", message)
         log(logging.INFO, "run requested", run_id=run_id, caller=_caller, step="api", outcome="ok",
             **trace_fields(call.headers))
-        return json_reply({"run_id": run_id, "status": "ACCEPTED", "duplicate": False, "links": links}, 202)
+        out = {"run_id": run_id, "status": "ACCEPTED", "duplicate": False, "links": links}
+        if run_id != base_id:
+            out["retry_of"] = base_id
+        return json_reply(out, 202)
 
     def retrain(self, call: HttpCall, blocking: bool, _caller: str | None = None) -> Reply:
         if not blocking:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 from retailopt import pipeline
 from retailopt.config import ConfigError, Settings, load_settings
 from retailopt.ingest import InputError
+from retailopt.loading import DateRange
 from retailopt.services import messages
 from retailopt.services.dedupe import Claim, KeyKind
 from retailopt.services.logs import StepLog, step_log
@@ -175,8 +176,16 @@ def _import(runtime: Runtime, settings: Settings, run_id: str | None, source: Ma
         files = store.download_prefix(prefix, Path(tmp))
         if not files:
             raise PermanentError(f"no data files under {prefix!r}")
+        replace = source.get("replace_sales")
+        replace_sales = None
+        if replace:
+            try:
+                replace_sales = DateRange(date.fromisoformat(replace["first"]), date.fromisoformat(replace["last"]))
+            except ValueError as exc:
+                raise PermanentError(f"invalid replace_sales: {exc}") from exc
         try:
-            counts = dict(pipeline.import_step(runtime.warehouse, settings, run_id, Path(tmp)) or {})
+            counts = dict(pipeline.import_step(runtime.warehouse, settings, run_id, Path(tmp),
+                                               replace_sales=replace_sales) or {})
         except InputError as exc:
             # Nothing was loaded. Every file stays in the bucket; those the error names carry it.
             named = [p.name for p in files if p.name in str(exc)] or [READY_MARKER]
