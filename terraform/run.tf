@@ -43,12 +43,15 @@ locals {
   # RETAILOPT_MAX_ATTEMPTS is one delivery below Pub/Sub's limit: the service gives up (run
   # FAILED) before the event is dead-lettered. Pub/Sub's count is approximate and includes
   # deliveries the ledger does not count (a busy claim, an expired acknowledgement deadline).
+  # RETAILOPT_PLANNERS: the people (user:) among var.api_invokers approve and release plans in
+  # the workbench; every other caller of the api may only read.
   service_env = {
     RETAILOPT_ARTIFACTS_BUCKET = google_storage_bucket.default["artifacts"].name
     RETAILOPT_EVENT_BUS        = "pubsub"
     RETAILOPT_MAX_ATTEMPTS     = tostring(var.max_delivery_attempts - 1)
     RETAILOPT_MAX_BODY_BYTES   = "1000000"
     RETAILOPT_MAX_EVENT_AGE_S  = "86400"
+    RETAILOPT_PLANNERS         = join(",", sort([for m in var.api_invokers : split(":", m)[1] if startswith(m, "user:")]))
     RETAILOPT_PUBSUB_PROJECT   = var.project_id
     RETAILOPT_RAW_BUCKET       = google_storage_bucket.default["raw"].name
     RETAILOPT_TOPIC_PREFIX     = local.prefix

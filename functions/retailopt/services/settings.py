@@ -23,6 +23,7 @@ SERVICE_ENV_VARS: list[str] = [
     "RETAILOPT_MAX_ATTEMPTS",
     "RETAILOPT_MAX_BODY_BYTES",
     "RETAILOPT_MAX_EVENT_AGE_S",
+    "RETAILOPT_PLANNERS",
     "RETAILOPT_PUBSUB_PROJECT",
     "RETAILOPT_RAW_BUCKET",
     "RETAILOPT_TOPIC_PREFIX",
@@ -61,6 +62,10 @@ class ServiceSettings:
     # max_attempts), or the platform drops the event first and the run stays RUNNING.
     max_attempts: int = 4
     max_body_bytes: int = 1_000_000
+    # Identities (e-mails) holding the planner role in the workbench: they may approve, reject,
+    # edit and release; everyone else the API lets in may only read. Empty: in open local mode
+    # (no token check) the local user is a planner, with a token check nobody is.
+    planners: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("raw_bucket", "artifacts_bucket"):
@@ -74,6 +79,9 @@ class ServiceSettings:
         for caller in self.allowed_callers:
             if not _SA_RE.match(caller):
                 raise ConfigError(f"invalid setting allowed_callers entry {caller!r}: expected an email")
+        for planner in self.planners:
+            if not _SA_RE.match(planner):
+                raise ConfigError(f"invalid setting planners entry {planner!r}: expected an email")
         if self.auth_audience is not None and not self.allowed_callers:
             raise ConfigError("invalid setting allowed_callers=(): set it when auth_audience is set")
         for name, bounds in SERVICE_BOUNDS.items():
@@ -108,6 +116,7 @@ def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSe
         event_bus=env.get("RETAILOPT_EVENT_BUS") or "pubsub",
         auth_audience=env.get("RETAILOPT_AUTH_AUDIENCE") or None,
         allowed_callers=callers,
+        planners=tuple(p.strip().lower() for p in env.get("RETAILOPT_PLANNERS", "").split(",") if p.strip()),
         max_event_age_s=float(_number(env, "RETAILOPT_MAX_EVENT_AGE_S", float, 86400.0)),
         max_attempts=int(_number(env, "RETAILOPT_MAX_ATTEMPTS", int, ServiceSettings.max_attempts)),
         max_body_bytes=int(_number(env, "RETAILOPT_MAX_BODY_BYTES", int, 1_000_000)),
