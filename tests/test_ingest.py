@@ -415,3 +415,24 @@ def test_dates_with_a_utc_offset_are_quarantined_not_a_crash(chain):
     inv = _reasons(load_inputs(chain, as_of=AS_OF), "inventory.csv")
     assert list(inv.index) == [1] and inv.loc[1, "column_name"] == "snapshot_date"
     assert "not a date" in inv.loc[1, "reason"]
+
+
+def test_unclosed_quote_before_many_rows_names_its_row(chain):
+    # The swallowed rows make one value beyond the csv module's field size limit.
+    path = chain / "products.csv"
+    fields = _line(path, 3).split(",")
+    fields[1] = '"' + fields[1]
+    _replace_line(path, 3, ",".join(fields))
+    with path.open("a") as f:
+        f.writelines(f"X{i:06d},Filler product {i},grocery,1.0,2.0,6,1.0,1.0\n" for i in range(4000))
+    with pytest.raises(InputError, match=r"products\.csv: a quote opened in data row 2 is never closed"):
+        load_inputs(chain, as_of=AS_OF)
+
+
+def test_a_column_named_twice_is_a_file_problem(chain):
+    path = chain / "products.csv"
+    _replace_line(path, 1, _line(path, 1) + ",price")
+    for n in range(2, 14):
+        _replace_line(path, n, _line(path, n) + ",0.01")
+    with pytest.raises(InputError, match=r"products.*columns named twice in the header: price"):
+        load_inputs(chain, as_of=AS_OF)

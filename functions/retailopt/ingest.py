@@ -156,6 +156,8 @@ def _read_csv(path: Path) -> RawFile:
             where = "the header" if opened == 0 else f"data row {opened}"
             raise FileProblem(f"a quote opened in {where} is never closed, so the rows after it cannot be "
                               "told apart")
+    if any(row.number is None for row in ragged):  # pyarrow numbers rows when it reads on one thread
+        raise FileProblem(f"{len(ragged)} rows do not match the header, and their row numbers are unknown")
     table, problems = _plain_columns(table.rename_columns(names))
     total = table.num_rows + len(ragged)
     skipped = np.array([row.number - 2 for row in ragged], dtype=int)  # row.number counts the header as 1
@@ -208,8 +210,11 @@ def _unclosed_quote(path: Path, encoding: str) -> int | None:
     sentinel = "\x00end of file\x00"
     with path.open(encoding=encoding, errors="replace", newline="") as f:
         number, last = -1, None
-        for number, last in enumerate(csv.reader(itertools.chain(f, ["\n", sentinel + "\n"]))):
-            pass
+        try:
+            for number, last in enumerate(csv.reader(itertools.chain(f, ["\n", sentinel + "\n"]))):
+                pass
+        except csv.Error:  # a field beyond csv's size limit: a quote running on over many lines
+            return number + 1
     return None if last == [sentinel] else number
 
 
