@@ -1,24 +1,76 @@
 locals {
-  # The services write one JSON log line per step (retailopt.services.logs).
-  log_filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${local.prefix}-\""
+  # The services write one JSON log line per step (retailopt.services.logs): jsonPayload.step,
+  # run_id, outcome (ok, duplicate, ignored, dropped, busy, retry, rejected), reason, counts, and
+  # run_status "FAILED" when a rejected step failed its run. tests/test_monitoring_contract.py
+  # evaluates every filter below on the lines the handlers write.
+  log_filter      = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=~\"^${local.prefix}-\""
+  gave_up         = "jsonPayload.reason=~\"^gave up after [0-9]+ attempts\""
+  training_failed = "jsonPayload.step=\"retrain\" AND jsonPayload.reason=~\"^training failed:\""
+  # One log-match policy per kind of trouble: a rejected line is in exactly one of the four
+  # failure policies, so one failure is one notification.
+  log_alerts = {
+    dead_letters = {
+      name     = "retailopt: event given up after retries"
+      severity = "ERROR"
+      filter   = "jsonPayload.outcome=\"rejected\" AND ${local.gave_up}"
+      doc      = "A step kept failing with a transient error until the delivery that reached RETAILOPT_MAX_ATTEMPTS gave up: the event is acknowledged and its run (if any) is FAILED. The step's earlier lines (outcome \"retry\", same jsonPayload.event_id) carry the error."
+    }
+    failed_runs = {
+      name     = "retailopt: planning run failed"
+      severity = "ERROR"
+      filter   = "jsonPayload.outcome=\"rejected\" AND jsonPayload.run_status=\"FAILED\" AND NOT ${local.gave_up}"
+      doc      = "A step was rejected for good (bad input, invalid overrides, no files...) and its run is FAILED with the reason in runs.error; no partial result is visible. The drop's file problems are in the quarantine table under the run id."
+    }
+    failed_steps = {
+      name     = "retailopt: event rejected"
+      severity = "WARNING"
+      filter   = "jsonPayload.outcome=\"rejected\" AND NOT jsonPayload.run_status=\"FAILED\" AND NOT ${local.gave_up} AND NOT (${local.training_failed})"
+      doc      = "An event was rejected without a run to fail: a malformed or unsupported message, an unknown run, a misplaced _READY marker, an oversized body. It is acknowledged and will not be retried."
+    }
+    model_age = {
+      name     = "retailopt: forecast model too old"
+      severity = "WARNING"
+      filter   = "jsonPayload.step=\"forecast\" AND jsonPayload.model_age_days>${var.alert_thresholds.model_age_days}"
+      doc      = "The daily forecast used a BigQuery ML model trained more than ${var.alert_thresholds.model_age_days} days before the run: the weekly retraining has not produced a model."
+    }
+    stores_at_risk = {
+      name     = "retailopt: stores at stockout risk after the plan"
+      severity = "WARNING"
+      filter   = "jsonPayload.step=\"plan\" AND jsonPayload.outcome=\"ok\" AND jsonPayload.counts.stores_at_risk_after>${var.alert_thresholds.stores_at_risk}"
+      doc      = "A plan leaves more than ${var.alert_thresholds.stores_at_risk} stores with at least one product at stockout risk even after its transfers and orders (jsonPayload.counts.positions_at_risk_after positions)."
+    }
+    training_failed = {
+      name     = "retailopt: model training failed"
+      severity = "ERROR"
+      filter   = "jsonPayload.outcome=\"rejected\" AND ${local.training_failed}"
+      doc      = "The weekly BigQuery ML training failed; the daily runs keep forecasting from the newest model trained before, which ages until a training succeeds."
+    }
+  }
+  # Log-based metrics for the dashboard and the alert on missing runs.
   log_metrics = {
+    completed_runs = {
+      description = "Planning runs completed (the plan step published them)"
+      filter      = "jsonPayload.step=\"plan\" AND jsonPayload.outcome=\"ok\""
+      value       = null
+      bounds      = null
+    }
     dead_letters = {
       description = "Events given up on the delivery that reached RETAILOPT_MAX_ATTEMPTS (the run is marked FAILED)"
-      filter      = "jsonPayload.outcome=\"rejected\" AND jsonPayload.reason=~\"^gave up after\""
+      filter      = "jsonPayload.outcome=\"rejected\" AND ${local.gave_up}"
       value       = null
       bounds      = null
     }
     failed_steps = {
-      description = "Planning steps rejected for good (outcome rejected: the run, if any, is marked FAILED)"
+      description = "Steps rejected for good (outcome rejected)"
       filter      = "jsonPayload.outcome=\"rejected\""
       value       = null
       bounds      = null
     }
-    forecast_age_days = {
-      description = "Age in days of the forecast a plan used"
-      filter      = "jsonPayload.forecast_age_days:*"
-      value       = "EXTRACT(jsonPayload.forecast_age_days)"
-      bounds      = [0, 1, 2, 3, 4, 5, 7, 14, 28]
+    model_age_days = {
+      description = "Age in days of the BigQuery ML model a forecast used"
+      filter      = "jsonPayload.step=\"forecast\" AND jsonPayload.model_age_days:*"
+      value       = "EXTRACT(jsonPayload.model_age_days)"
+      bounds      = [0, 1, 2, 3, 5, 7, 8, 10, 14, 21, 28]
     }
     step_duration_s = {
       description = "Duration of each planning step in seconds"
@@ -27,40 +79,16 @@ locals {
       bounds      = [1, 2, 5, 10, 30, 60, 120, 300, 600]
     }
     stores_at_risk = {
-      description = "Stores with at least one product at stockout risk in a plan"
-      filter      = "jsonPayload.kpis.stores_at_risk:*"
-      value       = "EXTRACT(jsonPayload.kpis.stores_at_risk)"
+      description = "Stores with at least one product at stockout risk after a plan"
+      filter      = "jsonPayload.step=\"plan\" AND jsonPayload.counts.stores_at_risk_after:*"
+      value       = "EXTRACT(jsonPayload.counts.stores_at_risk_after)"
       bounds      = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500]
     }
   }
   metric_type = { for k in keys(local.log_metrics) : k => "logging.googleapis.com/user/${local.prefix}_${k}" }
-  # Log-based metrics are per series of (step); alerts look at the worst value in 5 minutes.
-  alerts = {
-    dead_letters = {
-      name      = "retailopt: events dead-lettered"
-      aligner   = "ALIGN_SUM"
-      threshold = 0
-      doc       = "An event was given up after the maximum number of deliveries. Inspect the service logs (jsonPayload.outcome=\"rejected\" AND jsonPayload.reason=~\"^gave up after\") and the *-dead-letter subscriptions, fix the cause, then republish."
-    }
-    failed_steps = {
-      name      = "retailopt: planning step failed"
-      aligner   = "ALIGN_SUM"
-      threshold = 0
-      doc       = "A planning step failed; the run is marked FAILED and no partial result is visible. Filter the logs on jsonPayload.run_id of the failing entry."
-    }
-    forecast_age_days = {
-      name      = "retailopt: forecast too old"
-      aligner   = "ALIGN_PERCENTILE_99"
-      threshold = var.alert_thresholds.forecast_age_days
-      doc       = "A plan used a forecast older than the threshold: the forecast step or the weekly retraining is not running."
-    }
-    stores_at_risk = {
-      name      = "retailopt: stores at stockout risk"
-      aligner   = "ALIGN_PERCENTILE_99"
-      threshold = var.alert_thresholds.stores_at_risk
-      doc       = "The latest plan leaves more stores than the threshold at stockout risk. See the stockout_risk view in BigQuery."
-    }
-  }
+  # A threshold condition looks back at most 25 h: a day's sum of completed runs that stays
+  # below one for the remaining hours means none completed in the whole window.
+  no_complete_run_s = var.alert_thresholds.hours_without_complete_run * 3600
 }
 
 resource "google_logging_metric" "default" {
@@ -68,7 +96,7 @@ resource "google_logging_metric" "default" {
   project         = var.project_id
   name            = "${local.prefix}_${each.key}"
   description     = each.value.description
-  filter          = "${local.log_filter} AND ${each.value.filter}"
+  filter          = "${local.log_filter} AND (${each.value.filter})"
   value_extractor = each.value.value
   label_extractors = {
     step = "EXTRACT(jsonPayload.step)"
@@ -80,7 +108,7 @@ resource "google_logging_metric" "default" {
     labels {
       key         = "step"
       value_type  = "STRING"
-      description = "Planning step (import, forecast, plan, publish, retrain)"
+      description = "Planning step (api, import, forecast, plan, retrain)"
     }
   }
   dynamic "bucket_options" {
@@ -103,24 +131,59 @@ resource "google_monitoring_notification_channel" "email" {
   }
 }
 
-resource "google_monitoring_alert_policy" "log_metric" {
-  for_each              = local.alerts
+# One notification per matching line (at most one per 5 minutes and policy), with the run and
+# the step as incident labels.
+resource "google_monitoring_alert_policy" "log_match" {
+  for_each              = local.log_alerts
   project               = var.project_id
   display_name          = each.value.name
   combiner              = "OR"
+  severity              = each.value.severity
   notification_channels = [google_monitoring_notification_channel.email.id]
   conditions {
     display_name = each.value.name
+    condition_matched_log {
+      filter = "${local.log_filter} AND (${each.value.filter})"
+      label_extractors = {
+        run_id = "EXTRACT(jsonPayload.run_id)"
+        step   = "EXTRACT(jsonPayload.step)"
+      }
+    }
+  }
+  alert_strategy {
+    auto_close = "86400s"
+    notification_rate_limit {
+      period = "300s"
+    }
+  }
+  documentation {
+    content   = "${each.value.doc}\n\nLogs: `${local.log_filter} AND (${each.value.filter})`. Runbook: docs/deployment.md, \"When an alert fires\"."
+    mime_type = "text/markdown"
+  }
+  depends_on = [google_project_service.default]
+}
+
+# No COMPLETE run for hours_without_complete_run hours: the sum of completed runs over the last
+# 24 hours stays below one for the remaining hours. No data at all (nothing completed since the
+# metric exists) counts as below.
+resource "google_monitoring_alert_policy" "no_complete_run" {
+  project               = var.project_id
+  display_name          = "retailopt: no complete planning run in ${var.alert_thresholds.hours_without_complete_run} h"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = [google_monitoring_notification_channel.email.id]
+  conditions {
+    display_name = "No completed run in ${var.alert_thresholds.hours_without_complete_run} h"
     condition_threshold {
-      filter          = "metric.type=\"${local.metric_type[each.key]}\" AND resource.type=\"cloud_run_revision\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = each.value.threshold
-      duration        = "0s"
+      filter                  = "metric.type=\"${local.metric_type.completed_runs}\" AND resource.type=\"cloud_run_revision\""
+      comparison              = "COMPARISON_LT"
+      threshold_value         = 1
+      duration                = "${local.no_complete_run_s - 86400}s"
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_ACTIVE"
       aggregations {
-        alignment_period     = "300s"
-        per_series_aligner   = each.value.aligner
-        cross_series_reducer = "REDUCE_MAX"
-        group_by_fields      = ["metric.label.step"]
+        alignment_period     = "86400s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
       }
       trigger {
         count = 1
@@ -131,7 +194,7 @@ resource "google_monitoring_alert_policy" "log_metric" {
     auto_close = "86400s"
   }
   documentation {
-    content   = each.value.doc
+    content   = "No planning run reached COMPLETE (plan step outcome ok) in ${var.alert_thresholds.hours_without_complete_run} hours: the daily schedule did not start one, or every run failed or is stuck. Runbook: docs/deployment.md, \"When an alert fires\"."
     mime_type = "text/markdown"
   }
   depends_on = [google_logging_metric.default]
@@ -172,10 +235,11 @@ resource "google_monitoring_dashboard" "default" {
       columns = 12
       tiles = [
         for i, t in [
-          { title = "Failed steps", metric = local.metric_type.failed_steps, aligner = "ALIGN_SUM", plot = "STACKED_BAR", resource = "cloud_run_revision", group = "metric.label.step" },
-          { title = "Dead-lettered events", metric = local.metric_type.dead_letters, aligner = "ALIGN_SUM", plot = "STACKED_BAR", resource = "cloud_run_revision", group = "metric.label.step" },
-          { title = "Stores at stockout risk (max)", metric = local.metric_type.stores_at_risk, aligner = "ALIGN_PERCENTILE_99", plot = "LINE", resource = "cloud_run_revision", group = "metric.label.step" },
-          { title = "Forecast age, days (max)", metric = local.metric_type.forecast_age_days, aligner = "ALIGN_PERCENTILE_99", plot = "LINE", resource = "cloud_run_revision", group = "metric.label.step" },
+          { title = "Completed runs", metric = local.metric_type.completed_runs, aligner = "ALIGN_SUM", plot = "STACKED_BAR", resource = "cloud_run_revision", group = "metric.label.step" },
+          { title = "Rejected steps", metric = local.metric_type.failed_steps, aligner = "ALIGN_SUM", plot = "STACKED_BAR", resource = "cloud_run_revision", group = "metric.label.step" },
+          { title = "Events given up", metric = local.metric_type.dead_letters, aligner = "ALIGN_SUM", plot = "STACKED_BAR", resource = "cloud_run_revision", group = "metric.label.step" },
+          { title = "Stores at stockout risk after the plan (max)", metric = local.metric_type.stores_at_risk, aligner = "ALIGN_PERCENTILE_99", plot = "LINE", resource = "cloud_run_revision", group = "metric.label.step" },
+          { title = "Forecast model age, days (max)", metric = local.metric_type.model_age_days, aligner = "ALIGN_PERCENTILE_99", plot = "LINE", resource = "cloud_run_revision", group = "metric.label.step" },
           { title = "Step duration, s (p95)", metric = local.metric_type.step_duration_s, aligner = "ALIGN_PERCENTILE_95", plot = "LINE", resource = "cloud_run_revision", group = "metric.label.step" },
           { title = "Dead-letter backlog", metric = "pubsub.googleapis.com/subscription/num_undelivered_messages", aligner = "ALIGN_MAX", plot = "LINE", resource = "pubsub_subscription", group = "resource.label.subscription_id" },
           ] : {

@@ -8,16 +8,29 @@ variable "alert_email" {
 }
 
 variable "alert_thresholds" {
-  description = "Alert when a plan leaves more stores than this at stockout risk, or uses a forecast older than this many days."
+  description = "Alert when no run completes for this many hours (25-47), when a forecast uses a model older than this many days, or when a plan leaves more stores than this at stockout risk (after its transfers and orders)."
   type = object({
-    forecast_age_days = optional(number, 2)
-    stores_at_risk    = optional(number, 0)
+    hours_without_complete_run = optional(number, 26)
+    model_age_days             = optional(number, 8)
+    stores_at_risk             = optional(number, 5)
   })
   default  = {}
   nullable = false
   validation {
-    condition     = var.alert_thresholds.forecast_age_days >= 0 && var.alert_thresholds.stores_at_risk >= 0
-    error_message = "alert_thresholds must be >= 0."
+    condition     = alltrue([for v in values(var.alert_thresholds) : v == floor(v)])
+    error_message = "alert_thresholds must be whole numbers."
+  }
+  validation {
+    condition     = var.alert_thresholds.hours_without_complete_run >= 25 && var.alert_thresholds.hours_without_complete_run <= 47
+    error_message = "alert_thresholds.hours_without_complete_run must be 25-47: a daily run plus slack, within what one alert condition can look back (24 h and a retest window under 24 h)."
+  }
+  validation {
+    condition     = var.alert_thresholds.model_age_days >= 1 && var.alert_thresholds.model_age_days <= 365
+    error_message = "alert_thresholds.model_age_days must be 1-365 (the model is retrained weekly: 8 allows one late retraining day)."
+  }
+  validation {
+    condition     = var.alert_thresholds.stores_at_risk >= 0 && var.alert_thresholds.stores_at_risk <= 1000000
+    error_message = "alert_thresholds.stores_at_risk must be 0-1000000 stores (0 alerts on any store at risk, which most plans leave)."
   }
 }
 

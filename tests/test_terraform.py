@@ -314,18 +314,23 @@ def test_services_give_up_before_pub_sub_dead_letters(hcl) -> None:
 
 
 def test_alerts_watch_the_outcomes_the_services_log(hcl) -> None:
-    """A log-based metric on an outcome no service writes never fires: a step given up after
-    RETAILOPT_MAX_ATTEMPTS, or rejected for good, would go unnoticed."""
+    """A log-based metric or log-match alert on an outcome no service writes never fires: a step
+    given up after RETAILOPT_MAX_ATTEMPTS, or rejected for good, would go unnoticed.
+    (tests/test_monitoring_contract.py runs every filter on the lines the handlers write.)"""
     source = "".join((ROOT / "functions" / "retailopt" / "services" / f).read_text(encoding="utf-8")
                      for f in ("handlers.py", "logs.py", "entrypoints.py"))
     logged = set(re.findall(r'finish\("([a-z_]+)"', source)) | {"ok"}
-    metrics = locals_(hcl)["log_metrics"]
-    for name, metric in metrics.items():
-        for outcome in re.findall(r'jsonPayload\.outcome="([a-z_]+)"', metric["filter"]):
-            assert outcome in logged, f"log metric {name} watches outcome {outcome!r}, which no service logs"
-    give_up = re.search(r'PermanentError\(f"(gave up after) ', source).group(1)
-    assert metrics["dead_letters"]["filter"] == f'jsonPayload.outcome="rejected" AND jsonPayload.reason=~"^{give_up}"'
-    assert metrics["failed_steps"]["filter"] == 'jsonPayload.outcome="rejected"'
+    loc = locals_(hcl)
+    filters = {f"metric {k}": m["filter"] for k, m in loc["log_metrics"].items()}
+    filters |= {f"alert {k}": a["filter"] for k, a in loc["log_alerts"].items()}
+    for name, text in filters.items():
+        text = re.sub(r"\$\{local\.(gave_up|training_failed)\}", lambda m: loc[m.group(1)], text)
+        for outcome in re.findall(r'jsonPayload\.outcome="([a-z_]+)"', text):
+            assert outcome in logged, f"{name} watches outcome {outcome!r}, which no service logs"
+    give_up = re.search(r'PermanentError\(f"gave up after \{[^}]+\} attempts"\)', source)
+    assert give_up, "the services no longer give up with 'gave up after N attempts'"
+    assert re.search(re.search(r'=~"(.+)"', loc["gave_up"]).group(1), "gave up after 4 attempts")
+    assert loc["log_metrics"]["failed_steps"]["filter"] == 'jsonPayload.outcome="rejected"'
 
 
 # Least privilege ---------------------------------------------------------------------------
