@@ -436,3 +436,22 @@ def test_a_column_named_twice_is_a_file_problem(chain):
         _replace_line(path, n, _line(path, n) + ",0.01")
     with pytest.raises(InputError, match=r"products.*columns named twice in the header: price"):
         load_inputs(chain, as_of=AS_OF)
+
+
+def test_a_date_beyond_what_pandas_holds_says_so(chain):
+    path = chain / "inventory.csv"
+    fields = _line(path, 2).split(",")
+    fields[0] = "2999-01-01"
+    _replace_line(path, 2, ",".join(fields))
+    inv = _reasons(load_inputs(chain, as_of=AS_OF), "inventory.csv")
+    assert "not a date (YYYY-MM-DD, years 1678 to 2261)" in inv.loc[1, "reason"]
+
+
+def test_a_ragged_row_with_an_open_quote_says_so(chain):
+    path = chain / "products.csv"
+    with path.open("a") as f:
+        f.write('P0099,"Open quote,grocery,1.0,2.0,6,1.0,1.0\n')  # the last row: nothing after it is lost
+    result = load_inputs(chain, as_of=AS_OF)
+    products = _reasons(result, "products.csv")
+    assert list(products.index) == [13] and "a quote is not closed" in products.loc[13, "reason"]
+    assert len(result.frames["products"]) == 12
