@@ -1,4 +1,8 @@
 locals {
+  # The chain's time zone as the services read it: settings.timezone, or config.py's default
+  # (settings.json) when unset or "". The schedules run in the same zone, so "05:00" is the
+  # chain's early morning all year, daylight saving included.
+  chain_time_zone = lookup(var.settings, "timezone", "") != "" ? var.settings["timezone"] : jsondecode(file("${path.module}/settings.json"))["RETAILOPT_TIMEZONE"]
   # Both jobs call the planners' api as any planner would: the api gives each run its id (one
   # per chain and day, so a repeated call is not a second run) and publishes the start message.
   scheduler_jobs = {
@@ -38,6 +42,12 @@ resource "google_cloud_scheduler_job" "default" {
     oidc_token {
       service_account_email = google_service_account.scheduler.email
       audience              = local.service_urls.api
+    }
+  }
+  lifecycle {
+    precondition {
+      condition     = var.schedules.time_zone == local.chain_time_zone
+      error_message = "schedules.time_zone (${var.schedules.time_zone}) must be the chain's time zone, settings.timezone (${local.chain_time_zone}): set both to the same IANA name."
     }
   }
   depends_on = [google_project_service.default, google_cloud_run_v2_service_iam_member.scheduler]

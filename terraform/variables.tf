@@ -72,6 +72,17 @@ variable "deletion_protection" {
   nullable    = false
 }
 
+variable "forecast_engine" {
+  description = "Forecasting engine of the services: bigquery_ml (ARIMA_PLUS, or ARIMA_PLUS_XREG where the chain plans promotions, trained weekly in BigQuery) or local (the embedded engine, fitted in every run)."
+  type        = string
+  default     = "bigquery_ml"
+  nullable    = false
+  validation {
+    condition     = contains(["bigquery_ml", "local"], var.forecast_engine)
+    error_message = "forecast_engine must be bigquery_ml or local."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the retailopt image in this deployment's Artifact Registry repository (Cloud Build passes the build id)."
   type        = string
@@ -151,17 +162,21 @@ variable "retention_days" {
 }
 
 variable "schedules" {
-  description = "Cron schedules of the daily planning run and the weekly retraining, and their time zone."
+  description = "Cron schedules of the daily planning run and the weekly retraining, in the chain's IANA time zone (the same as settings.timezone): planning early in the local morning, retraining at a quiet hour that every day has (not 02:00, which US daylight saving skips or repeats)."
   type = object({
     planning  = optional(string, "0 5 * * *")
-    retrain   = optional(string, "0 2 * * 0")
-    time_zone = optional(string, "Etc/UTC")
+    retrain   = optional(string, "0 3 * * 0")
+    time_zone = optional(string, "America/Chicago")
   })
   default  = {}
   nullable = false
   validation {
     condition     = alltrue([for s in [var.schedules.planning, var.schedules.retrain] : length(split(" ", trimspace(s))) == 5])
     error_message = "schedules.planning and schedules.retrain must be 5-field cron expressions."
+  }
+  validation {
+    condition     = can(regex("^(UTC|Etc/(UTC|GMT([+-]([0-9]|1[0-4]))?)|[A-Z][A-Za-z]+(/[A-Z][A-Za-z0-9_+-]+){1,2})$", var.schedules.time_zone))
+    error_message = "schedules.time_zone must be an IANA time zone name such as America/Chicago, Europe/Paris or UTC."
   }
 }
 
@@ -193,8 +208,8 @@ variable "settings" {
   default     = {}
   nullable    = false
   validation {
-    condition     = length(setintersection(keys(var.settings), ["data_dir", "dataset", "location", "project", "service_level", "service_level_by_category", "warehouse"])) == 0
-    error_message = "settings must not set data_dir, dataset, location, project, warehouse (decided by this deployment) or the service levels (use their variables)."
+    condition     = length(setintersection(keys(var.settings), ["data_dir", "dataset", "forecast_engine", "location", "project", "service_level", "service_level_by_category", "warehouse"])) == 0
+    error_message = "settings must not set data_dir, dataset, location, project, warehouse (decided by this deployment), forecast_engine or the service levels (use their variables)."
   }
   # Numbers as retailopt.config reads them: finite, within local.setting_bounds (settings.tf),
   # whole where the setting is an integer; "" leaves the code's default.

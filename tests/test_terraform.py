@@ -268,6 +268,26 @@ def test_push_deliveries_are_authenticated_retried_and_dead_lettered(hcl) -> Non
         assert "pubsub_target" in job or "oidc_token" in job.get("http_target", [{}])[0]
 
 
+def test_schedules_run_in_the_chains_time_zone(hcl) -> None:
+    """Planning at 05:00 and retraining at a quiet hour of the chain's own zone (config.py's
+    default, America/Chicago); a deployment whose settings.timezone differs must say so twice."""
+    schedules = _variables(hcl)["schedules"]
+    defaults = dict(re.findall(r'(\w+)\s*=\s*optional\(string,\s*"([^"]*)"\)', schedules["type"]))
+    assert defaults["time_zone"] == config.Settings().timezone == "America/Chicago"
+    assert json.loads((TF / "settings.json").read_text())["RETAILOPT_TIMEZONE"] == defaults["time_zone"]
+    minute, hour, day, month, weekday = defaults["planning"].split()
+    assert (minute, hour, day, month, weekday) == ("0", "5", "*", "*", "*"), "daily, early local morning"
+    minute, hour, day, month, weekday = defaults["retrain"].split()
+    assert day == month == "*" and weekday.isdigit(), "weekly"
+    # US daylight saving skips or repeats 02:00-03:00 on Sundays: a job in that hour may not run or run twice.
+    assert int(hour) not in (1, 2) and int(hour) < int(defaults["planning"].split()[1]), "quiet hour before planning"
+    job = resource(hcl, "google_cloud_scheduler_job", "default")
+    assert job["time_zone"] == "${var.schedules.time_zone}"
+    precondition = job["lifecycle"][0]["precondition"][0]["condition"]
+    assert precondition == "${var.schedules.time_zone == local.chain_time_zone}"
+    assert "var.settings" in locals_(hcl)["chain_time_zone"] and "RETAILOPT_TIMEZONE" in locals_(hcl)["chain_time_zone"]
+
+
 def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     run = resource(hcl, "google_cloud_run_v2_service", "default")
     assert run["for_each"] == "${local.services}"
@@ -451,7 +471,17 @@ def _terraform_test(folder: Path, runs: list[tuple[str, dict[str, str], list[str
 def test_the_documented_defaults_pass_their_own_validation(tmp_path) -> None:
     _terraform_test(tmp_path, [("defaults", {}, []),
                                ("short_noncurrent", {"retention_days": "{ noncurrent = 7 }"}, []),
-                               ("short_raw", {"retention_days": "{ raw = 30 }"}, ["retention_days"])])
+                               ("short_raw", {"retention_days": "{ raw = 30 }"}, ["retention_days"]),
+                               ("paris", {"schedules": '{ time_zone = "Europe/Paris" }'}, []),
+                               ("utc", {"schedules": '{ time_zone = "Etc/UTC" }'}, []),
+                               ("three_part_zone", {"schedules": '{ time_zone = "America/Argentina/Buenos_Aires" }'}, []),
+                               ("abbreviation", {"schedules": '{ time_zone = "CST" }'}, ["schedules"]),
+                               ("lower_case_zone", {"schedules": '{ time_zone = "america/chicago" }'}, ["schedules"]),
+                               ("alert_day", {"alert_thresholds": "{ hours_without_complete_run = 24 }"}, ["alert_thresholds"]),
+                               ("alert_two_days", {"alert_thresholds": "{ hours_without_complete_run = 47 }"}, []),
+                               ("alert_fraction", {"alert_thresholds": "{ stores_at_risk = 2.5 }"}, ["alert_thresholds"]),
+                               ("alert_negative", {"alert_thresholds": "{ stores_at_risk = -1 }"}, ["alert_thresholds"]),
+                               ("alert_model_age", {"alert_thresholds": "{ model_age_days = 0 }"}, ["alert_thresholds"])])
 
 
 def test_terraform_refuses_exactly_what_config_refuses(tmp_path) -> None:
