@@ -455,3 +455,17 @@ def test_a_ragged_row_with_an_open_quote_says_so(chain):
     products = _reasons(result, "products.csv")
     assert list(products.index) == [13] and "a quote is not closed" in products.loc[13, "reason"]
     assert len(result.frames["products"]) == 12
+
+
+def test_a_quarantined_parquet_row_shows_its_date_as_a_date(chain):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(chain / "sales.parquet")
+    units = table.column("units").to_pylist()
+    units[0] = -3
+    pq.write_table(table.set_column(table.schema.get_field_index("units"), "units", pa.array(units, pa.int64())),
+                   chain / "sales.parquet")
+    record = json.loads(_reasons(load_inputs(chain, as_of=AS_OF), "sales.parquet").loc[1, "raw_record"])
+    assert record["sale_date"].startswith(table.column("sale_date")[0].as_py().isoformat())
+    assert record["units"] == -3

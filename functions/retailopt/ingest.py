@@ -433,7 +433,7 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
             "text": several.text.agg("; ".join)})])
     merged = merged.sort_index()
     idx = merged.index.to_numpy()
-    records = raw.loc[idx].to_json(orient="records", lines=True, default_handler=str)
+    records = raw.loc[idx].to_json(orient="records", lines=True, default_handler=str, date_format="iso")
     return pd.DataFrame({
         "source_file": source,
         # 1-based data row, header excluded (the CSV line number is this plus one): raw is indexed by
