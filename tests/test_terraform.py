@@ -255,9 +255,11 @@ def test_push_deliveries_are_authenticated_retried_and_dead_lettered(hcl) -> Non
         assert dead["max_delivery_attempts"] == "${var.max_delivery_attempts}", name
         assert body["for_each"] == "${local.event_services}"
     # Dead-letter topics have their own subscription and the Pub/Sub agent's rights.
-    for kind, name in [("google_pubsub_subscription", "dead_letter"), ("google_pubsub_topic_iam_member", "dead_letter_agent"),
+    for kind, name in [("google_pubsub_topic", "dead_letter"), ("google_pubsub_subscription", "dead_letter"),
+                       ("google_pubsub_topic_iam_member", "dead_letter_agent"),
                        ("google_pubsub_subscription_iam_member", "dead_letter_agent")]:
-        assert resource(hcl, kind, name)["for_each"] == "${local.event_services}"
+        assert resource(hcl, kind, name)["for_each"] == "${local.dead_lettered}"
+    assert locals_(hcl)["dead_lettered"] == "${setunion(local.event_services, keys(local.erp_tables))}"
     triggers = list(resources(hcl, "google_eventarc_trigger"))
     for name, body in [(n, b) for _, n, b in triggers]:
         # Eventarc signs each delivery with an OIDC token of this identity; it retries with
@@ -266,6 +268,74 @@ def test_push_deliveries_are_authenticated_retried_and_dead_lettered(hcl) -> Non
         assert "cloud_run_service" in body["destination"][0], name
     for _, _, job in resources(hcl, "google_cloud_scheduler_job"):
         assert "pubsub_target" in job or "oidc_token" in job.get("http_target", [{}])[0]
+
+
+# The Pub/Sub BigQuery subscription with write_metadata writes exactly these columns (and no
+# schema of the topic or table is used: the message JSON lands in `data` as text).
+WRITE_METADATA_COLUMNS = {"subscription_name": "STRING", "message_id": "STRING", "publish_time": "TIMESTAMP",
+                          "data": "STRING", "attributes": "STRING"}
+
+
+def test_every_topic_has_a_consumer(hcl) -> None:
+    """The step topics are pushed to their service; published and reorders, which no service
+    reads, are written to tables for the ERP by BigQuery subscriptions, dead-lettered too."""
+    loc = locals_(hcl)
+    event_services = set(re.findall(r'"(\w+)"', loc["event_services"]))
+    erp_tables = loc["erp_tables"]
+    assert set(loc["topics"]) == event_services | set(erp_tables), "a topic nobody consumes"
+    assert not event_services & set(erp_tables)
+    sub = resource(hcl, "google_pubsub_subscription", "bigquery")
+    assert sub["for_each"] == "${local.erp_tables}" and "push_config" not in sub
+    assert sub["topic"] == "${google_pubsub_topic.default[each.key].id}"
+    config = sub["bigquery_config"][0]
+    assert config["write_metadata"] is True and not config.get("use_topic_schema") and not config.get("use_table_schema")
+    assert config["table"] == ("${google_bigquery_table.default[each.value].project}.${google_bigquery_table.default"
+                               "[each.value].dataset_id}.${google_bigquery_table.default[each.value].table_id}")
+    dead = sub["dead_letter_policy"][0]
+    assert dead["dead_letter_topic"] == "${google_pubsub_topic.dead_letter[each.key].id}"
+    assert dead["max_delivery_attempts"] == "${var.max_delivery_attempts}"
+    for table in erp_tables.values():
+        assert (ROOT / "sql" / "schema" / f"{table}.sql").exists(), f"sql/schema/{table}.sql defines the table"
+        fields = json.loads((TF / "schemas" / f"{table}.json").read_text())
+        assert {f["name"]: f["type"] for f in fields} == WRITE_METADATA_COLUMNS, table
+        assert all(f["mode"] == "NULLABLE" for f in fields), table
+    # The Pub/Sub service agent may write those two tables and nothing else of the dataset.
+    grant = resource(hcl, "google_bigquery_table_iam_member", "pubsub_agent")
+    assert grant["for_each"] == "${local.erp_tables}" and grant["role"] == "roles/bigquery.dataEditor"
+    assert grant["member"] == "${local.pubsub_agent}"
+    assert grant["table_id"] == "${google_bigquery_table.default[each.value].table_id}"
+    assert "google_bigquery_table_iam_member.pubsub_agent" in " ".join(sub["depends_on"])
+    agents = [(t, n) for t, n, b in resources(hcl) if b.get("member") == "${local.pubsub_agent}"]
+    assert sorted(agents) == sorted([("google_bigquery_table_iam_member", "pubsub_agent"),
+                                     ("google_pubsub_topic_iam_member", "dead_letter_agent"),
+                                     ("google_pubsub_subscription_iam_member", "dead_letter_agent")])
+
+
+def test_each_receiver_checks_its_own_audience(hcl) -> None:
+    """A token minted for one service is not accepted by another: every push subscription and
+    Scheduler job asks for the receiving service's URL as audience, and every service checks its
+    own URL (RETAILOPT_AUTH_AUDIENCE)."""
+    push = resource(hcl, "google_pubsub_subscription", "push")
+    assert push["for_each"] == "${local.event_services}"
+    config = push["push_config"][0]
+    assert config["push_endpoint"].startswith("${google_cloud_run_v2_service.default[each.key].uri}/")
+    assert config["oidc_token"][0]["audience"] == "${local.service_urls[each.key]}"
+    run = resource(hcl, "google_cloud_run_v2_service", "default")
+    env = {e["name"]: e["value"] for e in run["template"][0]["containers"][0]["env"]}
+    assert re.fullmatch(r"\$\{local\.app_auth\[each\.key\] \? local\.service_urls\[each\.key\] : \"\"\}",
+                        env["RETAILOPT_AUTH_AUDIENCE"]), env["RETAILOPT_AUTH_AUDIENCE"]
+    for _, name, job in resources(hcl, "google_cloud_scheduler_job"):
+        target = job["http_target"][0]
+        service = re.match(r"\$\{local\.service_urls\.(\w+)\}", target["uri"]).group(1)
+        assert target["oidc_token"][0]["audience"] == f"${{local.service_urls.{service}}}", name
+    # The URLs are per service (deterministic run.app URLs), so the audiences differ.
+    assert "${local.prefix}-${k}-" in locals_(hcl)["service_urls"]
+    for _, name, trigger in resources(hcl, "google_eventarc_trigger"):
+        # Eventarc signs with the invoker of the service it delivers to (no audience setting:
+        # Eventarc uses the destination service's URL).
+        service = re.match(r'\$\{google_cloud_run_v2_service\.default\["(\w+)"\]\.name\}',
+                           trigger["destination"][0]["cloud_run_service"][0]["service"]).group(1)
+        assert trigger["service_account"] == f'${{google_service_account.invoker["{service}"].email}}', name
 
 
 def test_schedules_run_in_the_chains_time_zone(hcl) -> None:
