@@ -13,6 +13,11 @@ output "dataset_id" {
   value       = google_bigquery_dataset.default.dataset_id
 }
 
+output "erp_tables" {
+  description = "BigQuery tables (project.dataset.table) where the ERP reads what the plan step announces: published (one row per complete run) and reorders (one row per replenishment order), the message JSON in `data`."
+  value       = { for k, t in local.erp_tables : k => "${var.project_id}.${google_bigquery_dataset.default.dataset_id}.${t}" }
+}
+
 output "image" {
   description = "Service image the services run."
   value       = local.image
