@@ -433,6 +433,7 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
             "text": several.text.agg("; ".join)})])
     merged = merged.sort_index()
     idx = merged.index.to_numpy()
+    # ISO dates: a Parquet date shows as the date it is, not as epoch milliseconds.
     records = raw.loc[idx].to_json(orient="records", lines=True, default_handler=str, date_format="iso")
     return pd.DataFrame({
         "source_file": source,
