@@ -151,3 +151,51 @@ def test_merge_runs_on_bigquery(bqemu_client):
     stored = wh.query("SELECT sale_date, units FROM `{dataset}.sales` ORDER BY sale_date")
     assert stored.units.tolist() == [7, 2, 2, 3]
     assert wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales_staging`").n.iloc[0] == 0
+
+
+def test_a_daily_drop_of_sales_alone_keeps_everything_else(chain, tmp_path):
+    settings = load_settings({"data_dir": str(tmp_path / "work")})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        pipeline.import_step(wh, settings, None, chain)
+        product = pipeline.read_table(wh, "products").product_id.iloc[0]
+        wh.insert("promotions", pd.DataFrame([{"store_id": None, "product_id": product,
+                                               "start_date": dt.date(2030, 1, 1), "end_date": dt.date(2030, 1, 7)}]))
+        tables = ("stores", "distribution_centers", "products", "vehicles", "inventory", "promotions")
+        before = {t: len(pipeline.read_table(wh, t)) for t in tables}
+        sales = _sales(wh)
+        next_day = sales[sales.sale_date == sales.sale_date.max()].assign(
+            sale_date=sales.sale_date.max() + pd.Timedelta(days=1))
+        drop = tmp_path / "drop"
+        drop.mkdir()
+        next_day.assign(sale_date=next_day.sale_date.dt.strftime("%Y-%m-%d")).to_csv(drop / "sales.csv", index=False)
+        # A promotions file that cannot be read is skipped, and the stored plan stays.
+        (drop / "promotions.csv").write_bytes(b"\x00\x01 not a csv")
+        settings = settings.replace(run_date=(sales.sale_date.max() + pd.Timedelta(days=2)).date())
+        counts = pipeline.import_step(wh, settings, None, drop)
+        assert counts["sales"]["added"] == len(next_day)
+        assert {t: len(pipeline.read_table(wh, t)) for t in tables} == before
+        quarantine = pipeline.read_run_rows(wh, "quarantine", counts["run_id"])
+        assert quarantine.reason.str.contains("promotions.csv skipped").any()
+        # Naming days to replace needs the sales that replace them.
+        (drop / "sales.csv").unlink()
+        with pytest.raises(InputError, match="needs a sales file"):
+            pipeline.import_step(wh, settings, None, drop, replace_sales=DateRange(dt.date(2020, 1, 1),
+                                                                                  dt.date(2020, 1, 2)))
+    finally:
+        wh.close()
+
+
+def test_a_first_import_still_needs_every_required_file(chain, tmp_path):
+    settings = load_settings({"data_dir": str(tmp_path / "work")})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        drop = tmp_path / "drop"
+        shutil.copytree(chain, drop)
+        (drop / "stores.csv").unlink()
+        with pytest.raises(InputError, match="stores"):
+            pipeline.import_step(wh, settings, None, drop)
+    finally:
+        wh.close()

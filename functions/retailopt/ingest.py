@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -72,6 +72,9 @@ class ImportResult:
     frames: dict[str, pd.DataFrame]
     quarantine: pd.DataFrame  # quarantine table columns without run_id / run_date
     reports: list[FileReport]
+    # Tables whose stored rows stay as they are: no file in the folder (the warehouse holds them
+    # already), or an optional file that was skipped.
+    kept: set[str] = field(default_factory=set)
 
 
 def find_input_files(data_dir: Path, table: str) -> list[Path]:
@@ -446,8 +449,15 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
     })
 
 
-def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
-    """Read and validate every input file in `data_dir`; dimension files first so references check."""
+def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None
+                ) -> ImportResult:
+    """Read and validate every input file in `data_dir`; dimension files first so references check.
+
+    `stored` names the tables the warehouse already holds rows of (with their ids, for tables
+    keyed by one column): a folder may leave those files out, as a daily drop of sales and stock
+    does, and their stored rows stay and are referenced.
+    """
+    stored = stored or {}
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder {data_dir} does not exist", _file_problem(str(data_dir), "folder does not exist"))
@@ -455,10 +465,17 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
     quarantined: list[pd.DataFrame] = []
     reports: list[FileReport] = []
     valid_ids: dict[str, set[str]] = {}
+    kept: set[str] = set()
     for table in INPUT_TABLES:
         expected = schema.table(table).column_names
         frames[table] = pd.DataFrame(columns=expected)
         paths = find_input_files(data_dir, table)
+        if not paths and table in stored:
+            kept.add(table)
+            if stored[table] is not None:
+                valid_ids[table] = set(stored[table] or ())
+            reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0))
+            continue
         if not paths:
             if table in OPTIONAL_TABLES:
                 reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0))
@@ -480,8 +497,10 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
         if problem is not None:
             rows_in = raw.rows_in if raw is not None else 0
             if table in OPTIONAL_TABLES:
-                # An optional file never stops the run: it is left out, and the record says so.
+                # An optional file never stops the run: it is left out (what the warehouse holds
+                # stays), and the record says so.
                 reason = f"{path.name} skipped: {problem}"
+                kept.add(table)
             elif raw is None:
                 raise InputError(f"{path}: {problem}", _combine([*quarantined, _file_problem(path.name, problem)]))
             else:
@@ -504,12 +523,12 @@ def load_inputs(data_dir: Path, *, as_of: date) -> ImportResult:
         for message in messages:
             log.warning(message)
     quarantine = _combine(quarantined)
-    empty = [t for t in REQUIRED_NONEMPTY if frames[t].empty]
+    empty = [t for t in REQUIRED_NONEMPTY if frames[t].empty and t not in kept]
     if empty:
         details = "; ".join(f"{r.path}: {', '.join(r.problems[:3]) or 'no valid rows'}"
                             for r in reports if r.table in empty)
         raise InputError(f"cannot plan: no valid rows in {', '.join(empty)} ({details})", quarantine)
-    return ImportResult(frames, quarantine, reports)
+    return ImportResult(frames, quarantine, reports, kept)
 
 
 def _header_problem(header: list[str], expected: list[str]) -> str | None:

@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 # Whole lists: a file present replaces the table's content (promotions: the current plan).
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles", "promotions")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
-RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "inventory_policy", "plan_exceptions",
-                 "transfers", "replenishment_orders", "routes", "route_stops")
+RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "sales_anomalies", "inventory_policy",
+                 "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops")
 
 
 class RunNotFound(LookupError):
@@ -331,20 +331,29 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     """
     as_of = settings.run_date or _now().date()
     try:
-        result = load_inputs(source_dir, as_of=as_of)
+        result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh))
     except InputError as exc:
         if run_id is not None:
             _record_rejected_import(wh, settings, run_id, exc)
         raise
+    if replace_sales is not None and "sales" in result.kept:
+        exc = InputError(f"replacing the sales of {replace_sales} needs a sales file in {source_dir}")
+        if run_id is not None:
+            _record_rejected_import(wh, settings, run_id, exc)
+        raise exc
     loaded: dict[str, dict[str, int]] = {}
     with wh.transaction():
         for table in DIMENSION_TABLES:
+            if table in result.kept:  # no file (or a skipped one): the stored rows stay
+                continue
             stored = wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{table}`")
             wh.execute(f"DELETE FROM `{{dataset}}.{table}` WHERE TRUE")
             added = wh.insert(table, result.frames[table])
             loaded[table] = {"added": added, "replaced": 0, "deleted": int(stored.n.iloc[0])}
     try:
         for table in ("inventory", "sales"):
+            if table in result.kept and replace_sales is None:
+                continue
             counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
                                 replace=replace_sales if table == "sales" else None)
             loaded[table] = counts.as_dict()
@@ -364,6 +373,22 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     counts["problems"] = [p for r in result.reports for p in r.problems][:50]
     log.info("import %s: %s", run_id, {t: v for t, v in counts.items() if isinstance(v, dict)})
     return counts
+
+
+def _stored_tables(wh: Warehouse) -> dict[str, set[str] | None]:
+    """Input tables the warehouse holds rows of, with their ids where one column is the key."""
+    from retailopt.contracts import CONTRACTS, INPUT_TABLES
+
+    stored: dict[str, set[str] | None] = {}
+    for table in INPUT_TABLES:
+        key = CONTRACTS[table].key
+        if len(key) == 1:
+            ids = wh.query(f"SELECT DISTINCT {key[0]} AS id FROM `{{dataset}}.{table}`")
+            if len(ids):
+                stored[table] = set(ids.id.astype(str))
+        elif int(wh.query(f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM `{{dataset}}.{table}` LIMIT 1)").n.iloc[0]):
+            stored[table] = None
+    return stored
 
 
 def _source_name(result: Any, table: str) -> str:
@@ -394,6 +419,8 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
 @_leased
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
     from retailopt.forecasting import forecast
+    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
+    from retailopt.forecasting.anomalies import recent as recent_anomalies
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
     from retailopt.forecasting.promotions import promotion_days
 
@@ -404,16 +431,28 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     window = positions.merge(leads[["store_id", "lead_time_days"]], on="store_id", how="left")
     window["window_days"] = (pd.to_numeric(window.lead_time_days, errors="coerce").fillna(0).clip(lower=0)
                              + settings.review_period_days).astype(int)
+    # sales_anomalies rows of the run (ANOMALY_COLUMNS); each engine's branch finds its own.
+    anomalies = pd.DataFrame(columns=ANOMALY_COLUMNS)
+    excluded_days = 0
     if settings.forecast_engine == "bigquery_ml":
-        from retailopt.forecasting.bigquery_ml import forecast_bigquery
+        from retailopt.forecasting import bigquery_ml
 
-        # The weekly retrain trains the model; the daily run only reads ML.FORECAST (and
-        # ML.EXPLAIN_FORECAST for the components) from it.
-        result = forecast_bigquery(wh.client, settings, forecast_start=run_date,  # type: ignore[attr-defined]
-                                   window_days=window[["store_id", "product_id", "window_days"]],
-                                   component_days=COMPONENT_HISTORY_DAYS)
+        # The weekly retrain trains the models (a BigQuery job the training check follows); the
+        # daily run reads ML.FORECAST (and ML.EXPLAIN_FORECAST for the components) from the
+        # chain's newest model whose training is DONE. A failed training leaves its predecessor.
+        model = bigquery_ml.select_model(wh, settings.chain_id, run_date)
+        result = bigquery_ml.forecast_bigquery(wh.client, settings, model,  # type: ignore[attr-defined]
+                                               forecast_start=run_date,
+                                               window_days=window[["store_id", "product_id", "window_days"]],
+                                               component_days=COMPONENT_HISTORY_DAYS)
         history_rows = 0  # the weekly training read the history, not the daily forecast
-        promoted_days = 0  # ARIMA_PLUS has no regressors (docs/forecasting.md, BigQuery ML engine)
+        promoted_days = 0  # ARIMA_PLUS has no regressors
+        if model.xreg:  # ARIMA_PLUS_XREG forecast with the plan's promotion days as its regressor
+            planned = query_file(wh, "planned_promotions", {
+                "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
+            if len(planned):
+                promoted_days = len(promotion_days(planned, positions, run_date, settings.horizon_days))
+        model_age_days = model.age_days(run_date)  # logged: an alert fires when trainings keep failing
     else:
         history = query_file(wh, "sales_history", {
             "since": run_date - timedelta(days=settings.history_days), "until": run_date})
@@ -427,22 +466,34 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
         # No promotion in the horizon means no plan: the engine then keeps past promotions in the
         # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
         plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
+        # Days outside the engine's 99% in-sample interval; isolated spikes are left out of the
+        # fit unless exclude_anomalies is "none" (docs/forecasting.md, Sales anomalies).
+        detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=settings.exclude_anomalies,
+                                     holiday_country=settings.holiday_country,
+                                     holiday_subdivision=settings.holiday_subdivision)
+        anomalies, excluded_days = recent_anomalies(detection.anomalies, run_date), detection.excluded
+        history = detection.history
+        del detection
         result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
                           window_days=window[["store_id", "product_id", "window_days"]],
                           confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
                           holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
                           component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
         promoted_days = 0 if plan is None else len(plan)
-    with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components")):
+    with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components",
+                                              "sales_anomalies")):
         replace_run_rows(wh, "forecasts", run_id, result.daily)
         replace_run_rows(wh, "demand_windows", run_id, result.protection, run_date)
         # Same table whichever engine ran (ML.EXPLAIN_FORECAST or the local decomposition).
         replace_run_rows(wh, "forecast_components", run_id, result.components)
+        replace_run_rows(wh, "sales_anomalies", run_id, anomalies, run_date)
     models = result.protection.model.value_counts().to_dict()
     return {"series": int(len(positions)), "history_rows": int(history_rows),
             "forecast_rows": int(len(result.daily)), "component_rows": int(len(result.components)),
-            "promoted_days": int(promoted_days),
-            "models": {str(k): int(v) for k, v in models.items()}}
+            "promoted_days": int(promoted_days), "anomaly_rows": int(len(anomalies)),
+            "excluded_spike_days": int(excluded_days),
+            "models": {str(k): int(v) for k, v in models.items()},
+            **({"model_age_days": int(model_age_days)} if settings.forecast_engine == "bigquery_ml" else {})}
 
 
 # ---------------------------------------------------------------- plan
