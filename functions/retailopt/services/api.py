@@ -48,6 +48,18 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (rf"/runs/(?P<run_id>{_RUN_ID})/(?P<resource>transfers|orders|routes)", {"GET": "get_results"}),
         (r"/plans/latest", {"GET": "latest_plan"}),
         (r"/retrain", {"POST": "retrain"}),
+        (rf"/runs/(?P<run_id>{_RUN_ID})/decisions", {"GET": "list_decisions", "POST": "post_decisions"}),
+        (rf"/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "post_release"}),
+        # The workbench (retailopt.workbench): HTML pages and their forms, its files, the API page.
+        (r"", {"GET": "wb_runs"}),
+        (r"/docs", {"GET": "wb_docs"}),
+        (r"/static/(?P<name>[a-z0-9][a-z0-9._-]{0,80})", {"GET": "wb_static"}),
+        (r"/ui/runs", {"POST": "wb_start_run"}),
+        (r"/ui/compare", {"GET": "wb_compare"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})", {"GET": "wb_overview"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/worklist", {"GET": "wb_worklist"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/(?P<kind>transfers|orders)", {"GET": "wb_lines", "POST": "wb_decide"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "wb_release"}),
     ))
 
 _RESULT_SQL = {
@@ -65,6 +77,7 @@ class HttpCall:
     path: str
     headers: Mapping[str, str]  # case-insensitive lookups, as every framework's headers give
     body: bytes = b""
+    query: str = ""  # the raw query string (workbench pages: filters, sort, page)
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,7 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # besides Content-Type (workbench: CSP, cookies, Location)
 
 
 # Request bodies are a few levels deep; anything deeper is refused before schema validation,
@@ -220,12 +234,16 @@ class Api:
         return Reply(200, _openapi_bytes())
 
     def start_run(self, call: HttpCall, blocking: bool, _caller: str | None = None) -> Reply:
-        from retailopt import pipeline
-
         if not blocking:
             raise _WouldBlock
+        return self.start_validated(call, self._body(call, "StartRunRequest"), _caller)
+
+    def start_validated(self, call: HttpCall, body: dict[str, Any], _caller: str | None) -> Reply:
+        """Start a run from a StartRunRequest already checked against the schema (the JSON API
+        and the workbench's what-if form both come here)."""
+        from retailopt import pipeline
+
         runtime = self.runtime()
-        body = self._body(call, "StartRunRequest")
         chain_id = body.get("chain_id") or runtime.settings.chain_id
         run_date = body.get("run_date")
         overrides = body.get("overrides") or {}
@@ -263,6 +281,51 @@ class Api:
         if run_id != base_id:
             out["retry_of"] = base_id
         return json_reply(out, 202)
+
+    # --- plan decisions and release (JSON) and the workbench (HTML) --------------------------
+
+    def list_decisions(self, call: HttpCall, blocking: bool, run_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.list_decisions(self, call, run_id, _caller)
+
+    def post_decisions(self, call: HttpCall, blocking: bool, run_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.post_decisions(self, call, self._body(call, "DecisionsRequest"), run_id, _caller)
+
+    def post_release(self, call: HttpCall, blocking: bool, run_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.post_release(self, call, run_id, _caller)
+
+    def wb_static(self, call: HttpCall, blocking: bool, name: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import web
+
+        found = web.static_file(name)
+        if found is None:
+            raise ApiError(404, "not found")
+        return Reply(200, found[0], found[1], (("Cache-Control", "private, max-age=3600"),
+                                               ("X-Content-Type-Options", "nosniff")))
+
+    def __getattr__(self, name: str) -> Any:
+        # wb_<page>: a workbench page, rendered in a worker thread (it queries the warehouse).
+        if not name.startswith("wb_"):
+            raise AttributeError(name)
+
+        def page(call: HttpCall, blocking: bool, _caller: str | None = None, **args: str) -> Reply:
+            from retailopt.workbench import pages
+
+            if not blocking:
+                raise _WouldBlock
+            return getattr(pages, name[3:])(self, call, _caller, **args)
+        return page
 
     def retrain(self, call: HttpCall, blocking: bool, _caller: str | None = None) -> Reply:
         if not blocking:
@@ -345,11 +408,7 @@ class Api:
                 raise ApiError(400, "body is not valid JSON") from exc
             if _depth(body) > _MAX_BODY_DEPTH:
                 raise ApiError(400, f"body is not valid JSON: nested deeper than {_MAX_BODY_DEPTH} levels")
-        errors = sorted(_request_validator(schema_name).iter_errors(body), key=lambda e: list(e.absolute_path))
-        if errors:
-            where = "/".join(str(p) for p in errors[0].absolute_path) or "(body)"
-            raise ApiError(400, f"invalid field {where}: {errors[0].message[:200]}")
-        return body
+        return validate_body(schema_name, body)
 
     def _cached(self, key: tuple[str, str]) -> Any:
         with self._cache_lock:
@@ -501,6 +560,15 @@ class Api:
             for route in rows:
                 route["stops"] = by_route.get(route["route_id"], [])
         return self._kept((run_id, resource), rows)  # only a COMPLETE run's results are read
+
+
+def validate_body(schema_name: str, body: Any) -> dict[str, Any]:
+    """`body` if it matches the OpenAPI request schema, else ApiError 400 naming the field."""
+    errors = sorted(_request_validator(schema_name).iter_errors(body), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(body)"
+        raise ApiError(400, f"invalid field {where}: {errors[0].message[:200]}")
+    return body
 
 
 def _clean(value: Any) -> Any:

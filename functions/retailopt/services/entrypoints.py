@@ -115,7 +115,8 @@ async def api(request: Request) -> Response:
             return _reply(json_reply({"error": f"body larger than {limit} bytes"}, 413))
     # The scope's path is what `request.url.path` holds, without building the whole URL (a
     # noticeable share of a cached answer's cost).
-    call = HttpCall(request.method, request.scope["path"], request.headers, bytes(body))
+    call = HttpCall(request.method, request.scope["path"], request.headers, bytes(body),
+                    request.scope.get("query_string", b"").decode("latin-1"))
     reply = API.handle(call, blocking=False)
     if reply is None:
         reply = await run_in_threadpool(API.handle, call)
@@ -124,4 +125,10 @@ async def api(request: Request) -> Response:
 
 def _reply(reply: Reply | None) -> Response:
     assert reply is not None  # a blocking call always answers
-    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=_JSON_HEADERS)
+    if not reply.headers:
+        return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=_JSON_HEADERS)
+    # Workbench pages and files carry their own headers (CSP, cookies, caching, redirects).
+    response = Response(reply.body, status_code=reply.status, media_type=reply.content_type)
+    for name, value in reply.headers:
+        response.headers.append(name, value)
+    return response

@@ -1,0 +1,329 @@
+"""The workbench's pages and form posts, and the JSON decision and release endpoints.
+
+Each function takes the `Api` (its runtime, its cache of runs), the call and the verified caller
+(None in open local mode) and returns a `Reply`. Reads go through `views`, writes through
+`decisions`; a form post is checked for its CSRF token first, then for the planner role.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+from retailopt.services.api import ApiError, HttpCall, Reply, json_reply, openapi, validate_body
+from retailopt.services.logs import log
+from retailopt.workbench import decisions, views, web
+
+HTML = "text/html; charset=utf-8"
+# What-if fields of the runs page form: (form field, setting, kind).
+WHAT_IF_FORM: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
+    ("service_level", "service_level", float),
+    ("horizon_days", "horizon_days", int),
+    ("review_period_days", "review_period_days", int),
+    ("fleet_max_vehicles", "fleet_max_vehicles", int),
+    ("fleet_vehicle_ids", "fleet_vehicle_ids", str),
+    ("max_transfer_km", "max_transfer_km", float),
+    ("min_transfer_value", "min_transfer_value", float),
+)
+DONE_MESSAGES = {
+    "approved": "Approved {n} line(s).", "rejected": "Rejected {n} line(s).", "edited": "Changed the quantity of {n} line(s).",
+    "released": "Released: the approved lines were published.", "started": "Run {run} requested.",
+}
+
+
+# --- plumbing --------------------------------------------------------------------------------
+
+class _Context:
+    def __init__(self, api: Any, call: HttpCall, caller: str | None) -> None:
+        self.api = api
+        self.call = call
+        self.caller = caller
+        self.runtime = api.runtime()
+        self.wh = self.runtime.warehouse
+        self.identity = web.identity_of(self.runtime, caller)
+        self.planner = web.is_planner(self.runtime, caller)
+        self.query = web.parse_query(call.query)
+        self.nonce, self.new_nonce = web.csrf_nonce(call.headers)
+
+    def tz(self, run: dict[str, Any] | None = None) -> str:
+        params = (run or {}).get("parameters") or {}
+        tz = params.get("timezone") if isinstance(params, dict) else None
+        return str(tz or self.runtime.settings.timezone)
+
+    def page(self, template: str, status: int = 200, run: dict[str, Any] | None = None, **context: Any) -> Reply:
+        tz = self.tz(run)
+        done = self.query.get("done")
+        message = DONE_MESSAGES[done].format(n=_int(self.query.get("n")), run=self.query.get("run", "")) \
+            if done in DONE_MESSAGES else None
+        body = web.render(template, identity=self.identity, planner=self.planner,
+                          csrf=web.csrf_token(self.nonce, self.identity), run=run, tz=tz, message=message,
+                          time=lambda v: web.fmt_time(v, tz), reasons=views.REASONS, query=self.query,
+                          open_mode=self.runtime.verifier is None, **context)
+        headers = web.SECURITY_HEADERS
+        if self.new_nonce:
+            headers = headers + (web.csrf_cookie_header(self.nonce, self.call.headers),)
+        return Reply(status, body, HTML, headers)
+
+    def error(self, status: int, message: str, run: dict[str, Any] | None = None) -> Reply:
+        return self.page("error.html", status, run=run, status=status, error=message)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.api._run(run_id, True)
+
+    def form(self) -> dict[str, list[str]]:
+        limit = self.runtime.service.max_body_bytes
+        if len(self.call.body) > limit:
+            raise ApiError(413, f"form larger than {limit} bytes")
+        return web.parse_form(self.call.body)
+
+    def check_post(self, form: dict[str, list[str]], need_planner: bool = True) -> None:
+        if not web.csrf_ok(self.call.headers, form, self.identity):
+            log(logging.WARNING, "workbench form refused: CSRF check failed", step="workbench", path=self.call.path)
+            raise ApiError(403, "the form has expired or did not come from this workbench: reload the page and try again")
+        if need_planner and not self.planner:
+            raise ApiError(403, f"{self.identity} may read the plan but not change or release it (planner role needed)")
+
+
+def _int(raw: Any, default: int = 0) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return default
+
+
+def _redirect(location: str) -> Reply:
+    return Reply(303, b"", HTML, (("Location", location),) + web.SECURITY_HEADERS)
+
+
+def _html(handler: Callable[..., Reply]) -> Callable[..., Reply]:
+    def wrapped(api: Any, call: HttpCall, caller: str | None, **args: str) -> Reply:
+        ctx = _Context(api, call, caller)
+        try:
+            return handler(ctx, **args)
+        except ApiError as exc:
+            return ctx.error(exc.status, exc.message)
+        except decisions.DecisionError as exc:
+            return ctx.error(exc.status, exc.message)
+    wrapped.__name__ = handler.__name__
+    return wrapped
+
+
+def _filters(ctx: _Context) -> dict[str, str | None]:
+    return {"store_id": ctx.query.get("store") or None, "category": ctx.query.get("category") or None}
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+@_html
+def runs(ctx: _Context) -> Reply:
+    return _runs_page(ctx)
+
+
+@_html
+def docs(ctx: _Context) -> Reply:
+    spec = openapi()
+    endpoints = []
+    for path, methods in spec.get("paths", {}).items():
+        for method, op in methods.items():
+            if isinstance(op, dict):
+                endpoints.append({"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                                  "description": op.get("description", ""),
+                                  "responses": {k: v.get("description") or v.get("$ref", "").rsplit("/", 1)[-1]
+                                                for k, v in op.get("responses", {}).items()}})
+    return ctx.page("docs.html", spec=spec, endpoints=endpoints)
+
+
+@_html
+def start_run(ctx: _Context) -> Reply:
+    form = ctx.form()
+    ctx.check_post(form, need_planner=False)
+    value = {k: (v[0].strip() if v else "") for k, v in form.items()}
+    body: dict[str, Any] = {}
+    try:
+        if value.get("run_date"):
+            body["run_date"] = value["run_date"]
+        if value.get("source_prefix"):
+            body["source_prefix"] = value["source_prefix"]
+        if value.get("request_key"):
+            body["request_key"] = value["request_key"]
+        overrides = {}
+        for field, setting, kind in WHAT_IF_FORM:
+            if value.get(field):
+                try:
+                    overrides[setting] = kind(value[field])
+                except ValueError as exc:
+                    raise ApiError(400, f"invalid field {field}: {value[field][:40]!r} is not a number") from exc
+        if overrides:
+            body["overrides"] = overrides
+        validate_body("StartRunRequest", body)
+        reply = ctx.api.start_validated(ctx.call, body, ctx.caller)
+    except ApiError as exc:
+        return _runs_page(ctx, error=exc.message, status=exc.status)
+    answer = json.loads(reply.body)
+    if reply.status >= 400:
+        return _runs_page(ctx, error=answer.get("error", "could not start the run"), status=reply.status)
+    return _redirect("/?" + urlencode({"done": "started", "run": answer["run_id"]}))
+
+
+def _runs_page(ctx: _Context, error: str | None = None, status: int = 200) -> Reply:
+    page = views.page_number(ctx.query.get("page"))
+    listing = views.runs(ctx.wh, page, ctx.runtime.settings.as_json())
+    return ctx.page("runs.html", status, listing=listing, complete=views.run_ids(ctx.wh), error=error)
+
+
+@_html
+def compare(ctx: _Context) -> Reply:
+    complete = views.run_ids(ctx.wh)
+    a_id, b_id = ctx.query.get("a"), ctx.query.get("b")
+    if not a_id or not b_id:
+        return ctx.page("compare.html", complete=complete, a=None, b=None, kpis=[], changed=None)
+    a, b = ctx.run(a_id), ctx.run(b_id)
+    for r in (a, b):
+        if r.get("status") != "COMPLETE":
+            raise ApiError(409, f"run {r['run_id']} is {r.get('status')}: only complete runs can be compared")
+    page = views.page_number(ctx.query.get("page"))
+    changed = views.changed_lines(ctx.wh, a_id, b_id, page)
+    return ctx.page("compare.html", complete=complete, a=a, b=b,
+                    kpis=views.compare_kpis(a.get("kpis") or {}, b.get("kpis") or {}), changed=changed,
+                    overrides_a=views.overrides_of(a.get("parameters") or {}, ctx.runtime.settings.as_json()),
+                    overrides_b=views.overrides_of(b.get("parameters") or {}, ctx.runtime.settings.as_json()))
+
+
+def _complete(ctx: _Context, run_id: str) -> dict[str, Any]:
+    run = ctx.run(run_id)
+    if run.get("status") != "COMPLETE":
+        raise ApiError(409, f"run {run_id} is {run.get('status')}: its plan is shown once it is COMPLETE")
+    return run
+
+
+@_html
+def overview(ctx: _Context, run_id: str) -> Reply:
+    run = ctx.run(run_id)
+    if run.get("status") != "COMPLETE":
+        return ctx.page("overview.html", run=run, figures={}, kpis=run.get("kpis") or {}, released=None,
+                        counts={}, log=[])
+    return ctx.page("overview.html", run=run, figures=views.overview(ctx.wh, run_id), kpis=run.get("kpis") or {},
+                    released=views.released(ctx.wh, run_id),
+                    counts={k: views.decision_counts(ctx.wh, k, run_id) for k in ("transfers", "orders")},
+                    log=views.decisions_log(ctx.wh, run_id, 20))
+
+
+@_html
+def worklist(ctx: _Context, run_id: str) -> Reply:
+    run = _complete(ctx, run_id)
+    flt = _filters(ctx)
+    reason = ctx.query.get("reason") or None
+    reason = reason if reason in views.REASONS or (reason and reason.isupper() and len(reason) < 40) else None
+    page = views.page_number(ctx.query.get("page"))
+    listing = views.worklist(ctx.wh, run_id, reason=reason, page=page, **flt)
+    summary = views.worklist_summary(ctx.wh, run_id, **flt)
+    return ctx.page("worklist.html", run=run, listing=listing, summary=summary, options=views.filters(ctx.wh),
+                    selected={**flt, "reason": reason})
+
+
+@_html
+def lines(ctx: _Context, run_id: str, kind: str) -> Reply:
+    return _lines_page(ctx, run_id, kind)
+
+
+def _lines_page(ctx: _Context, run_id: str, kind: str, error: str | None = None, status: int = 200) -> Reply:
+    run = _complete(ctx, run_id)
+    flt = _filters(ctx)
+    decision = ctx.query.get("decision") or None
+    page = views.page_number(ctx.query.get("page"))
+    listing, sort = views.lines(ctx.wh, kind, run_id, decision=decision, sort=ctx.query.get("sort"), page=page,
+                                **flt)
+    return ctx.page("lines.html", status, run=run, kind=kind, listing=listing, sort=sort,
+                    options=views.filters(ctx.wh), selected={**flt, "decision": decision},
+                    released=views.released(ctx.wh, run_id), counts=views.decision_counts(ctx.wh, kind, run_id),
+                    error=error)
+
+
+_LINE_TYPE = {"transfers": "TRANSFER", "orders": "ORDER"}
+_KEEP = ("store", "category", "decision", "sort", "page")
+
+
+@_html
+def decide(ctx: _Context, run_id: str, kind: str) -> Reply:
+    form = ctx.form()
+    ctx.check_post(form)
+    run = _complete(ctx, run_id)
+    first = {k: (v[0] if v else "") for k, v in form.items()}
+    # The page's filters come back in the form, so the planner returns to the same view.
+    ctx.query = {k: first[f"keep_{k}"] for k in _KEEP if first.get(f"keep_{k}")}
+    line_type = _LINE_TYPE[kind]
+    if first.get("approve"):
+        requests = [decisions.Request(line_type, first["approve"], "APPROVE")]
+        done = "approved"
+    elif first.get("reject"):
+        line_id = first["reject"]
+        requests = [decisions.Request(line_type, line_id, "REJECT", reason=first.get(f"reason-{line_id}"))]
+        done = "rejected"
+    elif first.get("edit"):
+        line_id = first["edit"]
+        requests = [decisions.Request(line_type, line_id, "EDIT", quantity=first.get(f"qty-{line_id}", ""))]
+        done = "edited"
+    elif first.get("bulk") == "approve":
+        requests = [decisions.Request(line_type, line_id, "APPROVE") for line_id in form.get("line", [])]
+        done = "approved"
+        if not requests:
+            return _lines_page(ctx, run_id, kind, "Select the lines to approve first.", 400)
+    else:
+        return _lines_page(ctx, run_id, kind, "No action given.", 400)
+    try:
+        made = decisions.decide(ctx.wh, run, ctx.identity, requests)
+    except decisions.DecisionError as exc:
+        return _lines_page(ctx, run_id, kind, exc.message, exc.status)
+    return _redirect(f"/ui/runs/{run_id}/{kind}?" + urlencode({**ctx.query, "done": done, "n": len(made)}))
+
+
+@_html
+def release(ctx: _Context, run_id: str) -> Reply:
+    form = ctx.form()
+    ctx.check_post(form)
+    run = _complete(ctx, run_id)
+    decisions.release(ctx.runtime, run, ctx.identity)
+    return _redirect(f"/ui/runs/{run_id}?done=released")
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+def _json_error(exc: decisions.DecisionError) -> Reply:
+    return json_reply({"error": exc.message}, exc.status)
+
+
+def list_decisions(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    runtime = api.runtime()
+    api._run(run_id, True)
+    rows = views.decisions_log(runtime.warehouse, run_id, 1000)
+    return json_reply({"run_id": run_id, "released": views.released(runtime.warehouse, run_id) is not None,
+                       "count": len(rows), "rows": rows})
+
+
+def post_decisions(api: Any, call: HttpCall, body: dict[str, Any], run_id: str, caller: str | None) -> Reply:
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_planner(runtime, caller):
+        return json_reply({"error": f"{identity} may read the plan but not change it (planner role needed)"}, 403)
+    run = api._run(run_id, True)
+    requests = [decisions.Request(d["line_type"], d["line_id"], d["action"], d.get("quantity"), d.get("reason"))
+                for d in body["decisions"]]
+    try:
+        rows = decisions.decide(runtime.warehouse, run, identity, requests)
+    except decisions.DecisionError as exc:
+        return _json_error(exc)
+    return json_reply({"run_id": run_id, "count": len(rows), "rows": rows}, 201)
+
+
+def post_release(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_planner(runtime, caller):
+        return json_reply({"error": f"{identity} may read the plan but not release it (planner role needed)"}, 403)
+    run = api._run(run_id, True)
+    try:
+        return json_reply(decisions.release(runtime, run, identity))
+    except decisions.DecisionError as exc:
+        return _json_error(exc)
