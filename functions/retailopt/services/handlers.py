@@ -252,7 +252,7 @@ def forecast(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers
 
 
 def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
-    """Policy, rebalancing and routing, then the atomic publish; announces the plan and its orders."""
+    """Policy, rebalancing and routing, then the atomic publish; announces the plan for review."""
     def work(entry: StepLog) -> Next:
         run_id = message["run_id"]
         run = _known_run(runtime, run_id)
@@ -273,9 +273,11 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
                                      if k in summary["kpis"]})
                 summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), f"runs/{run_id}")
         summary["artifacts_location"] = f"{runtime.artifacts_store.location}/runs/{run_id}/"
-        orders = [_next("reorder", message, order=o) for o in _orders(runtime, run_id)]
-        summary["orders"] = len(orders)
-        return [("published", [_next("published", message, summary=summary)]), ("reorders", orders)]
+        # The orders (and transfers) go out when a planner releases the plan, only the approved
+        # lines, once (retailopt.workbench.decisions.release); the plan is announced for review.
+        summary["orders"] = len(_orders(runtime, run_id))
+        summary["release"] = "pending review"
+        return [("published", [_next("published", message, summary=summary)])]
 
     return _typed(runtime, "plan", message, info, headers, work)
 
