@@ -1,6 +1,6 @@
--- For the ERP: the <prefix>-reorders topic's messages, written by a Pub/Sub BigQuery subscription
--- (terraform/pubsub.tf, write_metadata). The services never write here. At least once: a message
--- may appear twice with the same message_id.
+-- For the ERP: the <prefix>-reorders topic's messages (the order lines a planner releases),
+-- written by a Pub/Sub BigQuery subscription (terraform/pubsub.tf, write_metadata). The services
+-- never write here. At least once: a message may appear twice with the same message_id.
 CREATE TABLE IF NOT EXISTS `{dataset}.reorder_messages` (
   subscription_name STRING OPTIONS(description = 'Pub/Sub subscription that wrote the row'),
   message_id STRING OPTIONS(description = 'Pub/Sub message id (the same on a redelivery)'),
@@ -9,4 +9,4 @@ CREATE TABLE IF NOT EXISTS `{dataset}.reorder_messages` (
   attributes STRING OPTIONS(description = 'JSON of the message attributes: schema_version, kind, run_id, chain_id')
 )
 PARTITION BY DATE(publish_time)
-OPTIONS(description = 'Replenishment orders of complete runs, as the plan step announces them on the <prefix>-reorders topic');
+OPTIONS(description = 'Replenishment order lines released for the ERP, as published on the <prefix>-reorders topic');
