@@ -1,5 +1,5 @@
 -- Workbench comparison of two runs: transfer and order lines whose quantity differs between run
--- @run_a and run @run_b (a line in one run only counts as 0 in the other), with names.
+-- run_a and run run_b (a line in one run only counts as 0 in the other), with names.
 -- Lines are matched by what they move: product, sender and receiver (transfers), centre, store
 -- and product (orders).
 WITH a_moves AS (

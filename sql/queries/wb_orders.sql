@@ -1,6 +1,6 @@
 -- Workbench distribution-centre order lines of one run (a line carried by several vehicle loads
 -- is one line), with names, case pack, the planner's latest decision and the quantity in force.
--- Filters (NULL: all): @line_id, @store_id, @category. Decisions as in wb_transfers.sql.
+-- Filters (NULL: all): line_id, store_id, category parameters. Decisions as in wb_transfers.sql.
 WITH routed AS (
   SELECT DISTINCT shipment_id
   FROM `{dataset}.route_stops`

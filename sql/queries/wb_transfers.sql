@@ -1,6 +1,6 @@
 -- Workbench transfer lines of one run (a line carried by several vehicle loads is one line), with
 -- names, the planner's latest decision and the quantity in force (planned, or the latest edit).
--- Filters (NULL: all): @line_id, @store_id (sending or receiving), @category. The workbench wraps
+-- Filters (NULL: all): line_id, store_id (sending or receiving), category parameters. The workbench wraps
 -- it to filter by decision, sort and page.
 -- decision: APPROVED or REJECTED (latest APPROVE/REJECT/EDIT row is one of those), PENDING
 -- (no decision, or edited since).

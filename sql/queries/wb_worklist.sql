@@ -1,7 +1,7 @@
 -- Workbench exception worklist of one run: every position at risk or overstocked after the plan,
 -- or expecting a load no vehicle route carries, with why the plan did not fix it.
 -- The workbench wraps this query to page (ORDER BY value_at_risk, LIMIT/OFFSET) and to count
--- positions per reason; @store_id and @category (NULL: all) filter here.
+-- positions per reason; the store_id and category parameters (NULL: all) filter here.
 -- reason_code, first that applies:
 --   a plan_exceptions code of the position (its reason and action in exception_reasons)
 --   UNROUTED_LOAD: units planned to arrive on a vehicle load no route carries (vehicle capacity

@@ -67,7 +67,7 @@ class _Context:
         return Reply(status, body, HTML, headers)
 
     def error(self, status: int, message: str, run: dict[str, Any] | None = None) -> Reply:
-        return self.page("error.html", status, run=run, status=status, error=message)
+        return self.page("error.html", status, run=run, code=status, error=message)
 
     def run(self, run_id: str) -> dict[str, Any]:
         return self.api._run(run_id, True)
