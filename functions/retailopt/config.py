@@ -114,6 +114,10 @@ class Settings:
     holiday_country: str = "US"
     holiday_subdivision: str | None = None
     history_days: int = 730
+    # Sales anomalies (forecasting/anomalies.py): "isolated_spikes" fits the local forecast with
+    # the expected value instead of a spike day whose neighbours are not high and that is not on
+    # promotion (multi-day runs of high sales are kept); "none" fits on the sales as they are.
+    exclude_anomalies: str = "isolated_spikes"
     # Inventory policy.
     review_period_days: int = 7
     service_level: float = 0.95
@@ -179,6 +183,8 @@ class Settings:
         _check(self.forecast_engine in ("local", "bigquery_ml"), "forecast_engine", self.forecast_engine,
                "local or bigquery_ml")
         _check(self.routing_engine in ("local", "api"), "routing_engine", self.routing_engine, "local or api")
+        _check(self.exclude_anomalies in ("isolated_spikes", "none"), "exclude_anomalies", self.exclude_anomalies,
+               "isolated_spikes or none")
         _check(self.warehouse != "bigquery" or self.project is not None, "project", self.project,
                "set when warehouse is bigquery")
         for name, bounds in SETTING_BOUNDS.items():
