@@ -1,0 +1,637 @@
+"""`python -m retailopt.cost_benchmark`: the Google Cloud bill of one daily planning run.
+
+Benchmark code: nothing in the planning run imports it. For a chain of `--stores` x `--products`
+it models the rows every table holds after `--age-days` daily runs, the bytes BigQuery bills
+for each statement the cloud services issue in one run (columns and types from `sql/schema/`
+through `retailopt.schema`, sizes by BigQuery's logical-byte rules), the weekly ARIMA_PLUS
+training, Cloud Run time, Pub/Sub, Cloud Storage, Route Optimization shipments and log volume,
+and prices them. `docs/cost.md` is made from its output and says where every input comes from:
+prices in `PRICES` (with their source pages), figures measured on the sample chain in `MEASURED`,
+everything else in `Assumptions`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from retailopt import schema
+
+MIB = 2 ** 20
+GIB = 2 ** 30
+TIB = 2 ** 40
+# On-demand queries are billed at least 10 MB per table referenced and per query.
+MIN_BILLED = 10 * MIB
+
+ROUTE_OPT_URL = "https://developers.google.com/maps/documentation/route-optimization/usage-and-billing"
+# USD list prices (on-demand, Tier 1 regions / US multi-region) and the pages they come from.
+PRICES: dict[str, tuple[float, str]] = {
+    "bq_query_per_tib": (6.25, "https://cloud.google.com/bigquery/pricing"),
+    "bq_create_model_per_tib": (312.50, "https://cloud.google.com/bigquery/pricing#bqml"),
+    "bq_active_storage_per_gib_month": (0.02, "https://cloud.google.com/bigquery/pricing"),
+    "bq_longterm_storage_per_gib_month": (0.01, "https://cloud.google.com/bigquery/pricing"),
+    "run_vcpu_second": (0.000024, "https://cloud.google.com/run/pricing"),
+    "run_gib_second": (0.0000025, "https://cloud.google.com/run/pricing"),
+    "run_per_million_requests": (0.40, "https://cloud.google.com/run/pricing"),
+    "pubsub_per_tib": (40.0, "https://cloud.google.com/pubsub/pricing"),
+    "gcs_standard_per_gb_month": (0.020, "https://cloud.google.com/storage/pricing-examples"),
+    "gcs_nearline_per_gb_month": (0.010, "https://cloud.google.com/storage/pricing"),
+    "gcs_class_a_per_1000": (0.005, "https://cloud.google.com/storage/pricing-examples"),
+    "gcs_class_b_per_1000": (0.0004, "https://cloud.google.com/storage/pricing-examples"),
+    "logging_per_gib": (0.50, "https://cloud.google.com/stackdriver/pricing"),
+    "scheduler_per_job_month": (0.10, "https://cloud.google.com/scheduler/pricing"),
+    # Fleet Routing SKU (a request with 2 or more vehicles), per shipment, by monthly volume.
+    "route_opt_fleet_0_100k": (0.03, ROUTE_OPT_URL),
+    "route_opt_fleet_100k_500k": (0.014, ROUTE_OPT_URL),
+}
+
+# Measured on the sample chain (25 stores x 300 products x 730 days): `retailopt bench-run` on this
+# 2-core machine, and the run's DuckDB warehouse and artifacts (docs/cost.md, "Measured").
+MEASURED = {
+    "series": 7500,
+    "sales_rows": 2_846_204,
+    "history_days": 730,
+    "step_s": {"import": 14.143, "forecast": 12.349, "plan": 11.078, "policy": 0.244,
+               "rebalancing": 0.405, "routing": 9.726},
+    "wall_s": 43.9,
+    "setup_s": 1.098,
+    "forecast_rows": 210_000,
+    "component_rows": 419_677,
+    "plan_exception_rows": 399,
+    "order_rows": 2390,
+    "transfer_rows": 54,
+    "routes": 9,
+    "route_stops": 130,
+    "shipments": 80,
+    "vehicles": 12,
+    "dcs": 1,
+    "promotions": 58,
+    "artifact_bytes": {"plan.json": 779_599, "report.html": 440_014, "routes.geojson": 51_111,
+                       "routes_request.json": 112_920, "routes_response.json": 151_929, "summary.json": 1_209},
+    "drop_bytes": {"inventory.csv": 227_024, "sales.parquet": 4_138_461, "products.csv": 20_692,
+                   "stores.csv": 1_912, "vehicles.csv": 780, "distribution_centers.csv": 142,
+                   "promotions.csv": 1_722},
+    "engine_series_per_s_at_scale": 675.0,  # docs/forecasting.md: --suite scale, 30,490 series
+    # bigquery_ml.read_forecast_rows + protection_from_daily on 7,500 synthetic series x 28 days
+    # (docs/cost.md): 0.17 s + 18.38 s; 1,000 series took 1.28 s, 2,000 took 2.87 s (worse than linear).
+    "bqml_forecast_cpu_s": 0.17 + 18.38,
+}
+
+# Average length (UTF-8 bytes) of string columns, measured in the sample run's warehouse unless
+# noted; store and product ids are recomputed for the chain size. Columns not listed: DEFAULT_LEN.
+STRING_LEN: dict[str, float] = {
+    "run_id": 27,  # cloud run ids: <chain>-<YYYYMMDD>-<10 hex> with chain "default" (messages.run_id_for)
+    "dc_id": 4, "depot_id": 4, "vehicle_id": 3, "location_id": 4, "region": 5,
+    "time_series_type": 7.5, "status": 8, "status_after_plan": 4.65, "exception": 56.65,
+    "reason_code": 21, "reason": 33.65, "action": 58, "order_id": 16, "transfer_id": 16,
+    "shipment_id": 13, "route_id": 14, "visit_type": 7, "name": 20, "category": 8.23,
+    "fallback_reason": 11.25, "parameters": 1154, "timings": 127, "kpis": 581, "lease_owner": 30,
+    "event_key": 80, "key_kind": 12, "step": 8, "chain_id": 7, "claim_token": 32, "outcome": 20,
+    "subscription_name": 55, "message_id": 17, "attributes": 100,
+    "decision_id": 16, "line_type": 5, "line_id": 16, "decided_by": 30,
+}
+DEFAULT_LEN = 16.0
+# Body of a reorder message (messages.encode of a sample order): the `data` column of reorder_messages.
+REORDER_JSON_BYTES = 340
+# Share of non-NULL values where it is below 1 (sample run); NULL counts 0 bytes.
+NON_NULL: dict[tuple[str, str], float] = {
+    ("forecasts", "fallback_reason"): 0.01, ("inventory_policy", "exception"): 0.0532,
+    ("inventory_policy", "days_of_cover"): 0.9923, ("promotions", "store_id"): 0.0,
+    ("runs", "error"): 0.0, ("quarantine", "row_number"): 1.0,
+    **{("forecast_components", c): 0.5 for c in ("actual", "adjusted", "forecast_value", "spikes_and_dips",
+                                                 "residual")},
+}
+FIXED_BYTES = {"INT64": 8, "FLOAT64": 8, "BOOL": 1, "DATE": 8, "DATETIME": 8, "TIME": 8, "TIMESTAMP": 8,
+               "NUMERIC": 16, "BIGNUMERIC": 32}
+RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "sales_anomalies", "inventory_policy",
+                 "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops")
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    history_days: int = 730             # Settings.history_days
+    horizon_days: int = 28              # Settings.horizon_days
+    component_days: int = 28            # forecasting.components.COMPONENT_HISTORY_DAYS
+    sales_rows_per_series_day: float = MEASURED["sales_rows"] / (MEASURED["series"] * MEASURED["history_days"])
+    dml_batch_rows: int = 2000          # warehouse.bigquery._DML_BATCH_ROWS
+    # auto.ARIMA with TIME_SERIES_ID_COL and the default AUTO_ARIMA_MAX_ORDER = 2: 12 candidates
+    candidate_models: int = 12
+    statement_latency_s: float = 1.0    # wall time of one BigQuery job round trip (not measured here)
+    cold_start_s: float = 10.0          # per service instance started for the run (min instances 0)
+    routing_time_limit_s: float = 10.0  # Settings.routing_time_limit_s
+    runs_per_month: int = 30
+    active_days: int = 90               # partitions unchanged this long are billed as long-term storage
+    raw_retention_days: int = 180       # terraform var retention_days.raw
+    artifacts_retention_days: int = 365  # terraform var retention_days.artifacts (Nearline after 30)
+    log_entries_per_run: int = 20       # step lines, request logs, cold-start lines (see docs/cost.md)
+    log_entry_bytes: int = 1500
+    audit_entry_bytes: int = 3000       # BigQuery data-access audit entry per job (lower bound)
+
+
+@dataclass(frozen=True)
+class Chain:
+    stores: int
+    products: int
+    age_days: int = 365                 # daily runs whose results the tables already hold
+    forecast_engine: str = "bigquery_ml"  # or "local"
+    routing_engine: str = "api"         # or "local"
+    assumptions: Assumptions = field(default_factory=Assumptions)
+
+    @property
+    def series(self) -> int:
+        return self.stores * self.products
+
+    @property
+    def scale(self) -> float:
+        return self.series / MEASURED["series"]
+
+    def string_len(self, column: str) -> float:
+        if column in ("store_id", "from_store_id", "to_store_id"):
+            return 1 + max(3, len(str(self.stores)))      # sample: S{i:03d}
+        if column == "product_id":
+            return 1 + max(4, len(str(self.products)))    # sample: P{i:04d}
+        if column == "model":
+            return 21.0 if self.forecast_engine == "bigquery_ml" else 12.04  # demand_arima_YYYYMMDD
+        return STRING_LEN.get(column, DEFAULT_LEN)
+
+
+def column_bytes(chain: Chain, table: str, column: str) -> float:
+    """Average logical bytes of one value of `table.column` (BigQuery data-type sizes)."""
+    col = schema.table(table).column(column)
+    share = NON_NULL.get((table, column), 1.0)
+    if col.type == "STRING":
+        return share * (2 + chain.string_len(column))
+    if col.type not in FIXED_BYTES:
+        raise ValueError(f"{table}.{column}: no size rule for type {col.type}")
+    return share * FIXED_BYTES[col.type]
+
+
+def row_bytes(chain: Chain, table: str, columns: tuple[str, ...] | None = None) -> float:
+    names = columns if columns is not None else tuple(schema.table(table).column_names)
+    return sum(column_bytes(chain, table, c) for c in names)
+
+
+def per_run_rows(chain: Chain) -> dict[str, float]:
+    """Rows one run writes per result table, scaled from the sample run by series or stores."""
+    a, n, s = chain.assumptions, chain.series, chain.stores
+    per_store = s / 25
+    return {
+        "forecasts": n * a.horizon_days,
+        "forecast_components": n * (a.component_days + a.horizon_days),
+        "demand_windows": n,
+        # Local engine: days of the last 28 outside a 99% interval, about 1% by construction (not
+        # measured); the bigquery_ml branch writes none.
+        "sales_anomalies": n * 0.01 * 28 if chain.forecast_engine == "local" else 0,
+        "inventory_policy": n,
+        "plan_exceptions": n * MEASURED["plan_exception_rows"] / MEASURED["series"],
+        "replenishment_orders": n * MEASURED["order_rows"] / MEASURED["series"],
+        "transfers": n * MEASURED["transfer_rows"] / MEASURED["series"],
+        "routes": MEASURED["routes"] * per_store,
+        "route_stops": MEASURED["route_stops"] * per_store,
+        "quarantine": 0,
+    }
+
+
+def dimension_rows(chain: Chain) -> dict[str, float]:
+    per_store = chain.stores / 25
+    return {"stores": chain.stores, "products": chain.products,
+            "distribution_centers": max(1, round(MEASURED["dcs"] * per_store)),
+            "vehicles": max(2, round(MEASURED["vehicles"] * per_store)),
+            "promotions": chain.products * MEASURED["promotions"] / 300}
+
+
+def shipments_per_run(chain: Chain) -> float:
+    """Vehicle loads in the Route Optimization request: the sample's loads per store."""
+    return MEASURED["shipments"] * chain.stores / 25
+
+
+@dataclass
+class Statement:
+    step: str
+    what: str
+    scanned: float              # bytes the statement reads, before the 10 MB minimums
+    tables: int = 1             # tables referenced (10 MB minimum each)
+    count: int = 1
+    avoidable: str | None = None  # why these bytes are not needed by the run, if they are not
+
+    @property
+    def billed(self) -> float:
+        per = max(MIN_BILLED, max(self.scanned, MIN_BILLED * self.tables))
+        return per * self.count
+
+
+def _batches(chain: Chain, rows: float) -> int:
+    return int(math.ceil(rows / chain.assumptions.dml_batch_rows)) if rows > 0 else 0
+
+
+def daily_statements(chain: Chain) -> list[Statement]:
+    """Every BigQuery job of one drop-triggered run (import, forecast, plan), in order.
+
+    The run's tables hold `age_days` earlier runs; sales hold history_days + age_days days and
+    inventory one full snapshot per day. Scans by `run_id` read every partition: no table is
+    partitioned or clustered by run id.
+    """
+    a, n = chain.assumptions, chain.series
+    age = chain.age_days
+    sales_day = a.sales_rows_per_series_day * n
+    runs = per_run_rows(chain)
+    dims = dimension_rows(chain)
+    inv_rows = n * (age + 1)
+    out: list[Statement] = []
+
+    def table_scan(t: str, rows: float, cols: tuple[str, ...] | None = None) -> float:
+        return rows * row_bytes(chain, t, cols)
+
+    def control(step: str, what: str, count: int = 1) -> None:
+        out.append(Statement(step, what, 0.0, 1, count))
+
+    def ledger(step: str) -> None:
+        control(step, "dedupe ledger: 2 claims (MERGE + SELECT each) and 2 finishes on processed_events", 6)
+
+    def replace_rows(step: str, table: str, new_rows: float) -> None:
+        before = runs[table] * age
+        out.append(Statement(step, f"DELETE {table} WHERE run_id (all partitions)",
+                             table_scan(table, before, ("run_id",)),
+                             avoidable="scan of run_id over every partition (no run_id pruning)"))
+        k = _batches(chain, new_rows)
+        if k:
+            out.append(Statement(step, f"INSERT {table}: {k:,} batches of {a.dml_batch_rows:,} rows", 0.0, 1, k,
+                                 avoidable="10 MB minimum per 2,000-row INSERT batch"))
+
+    def read_run(step: str, table: str, cols: tuple[str, ...] | None = None, what: str = "") -> None:
+        after = runs[table] * (age + 1)
+        out.append(Statement(step, what or f"SELECT * FROM {table} WHERE run_id (all partitions)",
+                             table_scan(table, after, cols),
+                             avoidable="reads every earlier run's rows to find this run's"))
+
+    # --- import: storage event -> start handler -> import_step ---------------------------------
+    ledger("import")
+    control("import", "recover_runs, get_run, insert_run, renew_lease, get_run (runs)", 5)
+    for t, rows in dims.items():
+        control("import", f"{t}: COUNT(*) and DELETE WHERE TRUE", 2)
+        k = _batches(chain, rows)
+        if k:
+            out.append(Statement("import", f"INSERT {t}: {k:,} batches", 0.0, 1, k))
+    out.append(Statement("import", "inventory: COUNT(*) of the snapshot day", table_scan("inventory", 0)))
+    k = _batches(chain, n)
+    out.append(Statement("import", f"INSERT inventory snapshot: {k:,} batches", 0.0, 1, k,
+                         avoidable="10 MB minimum per 2,000-row INSERT batch"))
+    out.append(Statement("import", "sales: COUNT(*) of the drop's days", table_scan("sales", 0)))
+    k = _batches(chain, sales_day)
+    out.append(Statement("import", f"INSERT one day of sales: {k:,} batches", 0.0, 1, k,
+                         avoidable="10 MB minimum per 2,000-row INSERT batch"))
+    control("import", "quarantine DELETE by run_id (no rows to insert)")
+
+    # --- forecast ----------------------------------------------------------------------------
+    ledger("forecast")
+    control("forecast", "get_run x2, renew_lease, status check (runs)", 4)
+    out.append(Statement("forecast", "latest_inventory: every snapshot ever loaded, all columns",
+                         table_scan("inventory", inv_rows),
+                         avoidable="reads all past snapshots to keep the latest"))
+    out.append(Statement("forecast", "stores, distribution_centers", 0.0, 1, 2))
+    if chain.forecast_engine == "bigquery_ml":
+        out.append(Statement("forecast", "ML.FORECAST (model read; bytes not documented: 10 MB minimum assumed)", 0.0))
+        out.append(Statement("forecast", "ML.EXPLAIN_FORECAST (idem)", 0.0))
+    else:
+        hist = sales_day * a.history_days
+        out.append(Statement("forecast", f"sales_history: {a.history_days} partitions, 6 columns",
+                             table_scan("sales", hist)))
+        out.append(Statement("forecast", "planned_promotions", table_scan("promotions", dims["promotions"])))
+    for t in ("forecasts", "demand_windows", "forecast_components", "sales_anomalies"):
+        replace_rows("forecast", t, runs[t])
+
+    # --- plan and publish ----------------------------------------------------------------------
+    ledger("plan")
+    control("plan", "get_run x4, renew_lease x2, finish_run, status checks (runs)", 9)
+    out.append(Statement("plan", "stores, distribution_centers, products, vehicles", 0.0, 1, 4))
+    out.append(Statement("plan", "latest_inventory again", table_scan("inventory", inv_rows),
+                         avoidable="reads all past snapshots to keep the latest"))
+    read_run("plan", "forecasts")
+    read_run("plan", "demand_windows")
+    for t in ("inventory_policy", "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops"):
+        replace_rows("plan", t, runs[t])
+    for use in ("compute_kpis", "report"):
+        for t in ("inventory_policy", "transfers", "replenishment_orders", "routes", "route_stops"):
+            read_run("plan", t, what=f"{use}: SELECT * FROM {t} WHERE run_id (all partitions)")
+        control("plan", f"{use}: quarantine WHERE run_id")
+    control("plan", "report: stores, distribution_centers, replay_results", 3)
+    # Six forecast charts: forecasts and 91 days of sales of one store x product each. Both tables
+    # are clustered by store_id first, so a store_id = @x filter is taken to read 1/stores of them.
+    chart_cols = ("run_id", "store_id", "product_id", "forecast_date", "forecast_mean", "lower_bound", "upper_bound")
+    chart_f = table_scan("forecasts", runs["forecasts"] * (age + 1), chart_cols) / chain.stores
+    chart_s = table_scan("sales", sales_day * 91, ("store_id", "product_id", "sale_date", "units")) / chain.stores
+    out.append(Statement("plan", "report: 6 forecast charts (forecasts by run, store, product)", chart_f, 1, 6))
+    out.append(Statement("plan", "report: 6 charts' sales history (91 days, one store)", chart_s, 1, 6))
+    read_run("plan", "replenishment_orders", ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity",
+                                              "cases", "order_value", "expected_arrival"),
+             what="reorder messages: replenishment_orders WHERE run_id (all partitions)")
+    return out
+
+
+def review_statements(chain: Chain) -> list[Statement]:
+    """BigQuery jobs of a planner approving every line in the workbench, then releasing the run.
+
+    `decisions.decide` takes at most MAX_BATCH lines a request and looks each line up with one
+    `wb_orders` / `wb_transfers` query; `release` reads all lines once more and publishes them.
+    """
+    from retailopt.workbench.decisions import MAX_BATCH
+
+    runs = per_run_rows(chain)
+    age = chain.age_days
+    dims = dimension_rows(chain)
+
+    def scan(t: str, rows: float, cols: tuple[str, ...] | None = None) -> float:
+        return max(MIN_BILLED, rows * row_bytes(chain, t, cols))
+
+    decisions = scan("plan_decisions", runs["replenishment_orders"] + runs["transfers"])  # clustered by run_id
+    stops = scan("route_stops", runs["route_stops"] * (age + 1), ("run_id", "shipment_id"))
+    small = sum(scan(t, dims[t]) for t in ("products", "stores"))
+    order_cols = ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases", "order_value",
+                  "expected_arrival", "shipment_id")
+    wb_orders = (scan("replenishment_orders", runs["replenishment_orders"] * (age + 1), order_cols) + stops
+                 + decisions + small + scan("distribution_centers", dims["distribution_centers"]))
+    wb_transfers = scan("transfers", runs["transfers"] * (age + 1)) + stops + decisions + small
+    out = []
+    for kind, lines, cost in (("orders", runs["replenishment_orders"], wb_orders),
+                              ("transfers", runs["transfers"], wb_transfers)):
+        requests = int(math.ceil(lines / MAX_BATCH))
+        out.append(Statement("review", f"decide: wb_{kind} lookup, one per line", cost, 1, int(math.ceil(lines)),
+                             avoidable="one query per decided line, each reading every run's lines"))
+        out.append(Statement("review", f"decide: check_open and plan_decisions INSERT, per {MAX_BATCH} {kind}",
+                             decisions, 1, 2 * requests))
+    out.append(Statement("release", "ledger claim, check_open, released()", 0.0, 1, 5))
+    out.append(Statement("release", "wb_orders and wb_transfers of the whole run", wb_orders + wb_transfers, 1, 1))
+    out.append(Statement("release", "RELEASE row INSERT and ledger finish", 0.0, 1, 2))
+    return out
+
+
+def training_bytes(chain: Chain) -> dict[str, float]:
+    """Bytes the weekly CREATE MODEL's input query reads (sql/forecasting/create_model.sql)."""
+    a = chain.assumptions
+    day = a.sales_rows_per_series_day * chain.series
+    # series CTE: 730 partitions, 3 columns; the LEFT JOIN side has no date filter: all partitions.
+    series = day * a.history_days * row_bytes(chain, "sales", ("store_id", "product_id", "sale_date"))
+    joined = day * (a.history_days + chain.age_days) * row_bytes(
+        chain, "sales", ("store_id", "product_id", "sale_date", "units"))
+    return {"input_bytes": series + joined, "billed_bytes": (series + joined) * a.candidate_models}
+
+
+def storage_bytes(chain: Chain) -> dict[str, float]:
+    """Logical bytes each table holds after `age_days` runs, split into active and long-term."""
+    a, n = chain.assumptions, chain.series
+    days = chain.age_days + 1
+    active_days = min(days, a.active_days)
+    runs = per_run_rows(chain)
+    sales_day = a.sales_rows_per_series_day * n * row_bytes(chain, "sales")
+    active = longterm = 0.0
+    per_table: dict[str, float] = {}
+    daily = {t: runs[t] * row_bytes(chain, t) for t in RESULT_TABLES}
+    daily["inventory"] = n * row_bytes(chain, "inventory")
+    # reorder_messages: one row per released line, `data` holding the message JSON.
+    message_row = row_bytes(chain, "reorder_messages") - column_bytes(chain, "reorder_messages", "data")
+    daily["reorder_messages"] = (runs["replenishment_orders"] + runs["transfers"]) * (
+        message_row + 2 + REORDER_JSON_BYTES)
+    for t, per_day in daily.items():
+        per_table[t] = per_day * days
+        active += per_day * active_days
+        longterm += per_day * (days - active_days)
+    total_sales_days = a.history_days + chain.age_days
+    per_table["sales"] = sales_day * total_sales_days
+    active += sales_day * min(total_sales_days, a.active_days)
+    longterm += sales_day * max(0, total_sales_days - a.active_days)
+    return {"active": active, "longterm": longterm, "per_table": per_table}
+
+
+def forecast_output_bytes(chain: Chain) -> float:
+    """Upper bound for ML.FORECAST + ML.EXPLAIN_FORECAST if billed by the rows they return."""
+    a, n = chain.assumptions, chain.series
+    ids = 2 + chain.string_len("store_id") + 2 + chain.string_len("product_id")
+    forecast = n * a.horizon_days * (ids + 8 * 6)
+    explain = n * (a.history_days + a.horizon_days) * (ids + 8 * 14 + 2 + 7.5)
+    return forecast + explain
+
+
+def message_sizes(chain: Chain) -> dict[str, int]:
+    """Encoded body + attributes + 20 B timestamp + message id of the run's Pub/Sub messages."""
+    from retailopt.services import messages
+
+    run_id = "default-20260115-0123456789"
+    common = {"chain_id": "default", "run_id": run_id, "run_date": "2026-01-15"}
+
+    def size(msg: dict[str, Any]) -> int:
+        attrs = messages.attributes(msg)
+        return len(messages.encode(msg)) + sum(len(k) + len(v) for k, v in attrs.items()) + 20 + 16
+
+    order = {"order_id": "O20260115-000001", "dc_id": "DC01", "store_id": "S" + "0" * (chain.string_len("store_id") - 1),
+             "product_id": "P" + "0" * int(chain.string_len("product_id") - 1), "quantity": 24, "cases": 1,
+             "order_value": 133.44, "expected_arrival": "2026-01-17"}
+    summary = {"kpis": {f"kpi_{i:02d}": 123456.78 for i in range(23)}, "orders": 2390,
+               "artifacts": [f"runs/{run_id}/{name}" for name in MEASURED["artifact_bytes"]],
+               "artifacts_location": f"gs://project-retailopt-artifacts/runs/{run_id}/"}
+    transfer = {"transfer_id": "T20260115-000001", "product_id": order["product_id"],
+                "from_store_id": order["store_id"], "to_store_id": order["store_id"], "quantity": 6}
+    return {"step": size(messages.make_message("plan", **common)),
+            "published": size(messages.make_message("published", summary=summary, **common)),
+            "reorder": size(messages.make_message("reorder", order=order, **common)),
+            "transfer": size(messages.make_message("transfer", transfer=transfer, **common))}
+
+
+def cloud_run(chain: Chain, statements: list[Statement]) -> dict[str, dict[str, float]]:
+    """Billed instance seconds per service: measured CPU work (scaled) + BigQuery waits + start."""
+    a = chain.assumptions
+    jobs = {s: sum(x.count for x in statements if x.step == s) for s in ("import", "forecast", "plan")}
+    step = MEASURED["step_s"]
+    import_rows_measured = MEASURED["sales_rows"] + MEASURED["series"]
+    daily_import_rows = chain.series * (1 + a.sales_rows_per_series_day)
+    import_cpu = step["import"] * daily_import_rows / import_rows_measured
+    if chain.forecast_engine == "bigquery_ml":
+        # Linear in series: a lower bound, protection_from_daily grows faster (MEASURED).
+        forecast_cpu = MEASURED["bqml_forecast_cpu_s"] * chain.scale
+    elif chain.scale > 1:
+        forecast_cpu = chain.series / MEASURED["engine_series_per_s_at_scale"]
+    else:
+        forecast_cpu = step["forecast"] * chain.scale
+    # Publish (artifacts, report) and process start: the bench-run wall time the steps leave over.
+    publish_cpu = MEASURED["wall_s"] - MEASURED["setup_s"] - step["import"] - step["forecast"] - step["plan"]
+    # Routing waits for the solver's time limit (the local solver uses it all, the API is given it).
+    plan_cpu = (step["plan"] - step["routing"] + publish_cpu) * chain.scale + a.routing_time_limit_s
+    services = {"import": (1, 2, import_cpu), "forecast": (2, 4, forecast_cpu), "plan": (2, 4, plan_cpu)}
+    out = {}
+    for name, (vcpu, gib, cpu_s) in services.items():
+        wall = a.cold_start_s + cpu_s + jobs[name] * a.statement_latency_s
+        out[name] = {"vcpu": vcpu, "gib": gib, "cpu_work_s": cpu_s, "bigquery_jobs": jobs[name],
+                     "wall_s": wall, "vcpu_s": vcpu * wall, "gib_s": gib * wall}
+    return out
+
+
+def route_opt_cost(shipments_month: float) -> float:
+    low = min(shipments_month, 100_000)
+    rest = max(0.0, shipments_month - 100_000)
+    # Above 500,000 a month the price is by contract ("contact sales"): the 100k-500k rate is used.
+    return low * PRICES["route_opt_fleet_0_100k"][0] + rest * PRICES["route_opt_fleet_100k_500k"][0]
+
+
+def estimate(chain: Chain) -> dict[str, Any]:
+    a = chain.assumptions
+    p = {k: v for k, (v, _) in PRICES.items()}
+    month = a.runs_per_month
+    stmts = daily_statements(chain)
+    billed = sum(s.billed for s in stmts)
+    avoidable = sum(s.billed for s in stmts if s.avoidable)
+    jobs = sum(s.count for s in stmts)
+    runs = per_run_rows(chain)
+    rows: dict[str, dict[str, Any]] = {}
+
+    rows["bigquery_queries"] = {"per_run": billed / TIB * p["bq_query_per_tib"],
+                                "detail": f"{billed / GIB:,.1f} GiB billed by {jobs:,} jobs "
+                                          f"({avoidable / GIB:,.1f} GiB avoidable)"}
+    st = storage_bytes(chain)
+    storage_month = (st["active"] / GIB * p["bq_active_storage_per_gib_month"]
+                     + st["longterm"] / GIB * p["bq_longterm_storage_per_gib_month"])
+    rows["bigquery_storage"] = {"per_run": storage_month / month, "per_month": storage_month,
+                                "detail": f"{(st['active'] + st['longterm']) / GIB:,.1f} GiB logical "
+                                          f"({st['active'] / GIB:,.1f} active)"}
+    if chain.forecast_engine == "bigquery_ml":
+        tr = training_bytes(chain)
+        week = tr["billed_bytes"] / TIB * p["bq_create_model_per_tib"]
+        rows["bqml_training"] = {"per_run": week / 7, "per_month": week * month / 7,
+                                 "detail": f"weekly: {tr['input_bytes'] / GIB:,.1f} GiB input x "
+                                           f"{a.candidate_models} candidates = {tr['billed_bytes'] / GIB:,.1f} GiB billed, "
+                                           f"${week:,.2f}/week"}
+        upper = forecast_output_bytes(chain)
+        rows["bqml_forecast_explain"] = {"per_run": 2 * MIN_BILLED / TIB * p["bq_query_per_tib"],
+                                         "detail": f"10 MB minimum each; upper bound if billed by output rows: "
+                                                   f"{upper / GIB:,.1f} GiB = ${upper / TIB * p['bq_query_per_tib']:,.2f}"}
+    cr = cloud_run(chain, stmts)
+    vcpu_s = sum(v["vcpu_s"] for v in cr.values())
+    gib_s = sum(v["gib_s"] for v in cr.values())
+    requests = 3
+    run_cost = vcpu_s * p["run_vcpu_second"] + gib_s * p["run_gib_second"] + requests / 1e6 * p["run_per_million_requests"]
+    retrain_week = 600 * (2 * p["run_vcpu_second"] + 8 * p["run_gib_second"]) if chain.forecast_engine == "bigquery_ml" else 0
+    work_vcpu_s = sum(v["vcpu"] * v["cpu_work_s"] for v in cr.values())
+    rows["cloud_run"] = {"per_run": run_cost + retrain_week / 7,
+                         "detail": f"{vcpu_s:,.0f} vCPU-s, {gib_s:,.0f} GiB-s, {requests} requests; "
+                                   f"of which CPU work {work_vcpu_s:,.0f} vCPU-s"
+                                   + (" (+ retrain: 600 s x 2 vCPU / 8 GiB a week)" if retrain_week else "")}
+    sizes = message_sizes(chain)
+    reorders, transfers = runs["replenishment_orders"], runs["transfers"]
+    # The plan step publishes `forecast`, `plan` and `published`; the release publishes one message
+    # per order and transfer line (batches of 100); BigQuery subscriptions deliver published and
+    # reorders into their tables (delivery priced like push delivery: an assumption).
+    released = reorders * sizes["reorder"] + transfers * sizes["transfer"]
+    publish = (2 * max(1000, sizes["step"]) + max(1000, sizes["published"])
+               + max(released, 1000 * math.ceil((reorders + transfers) / 100)))
+    deliveries = 2 * max(1000, sizes["step"]) + max(1000, sizes["published"]) + released
+    ps_bytes = publish + deliveries
+    rows["pubsub"] = {"per_run": ps_bytes / TIB * p["pubsub_per_tib"],
+                      "detail": f"{ps_bytes / MIB:,.2f} MiB: {reorders + transfers:,.0f} released order and "
+                                f"transfer messages of about {sizes['reorder']} B published and written to "
+                                f"reorder_messages, 3 step messages, 2 pushes"}
+    scale = chain.scale
+    shipments = shipments_per_run(chain)
+    art = MEASURED["artifact_bytes"]
+    lines_measured = MEASURED["order_rows"] + MEASURED["transfer_rows"] + MEASURED["routes"] + MEASURED["route_stops"]
+    lines = runs["replenishment_orders"] + runs["transfers"] + runs["routes"] + runs["route_stops"]
+    artifacts = (art["plan.json"] * lines / lines_measured + art["report.html"] + art["summary.json"]
+                 + art["routes.geojson"] * runs["route_stops"] / MEASURED["route_stops"]
+                 + (art["routes_request.json"] + art["routes_response.json"]) * shipments / MEASURED["shipments"])
+    drop_b = MEASURED["drop_bytes"]
+    drop = (drop_b["inventory.csv"] * scale
+            + drop_b["sales.parquet"] / MEASURED["history_days"] * scale
+            + (drop_b["products.csv"] * chain.products / 300) + drop_b["stores.csv"] * chain.stores / 25
+            + drop_b["vehicles.csv"] + drop_b["distribution_centers.csv"] + drop_b["promotions.csv"] * chain.products / 300)
+    # Both buckets: Standard, Nearline after 30 days, deleted after their retention (storage.tf).
+    days = chain.age_days + 1
+    kept_std = (drop + artifacts) * min(30, days)
+    kept_nl = (drop * max(0, min(a.raw_retention_days, days) - 30)
+               + artifacts * max(0, min(a.artifacts_retention_days, days) - 30))
+    gcs_month = (kept_std / 1e9 * p["gcs_standard_per_gb_month"]
+                 + kept_nl / 1e9 * p["gcs_nearline_per_gb_month"])
+    ops = (9 + 6) / 1000 * p["gcs_class_a_per_1000"] + 8 / 1000 * p["gcs_class_b_per_1000"]
+    rows["cloud_storage"] = {"per_run": gcs_month / month + ops,
+                             "detail": f"{artifacts / 1e6:,.1f} MB artifacts + {drop / 1e6:,.1f} MB drop per run; "
+                                       f"{(kept_std + kept_nl) / 1e9:,.1f} GB kept"}
+    ro_month = route_opt_cost(shipments * month) if chain.routing_engine == "api" else 0.0
+    rows["route_optimization"] = {"per_run": ro_month / month, "per_month": ro_month,
+                                  "detail": f"{shipments:,.0f} shipments per run (Fleet Routing SKU)"
+                                  if chain.routing_engine == "api" else "local OR-Tools solver: no API call"}
+    rows["cloud_scheduler"] = {"per_run": 2 * p["scheduler_per_job_month"] / month,
+                               "per_month": 2 * p["scheduler_per_job_month"], "detail": "2 jobs (planning, retrain)"}
+    log_bytes = a.log_entries_per_run * a.log_entry_bytes + jobs * a.audit_entry_bytes
+    rows["cloud_logging"] = {"per_run": log_bytes / GIB * p["logging_per_gib"],
+                             "detail": f"{a.log_entries_per_run} service entries + {jobs:,} BigQuery audit "
+                                       f"entries = {log_bytes / MIB:,.1f} MiB"}
+    for r in rows.values():
+        r.setdefault("per_month", r["per_run"] * month)
+    review = review_statements(chain)
+    review_bytes = sum(x.billed for x in review)
+    review_jobs = sum(x.count for x in review)
+    review_api_s = review_jobs * a.statement_latency_s  # the api service (1 vCPU, 1 GiB) waits for them
+    review_run = (review_bytes / TIB * p["bq_query_per_tib"]
+                  + review_api_s * (p["run_vcpu_second"] + p["run_gib_second"]))
+    total_run = sum(r["per_run"] for r in rows.values())
+    total_month = sum(r["per_month"] for r in rows.values())
+    return {"chain": {"stores": chain.stores, "products": chain.products, "series": chain.series,
+                      "age_days": chain.age_days, "forecast_engine": chain.forecast_engine,
+                      "routing_engine": chain.routing_engine},
+            "assumptions": asdict(a), "rows_per_run": runs, "bigquery_jobs": jobs,
+            "bigquery_billed_bytes": billed, "bigquery_avoidable_bytes": avoidable,
+            "storage": st, "cloud_run": cr, "message_bytes": sizes, "components": rows,
+            "total_per_run": total_run, "total_per_month": total_month,
+            "review_release": {"per_run": review_run, "per_month": review_run * month, "bigquery_jobs": review_jobs,
+                               "billed_bytes": review_bytes, "api_seconds": review_api_s,
+                               "lines": runs["replenishment_orders"] + runs["transfers"]},
+            "statements": [asdict(s) | {"billed": s.billed} for s in stmts + review]}
+
+
+def render(result: dict[str, Any]) -> str:
+    c = result["chain"]
+    lines = [f"{c['stores']:,} stores x {c['products']:,} products = {c['series']:,} series; "
+             f"tables hold {c['age_days']} earlier runs; forecast {c['forecast_engine']}, routing {c['routing_engine']}",
+             "", "| component | per run (USD) | per month (USD) | how |", "|---|---:|---:|---|"]
+    for name, r in result["components"].items():
+        lines.append(f"| {name} | {r['per_run']:,.4f} | {r['per_month']:,.2f} | {r['detail']} |")
+    lines.append(f"| total | {result['total_per_run']:,.4f} | {result['total_per_month']:,.2f} | |")
+    rv = result["review_release"]
+    lines.append(f"| + review and release (every line approved in the workbench) | {rv['per_run']:,.4f} | "
+                 f"{rv['per_month']:,.2f} | {rv['lines']:,.0f} lines: {rv['bigquery_jobs']:,} BigQuery jobs, "
+                 f"{rv['billed_bytes'] / GIB:,.1f} GiB billed, {rv['api_seconds']:,.0f} s of api time |")
+    lines += ["", "Cloud Run per service (wall = cold start + measured CPU work scaled + BigQuery jobs x latency):"]
+    for name, v in result["cloud_run"].items():
+        lines.append(f"  {name:<9} {v['wall_s']:>12,.0f} s wall, {v['cpu_work_s']:>10,.1f} s CPU work, "
+                     f"{v['bigquery_jobs']:>9,} BigQuery jobs")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retailopt.cost_benchmark", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stores", type=int, default=25)
+    parser.add_argument("--products", type=int, default=300)
+    parser.add_argument("--age-days", type=int, default=365, help="earlier daily runs the tables hold")
+    parser.add_argument("--forecast-engine", choices=("bigquery_ml", "local"), default="bigquery_ml")
+    parser.add_argument("--routing-engine", choices=("api", "local"), default="api")
+    parser.add_argument("--statement-latency-s", type=float, default=Assumptions.statement_latency_s)
+    parser.add_argument("--json", type=argparse.FileType("w"), default=None, help="write every figure as JSON")
+    parser.add_argument("--statements", action="store_true", help="list the BigQuery statements of one run")
+    args = parser.parse_args(argv)
+    if args.stores < 1 or args.products < 1 or args.age_days < 0:
+        parser.error("--stores and --products must be >= 1 and --age-days >= 0")
+    chain = Chain(args.stores, args.products, args.age_days, args.forecast_engine, args.routing_engine,
+                  replace(Assumptions(), statement_latency_s=args.statement_latency_s))
+    result = estimate(chain)
+    print(render(result))
+    if args.statements:
+        print("\n| step | statement | jobs | scanned GiB per job | billed GiB |\n|---|---|---:|---:|---:|")
+        for s in result["statements"]:
+            print(f"| {s['step']} | {s['what']} | {s['count']:,} | {s['scanned'] / GIB:,.3f} | {s['billed'] / GIB:,.3f} |")
+    if args.json:
+        json.dump(result, args.json, indent=1, default=float)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
