@@ -151,6 +151,64 @@ def _replay_section(wh: Warehouse) -> str:
     return caption + _table(shown)
 
 
+ANOMALY_EPISODES = 15  # rows of the report's anomaly table
+
+
+def _anomaly_section(wh: Warehouse, run: dict) -> str:
+    """The run's sales anomalies (sales_anomalies), consecutive days of one kind per store and
+    product as one episode, the most unusual first (highest anomaly probability, then the
+    largest difference from the expected units)."""
+    rows = wh.query(
+        "SELECT a.store_id, s.name AS store_name, a.product_id, p.name AS product_name, a.sale_date, a.kind, "
+        "a.units, a.expected, a.anomaly_probability, a.on_promotion, a.excluded_from_training, a.method "
+        "FROM `{dataset}.sales_anomalies` AS a "
+        "LEFT JOIN `{dataset}.stores` AS s ON s.store_id = a.store_id "
+        "LEFT JOIN `{dataset}.products` AS p ON p.product_id = a.product_id "
+        "WHERE a.run_id = @run_id", {"run_id": run["run_id"]})
+    if rows.empty:
+        return ("<p><em>No sales day outside the forecast's 99% interval in the days before the run "
+                "(table <code>sales_anomalies</code>).</em></p>")
+    rows["sale_date"] = pd.to_datetime(rows["sale_date"])
+    rows = rows.sort_values(["store_id", "product_id", "kind", "sale_date"]).reset_index(drop=True)
+    same = ((rows[["store_id", "product_id", "kind"]] == rows[["store_id", "product_id", "kind"]].shift()).all(axis=1)
+            & (rows["sale_date"].diff() == pd.Timedelta(days=1)))
+    rows["episode"] = (~same).cumsum()
+    rows["deviation"] = (rows["units"] - rows["expected"]).abs()
+    episodes = rows.groupby("episode").agg(
+        store=("store_name", "first"), store_id=("store_id", "first"), product=("product_name", "first"),
+        product_id=("product_id", "first"), kind=("kind", "first"), first_day=("sale_date", "min"),
+        last_day=("sale_date", "max"), days=("sale_date", "size"), units=("units", "sum"),
+        expected=("expected", "sum"), probability=("anomaly_probability", "max"),
+        deviation=("deviation", "sum"), promotion=("on_promotion", "any"),
+        left_out=("excluded_from_training", "all"))
+    n_episodes = len(episodes)
+    episodes = episodes.sort_values(["probability", "deviation"], ascending=False).head(ANOMALY_EPISODES)
+    shown = pd.DataFrame({
+        # Names from the input files; _table escapes every cell.
+        "store": episodes["store"].fillna(episodes["store_id"]),
+        "product": episodes["product"].fillna(episodes["product_id"]),
+        "kind": episodes["kind"],
+        "from": episodes["first_day"].dt.date.astype(str),
+        "to": episodes["last_day"].dt.date.astype(str),
+        "days": episodes["days"],
+        "units": episodes["units"].map(lambda v: f"{v:,.0f}"),
+        "expected": episodes["expected"].map(lambda v: f"{v:,.1f}"),
+        "anomaly probability": episodes["probability"].map(lambda v: f"{v:.4f}"),
+        "on promotion": episodes["promotion"].map({True: "yes", False: ""}),
+        "left out of the fit": episodes["left_out"].map({True: "yes", False: ""}),
+    })
+    spikes = int((rows["kind"] == "spike").sum())
+    excluded = int(rows["excluded_from_training"].sum())
+    methods = ", ".join(sorted(str(m) for m in rows["method"].unique()))
+    caption = (f"<p>{len(rows)} store × product days outside the forecast's 99% interval in the days before "
+               f"the run ({spikes} spikes, {len(rows) - spikes} dips; method {html.escape(methods)}); "
+               f"{excluded} of them, isolated spikes, were fitted at their expected units (setting "
+               "<code>exclude_anomalies</code>). Consecutive days of one kind are one row: "
+               f"{len(episodes)} of {n_episodes} shown. Every day is in the table "
+               "<code>sales_anomalies</code> and the view <code>sales_anomalies_recent</code>.</p>")
+    return caption + _table(shown, ANOMALY_EPISODES)
+
+
 def refresh_report(wh: Warehouse, run_id: str, artifacts_dir: Path) -> Path:
     """Write a COMPLETE run's artifacts again from the warehouse (e.g. once a replay finished)."""
     from retailopt.pipeline import get_run
@@ -212,6 +270,7 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
         "Inventory status before and after the plan": _table(status),
         "Forecasts for the positions most at risk": "<div class='grid'>" + "".join(
             f"<img alt='{html.escape(t)}' src='{src}'>" for t, src in charts) + "</div>",
+        "Sales anomalies before the run (most unusual first)": _anomaly_section(wh, run),
         "Quarantined input rows": _table(quarantine),
         "Replay on held-out demand: this policy against simple rules": _replay_section(wh),
     }
