@@ -111,6 +111,12 @@ RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "sales_an
                  "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops")
 
 
+def _defined(tables: tuple[str, ...]) -> tuple[str, ...]:
+    """The tables `sql/schema/` defines (sales_anomalies arrived with the anomaly work)."""
+    known = set(schema.all_tables())
+    return tuple(t for t in tables if t in known)
+
+
 @dataclass(frozen=True)
 class Assumptions:
     history_days: int = 730             # Settings.history_days
@@ -301,7 +307,7 @@ def daily_statements(chain: Chain) -> list[Statement]:
         out.append(Statement("forecast", f"sales_history: {a.history_days} partitions, 6 columns",
                              table_scan("sales", hist)))
         out.append(Statement("forecast", "planned_promotions", table_scan("promotions", dims["promotions"])))
-    for t in ("forecasts", "demand_windows", "forecast_components", "sales_anomalies"):
+    for t in _defined(("forecasts", "demand_windows", "forecast_components", "sales_anomalies")):
         replace_rows("forecast", t, runs[t])
 
     # --- plan and publish ----------------------------------------------------------------------
@@ -389,7 +395,7 @@ def storage_bytes(chain: Chain) -> dict[str, float]:
     sales_day = a.sales_rows_per_series_day * n * row_bytes(chain, "sales")
     active = longterm = 0.0
     per_table: dict[str, float] = {}
-    daily = {t: runs[t] * row_bytes(chain, t) for t in RESULT_TABLES}
+    daily = {t: runs[t] * row_bytes(chain, t) for t in _defined(RESULT_TABLES)}
     daily["inventory"] = n * row_bytes(chain, "inventory")
     # reorder_messages: one row per released line, `data` holding the message JSON.
     message_row = row_bytes(chain, "reorder_messages") - column_bytes(chain, "reorder_messages", "data")
