@@ -447,11 +447,9 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                                                component_days=COMPONENT_HISTORY_DAYS)
         history_rows = 0  # the weekly training read the history, not the daily forecast
         promoted_days = 0  # ARIMA_PLUS has no regressors
-        if model.xreg:  # ARIMA_PLUS_XREG forecast with the plan's promotion days as its regressor
-            planned = query_file(wh, "planned_promotions", {
-                "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
-            if len(planned):
-                promoted_days = len(promotion_days(planned, positions, run_date, settings.horizon_days))
+        if model.xreg:  # ARIMA_PLUS_XREG: forecast with the plan's promotion days as its regressor
+            promoted_days = bigquery_ml.promoted_days(wh.client, settings, model,  # type: ignore[attr-defined]
+                                                      run_date)
         model_age_days = model.age_days(run_date)  # logged: an alert fires when trainings keep failing
     else:
         history = query_file(wh, "sales_history", {

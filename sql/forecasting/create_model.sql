@@ -1,7 +1,9 @@
--- ARIMA_PLUS over every store x product series (retrained weekly; the model name carries the
--- training date). Missing days are zero sales, so the series are gap-filled here: ARIMA_PLUS
--- would otherwise interpolate them. No forecast_limit_lower_bound: it would drop every
--- zero-sales day from training; negative forecasts are clipped when reading.
+-- ARIMA_PLUS over every store x product series of a chain (retrained weekly; one model per
+-- training, named by chain and training date). Missing days are zero sales, so the series are
+-- gap-filled here from their first sale: ARIMA_PLUS would otherwise interpolate them. No
+-- forecast_limit_lower_bound: it would drop every zero-sales day from training; negative
+-- forecasts are clipped when reading. decompose_time_series keeps the components that
+-- ML.EXPLAIN_FORECAST returns (an ARIMA_PLUS-only option).
 -- The model name, horizon and holiday region come from validated settings (OPTIONS take literals).
 CREATE OR REPLACE MODEL `{dataset}.{model}`
 OPTIONS(
@@ -20,12 +22,12 @@ OPTIONS(
 WITH series AS (
   SELECT store_id, product_id, MIN(sale_date) AS first_day
   FROM `{dataset}.sales`
-  WHERE sale_date BETWEEN DATE_SUB(@train_end, INTERVAL @history_days - 1 DAY) AND @train_end
+  WHERE sale_date BETWEEN @data_start AND @data_end
   GROUP BY store_id, product_id
 ),
 days AS (
   SELECT s.store_id, s.product_id, d AS sale_date
-  FROM series AS s, UNNEST(GENERATE_DATE_ARRAY(s.first_day, @train_end)) AS d
+  FROM series AS s, UNNEST(GENERATE_DATE_ARRAY(s.first_day, @data_end)) AS d
 )
 SELECT d.store_id, d.product_id, d.sale_date, CAST(COALESCE(SUM(x.units), 0) AS FLOAT64) AS units
 FROM days AS d

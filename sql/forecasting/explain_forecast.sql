@@ -1,5 +1,6 @@
--- Decomposition of history and forecast (trend, seasonality, holidays, spikes and dips) for
--- explanations; read by retailopt.forecasting.bigquery_ml.read_component_rows.
+-- Decomposition of an ARIMA_PLUS model's history and forecast (trend, seasonality, holidays,
+-- spikes and dips) for explanations; the model needs decompose_time_series. Read by
+-- retailopt.forecasting.bigquery_ml.read_component_rows.
 SELECT store_id, product_id, time_series_timestamp, time_series_type, time_series_data,
   time_series_adjusted_data, standard_error, confidence_level, prediction_interval_lower_bound,
   prediction_interval_upper_bound, trend, seasonal_period_weekly, seasonal_period_yearly,

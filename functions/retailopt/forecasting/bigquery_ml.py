@@ -1,34 +1,55 @@
-"""BigQuery ML engine: ARIMA_PLUS statements from `sql/forecasting/`, run by a BigQuery client.
+"""BigQuery ML engine: ARIMA_PLUS / ARIMA_PLUS_XREG statements from `sql/forecasting/`.
 
-Models are versioned by training date (`demand_arima_YYYYMMDD`, `demand_arima_xreg_YYYYMMDD`);
-training (weekly) and forecasting (daily, from the newest model trained on or before the run
-date) are separate calls. Every value is a query parameter; the few OPTIONS that BigQuery only
-accepts as literals (horizon, holiday region) and the model name come from validated settings.
+Training is asynchronous. The weekly retrain records a training in `model_versions` (RUNNING)
+and submits its CREATE MODEL statement as a BigQuery job with a job id made of the dataset,
+chain, training date and attempt, without waiting for it (`submit_training`); the training
+check (`check_trainings`, on a schedule) reads each running job's state and records DONE (after
+writing ML.ARIMA_EVALUATE into `model_diagnostics`) or FAILED. Models are dated, one per
+training: `arima_<chain>_<YYYYMMDD>`, or `arimax_<chain>_<YYYYMMDD>` for ARIMA_PLUS_XREG, which a
+chain gets when it keeps a promotion plan (`promotions`). The daily forecast uses the newest
+model of its chain whose training is DONE (`select_model`); a failed training leaves the
+previous model in use.
+
+Every value is a query parameter; the few OPTIONS that BigQuery only accepts as literals
+(horizon, holiday region) and the model name come from validated settings.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from google.api_core import exceptions as gexc
 from google.cloud import bigquery
 from scipy import stats
 
 from retailopt import sqlfiles
 from retailopt.config import ConfigError, Settings
+from retailopt.ingest import InputError
+from retailopt.warehouse.base import query_file
 from retailopt.warehouse.bigquery import query_parameters
 
 from .components import COMPONENT_COLUMNS
 from .distributions import QUANTILES
 from .engine import DAILY_COLUMNS, PROTECTION_COLUMNS, ForecastResult
 
-MODEL_PREFIX = "demand_arima_"
-_MODEL_RE = re.compile(r"^demand_arima_(xreg_)?(\d{8})$")
-_TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
+ARIMA_PLUS = "ARIMA_PLUS"
+ARIMA_PLUS_XREG = "ARIMA_PLUS_XREG"
+_PREFIX = {ARIMA_PLUS: "arima", ARIMA_PLUS_XREG: "arimax"}
+_MODEL_RE = re.compile(r"^(arima|arimax)_([A-Za-z0-9_]{1,200})_(\d{8})$")
+# A model forecasts this many days beyond the run horizon, so the daily runs of the weeks after a
+# training (and after up to four failed ones) still get the whole horizon from it.
+MODEL_SLACK_DAYS = 35
+MAX_HORIZON = 10_000  # BigQuery ML's limit of the HORIZON option
+# A RUNNING training whose job BigQuery does not know after this long was never submitted (the
+# retrain handler stopped between recording it and submitting it).
+UNKNOWN_JOB_GRACE = timedelta(hours=1)
+RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"
 # Values BigQuery ML accepts for holiday_region (documented list; an unknown region fails training).
 HOLIDAY_REGIONS = frozenset(
     "GLOBAL NA JAPAC EMEA LAC AE AR AT AU BE BR CA CH CL CN CO CZ DE DK DZ EC EE EG ES FI FR GB GR "
@@ -39,6 +60,12 @@ DIAGNOSTIC_COLUMNS = ["model_name", "trained_on", "store_id", "product_id", "eng
                       "has_drift", "log_likelihood", "aic", "variance", "seasonal_periods",
                       "has_holiday_effect", "has_spikes_and_dips", "has_step_changes",
                       "smoothing_parameter", "dispersion", "error_message"]
+VERSION_COLUMNS = ["chain_id", "model_name", "model_type", "trained_on", "data_start", "data_end", "horizon",
+                   "job_id", "job_location", "state", "error", "submitted_at", "finished_at"]
+
+
+class ModelUnavailable(LookupError):
+    """No finished model can forecast this run (none trained yet, or the newest is too old)."""
 
 
 @dataclass(frozen=True)
@@ -47,8 +74,59 @@ class Statement:
     params: dict[str, Any]
 
 
-def model_name(trained_on: date, *, xreg: bool = False) -> str:
-    return f"{MODEL_PREFIX}{'xreg_' if xreg else ''}{trained_on:%Y%m%d}"
+@dataclass(frozen=True)
+class ModelVersion:
+    """One training of a chain's model: a `model_versions` row."""
+    chain_id: str
+    model_name: str
+    model_type: str
+    trained_on: date
+    data_start: date
+    data_end: date
+    horizon: int
+    job_id: str
+    job_location: str | None
+    state: str
+    submitted_at: datetime
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def xreg(self) -> bool:
+        return self.model_type == ARIMA_PLUS_XREG
+
+    def age_days(self, as_of: date) -> int:
+        return (as_of - self.trained_on).days
+
+    def forecast_horizon(self, forecast_start: date, horizon_days: int) -> int:
+        """ML.FORECAST's horizon for a run: its forecasts start the day after the training data."""
+        return (forecast_start - self.data_end).days - 1 + int(horizon_days)
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in VERSION_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A training the check saw ending: DONE (diagnostic rows written) or FAILED (error)."""
+    version: ModelVersion
+    diagnostics: int = 0
+
+
+# --------------------------------------------------------------------------- names
+
+def chain_token(chain_id: str) -> str:
+    """The chain as it goes into model names (letters, digits, _): `-` becomes `_`, and a short
+    hash of the id keeps two chains apart that differ only there."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", chain_id or ""):
+        raise ConfigError(f"invalid chain id {chain_id!r}: letters, digits, _ and - (at most 64)")
+    if "-" not in chain_id:
+        return chain_id
+    return f"{chain_id.replace('-', '_')}_{hashlib.sha256(chain_id.encode()).hexdigest()[:6]}"
+
+
+def model_name(chain_id: str, trained_on: date, *, xreg: bool = False) -> str:
+    return f"{_PREFIX[ARIMA_PLUS_XREG if xreg else ARIMA_PLUS]}_{chain_token(chain_id)}_{trained_on:%Y%m%d}"
 
 
 def parse_model_name(name: str) -> tuple[date, bool] | None:
@@ -56,7 +134,17 @@ def parse_model_name(name: str) -> tuple[date, bool] | None:
     m = _MODEL_RE.match(name)
     if not m:
         return None
-    return datetime.strptime(m.group(2), "%Y%m%d").date(), bool(m.group(1))
+    try:
+        return datetime.strptime(m.group(3), "%Y%m%d").date(), m.group(1) == "arimax"
+    except ValueError:
+        return None
+
+
+def training_job_id(dataset: str, chain_id: str, trained_on: date, attempt: int) -> str:
+    """The BigQuery job id of a training: the same training (a redelivered or repeated retrain
+    message) always asks for the same job, and BigQuery refuses a second job with that id. Job
+    ids are unique per project, hence the dataset (one per deployment)."""
+    return f"retailopt_train_{dataset}_{chain_token(chain_id)}_{trained_on:%Y%m%d}_{int(attempt)}"
 
 
 def holiday_region(settings: Settings) -> str:
@@ -68,8 +156,8 @@ def holiday_region(settings: Settings) -> str:
 
 
 def _check_model(name: str) -> str:
-    if not _MODEL_RE.match(name):
-        raise ConfigError(f"invalid model name {name!r}: expected {MODEL_PREFIX}[xreg_]YYYYMMDD")
+    if parse_model_name(name) is None:
+        raise ConfigError(f"invalid model name {name!r}: expected arima[x]_<chain>_YYYYMMDD")
     return name
 
 
@@ -80,36 +168,83 @@ def _render(settings: Settings, path: str, **names: str) -> str:
     return sqlfiles.render(text, settings.dataset, settings.project)
 
 
-def create_model_statement(settings: Settings, trained_on: date, *, xreg: bool = False) -> Statement:
-    horizon = int(settings.horizon_days)
-    if not 1 <= horizon <= 10000:
-        raise ConfigError(f"invalid setting horizon_days={horizon}")
+def _features(settings: Settings) -> str:
+    # The future regressors are a query of their own, inlined as the table argument.
+    return sqlfiles.read_sql("forecasting/future_features.sql").strip()
+
+
+# --------------------------------------------------------------------------- statements
+
+def model_horizon(settings: Settings) -> int:
+    return min(int(settings.horizon_days) + MODEL_SLACK_DAYS, MAX_HORIZON)
+
+
+def create_model_statement(settings: Settings, model: str, *, data_start: date, data_end: date, horizon: int,
+                           xreg: bool = False) -> Statement:
+    horizon = int(horizon)
+    if not 1 <= horizon <= MAX_HORIZON:
+        raise ConfigError(f"invalid model horizon {horizon}: 1..{MAX_HORIZON}")
+    parsed = parse_model_name(_check_model(model))
+    if parsed[1] != xreg:
+        raise ConfigError(f"model name {model!r} does not name an {'ARIMA_PLUS_XREG' if xreg else 'ARIMA_PLUS'} model")
     sql = _render(settings, "forecasting/create_model_xreg.sql" if xreg else "forecasting/create_model.sql",
-                  model=model_name(trained_on, xreg=xreg), horizon=str(horizon),
-                  holiday_region=holiday_region(settings))
-    return Statement(sql, {"train_end": trained_on, "history_days": int(settings.history_days)})
+                  model=model, horizon=str(horizon), holiday_region=holiday_region(settings))
+    return Statement(sql, {"data_start": data_start, "data_end": data_end})
 
 
-def forecast_statement(settings: Settings, model: str, forecast_start: date,
-                       features_table: str | None = None) -> Statement:
-    params = {"horizon": int(settings.horizon_days), "confidence_level": float(settings.confidence_level)}
-    if parse_model_name(_check_model(model))[1]:
-        if features_table is None or not _TABLE_RE.match(features_table):
-            raise ConfigError(f"invalid features table {features_table!r} for model {model}")
-        params["forecast_start"] = forecast_start
+def forecast_statement(settings: Settings, version: ModelVersion, forecast_start: date) -> Statement:
+    model = _check_model(version.model_name)
+    params: dict[str, Any] = {"horizon": _run_horizon(settings, version, forecast_start),
+                              "confidence_level": float(settings.confidence_level)}
+    if version.xreg:
+        params.update(data_start=version.data_start, data_end=version.data_end)
         return Statement(_render(settings, "forecasting/forecast_xreg.sql", model=model,
-                                 features=features_table), params)
+                                 features=_features(settings)), params)
     return Statement(_render(settings, "forecasting/forecast.sql", model=model), params)
 
 
-def explain_statement(settings: Settings, model: str, forecast_start: date, history_days: int = 91) -> Statement:
-    return Statement(_render(settings, "forecasting/explain_forecast.sql", model=_check_model(model)),
-                     {"horizon": int(settings.horizon_days), "confidence_level": float(settings.confidence_level),
-                      "forecast_start": forecast_start, "history_days": int(history_days)})
+def explain_statement(settings: Settings, version: ModelVersion, forecast_start: date,
+                      history_days: int = 91) -> Statement:
+    model = _check_model(version.model_name)
+    params: dict[str, Any] = {"horizon": _run_horizon(settings, version, forecast_start),
+                              "confidence_level": float(settings.confidence_level),
+                              "forecast_start": forecast_start, "history_days": int(history_days)}
+    if version.xreg:
+        params.update(data_start=version.data_start, data_end=version.data_end)
+        return Statement(_render(settings, "forecasting/explain_forecast_xreg.sql", model=model,
+                                 features=_features(settings)), params)
+    return Statement(_render(settings, "forecasting/explain_forecast.sql", model=model), params)
 
 
 def evaluate_statement(settings: Settings, model: str) -> Statement:
     return Statement(_render(settings, "forecasting/arima_evaluate.sql", model=_check_model(model)), {})
+
+
+def features_statement(settings: Settings, version: ModelVersion, forecast_start: date) -> Statement:
+    """The future regressors an ARIMA_PLUS_XREG forecast of this run gets, as rows (for checks)."""
+    return Statement(sqlfiles.render(_features(settings), settings.dataset, settings.project),
+                     {"data_start": version.data_start, "data_end": version.data_end,
+                      "horizon": _run_horizon(settings, version, forecast_start)})
+
+
+def promoted_days_statement(settings: Settings, version: ModelVersion, forecast_start: date) -> Statement:
+    """How many series-days of the run's horizon an ARIMA_PLUS_XREG forecast gets as promoted."""
+    return Statement(_render(settings, "forecasting/promoted_days.sql", features=_features(settings)),
+                     {"data_start": version.data_start, "data_end": version.data_end, "forecast_start": forecast_start,
+                      "horizon": _run_horizon(settings, version, forecast_start)})
+
+
+def _run_horizon(settings: Settings, version: ModelVersion, forecast_start: date) -> int:
+    needed = version.forecast_horizon(forecast_start, settings.horizon_days)
+    if forecast_start <= version.data_end:
+        raise ModelUnavailable(f"model {version.model_name} learnt the sales up to {version.data_end}: "
+                               f"it cannot forecast a run of {forecast_start}")
+    if needed > version.horizon:
+        last = version.data_end + timedelta(days=version.horizon)
+        raise ModelUnavailable(
+            f"model {version.model_name} (trained on {version.trained_on}) forecasts up to {last}; the run of "
+            f"{forecast_start} needs {settings.horizon_days} days from then: retrain (POST /retrain)")
+    return needed
 
 
 def run(client: bigquery.Client, statement: Statement) -> pd.DataFrame:
@@ -119,46 +254,209 @@ def run(client: bigquery.Client, statement: Statement) -> pd.DataFrame:
     return pd.DataFrame([dict(row.items()) for row in rows], columns=columns)
 
 
+# --------------------------------------------------------------------------- model_versions
+
+def _date(value: Any) -> date:
+    return pd.Timestamp(value).date()
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    ts = pd.Timestamp(value)
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _versions(rows: pd.DataFrame) -> list[ModelVersion]:
+    out = []
+    for r in rows.to_dict(orient="records"):
+        out.append(ModelVersion(
+            chain_id=str(r["chain_id"]), model_name=str(r["model_name"]), model_type=str(r["model_type"]),
+            trained_on=_date(r["trained_on"]), data_start=_date(r["data_start"]), data_end=_date(r["data_end"]),
+            horizon=int(r["horizon"]), job_id=str(r["job_id"]), job_location=_text(r["job_location"]),
+            state=str(r["state"]), submitted_at=_timestamp(r["submitted_at"]), error=_text(r["error"]),
+            finished_at=_timestamp(r["finished_at"])))
+    return out
+
+
+def model_versions(wh: Any, chain_id: str, as_of: date) -> list[ModelVersion]:
+    """A chain's trainings on or before `as_of`, newest first."""
+    return _versions(query_file(wh, "model_versions", {"chain_id": chain_id, "trained_until": as_of}))
+
+
+def running_trainings(wh: Any) -> list[ModelVersion]:
+    return _versions(query_file(wh, "running_trainings"))
+
+
+def record_training(wh: Any, version: ModelVersion) -> None:
+    wh.insert("model_versions", pd.DataFrame([version.row()], columns=VERSION_COLUMNS))
+
+
+def finish_training(wh: Any, version: ModelVersion, state: str, *, error: str | None = None,
+                    now: datetime | None = None) -> ModelVersion:
+    if state not in (DONE, FAILED):
+        raise ValueError(f"a training ends DONE or FAILED, not {state!r}")
+    now = now or datetime.now(timezone.utc)
+    wh.execute(sqlfiles.read_sql("queries/finish_training.sql"),
+               {"job_id": version.job_id, "state": state, "error": error, "finished_at": now})
+    return replace(version, state=state, error=error, finished_at=now)
+
+
+def select_model(wh: Any, chain_id: str, as_of: date) -> ModelVersion:
+    """The newest model of the chain trained on or before `as_of` whose training is DONE. A
+    training still running or FAILED leaves the model before it in use."""
+    for version in model_versions(wh, chain_id, as_of):
+        if version.state == DONE:
+            return version
+    raise ModelUnavailable(f"no BigQuery ML model of chain {chain_id!r} trained on or before {as_of} has "
+                           "finished training: retrain (POST /retrain) and let the training check record it")
+
+
 # --------------------------------------------------------------------------- training
 
-def train(client: bigquery.Client, settings: Settings, trained_on: date, *, xreg: bool = False) -> str:
-    """Train (weekly trigger) the model version of `trained_on`; returns its name."""
-    run(client, create_model_statement(settings, trained_on, xreg=xreg))
-    return model_name(trained_on, xreg=xreg)
+def uses_promotions(wh: Any, settings: Settings, *, data_start: date, data_end: date, horizon: int) -> bool:
+    """ARIMA_PLUS_XREG for this training: the chain keeps a promotion plan over the history or the
+    model's horizon, and its history has promotion days to learn the lift from."""
+    rows = wh.query(sqlfiles.read_sql("forecasting/promotion_use.sql"),
+                    {"data_start": data_start, "data_end": data_end, "horizon": int(horizon)})
+    if rows.empty:
+        return False
+    plan_rows, promoted = (int(0 if pd.isna(v) else v) for v in (rows.plan_rows.iloc[0], rows.promoted_history.iloc[0]))
+    return plan_rows > 0 and promoted > 0
 
 
-def latest_model(client: bigquery.Client, settings: Settings, as_of: date, *, xreg: bool = False) -> str | None:
-    """Newest model version trained on or before `as_of`."""
-    dataset = f"{settings.project}.{settings.dataset}" if settings.project else settings.dataset
-    best: tuple[date, str] | None = None
-    for model in client.list_models(dataset):
-        parsed = parse_model_name(model.model_id)
-        if parsed and parsed[1] == xreg and parsed[0] <= as_of and (best is None or parsed[0] > best[0]):
-            best = (parsed[0], model.model_id)
-    return best[1] if best else None
+def plan_training(wh: Any, settings: Settings, chain_id: str, trained_on: date, attempt: int,
+                  *, now: datetime | None = None) -> ModelVersion:
+    """What the training of `trained_on` learns: the sales before that day (up to the last day
+    with sales), over `history_days`, with promotions when the chain plans them."""
+    last = query_file(wh, "last_sale_before", {"before": trained_on}).last_sale_date.iloc[0]
+    if last is None or pd.isna(last):
+        raise InputError(f"no sales before {trained_on}: import data before training a model")
+    data_end = _date(last)
+    data_start = data_end - timedelta(days=int(settings.history_days) - 1)
+    horizon = model_horizon(settings)
+    xreg = uses_promotions(wh, settings, data_start=data_start, data_end=data_end, horizon=horizon)
+    location = getattr(wh, "location", None)
+    return ModelVersion(
+        chain_id=chain_id, model_name=model_name(chain_id, trained_on, xreg=xreg),
+        model_type=ARIMA_PLUS_XREG if xreg else ARIMA_PLUS, trained_on=trained_on, data_start=data_start,
+        data_end=data_end, horizon=horizon, job_id=training_job_id(settings.dataset, chain_id, trained_on, attempt),
+        job_location=location, state=RUNNING, submitted_at=now or datetime.now(timezone.utc))
 
 
-def forecast_bigquery(client: bigquery.Client, settings: Settings, *, forecast_start: date,
-                      window_days: pd.DataFrame, model: str | None = None,
-                      features_table: str | None = None, component_days: int = 0) -> ForecastResult:
-    """Daily forecasts and window demand from the newest model (daily trigger); with
-    ``component_days`` > 0 also ML.EXPLAIN_FORECAST's decomposition of that many days of
-    history and of the forecast (``components``)."""
-    model = model or latest_model(client, settings, forecast_start, xreg=features_table is not None)
-    if model is None:
-        raise LookupError(f"no {MODEL_PREFIX}* model trained on or before {forecast_start}; run training first")
-    rows = run(client, forecast_statement(settings, model, forecast_start, features_table))
-    daily = read_forecast_rows(rows, model=model)
+def submit_training(wh: Any, settings: Settings, chain_id: str, trained_on: date, *,
+                    client: bigquery.Client | None = None,
+                    now: datetime | None = None) -> tuple[ModelVersion, bigquery.QueryJob | None]:
+    """Start the training of `trained_on` unless it is running or done already; returns at once.
+
+    The training is recorded (RUNNING, with its job id) before its job is submitted, so a
+    delivery that stopped in between finds the record and submits exactly that job. The job id
+    is the training's: a second submission of it (a redelivery racing the first) is refused by
+    BigQuery, and then the job that exists is the training's job. After a FAILED training of
+    the day, a new retrain message makes the next attempt (a new job id).
+    Returns the training and its job (None when an earlier delivery had it done already).
+    """
+    client = client or wh.client
+    trainings = [v for v in model_versions(wh, chain_id, trained_on) if v.trained_on == trained_on]
+    current = next((v for v in trainings if v.state in (RUNNING, DONE)), None)
+    if current is not None and current.state == DONE:
+        return current, None
+    if current is None:
+        current = plan_training(wh, settings, chain_id, trained_on, attempt=len(trainings) + 1, now=now)
+        record_training(wh, current)
+    else:
+        try:
+            return current, client.get_job(current.job_id, location=current.job_location)
+        except gexc.NotFound:
+            pass  # recorded, never submitted: submit it now
+    statement = create_model_statement(settings, current.model_name, data_start=current.data_start,
+                                       data_end=current.data_end, horizon=current.horizon, xreg=current.xreg)
+    config = bigquery.QueryJobConfig(query_parameters=query_parameters(statement.params),
+                                     labels={"retailopt": "training"})
+    try:
+        job = client.query(statement.sql, job_config=config, job_id=current.job_id,
+                           location=current.job_location, job_retry=None)
+    except gexc.Conflict:
+        job = client.get_job(current.job_id, location=current.job_location)
+    return current, job
+
+
+def check_trainings(wh: Any, settings: Settings, *, client: bigquery.Client | None = None,
+                    now: datetime | None = None) -> tuple[list[Finished], int]:
+    """Record how the running trainings ended: DONE (with their ML.ARIMA_EVALUATE diagnostics) or
+    FAILED (with BigQuery's error). Returns the trainings that ended and how many still run."""
+    client = client or wh.client
+    now = now or datetime.now(timezone.utc)
+    finished: list[Finished] = []
+    still_running = 0
+    for version in running_trainings(wh):
+        try:
+            job = client.get_job(version.job_id, location=version.job_location)
+        except gexc.NotFound:
+            if now - version.submitted_at < UNKNOWN_JOB_GRACE:
+                still_running += 1
+                continue
+            error = f"BigQuery has no job {version.job_id}: it was never submitted"
+            finished.append(Finished(finish_training(wh, version, FAILED, error=error, now=now)))
+            continue
+        if job.state != "DONE":
+            still_running += 1
+            continue
+        if job.error_result:
+            error = str(job.error_result.get("message") or job.error_result.get("reason") or job.error_result)
+            finished.append(Finished(finish_training(wh, version, FAILED, error=error, now=now)))
+            continue
+        # Diagnostics first: if writing them fails the training stays RUNNING and the next
+        # check writes them again (they are replaced per model).
+        diagnostics = record_diagnostics(wh, settings, version, client=client)
+        finished.append(Finished(finish_training(wh, version, DONE, now=now), diagnostics))
+    return finished, still_running
+
+
+def record_diagnostics(wh: Any, settings: Settings, version: ModelVersion, *,
+                       client: bigquery.Client | None = None) -> int:
+    """ML.ARIMA_EVALUATE of a trained model into `model_diagnostics` (its rows replaced)."""
+    client = client or wh.client
+    rows = run(client, evaluate_statement(settings, version.model_name))
+    diagnostics = read_evaluate_rows(rows, model=version.model_name)
+    wh.execute("DELETE FROM `{dataset}.model_diagnostics` WHERE model_name = @model_name",
+               {"model_name": version.model_name})
+    return wh.insert("model_diagnostics", diagnostics)
+
+
+# --------------------------------------------------------------------------- forecasting
+
+def forecast_bigquery(client: bigquery.Client, settings: Settings, version: ModelVersion, *,
+                      forecast_start: date, window_days: pd.DataFrame, component_days: int = 0) -> ForecastResult:
+    """Daily forecasts and window demand of a run from a trained model (daily trigger); with
+    ``component_days`` > 0 also ML.EXPLAIN_FORECAST's decomposition of that many days of history
+    and of the forecast (``components``). An ARIMA_PLUS_XREG model gets the planned promotions
+    and prices of every day it forecasts."""
+    rows = run(client, forecast_statement(settings, version, forecast_start))
+    daily = read_forecast_rows(rows, model=version.model_name)
     daily = daily[daily["forecast_date"] >= pd.Timestamp(forecast_start)].reset_index(drop=True)
     protection = protection_from_daily(daily, window_days)
     series = daily.groupby(["store_id", "product_id"], as_index=False).agg(model=("model", "first"))
     series["fallback_reason"] = None
     if component_days > 0:
         components = read_component_rows(
-            run(client, explain_statement(settings, model, forecast_start, component_days)), model=model)
+            run(client, explain_statement(settings, version, forecast_start, component_days)),
+            model=version.model_name)
     else:
         components = pd.DataFrame(columns=COMPONENT_COLUMNS)
     return ForecastResult(daily=daily, protection=protection, series=series, components=components)
+
+
+def promoted_days(client: bigquery.Client, settings: Settings, version: ModelVersion, forecast_start: date) -> int:
+    """Series-days of the run's horizon on promotion in an ARIMA_PLUS_XREG forecast (0 otherwise)."""
+    if not version.xreg:
+        return 0
+    rows = run(client, promoted_days_statement(settings, version, forecast_start))
+    return 0 if rows.empty or pd.isna(rows.promoted_days.iloc[0]) else int(rows.promoted_days.iloc[0])
 
 
 # --------------------------------------------------------------------------- reading results
@@ -225,13 +523,23 @@ def protection_from_daily(daily: pd.DataFrame, window_days: pd.DataFrame) -> pd.
 
 
 def read_component_rows(rows: pd.DataFrame, *, model: str) -> pd.DataFrame:
-    """ML.EXPLAIN_FORECAST rows -> `forecast_components` columns (without run_id)."""
+    """ML.EXPLAIN_FORECAST rows -> `forecast_components` columns (without run_id).
+
+    An ARIMA_PLUS_XREG model adds one attribution column per regressor. The table has no
+    regressor column; as in the local engine, the promotion's part is shown in holiday_effect
+    (a calendar event). The price's part has no column (the regular price rarely moves)."""
     ts = pd.to_datetime(rows["time_series_timestamp"], utc=True)
     is_forecast = rows["time_series_type"].astype(str).to_numpy() == "forecast"
     data = rows["time_series_data"].to_numpy(dtype=float)
 
     def col(name: str) -> np.ndarray:
         return rows[name].to_numpy(dtype=float) if name in rows.columns else np.full(len(rows), np.nan)
+
+    holiday = col("holiday_effect")
+    for name in rows.columns:
+        if re.fullmatch(r"attribution_+on_promotion", str(name)):
+            lift = col(name)
+            holiday = np.where(np.isnan(holiday), lift, holiday + np.nan_to_num(lift))
 
     out = pd.DataFrame({
         "store_id": rows["store_id"].astype(str).to_numpy(),
@@ -244,7 +552,7 @@ def read_component_rows(rows: pd.DataFrame, *, model: str) -> pd.DataFrame:
         "trend": col("trend"),
         "seasonal_weekly": col("seasonal_period_weekly"),
         "seasonal_yearly": col("seasonal_period_yearly"),
-        "holiday_effect": col("holiday_effect"),
+        "holiday_effect": holiday,
         "spikes_and_dips": col("spikes_and_dips"),
         "step_changes": col("step_changes"),
         "residual": col("residual"),
@@ -264,7 +572,8 @@ def read_evaluate_rows(rows: pd.DataFrame, *, model: str) -> pd.DataFrame:
         "engine": "bigquery_ml",
     })
     p, d, q = (rows[c].astype("Int64") for c in ("non_seasonal_p", "non_seasonal_d", "non_seasonal_q"))
-    out["model"] = ["ARIMA(%s,%s,%s)" % t if not any(pd.isna(v) for v in t) else "ARIMA" for t in zip(p, d, q)]
+    kind = "ARIMA_XREG" if parsed[1] else "ARIMA"
+    out["model"] = [f"{kind}({t[0]},{t[1]},{t[2]})" if not any(pd.isna(v) for v in t) else kind for t in zip(p, d, q)]
     out["demand_class"] = None
     out["non_seasonal_p"], out["non_seasonal_d"], out["non_seasonal_q"] = p.to_numpy(), d.to_numpy(), q.to_numpy()
     out["has_drift"] = rows["has_drift"].astype("boolean").to_numpy()

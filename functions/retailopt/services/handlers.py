@@ -283,19 +283,69 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
 
 
 def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
-    """Train the BigQuery ML model version of the message's date (the weekly trigger)."""
+    """Start the training of the chain's BigQuery ML model of the message's date (the weekly
+    trigger) and answer at once: the CREATE MODEL statement runs as a BigQuery job, which
+    `check_trainings` follows to its end. A redelivered or repeated message finds the training
+    it started (the job id is the training's); after a failed training a new message retries."""
     def work(entry: StepLog) -> Next:
         settings = run_settings(runtime, message.get("overrides"), None)
         if settings.forecast_engine != "bigquery_ml" or not hasattr(runtime.warehouse, "client"):
             entry.finish("ignored", "the local forecasting engine fits its models in every run; nothing to retrain")
             return []
+        from google.api_core import exceptions as gexc
+
         from retailopt.forecasting import bigquery_ml
 
+        chain_id = message["chain_id"]
+        if chain_id != settings.chain_id:
+            raise PermanentError(f"chain {chain_id!r} is not this deployment's chain {settings.chain_id!r}: "
+                                 "its forecasts would never use the model")
         trained_on = date.fromisoformat(message["run_date"]) if message.get("run_date") else datetime.now(timezone.utc).date()
-        entry.counts["model"] = bigquery_ml.train(runtime.warehouse.client, settings, trained_on)
+        try:
+            version, job = bigquery_ml.submit_training(runtime.warehouse, settings, chain_id, trained_on)
+        except gexc.BadRequest as exc:  # BigQuery refused the statement itself: no retry can help
+            running = [v for v in bigquery_ml.model_versions(runtime.warehouse, chain_id, trained_on)
+                       if v.trained_on == trained_on and v.state == bigquery_ml.RUNNING]
+            for version in running:
+                bigquery_ml.finish_training(runtime.warehouse, version, bigquery_ml.FAILED, error=exc.message)
+            entry.finish("rejected", f"training failed: {exc.message}")
+            return []
+        entry.set(chain_id=chain_id, job_id=version.job_id, model=version.model_name)
+        entry.counts.update(model=version.model_name, model_type=version.model_type,
+                            trained_on=version.trained_on.isoformat(), data_end=version.data_end.isoformat(),
+                            job_id=version.job_id, state=version.state if job is None else str(job.state))
         return []
 
     return _typed(runtime, "retrain", message, info, headers, work)
+
+
+def check_trainings(runtime: Runtime, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The scheduled training check: how did the running trainings end? Each that ended gets one
+    log line of step "retrain": outcome ok (DONE, its ML.ARIMA_EVALUATE in model_diagnostics),
+    or rejected with reason "training failed: <BigQuery's error>" (FAILED; the forecasts keep
+    the chain's previous model). Checking again changes nothing, so no ledger is needed."""
+    summary: dict[str, Any] = {"done": 0, "failed": 0, "running": 0}
+    with step_log("check_trainings", headers=headers) as entry:
+        settings = runtime.settings
+        if settings.forecast_engine != "bigquery_ml" or not hasattr(runtime.warehouse, "client"):
+            entry.finish("ignored", "the local forecasting engine trains nothing in BigQuery")
+            return summary
+        from retailopt.forecasting import bigquery_ml
+
+        finished, summary["running"] = bigquery_ml.check_trainings(runtime.warehouse, settings)
+        for done in finished:
+            version = done.version
+            with step_log("retrain", headers=headers, chain_id=version.chain_id, job_id=version.job_id,
+                          model=version.model_name) as line:
+                line.counts.update(model_type=version.model_type, trained_on=version.trained_on.isoformat(),
+                                   data_end=version.data_end.isoformat(), state=version.state)
+                if version.state == bigquery_ml.FAILED:
+                    line.finish("rejected", f"training failed: {version.error}")
+                else:
+                    line.counts["diagnostics"] = done.diagnostics
+            summary["done" if version.state == bigquery_ml.DONE else "failed"] += 1
+        entry.counts.update(summary)
+    return summary
 
 
 def _typed(runtime: Runtime, step: str, message: dict[str, Any], info: EventInfo,
