@@ -19,7 +19,7 @@ locals {
       name     = "retailopt: planning run failed"
       severity = "ERROR"
       filter   = "jsonPayload.outcome=\"rejected\" AND jsonPayload.run_status=\"FAILED\" AND NOT ${local.gave_up}"
-      doc      = "A step was rejected for good (bad input, invalid overrides, no files...) and its run is FAILED with the reason in runs.error; no partial result is visible. The drop's file problems are in the quarantine table under the run id."
+      doc      = "A step was rejected for good (bad input, invalid overrides, no files...) and its run is FAILED with the reason in runs.error (the run_history view); no partial result is visible. The drop's file problems are in the quarantine table under the run id."
     }
     failed_steps = {
       name     = "retailopt: event rejected"
@@ -30,14 +30,14 @@ locals {
     model_age = {
       name     = "retailopt: forecast model too old"
       severity = "WARNING"
-      filter   = "jsonPayload.step=\"forecast\" AND jsonPayload.model_age_days>${var.alert_thresholds.model_age_days}"
+      filter   = "jsonPayload.step=\"forecast\" AND jsonPayload.counts.model_age_days>${var.alert_thresholds.model_age_days}"
       doc      = "The daily forecast used a BigQuery ML model trained more than ${var.alert_thresholds.model_age_days} days before the run: the weekly retraining has not produced a model."
     }
     stores_at_risk = {
       name     = "retailopt: stores at stockout risk after the plan"
       severity = "WARNING"
       filter   = "jsonPayload.step=\"plan\" AND jsonPayload.outcome=\"ok\" AND jsonPayload.counts.stores_at_risk_after>${var.alert_thresholds.stores_at_risk}"
-      doc      = "A plan leaves more than ${var.alert_thresholds.stores_at_risk} stores with at least one product at stockout risk even after its transfers and orders (jsonPayload.counts.positions_at_risk_after positions)."
+      doc      = "A plan leaves more than ${var.alert_thresholds.stores_at_risk} stores with at least one product at stockout risk even after its transfers and orders (jsonPayload.counts.positions_at_risk_after positions; which ones: the stockout_risk view)."
     }
     training_failed = {
       name     = "retailopt: model training failed"
@@ -68,8 +68,8 @@ locals {
     }
     model_age_days = {
       description = "Age in days of the BigQuery ML model a forecast used"
-      filter      = "jsonPayload.step=\"forecast\" AND jsonPayload.model_age_days:*"
-      value       = "EXTRACT(jsonPayload.model_age_days)"
+      filter      = "jsonPayload.step=\"forecast\" AND jsonPayload.counts.model_age_days:*"
+      value       = "EXTRACT(jsonPayload.counts.model_age_days)"
       bounds      = [0, 1, 2, 3, 5, 7, 8, 10, 14, 21, 28]
     }
     step_duration_s = {

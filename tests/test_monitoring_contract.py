@@ -1,7 +1,7 @@
 """The alerts of terraform/monitoring.tf fire on what the services really log.
 
 The handlers run for real (functions-framework test clients, real CloudEvents, the embedded
-warehouse) and their JSON log lines are captured and
+warehouse; for the BigQuery ML paths bqemulator) and their JSON log lines are captured and
 shaped as Cloud Run's LogEntry (resource cloud_run_revision, jsonPayload, severity). Every log
 filter of monitoring.tf (log-based metrics and log-match alert policies), with its locals and
 variables substituted, is evaluated on them with the Logging query language subset in
@@ -18,7 +18,7 @@ import re
 import shutil
 import threading
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,8 @@ CHAIN = "acme"
 DROP = "acme/2026-01-15"
 MAX_ATTEMPTS = 3
 # functions-framework target -> Cloud Run service (terraform/run.tf: <prefix>-<service>).
-SERVICES = {"import_files": "import", "forecast": "forecast", "plan": "plan", "retrain": "retrain", "api": "api"}
+SERVICES = {"import_files": "import", "forecast": "forecast", "plan": "plan", "retrain": "retrain",
+            "check_trainings": "training", "api": "api"}
 
 
 # --- what the code logs ---------------------------------------------------------------------------
@@ -125,6 +126,14 @@ class Capture:
         status = _post(_client(target), event)
         self._collect(scenario, target)
         return status
+
+    def check_trainings(self, scenario: str, runtime: Runtime) -> dict[str, Any]:
+        """The training check Cloud Scheduler calls (the `training` service)."""
+        from retailopt.services import handlers
+
+        summary = handlers.check_trainings(runtime)
+        self._collect(scenario, "check_trainings")
+        return summary
 
     def call_api(self, scenario: str, method: str, path: str, **kwargs) -> Any:
         response = TestClient(functions_framework.create_app("api", str(main_source()))).request(method, path, **kwargs)
@@ -229,6 +238,93 @@ def _unknown_run(capture: Capture, runtime: Runtime, publisher: RecordingPublish
     event = CloudEvent({"id": "v9", "source": "s", "type": messages.PUBSUB_EVENT_TYPE}, data)
     assert capture.post("unknown_run", "forecast", event) == 200
 
+
+
+# --- BigQuery ML paths (bqemulator) ------------------------------------------------------------
+
+BQML_TRAINED_ON = date(2025, 2, 16)
+BQML_RUN_DATE = date(2025, 3, 3)
+
+
+@pytest.fixture()
+def emitted_bigquery_ml(bqemu_client, tmp_path, monkeypatch) -> list[Logged]:
+    """A weekly training, its check, a daily forecast from the model, then a training whose
+    BigQuery job fails. bqemulator computes no ML table function, so (as in
+    test_forecasting_bigquery_ml) only ML.FORECAST / ML.EXPLAIN_FORECAST / ML.ARIMA_EVALUATE are
+    replaced by tables of their output columns; handlers, statements, jobs and bookkeeping are real."""
+    import uuid
+
+    from retailopt.forecasting import bigquery_ml as bq
+    from retailopt.warehouse.bigquery import BigQueryWarehouse
+    from test_forecasting_bigquery_ml import EXPLAIN_OUT, FORECAST_OUT, evaluate_rows_for, replace_table_function
+
+    dataset = f"m_{uuid.uuid4().hex[:8]}"
+    warehouse = BigQueryWarehouse(bqemu_client, project=bqemu_client.project, dataset=dataset)
+    warehouse.ensure_schema()
+    settings = load_settings({"data_dir": tmp_path / "data", "chain_id": CHAIN, "warehouse": "bigquery",
+                              "project": bqemu_client.project, "dataset": dataset, "forecast_engine": "bigquery_ml",
+                              "horizon_days": 14, "history_days": 60}, environ={})
+    drop = f"{CHAIN}/{BQML_RUN_DATE.isoformat()}"
+    generate_sample_chain(tmp_path / "raw" / drop, n_stores=2, n_products=2, days=35,
+                          end_date=BQML_RUN_DATE - timedelta(days=1))
+    (tmp_path / "raw" / drop / "_READY").write_text("")
+    publisher = RecordingPublisher()
+    runtime = Runtime(settings, ServiceSettings(max_event_age_s=3600, max_attempts=MAX_ATTEMPTS,
+                                                max_body_bytes=200_000),
+                      warehouse, publisher, LocalStore(tmp_path / "raw"), LocalStore(tmp_path / "artifacts"))
+    for function, table in (("forecast_statement", "ml_forecast_out"), ("explain_statement", "ml_explain_out")):
+        real = getattr(bq, function)
+        name = "FORECAST" if function == "forecast_statement" else "EXPLAIN_FORECAST"
+        monkeypatch.setattr(bq, function, lambda *a, _real=real, _name=name, _table=table, **k: replace_table_function(
+            _real(*a, **k), _name, _table, settings, client=bqemu_client))
+    set_runtime(runtime)
+    try:
+        with Capture() as capture:
+            start = messages.make_message("start", chain_id=CHAIN, run_id="acme-20250303-bqml", run_date=BQML_RUN_DATE,
+                                          source={"prefix": drop})
+            assert capture.post("bigquery_ml", "import_files", _pubsub_event(start, "bq-import")) == 200
+            positions = [tuple(p) for p in warehouse.query(
+                "SELECT DISTINCT store_id, product_id FROM `{dataset}.inventory`").itertuples(index=False)]
+            retrain = messages.make_message("retrain", chain_id=CHAIN, run_id="retrain-acme-weekly",
+                                            run_date=BQML_TRAINED_ON)
+            assert capture.post("bigquery_ml", "retrain", _pubsub_event(retrain, "retrain-1")) == 200
+            evaluate_rows_for(bqemu_client, settings, monkeypatch, positions)
+            assert capture.check_trainings("bigquery_ml", runtime)["done"] == 1
+            data_end = date.fromisoformat(_one(capture.logged, "bigquery_ml", "retrain", "retrain ok").line["counts"]
+                                          ["data_end"])
+            _ml_rows(bqemu_client, settings, positions, data_end, FORECAST_OUT, EXPLAIN_OUT)
+            assert capture.post("bigquery_ml", "forecast", _pubsub_event(publisher.take("forecast"), "bq-fc")) == 200
+            # The next week's training is recorded and its BigQuery job fails (the emulator runs
+            # any CREATE MODEL it accepts, so the job of that id reads a table that does not exist).
+            broken = bq.plan_training(warehouse, settings, CHAIN, BQML_RUN_DATE, attempt=1)
+            bq.record_training(warehouse, broken)
+            bqemu_client.query(f"SELECT * FROM `{bqemu_client.project}.{dataset}.no_such_table`",
+                               job_id=broken.job_id, location=broken.job_location, job_retry=None)
+            assert capture.check_trainings("bigquery_ml", runtime)["failed"] == 1
+        return capture.logged
+    finally:
+        set_runtime(None)
+
+
+def _ml_rows(client, settings, positions, data_end: date, forecast_columns: str, explain_columns: str) -> None:
+    """What ML.FORECAST and ML.EXPLAIN_FORECAST would answer from the day after the training data."""
+    table = f"`{settings.project}.{settings.dataset}"
+    days = (BQML_RUN_DATE - data_end).days - 1 + settings.horizon_days
+    for name, columns, stamp in (("ml_forecast_out", forecast_columns, "forecast_timestamp"),
+                                 ("ml_explain_out", explain_columns, "time_series_timestamp")):
+        client.query(f"CREATE TABLE {table}.{name}` {columns}").result()
+        names = re.findall(r"(\w+) (?:STRING|TIMESTAMP|FLOAT64|INT64|BOOL)", columns)
+        rows = []
+        for store, product in positions:
+            for d in range(days):
+                ts = f"TIMESTAMP '{(data_end + timedelta(days=1 + d)).isoformat()} 00:00:00+00'"
+                known = {"store_id": f"'{store}'", "product_id": f"'{product}'", stamp: ts,
+                         "time_series_type": "'forecast'", "forecast_value": "2.0", "time_series_data": "2.0",
+                         "standard_error": "1.0", "confidence_level": "0.9"}
+                bound = {"lower": "0.4", "upper": "3.6"}
+                rows.append("(" + ", ".join(known.get(c) or next((v for k, v in bound.items() if f"_{k}_" in c), "0.0")
+                                            for c in names) + ")")
+        client.query(f"INSERT INTO {table}.{name}` ({', '.join(names)}) VALUES {', '.join(rows)}").result()
 
 
 # --- monitoring.tf, rendered ---------------------------------------------------------------------
@@ -339,6 +435,26 @@ def test_stores_at_risk_policy_compares_the_plans_count_with_the_threshold(emitt
     assert matched(policy_filters(monitoring, {"stores_at_risk": at_risk - 1})["stores_at_risk"], emitted) == [plan]
     assert matched(policy_filters(monitoring, {"stores_at_risk": at_risk})["stores_at_risk"], emitted) == []
     assert default_thresholds()["stores_at_risk"] > 0, "0 alerts on nearly every plan"
+
+
+def test_bigquery_ml_policies_match_the_forecast_and_training_lines(emitted_bigquery_ml, monitoring):
+    logged = emitted_bigquery_ml
+    forecast = _one(logged, "bigquery_ml", "forecast", "forecast ok")
+    age = forecast.line["counts"].get("model_age_days")
+    assert isinstance(age, int), f"the forecast step logs no integer model_age_days: {forecast.line}"
+    assert age == (BQML_RUN_DATE - BQML_TRAINED_ON).days
+    filters = policy_filters(monitoring)
+    assert age > default_thresholds()["model_age_days"]
+    assert matched(filters["model_age"], logged) == [forecast]
+    assert matched(policy_filters(monitoring, {"model_age_days": age})["model_age"], logged) == []
+    failed = _one(logged, "bigquery_ml", "training", "retrain rejected: training failed:")
+    assert "no_such_table" in failed.line["reason"]
+    assert matched(filters["training_failed"], logged) == [failed]
+    for name in ("dead_letters", "failed_runs", "failed_steps", "stores_at_risk"):
+        assert matched(filters[name], logged) == [], name
+    metrics = metric_filters(monitoring)
+    assert matched(metrics["model_age_days"], logged) == [forecast]
+    _values_are_numbers(monitoring, metrics, logged)
 
 
 def test_log_metrics_count_what_their_names_say(emitted, monitoring):
