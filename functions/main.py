@@ -35,6 +35,12 @@ def retrain(event: CloudEvent) -> None:
     entrypoints.retrain(event)
 
 
+@functions_framework.http
+def check_trainings(request):
+    """Cloud Scheduler: record how the BigQuery ML trainings started by `retrain` have ended."""
+    return entrypoints.check_trainings(request)
+
+
 @functions_framework.aio.http
 async def api(request: Request) -> Response:
     """The HTTP API, an ASGI function: functions-framework serves it with uvicorn."""

@@ -354,11 +354,11 @@ def submit_training(wh: Any, settings: Settings, chain_id: str, trained_on: date
     """Start the training of `trained_on` unless it is running or done already; returns at once.
 
     The training is recorded (RUNNING, with its job id) before its job is submitted, so a
-    delivery that stopped in between finds the record and submits exactly that job. The job id
-    is the training's: a second submission of it (a redelivery racing the first) is refused by
-    BigQuery, and then the job that exists is the training's job. After a FAILED training of
-    the day, a new retrain message makes the next attempt (a new job id).
-    Returns the training and its job (None when an earlier delivery had it done already).
+    delivery that stopped in between leaves a record the next one submits exactly. The job id is
+    the training's: when the job exists already (a redelivered or repeated message), BigQuery
+    refuses the second submission (409) and the job that exists is looked up instead. After a
+    FAILED training of the day, a new retrain message makes the next attempt (a new job id).
+    Returns the training and its job (None when the training is DONE already).
     """
     client = client or wh.client
     trainings = [v for v in model_versions(wh, chain_id, trained_on) if v.trained_on == trained_on]
@@ -368,11 +368,6 @@ def submit_training(wh: Any, settings: Settings, chain_id: str, trained_on: date
     if current is None:
         current = plan_training(wh, settings, chain_id, trained_on, attempt=len(trainings) + 1, now=now)
         record_training(wh, current)
-    else:
-        try:
-            return current, client.get_job(current.job_id, location=current.job_location)
-        except gexc.NotFound:
-            pass  # recorded, never submitted: submit it now
     statement = create_model_statement(settings, current.model_name, data_start=current.data_start,
                                        data_end=current.data_end, horizon=current.horizon, xreg=current.xreg)
     config = bigquery.QueryJobConfig(query_parameters=query_parameters(statement.params),
@@ -380,7 +375,7 @@ def submit_training(wh: Any, settings: Settings, chain_id: str, trained_on: date
     try:
         job = client.query(statement.sql, job_config=config, job_id=current.job_id,
                            location=current.job_location, job_retry=None)
-    except gexc.Conflict:
+    except gexc.Conflict:  # submitted before: the job with the training's id is the training
         job = client.get_job(current.job_id, location=current.job_location)
     return current, job
 

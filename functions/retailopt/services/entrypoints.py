@@ -93,6 +93,18 @@ import_files = _event("import", _import_dispatch)
 forecast = _event("forecast", _pubsub(handlers.forecast))
 plan = _event("plan", _pubsub(handlers.plan))
 retrain = _event("retrain", _pubsub(handlers.retrain))
+
+
+def check_trainings(request: flask.Request) -> flask.Response:
+    """Cloud Scheduler's POST (OIDC token of its own identity): record how the BigQuery ML
+    trainings the retrain service started have ended. 200 with the counts; an exception is a 500,
+    and the next scheduled check (or Scheduler's retry) looks again."""
+    runtime = get_runtime()
+    headers = _headers()
+    _check_caller(runtime, headers, "check_trainings")
+    if request.method != "POST":
+        return flask.make_response(flask.jsonify({"error": "method not allowed"}), 405, {"Allow": "POST"})
+    return flask.make_response(flask.jsonify(handlers.check_trainings(runtime, headers)), 200)
 API = Api(get_runtime, runtime_peek=peek_runtime)
 _JSON_HEADERS = {"Cache-Control": "no-store"}
 
