@@ -4,13 +4,15 @@ locals {
   # api only reads runs and results; every event-driven step writes its rows and the dedupe
   # ledger. import reads the raw files and marks rejected ones (object metadata), never deletes
   # or overwrites one; plan writes each run's artifacts once (a retry after publishing skips the
-  # upload), never reads them back; forecast and retrain use no bucket.
+  # upload), never reads them back; forecast and retrain use no bucket. training (the scheduled
+  # training check) updates model_versions and writes model_diagnostics.
   access = {
     api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "retrain"] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
     plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published", "reorders"] }
     retrain  = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
+    training = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
   }
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
@@ -45,6 +47,23 @@ resource "google_project_iam_custom_role" "raw_import" {
   title       = "retailopt import: read raw files, mark rejected ones"
   description = "List and read the objects of the raw bucket and set metadata on them; no create, delete or overwrite."
   permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+}
+
+# The training check reads the state of the training jobs the retrain service submitted; a job's
+# creator reads its own jobs, anyone else needs bigquery.jobs.get (and nothing more here: no
+# predefined role has it without listing and reading every job and reservation).
+resource "google_project_iam_custom_role" "training_jobs" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_training_jobs"
+  title       = "retailopt training check: read BigQuery job states"
+  description = "Get a BigQuery job's state and error (the retrain service's CREATE MODEL jobs)."
+  permissions = ["bigquery.jobs.get"]
+}
+
+resource "google_project_iam_member" "training_jobs" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.training_jobs.name
+  member  = google_service_account.service["training"].member
 }
 
 resource "google_project_iam_member" "job_user" {
@@ -111,7 +130,7 @@ resource "google_project_iam_member" "eventarc_receiver" {
   member  = google_service_account.invoker["import"].member
 }
 
-# Cloud Scheduler calls the api (only) with an OIDC token of its own identity.
+# Cloud Scheduler calls the api and the training check (only) with an OIDC token of its own identity.
 resource "google_service_account" "scheduler" {
   project      = var.project_id
   account_id   = "${local.prefix}-scheduler"
@@ -122,6 +141,15 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler" {
   project  = var.project_id
   location = var.region
   name     = google_cloud_run_v2_service.default["api"].name
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}
+
+# The Scheduler also calls the training check (every few minutes; the job belongs in scheduler.tf).
+resource "google_cloud_run_v2_service_iam_member" "scheduler_training" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloud_run_v2_service.default["training"].name
   role     = "roles/run.invoker"
   member   = google_service_account.scheduler.member
 }

@@ -20,19 +20,29 @@ locals {
       target      = "plan", signature = "cloudevent", cpu = "2", memory = "4Gi", timeout = "600s"
       concurrency = 1, max_instances = 2, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
     }
+    # Submits the week's BigQuery ML training job and answers at once (check_trainings follows it).
     retrain = {
-      target      = "retrain", signature = "cloudevent", cpu = "2", memory = "8Gi", timeout = "600s"
+      target      = "retrain", signature = "cloudevent", cpu = "1", memory = "1Gi", timeout = "600s"
+      concurrency = 1, max_instances = 1, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
+    # Cloud Scheduler's training check (HTTP): records how each running training ended. One check
+    # at a time, so each ending is recorded, and logged, once.
+    training = {
+      target      = "check_trainings", signature = "http", cpu = "1", memory = "1Gi", timeout = "600s"
       concurrency = 1, max_instances = 1, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
     }
   }
   # Every RETAILOPT_* planning setting: the defaults generated from config.py
-  # (infra/gen_settings_env.py), the caller's overrides, then what this deployment decides.
+  # (infra/gen_settings_env.py), the caller's overrides, then what this deployment decides: the
+  # cloud forecasts with BigQuery ML by default (var.forecast_engine), while the code's own
+  # default (the embedded engine) stays what `retailopt run` and `serve` use.
   settings_env = merge(
     jsondecode(file("${path.module}/settings.json")),
     { for k, v in var.settings : "RETAILOPT_${upper(k)}" => v },
     {
       RETAILOPT_DATA_DIR                  = "/tmp/retailopt"
       RETAILOPT_DATASET                   = local.dataset_id
+      RETAILOPT_FORECAST_ENGINE           = var.forecast_engine
       RETAILOPT_LOCATION                  = local.data_location
       RETAILOPT_PROJECT                   = var.project_id
       RETAILOPT_SERVICE_LEVEL             = tostring(var.service_level)
@@ -58,10 +68,12 @@ locals {
   }
   # Identities each service accepts ID tokens from, checked again in the code after Cloud Run
   # IAM: the api's planners (users and service accounts) and the Scheduler, each event-driven
-  # step's own push identity. The code sees only e-mails, so when a group or domain may call the
-  # api the in-code check is left off there and Cloud Run IAM alone decides.
+  # step's own push identity, the Scheduler for the training check. The code sees only e-mails,
+  # so when a group or domain may call the api the in-code check is left off there and Cloud Run
+  # IAM alone decides.
   allowed_callers = merge(
     { for k in local.event_services : k => [google_service_account.invoker[k].email] },
+    { training = [google_service_account.scheduler.email] },
     { api = sort(concat([for m in var.api_invokers : split(":", m)[1] if startswith(m, "user:") || startswith(m, "serviceAccount:")], [google_service_account.scheduler.email])) }
   )
   app_auth = { for k in keys(local.services) : k => k != "api" || alltrue([for m in var.api_invokers : startswith(m, "user:") || startswith(m, "serviceAccount:")]) }
