@@ -186,24 +186,33 @@ def test_the_fast_dense_matrix_and_level_path_equal_the_engines():
 def test_the_candidate_shortcut_never_drops_an_anomaly():
     """The normal-scale shortcut (anomalies._candidates) against the exact mid-PIT, over the
     means and dispersions the engine can produce."""
-    m, k = (a.ravel() for a in np.meshgrid(np.logspace(-3, 4, 600),
-                                           np.concatenate([[0.0], np.logspace(-5, np.log10(50), 300)])))
+    m, k = (a.ravel() for a in np.meshgrid(np.logspace(-3, 6, 1500),
+                                           np.concatenate([[0.0], np.logspace(-6, np.log10(50), 500)])))
     v = m + m * m * k
     sd = np.sqrt(v)
-    assert mid_pit(np.floor(m + 2 * sd), m, v).max() < 0.9825
-    low = np.ceil(m - 0.75 * sd)
-    assert mid_pit(np.maximum(low, 0), m, v)[low >= 0].min() > 0.0249
+    assert mid_pit(np.floor(m + 2 * sd), m, v).max() < 0.9825  # below (1 + 0.965) / 2
+    assert mid_pit(np.floor(m + 2.5 * sd), m, v).max() < 0.9939  # below (1 + 0.988) / 2
+    # The highest count that can be a dip is below max(0, mean - f sd): every count from there up
+    # must have a mid-PIT above (1 - 0.965) / 2.
+    bottom = 0.0
+    for top, f in an._DIP_SD:
+        band = (k > bottom) & (k <= top) if bottom else k <= top
+        lowest = np.maximum(np.ceil(m[band] - f * sd[band]), 0)
+        assert mid_pit(lowest, m[band], v[band]).min() > 0.0175, (top, f)
+        bottom = top
     # And on data: the shortcut finds exactly what testing every day finds.
     keys, days, units, promo = synthetic_matrix(120, 400, END, seed=9, n_stores=4)
     history = matrix_to_history(keys, days, units, promo)
-    quick = detect_anomalies(history, keys, forecast_start=START)
-    real = an._candidates
-    try:
-        an._candidates = lambda y, *args: np.ones(y.shape, dtype=bool)
-        every_day = detect_anomalies(history, keys, forecast_start=START)
-    finally:
-        an._candidates = real
-    pd.testing.assert_frame_equal(quick.anomalies, every_day.anomalies)
+    for threshold in (0.99, 0.97):
+        quick = detect_anomalies(history, keys, forecast_start=START, threshold=threshold)
+        real = an._candidates
+        try:
+            an._candidates = lambda y, *args: np.ones(y.shape, dtype=bool)
+            every_day = detect_anomalies(history, keys, forecast_start=START, threshold=threshold)
+        finally:
+            an._candidates = real
+        assert len(quick.anomalies)
+        pd.testing.assert_frame_equal(quick.anomalies, every_day.anomalies)
 
 
 def test_large_chains_are_detected_in_chunks_of_whole_stores():

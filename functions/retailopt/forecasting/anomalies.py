@@ -263,24 +263,38 @@ def _one_step_level(x: np.ndarray, obs: np.ndarray, first: np.ndarray) -> np.nda
     return path.T
 
 
+# Days a shortcut clears without the exact tail probability (see _candidates): a count within
+# mean + 2.5 sd (2 sd for thresholds below 0.988) cannot be a spike; one at or above
+# mean - f sd cannot be a dip, f by the series' dispersion 1/k (none above 1.7: there a count
+# near zero can be a dip whatever the sd says).
+_DIP_SD = ((0.2, 1.5), (0.7, 1.0), (1.7, 0.75))
+
+
 def _candidates(y: np.ndarray, mean: np.ndarray, inv_k: np.ndarray, threshold: float) -> np.ndarray:
     """Days that can be anomalies at ``threshold``; the others are cleared without the exact
     (costly) tail probability.
 
-    For every negative binomial the engine can produce (dispersion up to 50, any mean) a count
-    at most mean + 2 sd has a mid-PIT below 0.982 and one at least mean - 0.75 sd a mid-PIT
-    above 0.025 (checked over a grid of means 1e-3..1e4 and dispersions 0..50; a test repeats
-    it), so for thresholds of 0.965 and more only the days beyond those distances can be
-    anomalies; a dip also needs P(X = 0) below 1 - threshold (the mid-PIT of any count is at
-    least half of it).
+    Checked over a grid of means 1e-3..1e6 and every dispersion the engine can produce (1/k
+    from 0 to 50; a test repeats it): a count at most mean + 2.5 sd has a mid-PIT below 0.9938
+    (the normal limit, Phi(2.5)), one at most mean + 2 sd below 0.982; a count at least
+    max(0, mean - f sd) a mid-PIT above 0.025 for the (1/k, f) bands of _DIP_SD. So for
+    thresholds of 0.965 and more only the other days can be anomalies. A dip also needs
+    P(X = 0) below 1 - threshold (the mid-PIT of any count is at least half of it) and a count
+    below the mean.
     """
     if threshold < 0.965:
         return np.ones(y.shape, dtype=bool)
-    var = mean + mean ** 2 * inv_k[:, None]
-    dev = y - mean
-    out = dev > 0
-    np.greater(dev * dev, 4.0 * var, out=out, where=out)
-    low = (dev < 0) & (dev * dev > 0.5625 * var)
+    high = 2.5 if threshold >= 0.988 else 2.0
+    factor = np.zeros(len(inv_k), dtype=np.float32)
+    for top, f in reversed(_DIP_SD):
+        factor[inv_k <= top] = f
+    # Squared standardised distance, in float32 (a screen, not the test; one pass less memory).
+    m32 = mean.astype(np.float32)
+    dev = y.astype(np.float32) - m32
+    var = m32 + m32 * m32 * inv_k.astype(np.float32)[:, None]
+    z2 = np.divide(dev * dev, var, out=np.full(dev.shape, np.inf, dtype=np.float32), where=var > 0)
+    out = (dev > 0) & (z2 > high * high * 0.999)
+    low = (dev < 0) & (z2 > (factor * factor * 0.999)[:, None])
     r, c = np.nonzero(low)
     m, k = mean[r, c], inv_k[r]
     with np.errstate(divide="ignore", invalid="ignore"):
