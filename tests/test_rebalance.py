@@ -48,7 +48,7 @@ def chain(stock: dict[tuple[str, str], int], means: dict[tuple[str, str], float]
 def plan(stores, products, inv, prot, settings=BASE, horizon="window"):
     policy, exc = compute_policy(inv, products, prot, None, run_date=RUN, lead_time_days=3, settings=settings)
     tr = plan_transfers(policy, prot, products, stores, settings=settings, run_date=RUN, inventory=inv,
-                        max_segments=10_000, value_horizon=horizon)
+                        value_horizon=horizon)
     return policy, tr
 
 
@@ -213,6 +213,78 @@ def test_minimum_quantity_is_exact_against_an_independent_mip(seed, tight, monke
                             lambda *a, **k: exact(*a, **{**k, "exact_max_pairs": 0}))
         _, heuristic = plan(stores, products, inv, prot, settings)
         assert float((heuristic["value"] - heuristic["cost"]).sum()) < mip - 1.0
+
+
+def large_chain(seed: int, n_stores: int = 6, n_products: int = 3):
+    """Window means of 15 to 60 units (Poisson: planned as slow movers with SLOW_ALL), so that
+    receivers take and senders give dozens of units: where a block approximation would show."""
+    rng = np.random.default_rng(seed)
+    coords = {f"S{i}": (41.8 + rng.uniform(-0.2, 0.2), -87.7 + rng.uniform(-0.3, 0.3)) for i in range(n_stores)}
+    stock, means, caps = {}, {}, {}
+    for s in coords:
+        for p in range(n_products):
+            key = (s, f"P{p}")
+            means[key] = float(rng.uniform(15.0, 60.0))
+            stock[key] = int(rng.choice([0, 2, int(means[key] / 3), int(means[key] * 3), int(means[key] * 4) + 80]))
+            caps[key] = int(stock[key] + rng.integers(20, 120))
+    prices = {f"P{p}": float(rng.uniform(3, 40)) for p in range(n_products)}
+    return chain(stock, means, coords, prices, caps)
+
+
+SLOW_ALL = BASE.replace(slow_mover_daily_demand=100.0)
+
+
+@pytest.mark.parametrize("seed", [400, 402, 403, 405, 410])
+def test_exact_by_default_where_a_block_approximation_falls_short(seed):
+    # Dozens of units per position: the default (one arc per unit) equals the independent LP;
+    # 16 equal blocks per position (the former default) fall short of it on some seeds.
+    stores, products, inv, prot = large_chain(seed)
+    policy, tr = plan(stores, products, inv, prot, SLOW_ALL)
+    ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+    lp = lp_optimum(policy, prot, products, stores, inv, SLOW_ALL)
+    assert lp > 50.0
+    assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+    blocks = plan_transfers(policy, prot, products, stores, settings=SLOW_ALL, run_date=RUN, inventory=inv,
+                            max_segments=4, value_horizon="window")
+    approx = float((blocks["value"] - blocks["cost"]).sum()) if len(blocks) else 0.0
+    assert approx <= lp + 1e-6
+    if seed == 400:
+        assert approx < lp - 0.5
+
+
+@pytest.mark.parametrize("seed,tight", [(421, True), (426, False), (430, True), (432, False), (434, False)])
+def test_minimum_quantity_exact_per_component_against_the_mip(seed, tight, monkeypatch):
+    # The whole problem is larger than the exact model's size limit (12 pair arcs here), its
+    # components (products that share no binding store room) are not: each is solved exactly and
+    # the plan equals a MIP written independently; forbidding and re-solving alone falls short.
+    from retailopt import rebalance
+
+    stores, products, inv, prot = large_chain(seed, n_stores=7, n_products=4)
+    if tight:
+        stores = tighten(stores, inv, seed)
+    settings = SLOW_ALL.replace(min_transfer_units=12)
+    policy, _ = compute_policy(inv, products, prot, None, run_date=RUN, lead_time_days=3, settings=settings)
+    exact = rebalance.solve_with_minimums
+
+    def solve(limit: int) -> tuple[pd.DataFrame, dict]:
+        monkeypatch.setattr(rebalance, "solve_with_minimums",
+                            lambda *a, **k: exact(*a, **{**k, "exact_max_pairs": limit}))
+        stats: dict = {}
+        tr = plan_transfers(policy, prot, products, stores, settings=settings, run_date=RUN, inventory=inv,
+                            value_horizon="window", stats=stats)
+        return tr, stats
+
+    tr, stats = solve(12)
+    ours = float((tr["value"] - tr["cost"]).sum())
+    assert (tr["quantity"] >= 12).all()
+    mip = lp_optimum(policy, prot, products, stores, inv, settings, min_units=12)
+    assert ours == pytest.approx(mip, abs=2e-3 + 1e-6 * abs(mip))
+    assert stats["proven_optimal"] and stats["exact_components"] >= (2 if seed in (426, 430, 432) else 1)
+    assert stats["objective"] == pytest.approx(ours, abs=1e-6)
+    # The flow without the minimum (on the positions that can send or take 12 units) bounds the plan.
+    assert mip - 1e-3 <= stats["lp_objective"] <= lp_optimum(policy, prot, products, stores, inv, settings) + 1e-3
+    heuristic, h_stats = solve(0)
+    assert float((heuristic["value"] - heuristic["cost"]).sum()) < mip - 1.0 and not h_stats["proven_optimal"]
 
 
 def tighten(stores, inv, seed: int):
