@@ -87,13 +87,13 @@ def test_a_chain_that_plans_promotions_trains_arima_plus_xreg(env):
 def test_promotions_alone_do_not_make_a_regressor_without_promotion_days_to_learn_from(env):
     _, wh, settings = env
     _sales(wh, [("S1", "P1", "2025-01-01", 3, 2.0, False), ("S1", "P1", "2025-01-04", 4, 2.0, False)])
-    assert not bq.uses_promotions(wh, settings, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4),
+    assert not bq.uses_promotions(wh, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4),
                                   horizon=49)
     _promotions(wh, [("S1", "P1", "2025-03-10", "2025-03-12")])  # only after the history and horizon
-    assert not bq.uses_promotions(wh, settings, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4),
+    assert not bq.uses_promotions(wh, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4),
                                   horizon=49)
     _promotions(wh, [("S1", "P1", "2025-01-02", "2025-01-02")])
-    assert bq.uses_promotions(wh, settings, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4), horizon=49)
+    assert bq.uses_promotions(wh, data_start=dt.date(2024, 11, 6), data_end=dt.date(2025, 1, 4), horizon=49)
 
 
 def test_no_training_without_sales(env):
@@ -239,6 +239,18 @@ def test_check_records_how_each_running_training_ended(env, monkeypatch):
     assert "never submitted" in finished[0].version.error
     assert bq.check_trainings(wh, settings, now=now) == ([], 0)
     assert len(wh.query("SELECT * FROM `{dataset}.model_diagnostics`")) == 2
+
+
+def test_a_model_bigquery_will_not_evaluate_is_done_without_diagnostics(env, monkeypatch):
+    """ML.ARIMA_EVALUATE refused for good (here: its model is gone) leaves a trained model usable."""
+    client, wh, settings = env
+    _sales(wh, [("S1", "P1", "2025-01-01", 3, 1.0, False)])
+    version, _ = bq.submit_training(wh, settings, CHAIN, dt.date(2025, 1, 6))
+    monkeypatch.setattr(bq, "evaluate_statement", lambda *a, **k: bq.Statement(
+        f"SELECT * FROM `{settings.project}.{settings.dataset}.{version.model_name}_gone`", {}))
+    [done], running = bq.check_trainings(wh, settings)
+    assert (done.version.state, done.diagnostics, running) == ("DONE", 0, 0) and "gone" in done.diagnostics_error
+    assert bq.select_model(wh, CHAIN, dt.date(2025, 1, 6)).job_id == version.job_id
 
 
 # --- reading results -----------------------------------------------------------------------------

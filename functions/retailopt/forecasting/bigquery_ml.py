@@ -111,6 +111,7 @@ class Finished:
     """A training the check saw ending: DONE (diagnostic rows written) or FAILED (error)."""
     version: ModelVersion
     diagnostics: int = 0
+    diagnostics_error: str | None = None  # BigQuery refused ML.ARIMA_EVALUATE; the model is usable
 
 
 # --------------------------------------------------------------------------- names
@@ -318,7 +319,7 @@ def select_model(wh: Any, chain_id: str, as_of: date) -> ModelVersion:
 
 # --------------------------------------------------------------------------- training
 
-def uses_promotions(wh: Any, settings: Settings, *, data_start: date, data_end: date, horizon: int) -> bool:
+def uses_promotions(wh: Any, *, data_start: date, data_end: date, horizon: int) -> bool:
     """ARIMA_PLUS_XREG for this training: the chain keeps a promotion plan over the history or the
     model's horizon, and its history has promotion days to learn the lift from."""
     rows = wh.query(sqlfiles.read_sql("forecasting/promotion_use.sql"),
@@ -339,7 +340,7 @@ def plan_training(wh: Any, settings: Settings, chain_id: str, trained_on: date, 
     data_end = _date(last)
     data_start = data_end - timedelta(days=int(settings.history_days) - 1)
     horizon = model_horizon(settings)
-    xreg = uses_promotions(wh, settings, data_start=data_start, data_end=data_end, horizon=horizon)
+    xreg = uses_promotions(wh, data_start=data_start, data_end=data_end, horizon=horizon)
     location = getattr(wh, "location", None)
     return ModelVersion(
         chain_id=chain_id, model_name=model_name(chain_id, trained_on, xreg=xreg),
@@ -405,10 +406,14 @@ def check_trainings(wh: Any, settings: Settings, *, client: bigquery.Client | No
             error = str(job.error_result.get("message") or job.error_result.get("reason") or job.error_result)
             finished.append(Finished(finish_training(wh, version, FAILED, error=error, now=now)))
             continue
-        # Diagnostics first: if writing them fails the training stays RUNNING and the next
-        # check writes them again (they are replaced per model).
-        diagnostics = record_diagnostics(wh, settings, version, client=client)
-        finished.append(Finished(finish_training(wh, version, DONE, now=now), diagnostics))
+        # Diagnostics first: if writing them fails for a passing reason the training stays
+        # RUNNING and the next check writes them again (they are replaced per model). A model
+        # BigQuery will not evaluate is still a trained model: it is DONE without diagnostics.
+        try:
+            diagnostics, refused = record_diagnostics(wh, settings, version, client=client), None
+        except (gexc.BadRequest, gexc.NotFound) as exc:
+            diagnostics, refused = 0, exc.message
+        finished.append(Finished(finish_training(wh, version, DONE, now=now), diagnostics, refused))
     return finished, still_running
 
 

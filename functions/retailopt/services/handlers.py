@@ -343,6 +343,8 @@ def check_trainings(runtime: Runtime, headers: Mapping[str, str] | None = None) 
                     line.finish("rejected", f"training failed: {version.error}")
                 else:
                     line.counts["diagnostics"] = done.diagnostics
+                    if done.diagnostics_error:
+                        line.counts["diagnostics_error"] = done.diagnostics_error
             summary["done" if version.state == bigquery_ml.DONE else "failed"] += 1
         entry.counts.update(summary)
     return summary
