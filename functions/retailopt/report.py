@@ -156,8 +156,8 @@ ANOMALY_EPISODES = 15  # rows of the report's anomaly table
 
 def _anomaly_section(wh: Warehouse, run: dict) -> str:
     """The run's sales anomalies (sales_anomalies), consecutive days of one kind per store and
-    product as one episode, the most unusual first (highest anomaly probability, then the
-    largest difference from the expected units)."""
+    product as one episode: those without a promotion first, then the most unusual (highest
+    anomaly probability, then the largest difference from the expected units)."""
     rows = wh.query(
         "SELECT a.store_id, s.name AS store_name, a.product_id, p.name AS product_name, a.sale_date, a.kind, "
         "a.units, a.expected, a.anomaly_probability, a.on_promotion, a.excluded_from_training, a.method "
@@ -182,7 +182,9 @@ def _anomaly_section(wh: Warehouse, run: dict) -> str:
         deviation=("deviation", "sum"), promotion=("on_promotion", "any"),
         left_out=("excluded_from_training", "all"))
     n_episodes = len(episodes)
-    episodes = episodes.sort_values(["probability", "deviation"], ascending=False).head(ANOMALY_EPISODES)
+    # A promotion explains its own spike: unexplained episodes first.
+    episodes = episodes.assign(unexplained=~episodes["promotion"].astype(bool)).sort_values(
+        ["unexplained", "probability", "deviation"], ascending=False).head(ANOMALY_EPISODES)
     shown = pd.DataFrame({
         # Names from the input files; _table escapes every cell.
         "store": episodes["store"].fillna(episodes["store_id"]),
@@ -203,8 +205,8 @@ def _anomaly_section(wh: Warehouse, run: dict) -> str:
     caption = (f"<p>{len(rows)} store × product days outside the forecast's 99% interval in the days before "
                f"the run ({spikes} spikes, {len(rows) - spikes} dips; method {html.escape(methods)}); "
                f"{excluded} of them, isolated spikes, were fitted at their expected units (setting "
-               "<code>exclude_anomalies</code>). Consecutive days of one kind are one row: "
-               f"{len(episodes)} of {n_episodes} shown. Every day is in the table "
+               "<code>exclude_anomalies</code>). Consecutive days of one kind are one row, those without a "
+               f"promotion first: {len(episodes)} of {n_episodes} shown. Every day is in the table "
                "<code>sales_anomalies</code> and the view <code>sales_anomalies_recent</code>.</p>")
     return caption + _table(shown, ANOMALY_EPISODES)
 
@@ -270,7 +272,7 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
         "Inventory status before and after the plan": _table(status),
         "Forecasts for the positions most at risk": "<div class='grid'>" + "".join(
             f"<img alt='{html.escape(t)}' src='{src}'>" for t, src in charts) + "</div>",
-        "Sales anomalies before the run (most unusual first)": _anomaly_section(wh, run),
+        "Sales anomalies before the run": _anomaly_section(wh, run),
         "Quarantined input rows": _table(quarantine),
         "Replay on held-out demand: this policy against simple rules": _replay_section(wh),
     }
