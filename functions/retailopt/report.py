@@ -166,8 +166,8 @@ def _anomaly_section(wh: Warehouse, run: dict) -> str:
         "LEFT JOIN `{dataset}.products` AS p ON p.product_id = a.product_id "
         "WHERE a.run_id = @run_id", {"run_id": run["run_id"]})
     if rows.empty:
-        return ("<p><em>No sales day outside the forecast's 99% interval in the days before the run "
-                "(table <code>sales_anomalies</code>).</em></p>")
+        # Also what a bigquery_ml run shows until its forecast step runs ML.DETECT_ANOMALIES.
+        return "<p><em>No sales anomalies recorded for this run (table <code>sales_anomalies</code>).</em></p>"
     rows["sale_date"] = pd.to_datetime(rows["sale_date"])
     rows = rows.sort_values(["store_id", "product_id", "kind", "sale_date"]).reset_index(drop=True)
     same = ((rows[["store_id", "product_id", "kind"]] == rows[["store_id", "product_id", "kind"]].shift()).all(axis=1)
