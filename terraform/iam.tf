@@ -5,18 +5,22 @@ locals {
   # ledger. import reads the raw files and marks rejected ones (object metadata), never deletes
   # or overwrites one; plan writes each run's artifacts once (a retry after publishing skips the
   # upload), never reads them back; forecast and retrain use no bucket. training (the scheduled
-  # training check) updates model_versions and writes model_diagnostics.
+  # training check) updates model_versions and writes model_diagnostics. The plan step announces
+  # a plan for review; the api's workbench releases it: it appends planners' decisions and its
+  # once-only release claim (table-level grants below) and publishes the released lines.
   access = {
-    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "retrain"] }
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "reorders", "retrain"] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
-    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published", "reorders"] }
+    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published"] }
     retrain  = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     training = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
   }
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
   ]...)
+  # Tables a reading service writes: the api appends workbench decisions and claims releases.
+  table_writes = { "api/plan_decisions" = { service = "api", table = "plan_decisions" }, "api/processed_events" = { service = "api", table = "processed_events" } }
   topic_grants = merge([
     for s, a in local.access : { for t in a.publishes : "${s}/${t}" => { service = s, topic = t } }
   ]...)
@@ -64,6 +68,15 @@ resource "google_project_iam_member" "training_jobs" {
   project = var.project_id
   role    = google_project_iam_custom_role.training_jobs.name
   member  = google_service_account.service["training"].member
+}
+
+resource "google_bigquery_table_iam_member" "service" {
+  for_each   = local.table_writes
+  project    = var.project_id
+  dataset_id = google_bigquery_dataset.default.dataset_id
+  table_id   = google_bigquery_table.default[each.value.table].table_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_service_account.service[each.value.service].member
 }
 
 resource "google_project_iam_member" "job_user" {

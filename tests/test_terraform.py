@@ -324,9 +324,14 @@ def test_each_receiver_checks_its_own_audience(hcl) -> None:
     assert re.fullmatch(r"\$\{local\.app_auth\[each\.key\] \? local\.service_urls\[each\.key\] : \"\"\}",
                         env["RETAILOPT_AUTH_AUDIENCE"]), env["RETAILOPT_AUTH_AUDIENCE"]
     for _, name, job in resources(hcl, "google_cloud_scheduler_job"):
+        # Each job calls one service and signs for that service's URL.
         target = job["http_target"][0]
-        service = re.match(r"\$\{local\.service_urls\.(\w+)\}", target["uri"]).group(1)
-        assert target["oidc_token"][0]["audience"] == f"${{local.service_urls.{service}}}", name
+        assert target["uri"] == "${local.service_urls[each.value.service]}${each.value.path}", name
+        assert target["oidc_token"][0]["audience"] == "${local.service_urls[each.value.service]}", name
+    jobs = locals_(hcl)["scheduler_jobs"]
+    # The training check runs only with BigQuery ML, against the training service.
+    assert 'var.forecast_engine == "bigquery_ml" ? {training-check' in str(jobs).replace(" = {", "{").replace("\n", "")
+    assert 'service = "training"' in str(jobs)
     # The URLs are per service (deterministic run.app URLs), so the audiences differ.
     assert "${local.prefix}-${k}-" in locals_(hcl)["service_urls"]
     for _, name, trigger in resources(hcl, "google_eventarc_trigger"):
@@ -364,7 +369,7 @@ def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     assert resource(hcl, "google_service_account", "service")["for_each"] == "${local.services}"
     assert run["template"][0]["scaling"][0]["min_instance_count"] == 0
     services = locals_(hcl)["services"]
-    assert set(services) == {"api", "forecast", "import", "plan", "retrain"}
+    assert set(services) == {"api", "forecast", "import", "plan", "retrain", "training"}
     for name, spec in services.items():
         if name != "api":
             assert spec["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY", name
@@ -431,13 +436,15 @@ def test_alerts_watch_the_outcomes_the_services_log(hcl) -> None:
 # forecast and retrain touch no bucket. Every event-driven step writes the dedupe ledger.
 RAW_IMPORT_PERMISSIONS = {"storage.objects.get", "storage.objects.list", "storage.objects.update"}
 EXPECTED_ACCESS = {
-    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["import", "retrain"]},
+    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["import", "reorders", "retrain"]},
     "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
     "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
                "publishes": ["forecast"]},
     "plan": {"dataset": "roles/bigquery.dataEditor", "buckets": {"artifacts": "roles/storage.objectCreator"},
-             "publishes": ["published", "reorders"]},
+             "publishes": ["published"]},
     "retrain": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
+    # the scheduled training check: updates model_versions, writes model_diagnostics
+    "training": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
 }
 
 
@@ -454,7 +461,17 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
         ("google_storage_bucket_iam_member", "service", "${each.value.role}"),
         ("google_pubsub_topic_iam_member", "service", "roles/pubsub.publisher"),
         ("google_project_iam_member", "route_optimization", "roles/routeoptimization.viewer"),
+        ("google_project_iam_member", "training_jobs", "${google_project_iam_custom_role.training_jobs.name}"),
+        ("google_bigquery_table_iam_member", "service", "roles/bigquery.dataEditor"),
     }
+    # The api reads the dataset and writes two tables only: planners' decisions, release claims.
+    assert locals_(hcl)["table_writes"] == {
+        "api/plan_decisions": {"service": "api", "table": "plan_decisions"},
+        "api/processed_events": {"service": "api", "table": "processed_events"}}
+    # The training check reads the retrain service's job states (bigquery.jobs.get), nothing else.
+    assert resource(hcl, "google_project_iam_custom_role", "training_jobs")["permissions"] == ["bigquery.jobs.get"]
+    assert resource(hcl, "google_project_iam_member", "training_jobs")["member"] == \
+        '${google_service_account.service["training"].member}'
     assert resource(hcl, "google_project_iam_member", "job_user")["for_each"] == "${local.services}"
     assert resource(hcl, "google_project_iam_member", "route_optimization")["member"] == \
         '${google_service_account.service["plan"].member}'
