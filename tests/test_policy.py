@@ -176,11 +176,17 @@ def test_bad_input_gets_a_reason_and_never_crashes():
 
 
 def test_shelf_smaller_than_target_caps_levels_and_says_so():
+    # 4 units a day over a 3-day lead time: an order placed now finds 12 fewer units on the shelf
+    # when it arrives, so an inventory position of 20 + 12 fits the 20-unit shelf on that day.
     policy, exc = run([{"mean": 40.0, "std": 8.0, "on_hand": 5, "cap": 20}])
     row = policy.iloc[0]
-    assert row["reorder_point"] == 20 and row["order_up_to"] == 20
+    assert row["reorder_point"] == 32 and row["order_up_to"] == 32
     assert exception_codes(row["exception"]) == {"CAPACITY_BELOW_TARGET"}
     assert exc["reason_code"].tolist() == ["CAPACITY_BELOW_TARGET"]
+    assert "12 units of expected demand over the 3-day lead time" in exc["reason"].iat[0]
+    # A shelf that holds the target on the delivery day is no exception.
+    policy, exc = run([{"mean": 40.0, "std": 8.0, "on_hand": 5, "cap": 45}])
+    assert exc.empty and policy["order_up_to"].iat[0] <= 45 + 12
 
 
 def test_fast_mover_fill_rate_level_is_the_smallest_integer_meeting_it():

@@ -57,13 +57,17 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
     """The transfer model written independently as one LP over all products: x_ij units of a
     product from i to j, y_ik / z_jk in [0, 1] for the k-th unit leaving i / entering j, valued
     at margin with scipy's Poisson (means scaled by send_factor / recv_factor), and per store
-    sum over products of units received <= capacity_units - on hand - on order. With min_units > 1
-    a MIP: each x_ij is 0 or between min_units and its bound (a binary per pair, scipy milp)."""
+    sum over products of units received <= the store's room on the day transfers arrive. With
+    min_units > 1 a MIP: each x_ij is 0 or between min_units and its bound (a binary per pair,
+    scipy milp). Room on arrival: capacity less the stock expected then, on hand less the whole
+    units of expected demand over transfer_lead_days (at least 0) plus on order."""
     pol = policy.merge(prot[["store_id", "product_id", "demand_mean"]], on=["store_id", "product_id"]) \
         .merge(inv[["store_id", "product_id", "max_capacity"]], on=["store_id", "product_id"]) \
         .merge(products[["product_id", "price", "unit_cost"]], on="product_id")
     st = stores.set_index("store_id")
-    stock = inv.assign(q=inv["on_hand"].clip(lower=0) + inv["on_order"].clip(lower=0)).groupby("store_id")["q"].sum()
+    sold = np.floor(pol["mean_daily_demand"] * settings.transfer_lead_days + 1e-6)
+    pol["arrival_stock"] = (pol["on_hand"].clip(lower=0) - sold).clip(lower=0) + pol["on_order"].clip(lower=0)
+    stock = pol.groupby("store_id")["arrival_stock"].sum()
     free = (st["capacity_units"] - stock.reindex(st.index).fillna(0)).clip(lower=0)
     reserve = settings.review_period_days if settings.transfer_sender_reserve_days is None \
         else settings.transfer_sender_reserve_days
@@ -85,7 +89,8 @@ def lp_optimum(policy, prot, products, stores, inv, settings, send_factor: float
         give = np.where(x > oul, np.maximum(np.minimum(g["on_hand"].to_numpy(), x) - keep, 0), 0).astype(int)
         give[g["mean_daily_demand"].to_numpy() < min_daily] = 0
         top = rop - 1 if horizon == "lead_time" else rop
-        take = np.where(x < rop, np.maximum(np.minimum(top - x, g["max_capacity"].to_numpy() - x), 0), 0)
+        take = np.where(x < rop, np.maximum(np.minimum(top - x, g["max_capacity"].to_numpy()
+                                                       - g["arrival_stock"].to_numpy()), 0), 0)
         take = take.astype(int)
         # Only a shelf below the target (informational) still lets a position send and receive.
         ok = np.array([not isinstance(e, str) or set(re.findall(r"([A-Z_]+):", e)) <= {"CAPACITY_BELOW_TARGET"}
@@ -252,7 +257,7 @@ def test_exact_by_default_where_a_block_approximation_falls_short(seed):
         assert approx < lp - 0.5
 
 
-@pytest.mark.parametrize("seed,tight", [(421, True), (426, False), (430, True), (432, False), (434, False)])
+@pytest.mark.parametrize("seed,tight", [(421, True), (426, False), (430, True), (432, True), (434, False)])
 def test_minimum_quantity_exact_per_component_against_the_mip(seed, tight, monkeypatch):
     # The whole problem is larger than the exact model's size limit (12 pair arcs here), its
     # components (products that share no binding store room) are not: each is solved exactly and
@@ -279,7 +284,7 @@ def test_minimum_quantity_exact_per_component_against_the_mip(seed, tight, monke
     assert (tr["quantity"] >= 12).all()
     mip = lp_optimum(policy, prot, products, stores, inv, settings, min_units=12)
     assert ours == pytest.approx(mip, abs=2e-3 + 1e-6 * abs(mip))
-    assert stats["proven_optimal"] and stats["exact_components"] >= (2 if seed in (426, 430, 432) else 1)
+    assert stats["proven_optimal"] and stats["exact_components"] >= (2 if seed in (426, 432) else 1)
     assert stats["objective"] == pytest.approx(ours, abs=1e-6)
     # The flow without the minimum (on the positions that can send or take 12 units) bounds the plan.
     assert mip - 1e-3 <= stats["lp_objective"] <= lp_optimum(policy, prot, products, stores, inv, settings) + 1e-3
@@ -509,3 +514,56 @@ def test_benchmark_command_runs_small(tmp_path, capsys):
     figures = json.loads(out.read_text())
     assert figures["positions"] == 2400 and figures["transfers"] > 0
     assert "plan_seconds" in capsys.readouterr().out
+
+
+DC = pd.DataFrame([{"dc_id": "DC1", "name": "d", "latitude": 41.7, "longitude": -87.9, "region": "R",
+                    "lead_time_days": 3}])
+
+
+def test_orders_fit_the_shelf_on_the_delivery_day_not_today():
+    # 4 units a day over the 3-day lead time: 12 of today's 12 units are expected to sell before
+    # the order arrives, so the whole 20-unit shelf is free on that day (today's rule: 8 units).
+    coords = {"A": near(), "B": near(43.0)}
+    stock = {("A", "P"): 12, ("B", "P"): 12}
+    means = {("A", "P"): 40.0, ("B", "P"): 40.0}
+    stores, products, inv, prot = chain(stock, means, coords, caps={("A", "P"): 20, ("B", "P"): 20})
+    policy, tr = plan(stores, products, inv, prot)
+    orders, exc = plan_orders(policy, tr, products, DC, stores, settings=BASE, run_date=RUN, inventory=inv,
+                              return_exceptions=True)
+    q = orders.set_index("store_id")["quantity"]
+    assert q["A"] == 20 and q["A"] > 20 - 12  # five cases: the shelf holds them once 12 units have sold
+    assert policy["order_up_to"].iat[0] <= 20 + 12
+    # Whatever is ordered fits the shelf on the delivery day with the expected demand gone.
+    assert (12 - 12 + q <= 20).all()
+    assert "SHELF_ROOM_AT_DELIVERY" not in set(exc["reason_code"])
+
+
+def test_a_case_that_does_not_fit_is_a_smaller_transfer_or_a_reasoned_exception():
+    # B sells 6 a day from a 3-unit shelf: no case of 4 fits on the delivery day, whereas a transfer
+    # of single units does (3 units); C, out of reach of A, gets no transfer and the plan says why.
+    coords = {"A": near(), "B": near(41.90), "C": near(43.0)}
+    stock = {("A", "P"): 400, ("B", "P"): 0, ("C", "P"): 0}
+    means = {("A", "P"): 20.0, ("B", "P"): 60.0, ("C", "P"): 60.0}
+    stores, products, inv, prot = chain(stock, means, coords,
+                                        caps={("A", "P"): 500, ("B", "P"): 3, ("C", "P"): 3})
+    policy, tr = plan(stores, products, inv, prot, horizon="lead_time")
+    assert tr.set_index("to_store_id")["quantity"].to_dict() == {"B": 3}
+    orders, exc = plan_orders(policy, tr, products, DC, stores, settings=BASE, run_date=RUN, inventory=inv,
+                              return_exceptions=True)
+    assert not set(orders["store_id"]) & {"B", "C"}
+    shelf = exc[exc["reason_code"] == "SHELF_ROOM_AT_DELIVERY"].set_index("store_id")
+    assert set(shelf.index) == {"B", "C"}
+    assert "shelf holds 3 units" in shelf.at["C", "reason"] and "cut to 0" in shelf.at["C", "reason"]
+    assert "3 transferred in" in shelf.at["B", "reason"]
+    assert shelf["action"].str.contains("delivery day").all()
+
+
+def test_transfers_fit_the_shelf_on_the_day_they_arrive():
+    # B holds 10 of a 12-unit shelf and sells 4 a day: on the next day (transfer_lead_days 1) it has
+    # room for 6, not today's 2.
+    coords = {"A": near(), "B": near(41.90)}
+    stock = {("A", "P"): 400, ("B", "P"): 10}
+    means = {("A", "P"): 20.0, ("B", "P"): 40.0}
+    stores, products, inv, prot = chain(stock, means, coords, caps={("A", "P"): 500, ("B", "P"): 12})
+    _, tr = plan(stores, products, inv, prot)
+    assert tr["quantity"].sum() == 6

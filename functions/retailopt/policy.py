@@ -42,9 +42,13 @@ ACTIONS = {
     "NO_FORECAST": "levels held at current stock; no transfers and no order",
     "NO_INVENTORY": "planned with zero stock; no transfers",
     "BAD_CASE_PACK": "ordered in single units; no transfers",
-    "CAPACITY_BELOW_TARGET": "reorder point and order-up-to capped at the shelf capacity",
+    "CAPACITY_BELOW_TARGET": "reorder point and order-up-to capped at what the shelf holds on the delivery day",
     # Written by rebalance.plan_orders, not by the policy: the store as a whole is full.
     "STORE_CAPACITY": "ordered only the whole cases that fit; the rest waits for room at a later review",
+    # Written by rebalance.plan_orders: the shelf, as projected for the delivery day, holds fewer
+    # cases than the position needs to reach its reorder point.
+    "SHELF_ROOM_AT_DELIVERY": "ordered only the whole cases that fit on the shelf on the delivery day; the "
+                              "position stays below its reorder point until the shelf has room",
 }
 # Codes that still let a position send and receive transfers (informational only).
 TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET"})
@@ -216,14 +220,17 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     eoq = np.where(np.isfinite(eoq), eoq, review_mean)
     reorder = level
     order_up_to = reorder + np.maximum(np.ceil(eoq), 1.0)
-    # A shelf smaller than the target: plan to the shelf and say so.
-    short_shelf = planned & ~over_cap & (np.nan_to_num(cap, nan=np.inf) < reorder)
+    # The shelf must hold the stock on the day an order placed now arrives, after the lead time's
+    # expected demand has gone: an inventory position of up to shelf + that demand fits (levels
+    # are in inventory-position terms). A shelf smaller than the target: plan to it and say so.
+    shelf_position = np.nan_to_num(cap, nan=np.inf) + np.floor(mean_daily * lead + 1e-9)
+    short_shelf = planned & ~over_cap & (shelf_position < reorder)
     flag(short_shelf, "CAPACITY_BELOW_TARGET",
-         lambda i: f"max_capacity={cap[i]:g} < reorder point {reorder[i]:g}")
-    reorder = np.where(short_shelf, cap, reorder)
-    # Nor is there any point in ordering past the shelf.
-    order_up_to = np.where(planned & ~over_cap, np.minimum(order_up_to, np.nan_to_num(cap, nan=np.inf)),
-                           order_up_to)
+         lambda i: f"max_capacity={cap[i]:g} + {shelf_position[i] - cap[i]:g} units of expected demand over the "
+                   f"{lead[i]}-day lead time < reorder point {reorder[i]:g}")
+    reorder = np.where(short_shelf, shelf_position, reorder)
+    # Nor is there any point in ordering past what the shelf holds on the delivery day.
+    order_up_to = np.where(planned & ~over_cap, np.minimum(order_up_to, shelf_position), order_up_to)
     position = (on_hand + on_order).astype(float)
     # Positions that cannot be planned hold their current stock: no signal to move or order.
     reorder = np.where(planned, reorder, position)

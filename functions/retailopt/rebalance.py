@@ -267,21 +267,38 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
     return rep[run_start], run_cap, run_value
 
 
+def projected_stock(on_hand: np.ndarray, on_order: np.ndarray, mean_daily: np.ndarray | None,
+                    days: float | np.ndarray,
+                    shipped_out: np.ndarray | float = 0, arriving: np.ndarray | float = 0) -> np.ndarray:
+    """Units on the shelf when a delivery `days` ahead arrives, before it is put away: today's
+    stock less what leaves today and less the expected demand until then (never below zero: a
+    sale cannot take what is not there), plus everything on order and the transfers coming in
+    (counted as arrived by then, the safe side for room). Negative quantities read as 0."""
+    left = np.maximum(np.maximum(on_hand, 0) - shipped_out, 0)
+    days = np.nan_to_num(np.asarray(days, dtype=np.float32), nan=0.0)
+    if mean_daily is not None and np.any(days > 0):
+        sold = np.nan_to_num(np.asarray(mean_daily, dtype=np.float32), nan=0.0, posinf=0.0) * np.maximum(days, 0)
+        left = np.maximum(left - np.floor(np.maximum(sold, 0) + 1e-6), 0)
+    return left + np.maximum(on_order, 0) + arriving
+
+
 def store_free_space(stores: pd.DataFrame, store_ids: pd.Index, store_codes: np.ndarray,
-                     on_hand: np.ndarray, on_order: np.ndarray) -> np.ndarray:
-    """Per store id: capacity_units less the units on hand and on order over all its positions
-    (negative quantities read as 0), at least 0; +inf where the store has no capacity_units."""
+                     on_hand: np.ndarray, on_order: np.ndarray, mean_daily: np.ndarray | None = None,
+                     days: float | np.ndarray = 0, shipped_out: np.ndarray | float = 0) -> np.ndarray:
+    """Per store id: capacity_units less the stock of all its positions projected to a delivery
+    `days` ahead (`projected_stock`; with days=0 the units on hand and on order), at least 0;
+    +inf where the store has no capacity_units."""
     n = len(store_ids)
     if "capacity_units" not in stores:
         return np.full(n, np.inf)
     st = stores.assign(store_id=stores["store_id"].astype(str)).drop_duplicates("store_id", keep="last")
     cap = pd.to_numeric(st.set_index("store_id")["capacity_units"], errors="coerce").reindex(store_ids)
     cap = cap.to_numpy(dtype=np.float64)
+    stock_each = projected_stock(on_hand, on_order, mean_daily, days, shipped_out)
     if (store_codes < 0).any():
         keep = store_codes >= 0
-        store_codes, on_hand, on_order = store_codes[keep], on_hand[keep], on_order[keep]
-    stock = np.bincount(store_codes, weights=np.maximum(on_hand, 0), minlength=n)
-    stock += np.bincount(store_codes, weights=np.maximum(on_order, 0), minlength=n)
+        store_codes, stock_each = store_codes[keep], stock_each[keep]
+    stock = np.bincount(store_codes, weights=stock_each, minlength=n)
     return np.where(np.isfinite(cap), np.maximum(cap - stock[:n], 0.0), np.inf)
 
 
@@ -367,10 +384,16 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         cap = np.where(at >= 0, inventory["max_capacity"].to_numpy(dtype=np.float64)[np.maximum(at, 0)], np.inf)
     else:
         cap = np.full(len(rows), np.inf)
-    room = np.maximum(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - position_r, 0)
-    # Store-wide room (capacity_units less everything on hand and inbound, all products): one
+    # Room on the day the transfer arrives: the shelf less the stock projected for that day
+    # (today's stock less the expected demand until then, plus everything on order).
+    daily_all = policy["mean_daily_demand"].to_numpy() if "mean_daily_demand" in policy else None
+    tau = settings.transfer_lead_days
+    stock_r = projected_stock(on_hand_r, position_r - on_hand_r, None if daily_all is None else daily_all[rows], tau)
+    room = np.maximum(np.floor(np.nan_to_num(cap, nan=np.inf, posinf=1e12) - stock_r), 0)
+    # Store-wide room (capacity_units less the stock of all products projected to that day): one
     # position can take no more than its whole store can; the flow shares it between products.
-    store_room = store_free_space(stores, store_ids, store_codes, on_hand, policy["on_order"].to_numpy())
+    store_room = store_free_space(stores, store_ids, store_codes, on_hand, policy["on_order"].to_numpy(),
+                                  daily_all, tau)
     room = np.minimum(room, np.nan_to_num(store_room[store_codes[rows]], posinf=1e12))
     need_r = np.minimum(need, room).astype(np.int64)
     send_r = sendable.astype(np.int64)
@@ -815,15 +838,22 @@ def assign_dcs(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def net_transfers(policy: pd.DataFrame, transfers: pd.DataFrame) -> np.ndarray:
-    """Units in minus units out per policy row."""
+def transfers_in_out(policy: pd.DataFrame, transfers: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Units coming in and units going out per policy row."""
     if transfers is None or len(transfers) == 0:
-        return np.zeros(len(policy), dtype=np.int64)
+        return np.zeros(len(policy), dtype=np.int64), np.zeros(len(policy), dtype=np.int64)
     key = pd.MultiIndex.from_arrays([policy["store_id"].astype(str), policy["product_id"].astype(str)])
     t = transfers.assign(product_id=transfers["product_id"].astype(str))
     inn = t.groupby([t["to_store_id"].astype(str), "product_id"])["quantity"].sum()
     out = t.groupby([t["from_store_id"].astype(str), "product_id"])["quantity"].sum()
-    return (inn.reindex(key).fillna(0).to_numpy() - out.reindex(key).fillna(0).to_numpy()).astype(np.int64)
+    return (inn.reindex(key).fillna(0).to_numpy().astype(np.int64),
+            out.reindex(key).fillna(0).to_numpy().astype(np.int64))
+
+
+def net_transfers(policy: pd.DataFrame, transfers: pd.DataFrame) -> np.ndarray:
+    """Units in minus units out per policy row."""
+    inn, out = transfers_in_out(policy, transfers)
+    return inn - out
 
 
 def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.DataFrame, dcs: pd.DataFrame,
@@ -833,15 +863,28 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
     """Distribution-centre orders (replenishment_orders columns without run_id): every position
     whose inventory position after transfers is below its reorder point is ordered up to its
     order-up-to level (reorder point + EOQ), rounded up to whole cases and down again if the
-    shelf cannot hold them. Positions whose exception forbids ordering are left out.
+    shelf cannot hold them on the delivery day. Positions whose exception forbids ordering are
+    left out.
 
-    A store never gets more than its room: capacity_units less everything on hand and on order
-    and the transfers coming in (all products). Where the orders would overfill it, the most
-    urgent positions (fewest days of cover, then the larger margin) keep their whole cases and the
-    rest are cut; each cut order is a STORE_CAPACITY row of the exceptions frame
-    (plan_exceptions columns without run_id), returned too when return_exceptions is True."""
-    position = (policy["on_hand"].to_numpy(dtype=np.int64) + policy["on_order"].to_numpy(dtype=np.int64)
-                + net_transfers(policy, transfers))
+    Room is judged on the delivery day (`projected_stock`): today's stock less the transfers
+    leaving and the expected demand over the lead time, plus everything on order and the
+    transfers coming in. An order cut by its shelf that leaves the position below its reorder
+    point is a SHELF_ROOM_AT_DELIVERY row of the exceptions frame. A store never gets more than
+    its room: capacity_units less the stock of all its products projected the same way. Where the
+    orders would overfill it, the most urgent positions (fewest days of cover, then the larger
+    margin) keep their whole cases and the rest are cut; each cut order is a STORE_CAPACITY row.
+    The exceptions frame (plan_exceptions columns without run_id) is returned too when
+    return_exceptions is True."""
+    from retailopt.policy import ACTIONS, EXCEPTION_COLUMNS
+
+    on_hand = policy["on_hand"].to_numpy(dtype=np.int64)
+    on_order = policy["on_order"].to_numpy(dtype=np.int64)
+    t_in, t_out = transfers_in_out(policy, transfers)
+    position = on_hand + on_order + t_in - t_out
+    daily = policy["mean_daily_demand"].to_numpy(dtype=float) if "mean_daily_demand" in policy else None
+    lead_days = np.nan_to_num(policy["lead_time_days"].to_numpy(dtype=float), nan=1.0) \
+        if "lead_time_days" in policy else np.ones(len(policy))
+    at_delivery = projected_stock(on_hand, on_order, daily, lead_days, shipped_out=t_out, arriving=t_in)
     reorder = policy["reorder_point"].to_numpy(dtype=float)
     up_to = policy["order_up_to"].to_numpy(dtype=float)
     blocked = np.array([bool(exception_codes(e) & NO_ORDER_CODES) for e in policy["exception"]]) \
@@ -863,12 +906,28 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
         cap = caps.reindex(pd.MultiIndex.from_arrays([policy["store_id"].astype(str), pid])).to_numpy(dtype=float)
     else:
         cap = np.full(len(policy), np.inf)
-    room = np.nan_to_num(cap, nan=np.inf) - position
+    room = np.nan_to_num(cap, nan=np.inf) - at_delivery
+    wanted_cases = cases.copy()
     cases = np.where(cases * pack > room, np.floor(np.maximum(room, 0) / pack), cases)
     cases = np.where(np.isfinite(unit_cost), cases, 0).astype(np.int64)
+    # A cut that still reaches the reorder point is just a smaller order; one that does not is a
+    # known risk of running out, and says why.
+    short = np.flatnonzero(np.isfinite(unit_cost) & (cases < wanted_cases) & (position + cases * pack < reorder))
+    shelf_rows = [(pd.Timestamp(run_date), str(policy["store_id"].iat[i]), str(policy["product_id"].iat[i]),
+                   "SHELF_ROOM_AT_DELIVERY",
+                   f"shelf holds {cap[i]:,.0f} units; {at_delivery[i]:,.0f} expected on it when the order arrives in "
+                   f"{lead_days[i]:g} days (after {max(on_hand[i] - t_out[i], 0)} on hand less the expected demand, plus "
+                   f"{on_order[i]} on order and {t_in[i]} transferred in): order of {int(wanted_cases[i] * pack[i])} "
+                   f"units in cases of {pack[i]:g} cut to {int(cases[i] * pack[i])}, inventory position "
+                   f"{int(position[i] + cases[i] * pack[i])} below the reorder point {reorder[i]:g}",
+                   ACTIONS["SHELF_ROOM_AT_DELIVERY"]) for i in short]
     price = pd.to_numeric(pid.map(prods["price"]), errors="coerce").to_numpy(dtype=float)
     cases, exceptions = _fit_store_room(policy, transfers, stores, cases, pack, position,
-                                        np.nan_to_num(price - unit_cost, nan=0.0), run_date)
+                                        np.nan_to_num(price - unit_cost, nan=0.0), run_date,
+                                        daily=daily, lead_days=lead_days, shipped_out=t_out)
+    if shelf_rows:
+        exceptions = pd.concat([pd.DataFrame(shelf_rows, columns=EXCEPTION_COLUMNS), exceptions], ignore_index=True) \
+            if len(exceptions) else pd.DataFrame(shelf_rows, columns=EXCEPTION_COLUMNS)
     sel = np.flatnonzero(cases > 0)
     dc = assign_dcs(stores, dcs).set_index("store_id")
     sid = policy["store_id"].astype(str).to_numpy()[sel]
@@ -898,14 +957,16 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
 
 def _fit_store_room(policy: pd.DataFrame, transfers: pd.DataFrame | None, stores: pd.DataFrame,
                     cases: np.ndarray, pack: np.ndarray, position: np.ndarray, margin: np.ndarray,
-                    run_date: date) -> tuple[np.ndarray, pd.DataFrame]:
-    """Cut order cases so that no store receives more than its room; the exception rows."""
+                    run_date: date, daily: np.ndarray | None = None, lead_days: np.ndarray | float = 0,
+                    shipped_out: np.ndarray | float = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """Cut order cases so that no store receives more than its room on the delivery day; the
+    exception rows."""
     from retailopt.policy import ACTIONS, EXCEPTION_COLUMNS
 
     store_codes, store_ids = _codes(policy["store_id"])
     on_hand = policy["on_hand"].to_numpy(dtype=np.int64)
     on_order = policy["on_order"].to_numpy(dtype=np.int64)
-    room = store_free_space(stores, store_ids, store_codes, on_hand, on_order)
+    room = store_free_space(stores, store_ids, store_codes, on_hand, on_order, daily, lead_days, shipped_out)
     incoming = np.zeros(len(store_ids))
     if transfers is not None and len(transfers):
         t_codes, _ = _codes(transfers["to_store_id"].astype(str), store_ids)
@@ -924,8 +985,8 @@ def _fit_store_room(policy: pd.DataFrame, transfers: pd.DataFrame | None, stores
         else np.zeros(len(policy))
     with np.errstate(divide="ignore", invalid="ignore"):
         cover = np.where(mean_daily > 0, np.maximum(position, 0) / mean_daily, np.inf)
-    cap_units = room + np.bincount(store_codes, weights=np.maximum(on_hand, 0), minlength=len(store_ids)) \
-        + np.bincount(store_codes, weights=np.maximum(on_order, 0), minlength=len(store_ids))
+    cap_units = room + np.bincount(store_codes, weights=projected_stock(on_hand, on_order, daily, lead_days,
+                                                                         shipped_out), minlength=len(store_ids))
     for code in over:
         members = np.flatnonzero((store_codes == code) & (cases > 0))
         members = members[np.lexsort((-margin[members], cover[members]))]
@@ -937,7 +998,8 @@ def _fit_store_room(policy: pd.DataFrame, transfers: pd.DataFrame | None, stores
                 want, got = int(cases[i] * pack[i]), int(fit * pack[i])
                 rows.append((pd.Timestamp(run_date), sid, str(policy["product_id"].iat[i]), "STORE_CAPACITY",
                              f"store {sid} holds {cap_units[code]:,.0f} units and has room for {free:,.0f} more "
-                             f"after its stock on hand and on order, {incoming[code]:,.0f} units transferred in "
+                             f"on the delivery day after its stock on hand (less the expected demand) and on "
+                             f"order, {incoming[code]:,.0f} units transferred in "
                              f"and more urgent orders: order of {want} units cut to {got}",
                              ACTIONS["STORE_CAPACITY"]))
                 cases[i] = fit
