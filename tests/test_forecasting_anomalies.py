@@ -355,10 +355,7 @@ def test_detect_rows_are_read_from_bigquery_into_the_anomalies_table(bqemu_clien
         "store_id": ["S1", "S1", "S1", "S1", "S1", "S2"], "product_id": ["P1"] * 6,
         "units": [4, 40, 5, 6, 30, 2], "price": [1.0] * 6,
         "on_promotion": [False, True, False, False, False, False]}))
-    columns = ("store_id STRING, product_id STRING, sale_date TIMESTAMP, units FLOAT64, is_anomaly BOOL, "
-               "lower_bound FLOAT64, upper_bound FLOAT64, anomaly_probability FLOAT64")
-    for name in ("ml_history_out", "ml_new_out"):
-        client.query(f"CREATE TABLE {table}.{name}` ({columns})").result()
+    sent = detect_on_emulator_tables(client, dataset, monkeypatch)
     ts = "TIMESTAMP '{} 00:00:00+00'".format
     client.query(f"""INSERT INTO {table}.ml_history_out` VALUES
         ('S1', 'P1', {ts('2025-01-10')}, 30, TRUE, 0, 10, 0.999),
@@ -369,24 +366,6 @@ def test_detect_rows_are_read_from_bigquery_into_the_anomalies_table(bqemu_clien
         ('S1', 'P1', {ts('2025-03-04')}, 0, TRUE, 2, 12, 0.996),
         ('S1', 'P1', {ts('2025-03-05')}, 30, TRUE, 2, 12, 0.9995),
         ('S2', 'P1', {ts('2025-03-03')}, 0, FALSE, 0, 6, 0.4)""").result()
-    real = an.detect_statement
-    sent = []
-
-    def on_tables(*args, **kwargs):
-        statement = real(*args, **kwargs)
-        sent.append(statement.sql)
-
-        def table_for(query):
-            if query is None:
-                return f"{table}.ml_history_out`"
-            return (f"(SELECT q.store_id, q.product_id, TIMESTAMP(q.sale_date) AS sale_date, q.units, "
-                    f"o.is_anomaly, o.lower_bound, o.upper_bound, o.anomaly_probability FROM {query} AS q "
-                    f"LEFT JOIN {table}.ml_new_out` AS o ON o.store_id = q.store_id AND "
-                    "o.product_id = q.product_id AND o.sale_date = TIMESTAMP(q.sale_date))")
-
-        return type(statement)(_replace_calls(statement.sql, table_for), statement.params)
-
-    monkeypatch.setattr(an, "detect_statement", on_tables)
     rows = an.detect_anomalies_bigquery(client, settings, model_name="arima_default_20250302",
                                         data_start=date(2023, 3, 3), data_end=date(2025, 3, 2),
                                         run_date=date(2025, 3, 6))
@@ -415,3 +394,34 @@ def test_detect_rows_reader_rejects_rows_without_the_columns():
                                                       "lower_bound", "upper_bound", "anomaly_probability", "kind",
                                                       "on_promotion"]))
     assert empty.empty and list(empty.columns) == ANOMALY_COLUMNS
+
+
+def detect_on_emulator_tables(client, dataset: str, monkeypatch) -> list[str]:
+    """bqemulator does not compute ML.DETECT_ANOMALIES: its two calls in detect_anomalies.sql are
+    replaced, the one on the training data by the table `ml_history_out` with the documented
+    output columns, the one on new data by its own input query joined to `ml_new_out` (rows
+    without a match get NULLs, as for a series the model does not know). Returns the SQL sent."""
+    table = f"`{client.project}.{dataset}"
+    columns = ("store_id STRING, product_id STRING, sale_date TIMESTAMP, units FLOAT64, is_anomaly BOOL, "
+               "lower_bound FLOAT64, upper_bound FLOAT64, anomaly_probability FLOAT64")
+    for name in ("ml_history_out", "ml_new_out"):
+        client.query(f"CREATE TABLE IF NOT EXISTS {table}.{name}` ({columns})").result()
+    real = an.detect_statement
+    sent: list[str] = []
+
+    def on_tables(*args, **kwargs):
+        statement = real(*args, **kwargs)
+        sent.append(statement.sql)
+
+        def table_for(query):
+            if query is None:
+                return f"{table}.ml_history_out`"
+            return (f"(SELECT q.store_id, q.product_id, TIMESTAMP(q.sale_date) AS sale_date, q.units, "
+                    f"o.is_anomaly, o.lower_bound, o.upper_bound, o.anomaly_probability FROM {query} AS q "
+                    f"LEFT JOIN {table}.ml_new_out` AS o ON o.store_id = q.store_id AND "
+                    "o.product_id = q.product_id AND o.sale_date = TIMESTAMP(q.sale_date))")
+
+        return type(statement)(_replace_calls(statement.sql, table_for), statement.params)
+
+    monkeypatch.setattr(an, "detect_statement", on_tables)
+    return sent

@@ -250,12 +250,13 @@ BQML_RUN_DATE = date(2025, 3, 3)
 def emitted_bigquery_ml(bqemu_client, tmp_path, monkeypatch) -> list[Logged]:
     """A weekly training, its check, a daily forecast from the model, then a training whose
     BigQuery job fails. bqemulator computes no ML table function, so (as in
-    test_forecasting_bigquery_ml) only ML.FORECAST / ML.EXPLAIN_FORECAST / ML.ARIMA_EVALUATE are
-    replaced by tables of their output columns; handlers, statements, jobs and bookkeeping are real."""
+    test_forecasting_bigquery_ml) only ML.FORECAST / ML.EXPLAIN_FORECAST / ML.ARIMA_EVALUATE /
+    ML.DETECT_ANOMALIES are replaced by tables of their output columns; handlers, statements, jobs and bookkeeping are real."""
     import uuid
 
     from retailopt.forecasting import bigquery_ml as bq
     from retailopt.warehouse.bigquery import BigQueryWarehouse
+    from test_forecasting_anomalies import detect_on_emulator_tables
     from test_forecasting_bigquery_ml import EXPLAIN_OUT, FORECAST_OUT, evaluate_rows_for, replace_table_function
 
     dataset = f"m_{uuid.uuid4().hex[:8]}"
@@ -272,6 +273,7 @@ def emitted_bigquery_ml(bqemu_client, tmp_path, monkeypatch) -> list[Logged]:
     runtime = Runtime(settings, ServiceSettings(max_event_age_s=3600, max_attempts=MAX_ATTEMPTS,
                                                 max_body_bytes=200_000),
                       warehouse, publisher, LocalStore(tmp_path / "raw"), LocalStore(tmp_path / "artifacts"))
+    detect_on_emulator_tables(bqemu_client, dataset, monkeypatch)  # no anomalies: empty output tables
     for function, table in (("forecast_statement", "ml_forecast_out"), ("explain_statement", "ml_explain_out")):
         real = getattr(bq, function)
         name = "FORECAST" if function == "forecast_statement" else "EXPLAIN_FORECAST"

@@ -451,6 +451,12 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
             promoted_days = bigquery_ml.promoted_days(wh.client, settings, model,  # type: ignore[attr-defined]
                                                       run_date)
         model_age_days = model.age_days(run_date)  # logged: an alert fires when trainings keep failing
+        if not model.xreg:  # detection on training data needs decompose_time_series (ARIMA_PLUS only)
+            from retailopt.forecasting.anomalies import detect_anomalies_bigquery
+
+            anomalies = detect_anomalies_bigquery(wh.client, settings, model_name=model.model_name,  # type: ignore[attr-defined]
+                                                  data_start=model.data_start, data_end=model.data_end,
+                                                  run_date=run_date)
     else:
         history = query_file(wh, "sales_history", {
             "since": run_date - timedelta(days=settings.history_days), "until": run_date})
