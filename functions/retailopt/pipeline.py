@@ -509,6 +509,18 @@ def _solve_routes(request, settings: Settings):
     return solve_routes(request, settings=settings)
 
 
+def _note_exceptions(policy: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
+    """The policy with `extra` exceptions (orders cut for room) added to its positions' exception
+    text, so inventory_policy names every exception plan_exceptions holds for a position."""
+    notes = (extra.reason_code.astype(str) + ": " + extra.reason.astype(str)).groupby(
+        [extra.store_id.astype(str), extra.product_id.astype(str)]).agg("; ".join)
+    key = pd.MultiIndex.from_arrays([policy.store_id.astype(str), policy.product_id.astype(str)])
+    added = pd.Series(notes.reindex(key).to_numpy(), index=policy.index)
+    current = policy["exception"].where(policy["exception"].notna() & (policy["exception"] != ""))
+    merged = current.where(added.isna(), current.fillna("").str.cat(added.fillna(""), sep="; ").str.strip("; "))
+    return policy.assign(exception=merged.where(merged != "", None))
+
+
 @_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
@@ -538,7 +550,9 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                                inventory=inventory)
     orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
                                     run_date=run_date, inventory=inventory, return_exceptions=True)
-    exceptions = pd.concat([exceptions, room_cuts], ignore_index=True) if len(room_cuts) else exceptions
+    if len(room_cuts):
+        exceptions = pd.concat([exceptions, room_cuts], ignore_index=True)
+        policy = _note_exceptions(policy, room_cuts)
     policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
     fleet = select_fleet(vehicles, settings)
