@@ -69,14 +69,18 @@ def test_replay_command_on_a_small_sample_chain_writes_json_and_table(tmp_path, 
     assert main(["--data-dir", str(tmp_path / "chain"), "--weeks", "2", "--forecaster", "empirical",
                  "--out", str(out)]) == 0
     rows = pd.read_json(out)
-    assert sorted(rows["strategy"]) == ["dc_only", "min_max", "policy_rebalance"]
+    everything = ["dc_only", "hindsight", "min_max", "min_max_tuned", "policy_rebalance"]
+    assert sorted(rows["strategy"]) == everything
     wh = open_warehouse(Settings(data_dir=tmp_path / "wh"))
     try:
-        table = wh.query("SELECT strategy, lost_units, fill_rate FROM `{dataset}.replay_results` ORDER BY strategy")
+        table = wh.query("SELECT strategy, lost_units, fill_rate, steady_total_cost, cost_lower_bound "
+                         "FROM `{dataset}.replay_results` ORDER BY strategy")
     finally:
         wh.close()
-    assert table["strategy"].tolist() == ["dc_only", "min_max", "policy_rebalance"]
+    assert table["strategy"].tolist() == everything
     assert np.allclose(table["lost_units"].to_numpy(), rows.sort_values("strategy")["lost_units"].to_numpy())
+    assert table["steady_total_cost"].notna().all()
+    assert table.set_index("strategy")["cost_lower_bound"].notna().tolist() == [False, True, False, False, False]
     chain = load_chain(tmp_path / "chain")
     assert len(chain.inventory) == 4 * 12
 
@@ -98,12 +102,13 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
         run_id = wh.query("SELECT run_id FROM `{dataset}.runs`")["run_id"].iat[0]
     finally:
         wh.close()
-    assert table["strategy"].tolist() == ["dc_only", "min_max", "policy_rebalance"]
+    assert table["strategy"].tolist() == ["dc_only", "hindsight", "min_max", "min_max_tuned", "policy_rebalance"]
     assert (table["days"] == 14).all()
     report = (tmp_path / "runs" / run_id / "report.html").read_text(encoding="utf-8")
     section = report.split("Replay on held-out demand")[1]
+    lost_of = table.set_index("strategy")["lost_units"]
     for label, lost in zip(["(a) no rebalancing", "(b) min/max rule", "(c) this policy + rebalancing"],
-                           table["lost_units"]):
+                           lost_of[["dc_only", "min_max", "policy_rebalance"]]):
         assert label in section
         assert f"<td>{lost:,.0f}</td>" in section.split(label)[1].split("</tr>")[0]
 
@@ -144,3 +149,64 @@ def test_engine_replay_plans_the_held_out_promotions():
     assert len(promo_days) >= 3
     assert (planned[promo_days] > 1.5 * unplanned[promo_days]).all()
     assert planned.drop(promo_days).mean() < unplanned.drop(promo_days).mean()
+
+
+def test_steady_state_measures_leave_out_the_first_days():
+    chain = tiny_chain()
+    every = run_replay(chain, settings=Settings(), weeks=3, forecaster="empirical", warmup_days=0,
+                       strategies=("dc_only", "policy_rebalance"), **QUIET).set_index("strategy")
+    for name, r in every.iterrows():
+        assert r["steady_lost_units"] == pytest.approx(r["lost_units"])
+        assert r["steady_total_cost"] == pytest.approx(r["total_cost"])
+        assert r["steady_fill_rate"] == pytest.approx(r["fill_rate"])
+    later = run_replay(chain, settings=Settings(), weeks=3, forecaster="empirical", warmup_days=10,
+                       strategies=("dc_only", "policy_rebalance"), **QUIET).set_index("strategy")
+    held_out = chain.sales.sort_values("sale_date").groupby("store_id").tail(21)
+    after = held_out[held_out["sale_date"] >= held_out["sale_date"].min() + pd.Timedelta(days=10)]["units"].sum()
+    assert (later["warmup_days"] == 10).all() and (later["steady_demand_units"] == after).all()
+    assert (later["steady_lost_units"] <= later["lost_units"]).all()
+    assert (later["steady_total_cost"] < later["total_cost"]).all()
+    # B starts empty: the first days' stockout is what rebalancing saves; the steady state shows
+    # how the two compare once both strategies' own orders have arrived.
+    gap_all = later.at["dc_only", "lost_units"] - later.at["policy_rebalance", "lost_units"]
+    gap_steady = later.at["dc_only", "steady_lost_units"] - later.at["policy_rebalance", "steady_lost_units"]
+    assert gap_all > gap_steady
+
+
+def test_min_max_is_tuned_on_the_weeks_before_the_window_not_on_it():
+    import json
+
+    chain = tiny_chain(days=112)
+    res = run_replay(chain, settings=Settings(), weeks=3, forecaster="empirical",
+                     strategies=("min_max", "min_max_tuned"), **QUIET).set_index("strategy")
+    params = json.loads(res.at["min_max_tuned", "parameters"])
+    grid = pd.DataFrame(params["tuning_grid"])
+    assert len(grid) == 16 and params["tuning_days"] == 21
+    best = grid.sort_values(["total_cost", "min_days", "max_days"]).iloc[0]
+    assert (params["tuned_min_days"], params["tuned_max_days"]) == (best["min_days"], best["max_days"])
+    # The shipped defaults are on the grid (review period + 3, and 14 days more).
+    assert ((grid["min_days"] == 10) & (grid["max_days"] == 24)).any()
+    # The window's own demand does not move the choice.
+    sales = chain.sales.copy()
+    window = sales["sale_date"] > sales["sale_date"].max() - pd.Timedelta(days=21)
+    sales.loc[window, "units"] *= 3
+    again = run_replay(Chain(chain.stores, chain.dcs, chain.products, chain.inventory, sales), settings=Settings(),
+                       weeks=3, forecaster="empirical", strategies=("min_max_tuned",), **QUIET)
+    params2 = json.loads(again["parameters"].iat[0])
+    assert (params2["tuned_min_days"], params2["tuned_max_days"]) == (best["min_days"], best["max_days"])
+
+
+def test_a_neutral_opening_gives_rebalancing_no_head_start():
+    chain = tiny_chain()
+    kw = {"settings": Settings(), "weeks": 3, "forecaster": "empirical", "strategies": ("dc_only", "policy_rebalance")}
+    snap = run_replay(chain, opening="snapshot", **kw, **QUIET).set_index("strategy")
+    neutral = run_replay(chain, opening="neutral", **kw, **QUIET).set_index("strategy")
+    # The snapshot's pile at A and empty B is a gift to rebalancing; the same cover everywhere is not.
+    assert snap.at["policy_rebalance", "units_moved"] > 0
+    assert neutral.at["policy_rebalance", "units_moved"] == 0
+    assert neutral.at["dc_only", "total_cost"] == pytest.approx(neutral.at["policy_rebalance", "total_cost"])
+    import json
+
+    assert json.loads(neutral["parameters"].iat[0])["opening"] == "neutral"
+    with pytest.raises(ValueError, match="opening"):
+        run_replay(chain, opening="generous", **kw, **QUIET)

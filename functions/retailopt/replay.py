@@ -1,26 +1,35 @@
 """Replay held-out demand day by day to compare planning policies (`retailopt replay`).
 
 The last `weeks` weeks of sales are held out as the demand to replay. Every strategy starts from
-the same stock snapshot, re-plans every `cadence` days with forecasts made only from the demand
-before that day, receives distribution-centre orders after the store's lead time and transfers
-after transfer_lead_days, and loses the sales it cannot serve from stock. Strategies:
+the same stock (the inventory snapshot, or with `opening="neutral"` the same cover everywhere),
+re-plans every `cadence` days with forecasts made only from the demand before that day, receives
+distribution-centre orders after the store's lead time and transfers after transfer_lead_days,
+puts on the shelf only what it holds (the rest of a delivery is refused: DC cases whole), and
+loses the sales it cannot serve from stock. Strategies:
 
 - `dc_only`: this policy, distribution-centre orders only (no rebalancing);
 - `min_max`: the planners' days-of-cover rule: below `min_days` of trailing average sales,
-  order up to `max_days`, in whole cases;
-- `policy_rebalance`: this policy with store-to-store transfers, then DC orders.
+  order up to `max_days`, in whole cases, with its shipped defaults;
+- `min_max_tuned`: the same rule with the (min_days, max_days) of a small grid that cost least
+  over the weeks before the replay window (never tuned on the window itself);
+- `policy_rebalance`: this policy with store-to-store transfers, then DC orders;
+- `hindsight`: the best plan under the same rules with the real demand known in advance
+  (`retailopt.hindsight`): a bound, not a strategy anyone could run.
 
 The forecasts at each re-planning day are shared by all strategies (made from the recorded
 demand, not from each strategy's censored sales) so the comparison isolates the decisions.
+Every measure is also given without the first `warmup_days` (steady_*), where the opening stock
+still decides more than the strategy.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -30,15 +39,20 @@ import pandas as pd
 from retailopt.config import Settings, load_settings
 from retailopt.demand_model import QUANTILE_COLUMNS
 from retailopt.policy import compute_policy
-from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, plan_transfers
+from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, plan_transfers, projected_stock
 
-STRATEGIES = ("dc_only", "min_max", "policy_rebalance")
+STRATEGIES = ("dc_only", "min_max", "min_max_tuned", "policy_rebalance", "hindsight")
+HINDSIGHT_TIME_LIMIT_S = 300.0
 RESULT_COLUMNS = [
     "replay_id", "created_at", "strategy", "start_date", "end_date", "days", "positions",
     "replan_every_days", "forecaster", "demand_units", "sold_units", "lost_units", "fill_rate",
     "cycle_service_level", "avg_on_hand_units", "avg_on_hand_value", "units_moved", "transfers", "trips",
     "transfer_cost", "order_lines", "units_ordered", "ordering_cost", "holding_cost", "lost_sales_cost",
     "operating_cost", "total_cost", "parameters",
+    # Added for a fair comparison (issue 15): the measures without the first days, what shelves
+    # refused, and the hindsight bound's proven lower bound on the total cost.
+    "warmup_days", "steady_demand_units", "steady_lost_units", "steady_fill_rate", "steady_lost_sales_cost",
+    "steady_operating_cost", "steady_total_cost", "refused_units", "cost_lower_bound",
 ]
 
 
@@ -128,21 +142,166 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
 # Simulation
 # ---------------------------------------------------------------------------------------------
 @dataclass
-class _Book:
-    sold: float = 0.0
-    lost: float = 0.0
-    demand: float = 0.0
-    on_hand_units: float = 0.0
-    on_hand_value: float = 0.0
-    holding_cost: float = 0.0
-    units_moved: int = 0
-    transfers: int = 0
+class _World:
+    """What every strategy of one replay shares: positions, demand, costs, the opening stock."""
+    keys: pd.DataFrame
+    demand: np.ndarray  # (n, days) the replayed demand
+    demand_all: np.ndarray  # (n, all days) every recorded day, for trailing averages
+    t0: int  # column of demand_all where the replay starts
+    start: pd.Timestamp
+    lead: np.ndarray  # (n,) DC lead time in days
+    store_lead: pd.Series  # store_id -> lead time
+    unit_cost: np.ndarray
+    price: np.ndarray
+    pack: np.ndarray
+    max_capacity: np.ndarray  # (n,) the shelf as the data has it (NaN: none)
+    shelf: np.ndarray  # (n,) what the shelf physically holds: max_capacity, or the opening stock if larger
+    on_hand: np.ndarray  # (n,) opening stock
+    on_order: np.ndarray  # (n,) opening open orders, arriving after one lead time
+    replan: list[int]
+    cadence: int
+    settings: Settings
+
+    @property
+    def n_days(self) -> int:
+        return self.demand.shape[1]
+
+    @property
+    def margin(self) -> np.ndarray:
+        return np.maximum(self.price - self.unit_cost, 0.0)
+
+
+@dataclass
+class _Decision:
+    """What a strategy does on a re-planning day."""
+    order_units: np.ndarray  # (n,) units ordered from the DC (whole cases)
+    order_arrival: np.ndarray  # (n,) days until they arrive
+    src: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # transfers: position out
+    dst: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # position in
+    qty: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cost: float = 0.0
     trips: int = 0
-    transfer_cost: float = 0.0
-    order_lines: int = 0
-    units_ordered: int = 0
-    cycles: int = 0
-    cycles_short: int = 0
+    each_cost: np.ndarray | None = None  # cost of each transfer (sums to cost)
+
+
+@dataclass
+class _Outcome:
+    days: dict[str, np.ndarray]  # per-day totals over positions
+    cycles: int
+    cycles_short: int
+    lost_units: np.ndarray  # (n,)
+    moved_in: np.ndarray
+    moved_out: np.ndarray
+    ordered: np.ndarray
+    end_on_hand: np.ndarray
+    cost_by_position: np.ndarray  # holding + lost margin + order lines + transfers sent (total cost, split)
+    decisions: dict[int, _Decision]  # what was done on each re-planning day
+
+
+_BIG = 10 ** 15  # "no limit" for a shelf, within int64 once rounded
+
+
+def _simulate(world: _World, decide, demand: np.ndarray | None = None, on_hand0: np.ndarray | None = None,
+              on_order0: np.ndarray | None = None) -> _Outcome:
+    """Day by day: morning arrivals (what the shelf cannot hold is refused: open orders unit by
+    unit, then DC cases whole; transfers, planned against their own room, are put away after them
+    and never refused), re-planning (`decide(t, on_hand, on_order)`), then the day's demand, lost
+    where the shelf is empty; holding on the evening stock."""
+    s = world.settings
+    demand = world.demand if demand is None else demand
+    n, n_days = demand.shape
+    on_hand = (world.on_hand if on_hand0 is None else on_hand0).astype(np.int64).copy()
+    on_order0 = world.on_order if on_order0 is None else on_order0
+    horizon = n_days + int(world.lead.max()) + s.transfer_lead_days + 2
+    units_in = np.zeros((horizon, n), dtype=np.int64)  # open orders
+    cases_in = np.zeros((horizon, n), dtype=np.int64)  # DC orders, in cases
+    moved_in_at = np.zeros((horizon, n), dtype=np.int64)  # transfers
+    units_in[world.lead, np.arange(n)] += on_order0
+    pack = world.pack.astype(np.int64)
+    shelf = world.shelf
+    day = {k: np.zeros(n_days) for k in ("demand", "sold", "lost", "lost_margin", "on_hand_units", "on_hand_value",
+                                         "holding", "order_lines", "units_ordered", "units_moved", "transfers",
+                                         "trips", "transfer_cost", "refused")}
+    cycle_lost, cycle_dem = np.zeros(n), np.zeros(n)
+    cycles = cycles_short = 0
+    lost_units = np.zeros(n)
+    moved_in, moved_out, ordered = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    cost_by_position = np.zeros(n)
+    decisions: dict[int, _Decision] = {}
+    for t in range(n_days):
+        # Arrivals: never taking stock off the shelf, never filling it beyond what it holds.
+        room = np.maximum(shelf - on_hand, 0)
+        take = np.minimum(units_in[t], np.where(np.isfinite(room), room, _BIG)).astype(np.int64)
+        on_hand += take
+        refused = float((units_in[t] - take).sum())
+        room = np.maximum(shelf - on_hand, 0)
+        fit = np.where(np.isfinite(room), np.floor(room / pack), _BIG)
+        cases = np.minimum(cases_in[t], fit).astype(np.int64)
+        on_hand += cases * pack
+        refused += float(((cases_in[t] - cases) * pack).sum())
+        day["refused"][t] = refused
+        # Transfers were planned against their own room on this day: put away, never refused.
+        on_hand += moved_in_at[t]
+        if t in world.replan:
+            if t > 0:
+                cycles += int((cycle_dem > 0).sum())
+                cycles_short += int(((cycle_dem > 0) & (cycle_lost > 0)).sum())
+                cycle_lost[:] = 0
+                cycle_dem[:] = 0
+            on_order = units_in[t + 1:].sum(axis=0) + (cases_in[t + 1:] * pack).sum(axis=0) \
+                + moved_in_at[t + 1:].sum(axis=0)
+            plan = decide(t, on_hand.copy(), on_order)
+            decisions[t] = plan
+            if len(plan.qty):
+                np.subtract.at(on_hand, plan.src, plan.qty)
+                if (on_hand < 0).any():
+                    raise AssertionError("a transfer shipped more than the sender had")
+                np.add.at(moved_out, plan.src, plan.qty)
+                np.add.at(moved_in, plan.dst, plan.qty)
+                if s.transfer_lead_days == 0:
+                    np.add.at(on_hand, plan.dst, plan.qty)
+                else:
+                    np.add.at(moved_in_at[t + s.transfer_lead_days], plan.dst, plan.qty)
+                day["units_moved"][t] = float(plan.qty.sum())
+                day["transfers"][t] = len(plan.qty)
+                day["trips"][t] = plan.trips
+                day["transfer_cost"][t] = plan.cost
+                each = plan.each_cost if plan.each_cost is not None else \
+                    np.full(len(plan.qty), plan.cost / max(len(plan.qty), 1))
+                np.add.at(cost_by_position, plan.src, each)
+            sel = np.flatnonzero(plan.order_units > 0)
+            if len(sel):
+                np.add.at(cases_in, (t + plan.order_arrival[sel], sel), plan.order_units[sel] // pack[sel])
+                ordered[sel] += plan.order_units[sel]
+                day["order_lines"][t] = len(sel)
+                cost_by_position[sel] += s.order_cost_per_line
+                day["units_ordered"][t] = float(plan.order_units[sel].sum())
+        d = demand[:, t]
+        sold = np.minimum(on_hand, d)
+        lost = d - sold
+        on_hand = on_hand - sold.astype(np.int64)
+        cycle_lost += lost
+        cycle_dem += d
+        lost_units += lost
+        day["demand"][t] = float(d.sum())
+        day["sold"][t] = float(sold.sum())
+        day["lost"][t] = float(lost.sum())
+        day["lost_margin"][t] = float((lost * world.margin).sum())
+        day["on_hand_units"][t] = float(on_hand.sum())
+        cost_by_position += on_hand * world.unit_cost * (s.holding_cost_rate / 365.0) + lost * world.margin
+        value = float((on_hand * world.unit_cost).sum())
+        day["on_hand_value"][t] = value
+        day["holding"][t] = value * s.holding_cost_rate / 365.0
+    cycles += int((cycle_dem > 0).sum())
+    cycles_short += int(((cycle_dem > 0) & (cycle_lost > 0)).sum())
+    return _Outcome(days=day, cycles=cycles, cycles_short=cycles_short, lost_units=lost_units, moved_in=moved_in,
+                    moved_out=moved_out, ordered=ordered, end_on_hand=on_hand, cost_by_position=cost_by_position,
+                    decisions=decisions)
+
+
+def _nothing(world: _World) -> _Decision:
+    n = len(world.keys)
+    return _Decision(order_units=np.zeros(n, dtype=np.int64), order_arrival=world.lead.copy())
 
 
 def _index_of(keys: pd.DataFrame, store: pd.Series, product: pd.Series) -> np.ndarray:
@@ -150,17 +309,246 @@ def _index_of(keys: pd.DataFrame, store: pd.Series, product: pd.Series) -> np.nd
     return lookup.reindex(pd.MultiIndex.from_arrays([store.astype(str), product.astype(str)])).to_numpy()
 
 
+def _min_max_rule(world: _World, min_days: float, max_days: float, t0: int | None = None):
+    """The planners' rule: below `min_days` of trailing 28-day average sales, order up to
+    `max_days`, in whole cases that fit the shelf on the delivery day."""
+    t0 = world.t0 if t0 is None else t0
+
+    def decide(t: int, on_hand: np.ndarray, on_order: np.ndarray) -> _Decision:
+        avg = world.demand_all[:, t0 + t - 28: t0 + t].mean(axis=1)
+        position = on_hand + on_order
+        lo, hi = np.ceil(avg * min_days), np.ceil(avg * max_days)
+        want = np.where(position < lo, hi - position, 0)
+        cases = np.ceil(want / world.pack)
+        at_delivery = projected_stock(on_hand, on_order, avg, world.lead)
+        room = np.nan_to_num(world.max_capacity, nan=np.inf) - at_delivery
+        cases = np.where(cases * world.pack > room, np.floor(np.maximum(room, 0) / world.pack), cases)
+        return _Decision(order_units=(cases * world.pack).astype(np.int64), order_arrival=world.lead)
+    return decide
+
+
+def _policy_rule(world: _World, chain: Chain, forecasts: dict, rebalance: bool, value_horizon: str):
+    settings = world.settings
+
+    def decide(t: int, on_hand: np.ndarray, on_order: np.ndarray) -> _Decision:
+        day = (world.start + pd.Timedelta(days=t)).date()
+        inv = world.keys.assign(on_hand=on_hand, on_order=on_order, max_capacity=world.max_capacity)
+        daily, prot = forecasts[t]
+        policy, _ = compute_policy(inv, chain.products, prot, daily, run_date=day, lead_time_days=world.store_lead,
+                                   settings=settings)
+        tr = plan_transfers(policy, prot, chain.products, chain.stores, settings=settings, run_date=day,
+                            inventory=inv, value_horizon=value_horizon) if rebalance \
+            else pd.DataFrame(columns=TRANSFER_COLUMNS)
+        orders = plan_orders(policy, tr, chain.products, chain.dcs, chain.stores, settings=settings,
+                             run_date=day, inventory=inv)
+        n = len(world.keys)
+        units, arrival = np.zeros(n, dtype=np.int64), world.lead.copy()
+        if len(orders):
+            oi = _index_of(world.keys, orders["store_id"], orders["product_id"]).astype(np.int64)
+            np.add.at(units, oi, orders["quantity"].to_numpy(dtype=np.int64))
+            arrival[oi] = (pd.to_datetime(orders["expected_arrival"]) - pd.Timestamp(day)).dt.days.to_numpy()
+        out = _Decision(order_units=units, order_arrival=arrival)
+        if len(tr):
+            out.src = _index_of(world.keys, tr["from_store_id"], tr["product_id"]).astype(np.int64)
+            out.dst = _index_of(world.keys, tr["to_store_id"], tr["product_id"]).astype(np.int64)
+            out.qty = tr["quantity"].to_numpy(dtype=np.int64)
+            out.each_cost = tr["cost"].to_numpy(dtype=float)
+            out.cost = float(out.each_cost.sum())
+            out.trips = int(tr[["from_store_id", "to_store_id"]].drop_duplicates().shape[0])
+        return out
+    return decide
+
+
+# A small grid around the shipped defaults (review period + 3 and + 14 more days of cover).
+MIN_MAX_GRID_MIN_DAYS = (4.0, 7.0, 10.0, 14.0)
+MIN_MAX_GRID_SPREAD_DAYS = (4.0, 7.0, 14.0, 21.0)
+
+
+def tune_min_max(world: _World, tune_days: int, log=print) -> tuple[float, float, list[dict]]:
+    """The min/max rule's best (min_days, max_days) on a grid, judged by total cost over the
+    `tune_days` days just before the replay window (never on the window itself), each start
+    from the same neutral stock (`neutral_opening`)."""
+    t_start = world.t0 - tune_days
+    if t_start < 28:
+        raise ValueError(f"tuning the min/max rule needs {tune_days} + 28 days of sales before the replay window; "
+                         f"there are {world.t0}")
+    demand = world.demand_all[:, t_start:world.t0]
+    on_hand0 = neutral_opening(world, t_start)
+    tuning = dataclasses.replace(world, replan=list(range(0, tune_days, world.cadence)))
+    grid = []
+    for lo in MIN_MAX_GRID_MIN_DAYS:
+        for spread in MIN_MAX_GRID_SPREAD_DAYS:
+            out = _simulate(tuning, _min_max_rule(world, lo, lo + spread, t0=t_start), demand=demand,
+                            on_hand0=on_hand0, on_order0=np.zeros(len(on_hand0), dtype=np.int64))
+            total = _totals(out, world.settings, 0)
+            grid.append({"min_days": lo, "max_days": lo + spread, "total_cost": round(total["total_cost"], 2),
+                         "lost_units": total["lost_units"]})
+    best = min(grid, key=lambda g: (g["total_cost"], g["min_days"], g["max_days"]))
+    log(f"min/max tuned on {tune_days} days before the window: min {best['min_days']:g}, max {best['max_days']:g} "
+        f"days of cover (total cost {best['total_cost']:,.0f})")
+    return best["min_days"], best["max_days"], grid
+
+
+def neutral_opening(world: _World, t: int) -> np.ndarray:
+    """Stock that favours no store: every position holds its trailing 28-day average demand for
+    one lead time plus one review period (the same cover everywhere), within its shelf."""
+    avg = world.demand_all[:, t - 28:t].mean(axis=1) if t >= 28 else world.demand_all[:, :max(t, 1)].mean(axis=1)
+    cover = world.lead + world.settings.review_period_days
+    stock = np.ceil(avg * cover - 1e-9)
+    return np.minimum(stock, np.nan_to_num(world.max_capacity, nan=np.inf)).astype(np.int64)
+
+
+def _hindsight_rule(world: _World, chain: Chain, time_limit_s: float, log,
+                    others: dict[str, _Outcome] | None = None):
+    """Solve the hindsight bound once (`retailopt.hindsight`) and replay the best plan known for
+    each product: the solver's, or, where one was cheaper, the plan another strategy of this
+    replay carried out (anyone knowing the demand could have made it): the products do not
+    interact in the replay, so the hindsight row is never worse than any strategy before it."""
+    from retailopt.geo import distance_matrix_km
+    from retailopt.hindsight import HindsightProblem, solve_hindsight
+
+    s = world.settings
+    keys = world.keys
+    n, n_days = world.demand.shape
+    arrivals = np.zeros((n, n_days))
+    early = world.lead < n_days
+    arrivals[np.flatnonzero(early), world.lead[early]] = world.on_order[early]
+    # Pairs of positions of one product whose stores are within max_transfer_km.
+    st = chain.stores.assign(store_id=chain.stores["store_id"].astype(str)).drop_duplicates("store_id")
+    store_ids = pd.Index(sorted(keys["store_id"].unique()))
+    st = st.set_index("store_id").reindex(store_ids)
+    km = distance_matrix_km(st["latitude"], st["longitude"], st["latitude"], st["longitude"])
+    s_code = store_ids.get_indexer(keys["store_id"])
+    p_code, _ = pd.factorize(keys["product_id"])
+    order = np.lexsort((s_code, p_code))
+    pf, pt = [], []
+    starts = np.flatnonzero(np.r_[True, p_code[order][1:] != p_code[order][:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], len(order)]):
+        members = order[a:b]
+        i, j = np.meshgrid(members, members, indexing="ij")
+        near = (i != j) & (km[s_code[i], s_code[j]] <= s.max_transfer_km)
+        pf.append(i[near])
+        pt.append(j[near])
+    pair_from = np.concatenate(pf) if pf else np.zeros(0, dtype=np.int64)
+    pair_to = np.concatenate(pt) if pt else np.zeros(0, dtype=np.int64)
+    pair_cost = s.handling_cost_per_unit + s.transport_cost_per_unit_km * km[s_code[pair_from], s_code[pair_to]]
+    problem = HindsightProblem(
+        demand=world.demand, on_hand=world.on_hand, arrivals=arrivals, lead=world.lead, shelf=world.shelf,
+        pack=world.pack, holding=world.unit_cost * s.holding_cost_rate / 365.0, margin=world.margin,
+        orderable=np.ones(n, dtype=bool), product=p_code, replan_days=np.asarray(world.replan),
+        order_cost=s.order_cost_per_line, pair_from=pair_from, pair_to=pair_to, pair_cost=pair_cost,
+        transfer_lead=s.transfer_lead_days, min_transfer_units=s.min_transfer_units)
+    plan = solve_hindsight(problem, time_limit_s=time_limit_s, log=log)
+    log(f"hindsight: {plan.seconds:.1f}s, statuses {plan.statuses}, cost {plan.objective:,.0f}, "
+        f"lower bound {plan.bound:,.0f}")
+    store_of = keys["store_id"].to_numpy()
+    # The best source per product: the solver's plan, or another strategy's.
+    n_codes = len(plan.product_cost)
+    best = plan.product_cost.copy()
+    source = np.full(n_codes, "", dtype=object)
+    for name, outcome in (others or {}).items():
+        cost = np.bincount(p_code, weights=outcome.cost_by_position, minlength=n_codes)
+        better = cost < best - 1e-9
+        best[better], source[better] = cost[better], name
+    chosen = {name: np.flatnonzero(source == name) for name in set(source)}
+    log("hindsight plan per product: " + ", ".join(f"{name or 'solver'} {len(codes)}"
+                                                  for name, codes in sorted(chosen.items())))
+    of_source = source[p_code]
+
+    def decide(t: int, on_hand: np.ndarray, on_order: np.ndarray) -> _Decision:
+        out = _solver_decision(t, on_hand)
+        for name in chosen:
+            if not name:
+                continue
+            theirs = others[name].decisions[t]
+            rows = of_source == name
+            out.order_units = np.where(rows, theirs.order_units, out.order_units)
+            out.order_arrival = np.where(rows, theirs.order_arrival, out.order_arrival)
+            if len(theirs.qty):
+                keep = rows[theirs.src]
+                each = theirs.each_cost if theirs.each_cost is not None else \
+                    np.full(len(theirs.qty), theirs.cost / len(theirs.qty))
+                out.src = np.concatenate([out.src, theirs.src[keep]])
+                out.dst = np.concatenate([out.dst, theirs.dst[keep]])
+                out.qty = np.concatenate([out.qty, theirs.qty[keep]])
+                out.each_cost = np.concatenate([out.each_cost, each[keep]])
+        out.cost = float(out.each_cost.sum())
+        out.trips = int(pd.DataFrame({"a": store_of[out.src], "b": store_of[out.dst]}).drop_duplicates().shape[0])
+        return out
+
+    def _solver_decision(t: int, on_hand: np.ndarray) -> _Decision:
+        r = world.replan.index(t)
+        mine = of_source == ""
+        out = _Decision(order_units=np.where(mine, plan.orders[:, r], 0), order_arrival=world.lead.copy(),
+                        each_cost=np.zeros(0))
+        moved = np.flatnonzero((plan.transfers[:, r] > 0) & mine[pair_from])
+        if len(moved):
+            qty = plan.transfers[moved, r].copy()
+            # Within the solver's tolerances a sender may be a fraction short: ship what it has.
+            left = on_hand.copy()
+            for a in np.argsort(-qty, kind="stable"):
+                qty[a] = min(qty[a], left[pair_from[moved[a]]])
+                left[pair_from[moved[a]]] -= qty[a]
+            keep = qty > 0
+            moved, qty = moved[keep], qty[keep]
+            out.src, out.dst, out.qty = pair_from[moved], pair_to[moved], qty
+            out.each_cost = out.qty * pair_cost[moved]
+        return out
+    return decide, plan, {name or "solver": len(codes) for name, codes in chosen.items()}
+
+
+def _totals(out: _Outcome, settings: Settings, warmup: int) -> dict:
+    """The replay_results measures over every day, and the steady_* ones from day `warmup` on
+    (orders and transfers counted on the day they are placed)."""
+    d = out.days
+    ordering = d["order_lines"] * settings.order_cost_per_line
+    operating = d["holding"] + ordering + d["transfer_cost"]
+    n_days = len(d["demand"])
+    steady = slice(min(warmup, n_days), n_days)
+    demand, sold = d["demand"].sum(), d["sold"].sum()
+    s_dem, s_sold = d["demand"][steady].sum(), d["sold"][steady].sum()
+    return {
+        "demand_units": demand, "sold_units": sold, "lost_units": d["lost"].sum(),
+        "fill_rate": sold / demand if demand else 1.0,
+        "avg_on_hand_units": d["on_hand_units"].mean(), "avg_on_hand_value": d["on_hand_value"].mean(),
+        "units_moved": int(d["units_moved"].sum()), "transfers": int(d["transfers"].sum()),
+        "trips": int(d["trips"].sum()), "transfer_cost": d["transfer_cost"].sum(),
+        "order_lines": int(d["order_lines"].sum()), "units_ordered": int(d["units_ordered"].sum()),
+        "ordering_cost": ordering.sum(), "holding_cost": d["holding"].sum(), "lost_sales_cost": d["lost_margin"].sum(),
+        "operating_cost": operating.sum(), "total_cost": operating.sum() + d["lost_margin"].sum(),
+        "warmup_days": int(steady.start), "steady_demand_units": s_dem, "steady_lost_units": d["lost"][steady].sum(),
+        "steady_fill_rate": s_sold / s_dem if s_dem else 1.0, "steady_lost_sales_cost": d["lost_margin"][steady].sum(),
+        "steady_operating_cost": operating[steady].sum(),
+        "steady_total_cost": operating[steady].sum() + d["lost_margin"][steady].sum(),
+        "refused_units": d["refused"].sum(),
+    }
+
+
 def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int | None = None,
                forecaster: str = "engine", strategies: tuple[str, ...] = STRATEGIES,
                min_days: float | None = None, max_days: float | None = None,
                replay_id: str | None = None, value_horizon: str = "lead_time", log=print,
                forecasts: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
-               positions_out: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+               positions_out: dict[str, pd.DataFrame] | None = None, opening: str = "snapshot",
+               warmup_days: int | None = None, tune_weeks: int | None = None,
+               hindsight_time_limit_s: float = HINDSIGHT_TIME_LIMIT_S) -> pd.DataFrame:
     """Replay the last `weeks` weeks of demand under each strategy; one replay_results row each.
+
+    `opening` is "snapshot" (the inventory file's stock and open orders) or "neutral" (every
+    position at the same cover, `neutral_opening`, nothing on order). The steady_* measures
+    leave out the first `warmup_days` (default: one re-planning cycle plus the longest lead
+    time). `min_max_tuned` is the min/max rule with the grid point that cost least over the
+    `tune_weeks` weeks before the window (default `weeks`). `hindsight` is the bound of
+    `retailopt.hindsight`, solved within `hindsight_time_limit_s`.
 
     `forecasts` (re-planning day offset -> (daily, protection)) is filled in place, so a second
     call with the same dict reuses them; `positions_out`, when given, receives each strategy's
     per-position demand, lost units and lost margin (for diagnosis)."""
+    unknown = set(strategies) - set(STRATEGIES)
+    if unknown:
+        raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
+    if opening not in ("snapshot", "neutral"):
+        raise ValueError(f"opening={opening!r}: expected 'snapshot' or 'neutral'")
     cadence = cadence or settings.review_period_days
     keys = chain.inventory[["store_id", "product_id"]].astype(str).drop_duplicates().reset_index(drop=True)
     n = len(keys)
@@ -182,13 +570,14 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
         flagged = ok & sales["on_promotion"].fillna(False).to_numpy(dtype=bool)
         promo_all[idx[flagged].astype(np.int64), day_i[flagged]] = True
     t0 = len(all_days) - n_days
-    demand = demand_all[:, t0:]
+    if t0 < 0:
+        raise ValueError(f"{weeks} weeks to replay but only {len(all_days)} days of sales")
 
     dc_of = assign_dcs(chain.stores, chain.dcs).set_index("store_id")
     store_lead = pd.to_numeric(dc_of["lead_time_days"], errors="coerce").fillna(1).clip(lower=1).astype(int)
     lead = keys["store_id"].map(store_lead).fillna(1).to_numpy(dtype=np.int64)
     window = lead + settings.review_period_days
-    prods = chain.products.set_index("product_id")
+    prods = chain.products.assign(product_id=chain.products["product_id"].astype(str)).set_index("product_id")
     unit_cost = keys["product_id"].map(prods["unit_cost"]).fillna(0).to_numpy(dtype=float)
     price = keys["product_id"].map(prods["price"]).fillna(0).to_numpy(dtype=float)
     pack = keys["product_id"].map(prods["case_pack"]).fillna(1).clip(lower=1).to_numpy(dtype=float)
@@ -196,14 +585,25 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                                   product_id=chain.inventory["product_id"].astype(str)) \
         .drop_duplicates(["store_id", "product_id"], keep="last")
     inv0 = keys.merge(inv0, on=["store_id", "product_id"], how="left")
-    cap = inv0["max_capacity"].fillna(np.inf).to_numpy(dtype=float)
+    max_capacity = pd.to_numeric(inv0["max_capacity"], errors="coerce").to_numpy(dtype=float)
+    world = _World(keys=keys, demand=demand_all[:, t0:], demand_all=demand_all, t0=t0, start=start, lead=lead,
+                   store_lead=store_lead, unit_cost=unit_cost, price=price, pack=pack, max_capacity=max_capacity,
+                   shelf=np.zeros(n), on_hand=np.zeros(n, dtype=np.int64), on_order=np.zeros(n, dtype=np.int64),
+                   replan=list(range(0, n_days, cadence)), cadence=cadence, settings=settings)
+    if opening == "snapshot":
+        world.on_hand = np.maximum(inv0["on_hand"].fillna(0).to_numpy(dtype=np.int64), 0)
+        world.on_order = np.maximum(inv0["on_order"].fillna(0).to_numpy(dtype=np.int64), 0)
+    else:
+        world.on_hand = neutral_opening(world, t0)
+    # A shelf holds at least what it held at the start.
+    world.shelf = np.maximum(np.nan_to_num(max_capacity, nan=np.inf), world.on_hand + world.on_order)
+    warmup = int(cadence + lead.max()) if warmup_days is None else int(warmup_days)
 
     # Forecasts per re-planning day, shared by the strategies.
-    replan = list(range(0, n_days, cadence))
-    need_fc = any(s != "min_max" for s in strategies)
+    need_fc = any(s in ("dc_only", "policy_rebalance") for s in strategies)
     if forecasts is None:
         forecasts = {}
-    for t in replan if need_fc else []:
+    for t in world.replan if need_fc else []:
         if t in forecasts:
             continue
         day = (start + pd.Timedelta(days=t)).date()
@@ -217,120 +617,51 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
     replay_id = replay_id or f"replay-{created:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     min_days = float(min_days if min_days is not None else settings.review_period_days + 3)
     max_days = float(max_days if max_days is not None else min_days + 14)
-    for strategy in strategies:
+    base = {"weeks": weeks, "cadence": cadence, "opening": opening, "warmup_days": warmup,
+            "min_days": min_days, "max_days": max_days}
+    outcomes: dict[str, _Outcome] = {}
+    # The hindsight row takes, product by product, the best plan known: the other strategies run first.
+    for strategy in sorted(strategies, key=lambda name: name == "hindsight"):
         started = time.perf_counter()
-        on_hand = np.maximum(inv0["on_hand"].fillna(0).to_numpy(dtype=np.int64), 0)
-        pipeline = np.zeros((n_days + int(lead.max()) + settings.transfer_lead_days + 2, n), dtype=np.int64)
-        on_order0 = np.maximum(inv0["on_order"].fillna(0).to_numpy(dtype=np.int64), 0)
-        pipeline[lead, np.arange(n)] += on_order0  # open orders arrive after one lead time
-        book = _Book()
-        cycle_lost = np.zeros(n)
-        cycle_dem = np.zeros(n)
-        lost_units = np.zeros(n)
-        moved_in, moved_out, ordered = (np.zeros(n, dtype=np.int64) for _ in range(3))
-        for t in range(n_days):
-            on_hand += pipeline[t]
-            if t in replan:
-                if t > 0:
-                    book.cycles += int((cycle_dem > 0).sum())
-                    book.cycles_short += int(((cycle_dem > 0) & (cycle_lost > 0)).sum())
-                    cycle_lost[:] = 0
-                    cycle_dem[:] = 0
-                day = (start + pd.Timedelta(days=t)).date()
-                on_order = pipeline[t + 1:].sum(axis=0)
-                inv = keys.assign(on_hand=on_hand, on_order=on_order, max_capacity=inv0["max_capacity"].to_numpy())
-                if strategy == "min_max":
-                    avg = demand_all[:, t0 + t - 28: t0 + t].mean(axis=1)
-                    position = on_hand + on_order
-                    lo, hi = np.ceil(avg * min_days), np.ceil(avg * max_days)
-                    want = np.where(position < lo, hi - position, 0)
-                    cases = np.ceil(want / pack)
-                    room = cap - position
-                    cases = np.where(cases * pack > room, np.floor(np.maximum(room, 0) / pack), cases)
-                    q = (cases * pack).astype(np.int64)
-                    sel = np.flatnonzero(q > 0)
-                    pipeline[t + lead[sel], sel] += q[sel]
-                    ordered[sel] += q[sel]
-                    book.order_lines += len(sel)
-                    book.units_ordered += int(q.sum())
-                else:
-                    daily, prot = forecasts[t]
-                    policy, _ = compute_policy(inv, chain.products, prot, daily, run_date=day,
-                                               lead_time_days=store_lead, settings=settings)
-                    if strategy == "policy_rebalance":
-                        tr = plan_transfers(policy, prot, chain.products, chain.stores, settings=settings,
-                                            run_date=day, inventory=inv, value_horizon=value_horizon)
-                    else:
-                        tr = pd.DataFrame(columns=TRANSFER_COLUMNS)
-                    orders = plan_orders(policy, tr, chain.products, chain.dcs, chain.stores, settings=settings,
-                                         run_date=day, inventory=inv)
-                    if len(tr):
-                        src = _index_of(keys, tr["from_store_id"], tr["product_id"]).astype(np.int64)
-                        dst = _index_of(keys, tr["to_store_id"], tr["product_id"]).astype(np.int64)
-                        q = tr["quantity"].to_numpy(dtype=np.int64)
-                        np.subtract.at(on_hand, src, q)
-                        np.add.at(moved_out, src, q)
-                        np.add.at(moved_in, dst, q)
-                        if (on_hand < 0).any():
-                            raise AssertionError("a transfer shipped more than the sender had")
-                        if settings.transfer_lead_days == 0:
-                            np.add.at(on_hand, dst, q)
-                        else:
-                            np.add.at(pipeline[t + settings.transfer_lead_days], dst, q)
-                        book.units_moved += int(q.sum())
-                        book.transfers += len(tr)
-                        book.trips += int(tr[["from_store_id", "to_store_id"]].drop_duplicates().shape[0])
-                        book.transfer_cost += float(tr["cost"].sum())
-                    if len(orders):
-                        oi = _index_of(keys, orders["store_id"], orders["product_id"]).astype(np.int64)
-                        arrive = (pd.to_datetime(orders["expected_arrival"]) - pd.Timestamp(day)).dt.days.to_numpy()
-                        q = orders["quantity"].to_numpy(dtype=np.int64)
-                        np.add.at(pipeline, (t + arrive, oi), q)
-                        np.add.at(ordered, oi, q)
-                        book.order_lines += len(orders)
-                        book.units_ordered += int(q.sum())
-            d = demand[:, t]
-            sold = np.minimum(on_hand, d)
-            lost = d - sold
-            on_hand = on_hand - sold.astype(np.int64)
-            cycle_lost += lost
-            lost_units += lost
-            cycle_dem += d
-            book.sold += float(sold.sum())
-            book.lost += float(lost.sum())
-            book.demand += float(d.sum())
-            book.on_hand_units += float(on_hand.sum())
-            value = float((on_hand * unit_cost).sum())
-            book.on_hand_value += value
-            book.holding_cost += value * settings.holding_cost_rate / 365.0
-        book.cycles += int((cycle_dem > 0).sum())
-        book.cycles_short += int(((cycle_dem > 0) & (cycle_lost > 0)).sum())
-        ordering_cost = book.order_lines * settings.order_cost_per_line
-        # A lost sale costs its margin (the unit stays in stock for a later sale).
-        lost_margin = float((lost_units * np.maximum(price - unit_cost, 0.0)).sum())
+        extra: dict = {}
+        bound = None
+        if strategy == "min_max":
+            decide = _min_max_rule(world, min_days, max_days)
+        elif strategy == "min_max_tuned":
+            tune_days = 7 * (tune_weeks or weeks)
+            lo, hi, grid = tune_min_max(world, tune_days, log=log)
+            decide = _min_max_rule(world, lo, hi)
+            extra = {"tuned_min_days": lo, "tuned_max_days": hi, "tuning_days": tune_days, "tuning_grid": grid}
+        elif strategy == "hindsight":
+            decide, plan, sources = _hindsight_rule(world, chain, hindsight_time_limit_s, log, outcomes)
+            bound = plan.bound
+            extra = {"solver_statuses": plan.statuses, "solver_plan_total_cost": plan.objective,
+                     "lower_bound_total_cost": plan.bound, "solve_seconds": round(plan.seconds, 1),
+                     "plan_source_by_product": sources,
+                     "relaxed_in_bound": ["store capacity_units", "min_transfer_value"]}
+        else:
+            decide = _policy_rule(world, chain, forecasts, strategy == "policy_rebalance", value_horizon)
+        out = _simulate(world, decide)
+        outcomes[strategy] = out
+        totals = _totals(out, settings, warmup)
         if positions_out is not None:
             positions_out[strategy] = keys.assign(
-                demand=demand.sum(axis=1), lost_units=lost_units,
-                lost_margin=lost_units * np.maximum(price - unit_cost, 0.0), moved_in=moved_in,
-                moved_out=moved_out, ordered=ordered, end_on_hand=on_hand.copy())
-        operating = book.holding_cost + ordering_cost + book.transfer_cost
+                demand=world.demand.sum(axis=1), lost_units=out.lost_units, lost_margin=out.lost_units * world.margin,
+                moved_in=out.moved_in, moved_out=out.moved_out, ordered=out.ordered, end_on_hand=out.end_on_hand)
         rows.append({
             "replay_id": replay_id, "created_at": created, "strategy": strategy,
             "start_date": start.date(), "end_date": end.date(), "days": n_days, "positions": n,
-            "replan_every_days": cadence, "forecaster": forecaster if strategy != "min_max" else "trailing_28d",
-            "demand_units": book.demand, "sold_units": book.sold, "lost_units": book.lost,
-            "fill_rate": book.sold / book.demand if book.demand else 1.0,
-            "cycle_service_level": 1 - book.cycles_short / book.cycles if book.cycles else 1.0,
-            "avg_on_hand_units": book.on_hand_units / n_days, "avg_on_hand_value": book.on_hand_value / n_days,
-            "units_moved": book.units_moved, "transfers": book.transfers, "trips": book.trips,
-            "transfer_cost": book.transfer_cost, "order_lines": book.order_lines,
-            "units_ordered": book.units_ordered, "ordering_cost": ordering_cost,
-            "holding_cost": book.holding_cost, "lost_sales_cost": lost_margin,
-            "operating_cost": operating, "total_cost": operating + lost_margin,
-            "parameters": json.dumps({"weeks": weeks, "cadence": cadence, "min_days": min_days,
-                                      "max_days": max_days, "settings": settings.as_json()}, default=str),
+            "replan_every_days": cadence,
+            "forecaster": forecaster if strategy in ("dc_only", "policy_rebalance") else
+            {"hindsight": "actual_demand"}.get(strategy, "trailing_28d"),
+            "cycle_service_level": 1 - out.cycles_short / out.cycles if out.cycles else 1.0,
+            **totals,
+            "cost_lower_bound": bound,
+            "parameters": json.dumps({**base, **extra, "settings": settings.as_json()}, default=str),
         })
         log(f"{strategy}: {time.perf_counter() - started:.1f}s")
+    order = {name: i for i, name in enumerate(strategies)}
+    rows.sort(key=lambda row: order[row["strategy"]])
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
 
@@ -409,24 +740,38 @@ def _replay_child(data_dir: Path, settings: Settings, weeks: int, forecaster: st
     out.write_bytes(pickle.dumps(payload))
 
 
+LABELS = {"dc_only": "(a) no rebalancing", "min_max": "(b) min/max rule", "min_max_tuned": "(b') min/max, tuned",
+          "policy_rebalance": "(c) policy + rebalancing", "hindsight": "(h) hindsight bound"}
+
+
 def summary_lines(results: pd.DataFrame) -> list[str]:
-    """A few lines comparing the strategies (lost units and total cost), for the demo's output."""
+    """A few lines comparing the strategies (lost units and total cost, over the whole window and
+    the steady-state days), and the regret of (c) against the hindsight bound."""
     r = results.set_index("strategy")
     first = results.iloc[0]
+    warmup = first.get("warmup_days")
     lines = [f"replay of {first['start_date']}..{first['end_date']} ({int(first['days'])} held-out days, "
-             f"re-planning every {int(first['replan_every_days'])} days):"]
-    for name, label in (("dc_only", "(a) no rebalancing"), ("min_max", "(b) min/max rule"),
-                        ("policy_rebalance", "(c) policy + rebalancing")):
+             f"re-planning every {int(first['replan_every_days'])} days; steady state from day {warmup}):"]
+    for name, label in LABELS.items():
         if name in r.index:
             lines.append(f"    {label:<26} lost units {r.at[name, 'lost_units']:>9,.0f}   fill rate "
-                         f"{r.at[name, 'fill_rate']:.3f}   total cost {r.at[name, 'total_cost']:>11,.0f}")
+                         f"{r.at[name, 'fill_rate']:.3f}   total cost {r.at[name, 'total_cost']:>11,.0f}   "
+                         f"steady state: lost {r.at[name, 'steady_lost_units']:>9,.0f}  total cost "
+                         f"{r.at[name, 'steady_total_cost']:>11,.0f}")
+    if {"policy_rebalance", "hindsight"} <= set(r.index):
+        c, h = r.loc["policy_rebalance"], r.loc["hindsight"]
+        lines.append(f"    regret of (c) against the hindsight bound: {c['lost_units'] - h['lost_units']:,.0f} lost units, "
+                     f"{c['total_cost'] - h['total_cost']:,.0f} total cost "
+                     f"({(c['total_cost'] - h['total_cost']) / h['total_cost']:+.1%}; proven lower bound on any "
+                     f"plan's total cost {h['cost_lower_bound']:,.0f})")
     return lines
 
 
 def format_table(results: pd.DataFrame) -> str:
     cols = ["strategy", "fill_rate", "cycle_service_level", "lost_units", "avg_on_hand_units",
             "avg_on_hand_value", "units_moved", "trips", "transfer_cost", "order_lines", "ordering_cost",
-            "holding_cost", "lost_sales_cost", "operating_cost", "total_cost"]
+            "holding_cost", "lost_sales_cost", "operating_cost", "total_cost", "refused_units",
+            "steady_lost_units", "steady_fill_rate", "steady_total_cost"]
     t = results[cols].copy()
     return t.to_string(index=False, float_format=lambda v: f"{v:,.3f}" if abs(v) < 1 else f"{v:,.0f}")
 
@@ -442,6 +787,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--min-days", type=float, default=None, help="min/max rule: reorder below this cover")
     parser.add_argument("--max-days", type=float, default=None, help="min/max rule: order up to this cover")
+    parser.add_argument("--opening", choices=("snapshot", "neutral"), default="snapshot",
+                        help="opening stock: the inventory snapshot (default) or the same cover at every position")
+    parser.add_argument("--warmup-days", type=int, default=None,
+                        help="days left out of the steady_* measures (default: one cadence + the longest lead time)")
+    parser.add_argument("--tune-weeks", type=int, default=None,
+                        help="weeks before the window the min/max grid is judged on (default: --weeks)")
+    parser.add_argument("--hindsight-time-limit", type=float, default=HINDSIGHT_TIME_LIMIT_S,
+                        help=f"seconds for the hindsight bound's solver (default {HINDSIGHT_TIME_LIMIT_S:g})")
     parser.add_argument("--out", type=Path, default=Path("replay_results.json"))
     parser.add_argument("--no-warehouse", action="store_true", help="do not write the replay_results table")
     parser.add_argument("--seed", type=int, default=None)
@@ -460,8 +813,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
     results = run_replay(load_chain(data_dir), settings=settings, weeks=args.weeks, cadence=args.cadence,
                          forecaster=args.forecaster, strategies=strategies, min_days=args.min_days,
-                         max_days=args.max_days)
+                         max_days=args.max_days, opening=args.opening, warmup_days=args.warmup_days,
+                         tune_weeks=args.tune_weeks, hindsight_time_limit_s=args.hindsight_time_limit)
     print(format_table(results))
+    print("\n".join(summary_lines(results)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(results.to_json(orient="records", date_format="iso", indent=2), encoding="utf-8")
     print(f"results: {args.out}")

@@ -2,7 +2,7 @@
 CREATE TABLE IF NOT EXISTS `{dataset}.replay_results` (
   replay_id STRING NOT NULL,
   created_at TIMESTAMP NOT NULL,
-  strategy STRING NOT NULL OPTIONS(description = 'dc_only, min_max or policy_rebalance'),
+  strategy STRING NOT NULL OPTIONS(description = 'dc_only, min_max, min_max_tuned (the rule with the grid point that cost least over the weeks before the window), policy_rebalance or hindsight (the best plan under the same rules with the demand known: a bound)'),
   start_date DATE NOT NULL,
   end_date DATE NOT NULL,
   days INT64 NOT NULL,
@@ -27,7 +27,16 @@ CREATE TABLE IF NOT EXISTS `{dataset}.replay_results` (
   lost_sales_cost FLOAT64 NOT NULL OPTIONS(description = 'Lost units times margin'),
   operating_cost FLOAT64 NOT NULL OPTIONS(description = 'Holding + ordering + transfer cost'),
   total_cost FLOAT64 NOT NULL OPTIONS(description = 'Operating cost + lost sales cost'),
-  parameters STRING OPTIONS(description = 'JSON: replay arguments and settings')
+  parameters STRING OPTIONS(description = 'JSON: replay arguments and settings'),
+  warmup_days INT64 OPTIONS(description = 'First days left out of the steady_* measures'),
+  steady_demand_units FLOAT64 OPTIONS(description = 'Units demanded from day warmup_days on'),
+  steady_lost_units FLOAT64 OPTIONS(description = 'Lost units from day warmup_days on'),
+  steady_fill_rate FLOAT64 OPTIONS(description = 'Fill rate from day warmup_days on'),
+  steady_lost_sales_cost FLOAT64 OPTIONS(description = 'Lost margin from day warmup_days on'),
+  steady_operating_cost FLOAT64 OPTIONS(description = 'Holding + ordering + transfer cost from day warmup_days on (orders and transfers on the day placed)'),
+  steady_total_cost FLOAT64 OPTIONS(description = 'steady_operating_cost + steady_lost_sales_cost'),
+  refused_units FLOAT64 OPTIONS(description = 'Delivered units the shelf could not hold, sent back'),
+  cost_lower_bound FLOAT64 OPTIONS(description = 'hindsight only: proven lower bound on the total cost of any plan under the rules')
 )
 PARTITION BY DATE(created_at)
 CLUSTER BY replay_id, strategy
