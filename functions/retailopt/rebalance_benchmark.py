@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from retailopt.config import Settings
-from retailopt.rebalance import plan_transfers
+from retailopt.rebalance import plan_transfers, store_free_space
 
 TARGET_SECONDS = 60.0
 TARGET_PEAK_GB = 4.0
@@ -68,15 +68,18 @@ def build_chain(n_stores: int, n_products: int, imbalance: float, seed: int):
     on_hand[deficit] = 0
     on_hand[surplus] = (up_to[surplus] + np.ceil(mean[surplus] * rng.uniform(2, 10, int(surplus.sum()))
                                                  + 2)).astype(np.int32)
+    daily = mean / np.float32(10.0)
     policy = pd.DataFrame({
         "store_id": store_cat, "product_id": prod_cat, "on_hand": on_hand,
         "on_order": np.zeros(n, dtype=np.int32), "lead_time_days": np.full(n, 3, dtype=np.int16),
-        "mean_daily_demand": mean / np.float32(10.0),
+        "mean_daily_demand": daily,
         "reorder_point": reorder, "order_up_to": up_to,
         "max_capacity": (on_hand + up_to * 2).astype(np.int32)}, copy=False)
-    # Store-wide room of 0 to 120 units over the stock, about what a store is offered: it binds
-    # in many receiving stores, so the products are coupled in one flow.
-    stock = np.add.reduceat(on_hand.astype(np.int64), np.arange(0, n, n_products))
+    # Store-wide room of 0 to 120 units over the stock expected on the day transfers arrive (one
+    # day's demand sold), about what a store is offered: it binds in many receiving stores, so
+    # the products are coupled in one flow.
+    stock = np.add.reduceat(np.maximum(on_hand - np.floor(daily + 1e-6), 0).astype(np.int64),
+                            np.arange(0, n, n_products))
     stores["capacity_units"] = stock + rng.integers(0, 120, n_stores)
     z = np.array([0.0, 0.8416, 1.2816, 1.6449, 2.3263], dtype=np.float32)
     protection = pd.DataFrame({
@@ -112,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     # CPU seconds too: on a shared machine the wall clock also counts other processes' turns.
     plan_cpu = time.process_time() - cpu_started
     load = os.getloadavg()[0]
-    stock = policy["on_hand"].groupby(policy["store_id"], observed=False).sum()
-    room = stores.set_index("store_id")["capacity_units"] - stock.reindex(stores["store_id"]).to_numpy()
+    # The room on the day the transfers arrive: the stock projected for that day (the plan's rule).
+    codes = policy["store_id"].cat.codes.to_numpy()
+    room = pd.Series(store_free_space(stores, pd.Index(policy["store_id"].cat.categories), codes,
+                                      policy["on_hand"].to_numpy(), policy["on_order"].to_numpy(),
+                                      policy["mean_daily_demand"].to_numpy(), settings.transfer_lead_days),
+                     index=policy["store_id"].cat.categories)
     received = transfers.groupby("to_store_id")["quantity"].sum() if len(transfers) else pd.Series(dtype=float)
     at_limit = int((received >= room.reindex(received.index)).sum())
     if (received > room.reindex(received.index)).any():

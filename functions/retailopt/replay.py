@@ -43,6 +43,9 @@ from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, plan_
 
 STRATEGIES = ("dc_only", "min_max", "min_max_tuned", "policy_rebalance", "hindsight")
 HINDSIGHT_TIME_LIMIT_S = 300.0
+# The demo replays beside a planning run and should not keep its user waiting: past this, the
+# bound is the LP relaxation's for the products not reached (still a true bound, only looser).
+DEMO_HINDSIGHT_TIME_LIMIT_S = 30.0
 RESULT_COLUMNS = [
     "replay_id", "created_at", "strategy", "start_date", "end_date", "days", "positions",
     "replan_every_days", "forecaster", "demand_units", "sold_units", "lost_units", "fill_rate",
@@ -689,7 +692,8 @@ class ReplayInBackground:
     run, so the two share the machine's cores). Only the parent writes to the warehouse: DuckDB
     allows one writer."""
 
-    def __init__(self, data_dir: Path, settings: Settings, *, weeks: int, forecaster: str = "engine") -> None:
+    def __init__(self, data_dir: Path, settings: Settings, *, weeks: int, forecaster: str = "engine",
+                 hindsight_time_limit_s: float = DEMO_HINDSIGHT_TIME_LIMIT_S) -> None:
         import multiprocessing
         import tempfile
 
@@ -697,7 +701,8 @@ class ReplayInBackground:
         self._out = Path(self._dir.name) / "results.pkl"
         # spawn: a clean interpreter, no fork of a parent holding solver threads or a warehouse file.
         ctx = multiprocessing.get_context("spawn")
-        self._proc = ctx.Process(target=_replay_child, args=(Path(data_dir), settings, weeks, forecaster, self._out),
+        self._proc = ctx.Process(target=_replay_child, args=(Path(data_dir), settings, weeks, forecaster, self._out,
+                                                             hindsight_time_limit_s),
                                  name="retailopt-replay", daemon=True)
         self._proc.start()
 
@@ -727,13 +732,14 @@ class ReplayError(RuntimeError):
     """The background replay failed; the message says why."""
 
 
-def _replay_child(data_dir: Path, settings: Settings, weeks: int, forecaster: str, out: Path) -> None:
+def _replay_child(data_dir: Path, settings: Settings, weeks: int, forecaster: str, out: Path,
+                  hindsight_time_limit_s: float = DEMO_HINDSIGHT_TIME_LIMIT_S) -> None:
     import pickle
     import traceback
 
     try:
         results = run_replay(load_chain(data_dir), settings=settings, weeks=weeks, forecaster=forecaster,
-                             log=lambda *a: None)
+                             hindsight_time_limit_s=hindsight_time_limit_s, log=lambda *a: None)
         payload = ("ok", results)
     except Exception as exc:  # reported to the parent, which decides what the user sees
         payload = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
