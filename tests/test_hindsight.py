@@ -87,7 +87,7 @@ def test_an_impossible_answer_is_an_error_not_a_result():
     # x = -1 with x >= 0: cannot happen for the hindsight model, must not pass silently.
     model = _Model(c=np.array([1.0]), integrality=np.array([1]), lower=np.zeros(1), upper=np.full(1, 5.0),
                    a_eq=sparse.csr_matrix(np.array([[1.0]])), b_eq=np.array([-1.0]),
-                   a_ub=sparse.csr_matrix((0, 1)), b_ub=np.zeros(0), nothing=np.zeros(1),
+                   a_ub=sparse.csr_matrix((0, 1)), b_ub=np.zeros(0),
                    order_var=np.zeros(0, dtype=np.int64), order_pos=np.zeros(0, dtype=np.int64),
                    order_rep=np.zeros(0, dtype=np.int64), ship_var=np.zeros(0, dtype=np.int64),
                    ship_pair=np.zeros(0, dtype=np.int64), ship_rep=np.zeros(0, dtype=np.int64),

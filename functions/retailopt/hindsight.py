@@ -319,7 +319,6 @@ class _Model:
     b_eq: np.ndarray
     a_ub: sparse.csr_matrix
     b_ub: np.ndarray
-    nothing: np.ndarray  # a feasible solution: order and move nothing
     order_var: np.ndarray  # variable index of each order slot (cases)
     order_pos: np.ndarray  # its local position
     order_rep: np.ndarray  # its re-planning index
@@ -480,18 +479,6 @@ def _product_model(problem: HindsightProblem, rows: np.ndarray, pairs: np.ndarra
         n_ub += n_ship
     a_ub = sparse.csr_matrix((np.concatenate(uv), (np.concatenate(ur), np.concatenate(uc))), shape=(n_ub, n_var))
 
-    # Ordering and moving nothing: stock runs down, what was on order arrives while it fits.
-    nothing = np.zeros(n_var)
-    stock = opening.copy()
-    for t in range(n_days):
-        take = np.minimum(fixed[:, t], np.maximum(np.where(np.isfinite(shelf), shelf, np.inf) - stock, 0))
-        stock = stock + take
-        sold = np.minimum(stock, d[:, t])
-        stock = stock - sold
-        nothing[i_var(np.arange(m), t)] = stock
-        nothing[off_l + np.arange(m) * n_days + t] = d[:, t] - sold
-        hit = np.flatnonzero((ft == t))
-        nothing[off_f + hit] = take[fk[hit]]
     var_owner = np.full(n_var, -1, dtype=np.int64)
     var_owner[off_i:off_f] = np.tile(np.repeat(np.arange(m), n_days), 2)
     var_owner[off_f:off_c] = fk
@@ -499,7 +486,7 @@ def _product_model(problem: HindsightProblem, rows: np.ndarray, pairs: np.ndarra
     var_owner[off_y:off_x] = slot_k
     ub_owner = np.concatenate([s_k, slot_k, np.full(n_ub - n_shelf - n_c, -1)]).astype(np.int64)
     return _Model(c=c, integrality=integrality, lower=lower, upper=upper, a_eq=a_eq, b_eq=b_eq,
-                  a_ub=a_ub, b_ub=np.concatenate(b_ub), nothing=nothing,
+                  a_ub=a_ub, b_ub=np.concatenate(b_ub),
                   order_var=off_c + np.arange(n_c), order_pos=slot_k, order_rep=slot_r,
                   ship_var=off_x + np.arange(n_ship), ship_pair=pr, ship_rep=rr, var_owner=var_owner,
                   ub_owner=ub_owner, ship_snd=snd[pr], ship_rcv=rcv[pr], n_days=n_days)
