@@ -5,12 +5,17 @@ replay's own rules: distribution-centre orders and store-to-store transfers only
 days, orders in whole cases arriving after the store's lead time, transfers from stock on hand
 arriving after `transfer_lead_days` between stores within `max_transfer_km` and of at least
 `min_transfer_units`, nothing put on a shelf that does not hold it, lost sales when the shelf is
-empty. It minimises the replay's total cost (holding + order lines + transfers + lost margin) as
-one mixed-integer program per product (HiGHS through scipy, always with a time limit).
+empty. It minimises the replay's total cost (holding + order lines + transfers + lost margin),
+product by product (the replay's products do not interact), always within a time budget:
 
-It is a true bound: every plan a strategy can carry out in the replay is a feasible solution of
-these programs, and the sum of the solver's dual bounds is a lower bound on the total cost of
-every one of them. Two of the planning rules are relaxed (dropping a constraint can only lower
+- a plan: a clairvoyant weekly order-up-to plan, replaced by the product's mixed-integer program
+  (HiGHS through scipy) where its solution is cheaper and the time allows;
+- a bound: the program's LP relaxation, raised by a Lagrangian bound (transfers priced at the
+  LP's values, one small MIP per store), or the MIP's own dual bound. Every plan a strategy can
+  carry out in the replay is feasible for these programs, so the bound is below the total cost of
+  every one of them: a true bound, whatever the time limit cut short.
+
+Two of the planning rules are relaxed (dropping a constraint can only lower
 the optimum): the store-wide room (`capacity_units`, which couples products; the replay does not
 enforce it physically either) and the minimum net value per trip. Arrivals the shelf cannot hold
 are refused in the replay (what was on order unit by unit, DC cases whole; transfers, planned
