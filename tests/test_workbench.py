@@ -16,7 +16,7 @@ from services_support import TokenFactory
 from workbench_support import copy_data, csrf_of, line_ids, planned_chain, published, workbench_runtime
 
 from retailopt.services.runtime import set_runtime
-from retailopt.workbench import decisions, views
+from retailopt.workbench import decisions, store, views
 
 PLANNER = "planner@example.com"
 READER = "reader@example.com"
@@ -138,9 +138,9 @@ def test_compare_shows_kpi_deltas_and_the_lines_that_changed(local):
         wh.insert(table, frame)
     wh.execute("INSERT INTO `{dataset}.runs` SELECT * REPLACE (@other AS run_id) FROM `{dataset}.runs` "
                "WHERE run_id = @r", {"r": run_id, "other": other})
+    html = client.get(f"/ui/compare?a={run_id}&b={other}").text  # the page writes the new run's lines first
     changed = views.changed_lines(wh, run_id, other, 1)
     assert changed.total == 2 and {r["kind"] for r in changed.rows} == {"TRANSFER", "ORDER"}
-    html = client.get(f"/ui/compare?a={run_id}&b={other}").text
     assert "Lines that changed: 2" in html and "Positions at risk after the plan" in html
 
 
@@ -303,6 +303,8 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
         source_lines = list(source.query("SELECT DISTINCT transfer_id FROM `{dataset}.transfers`").transfer_id)
     finally:
         source.close()
+    figures = store.publish(wh, run_id)  # the publish step's SQL, on BigQuery
+    assert figures["transfer_lines"] == len(source_lines) and figures["worklist_positions"] > 5
     record = get_run(wh, run_id)
     transfer = min((views.line(wh, "transfers", run_id, t) for t in source_lines), key=lambda t: t["line_id"])
     decisions.decide(wh, record, PLANNER, [decisions.Request("TRANSFER", transfer["line_id"], "EDIT",

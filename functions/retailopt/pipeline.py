@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles", "promotions")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
 RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "sales_anomalies", "inventory_policy",
-                 "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops")
+                 "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops",
+                 "plan_worklist", "plan_lines", "plan_overview")
 
 
 class RunNotFound(LookupError):

@@ -240,10 +240,13 @@ def render_html(run: dict, kpis: dict, timings: dict, sections: dict[str, str]) 
 
 
 def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifacts_dir: Path) -> dict[str, Path]:
+    """The run's workbench tables (written again unless the run is COMPLETE already), then its files."""
     from retailopt.pipeline import read_run_rows, read_table
+    from retailopt.workbench import store
 
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
     run_id = run["run_id"]
+    store.publish(wh, run_id, pd.Timestamp(run["run_date"]).date(), replace=run.get("status") != "COMPLETE")
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
     policy = read_run_rows(wh, "inventory_policy", run_id)
     transfers = read_run_rows(wh, "transfers", run_id).drop(columns=["run_id"])
     orders = read_run_rows(wh, "replenishment_orders", run_id).drop(columns=["run_id"])

@@ -1,7 +1,7 @@
 -- Workbench exception worklist of one run: every position at risk or overstocked after the plan,
 -- or expecting a load no vehicle route carries, with why the plan did not fix it.
--- The workbench wraps this query to page (ORDER BY value_at_risk, LIMIT/OFFSET) and to count
--- positions per reason; the store_id and category parameters (NULL: all) filter here.
+-- Written into plan_worklist when the run is published (retailopt.workbench.store), a block of
+-- stores at a time: the stores from parameter store_from to store_to (ids, inclusive).
 -- reason_code, first that applies:
 --   a plan_exceptions code of the position (its reason and action in exception_reasons)
 --   UNROUTED_LOAD: units planned to arrive on a vehicle load no route carries (vehicle capacity
@@ -37,14 +37,17 @@ moves AS (
     shipment_id, TRUE AS inbound
   FROM `{dataset}.transfers`
   WHERE run_id = @run_id
+    AND to_store_id BETWEEN @store_from AND @store_to
   UNION ALL
   SELECT from_store_id, product_id, 0, quantity, 0, shipment_id, FALSE
   FROM `{dataset}.transfers`
   WHERE run_id = @run_id
+    AND from_store_id BETWEEN @store_from AND @store_to
   UNION ALL
   SELECT store_id, product_id, 0, 0, quantity, shipment_id, TRUE
   FROM `{dataset}.replenishment_orders`
   WHERE run_id = @run_id
+    AND store_id BETWEEN @store_from AND @store_to
 ),
 routed AS (
   SELECT DISTINCT shipment_id
@@ -72,22 +75,36 @@ store_room AS (
   JOIN `{dataset}.stores` AS s ON s.store_id = p.store_id
   LEFT JOIN planned AS m ON m.store_id = p.store_id AND m.product_id = p.product_id
   WHERE p.run_id = @run_id
+    AND p.store_id BETWEEN @store_from AND @store_to
   GROUP BY p.store_id
 ),
-exceptions AS (
-  SELECT
-    store_id,
-    product_id,
-    MIN(reason_code) AS first_code,
-    STRING_AGG(CONCAT(reason_code, ': ', reason, ' (', action, ')'), '; ' ORDER BY reason_code) AS exception_reasons
+exception_rows AS (
+  SELECT store_id, product_id, reason_code, CONCAT(reason_code, ': ', reason, ' (', action, ')') AS text
   FROM `{dataset}.plan_exceptions`
   WHERE run_id = @run_id
+    AND store_id BETWEEN @store_from AND @store_to
+),
+exception_counts AS (
+  SELECT store_id, product_id, COUNT(*) AS n, MIN(reason_code) AS first_code, MIN(text) AS text
+  FROM exception_rows
   GROUP BY store_id, product_id
+),
+-- Most positions have one exception: only the others pay for an ordered aggregate.
+exceptions AS (
+  SELECT store_id, product_id, first_code, text AS exception_reasons
+  FROM exception_counts
+  WHERE n = 1
+  UNION ALL
+  SELECT e.store_id, e.product_id, MIN(e.reason_code), STRING_AGG(e.text, '; ' ORDER BY e.reason_code)
+  FROM exception_rows AS e
+  JOIN exception_counts AS c ON c.store_id = e.store_id AND c.product_id = e.product_id AND c.n > 1
+  GROUP BY e.store_id, e.product_id
 ),
 shelf AS (
   SELECT i.store_id, i.product_id, i.max_capacity
   FROM `{dataset}.inventory` AS i
   WHERE i.snapshot_date <= (SELECT run_date FROM run)
+    AND i.store_id BETWEEN @store_from AND @store_to
   QUALIFY ROW_NUMBER() OVER (PARTITION BY i.store_id, i.product_id ORDER BY i.snapshot_date DESC) = 1
 ),
 short AS (
@@ -100,6 +117,7 @@ supplied AS (
   SELECT DISTINCT store_id
   FROM `{dataset}.replenishment_orders`
   WHERE run_id = @run_id
+    AND store_id BETWEEN @store_from AND @store_to
 ),
 positions AS (
   SELECT
@@ -148,8 +166,7 @@ positions AS (
   LEFT JOIN exceptions AS x ON x.store_id = p.store_id AND x.product_id = p.product_id
   WHERE p.run_id = @run_id
     AND (p.status_after_plan IN ('STOCKOUT_RISK', 'OVERSTOCK') OR COALESCE(m.units_unrouted, 0) > 0)
-    AND (@store_id IS NULL OR p.store_id = @store_id)
-    AND (@category IS NULL OR pr.category = @category)
+    AND p.store_id BETWEEN @store_from AND @store_to
 )
 SELECT
   *,

@@ -26,7 +26,7 @@ from retailopt.services import messages
 from retailopt.services.dedupe import KeyKind
 from retailopt.services.logs import log
 from retailopt.warehouse.base import query_file
-from retailopt.workbench import views
+from retailopt.workbench import store, views
 
 LINE_KINDS = {"TRANSFER": "transfers", "ORDER": "orders"}
 ACTIONS = ("APPROVE", "REJECT", "EDIT")
@@ -62,6 +62,10 @@ def check_open(wh: Any, run: dict[str, Any]) -> None:
         raise DecisionError(409, f"run {run['run_id']} is {run.get('status')}: only a complete plan can be decided on")
     if views.released(wh, run["run_id"]) is not None:
         raise DecisionError(409, f"run {run['run_id']} is released: its lines can no longer change")
+    try:
+        store.ensure(wh, run)  # the lines are read from the run's workbench tables
+    except store.NotPublished as exc:
+        raise DecisionError(409, str(exc)) from exc
 
 
 def _quantity(raw: Any) -> int:
@@ -85,8 +89,7 @@ def _sender_surplus(wh: Any, run_id: str, line: dict[str, Any]) -> int:
     above = query_file(wh, "wb_sender_surplus", {"run_id": run_id, "store_id": line["from_store_id"],
                                                  "product_id": line["product_id"]}).above_order_up_to.iloc[0]
     above = 0 if above is None or pd.isna(above) else int(above)
-    others = views.records(query_file(wh, "wb_transfers", {"run_id": run_id, "line_id": None,
-                                                           "store_id": line["from_store_id"], "category": None}))
+    others = views.all_lines(wh, "transfers", run_id, store_id=line["from_store_id"])
     taken = sum(int(o["quantity"] or 0) for o in others
                 if o["from_store_id"] == line["from_store_id"] and o["product_id"] == line["product_id"]
                 and o["line_id"] != line["line_id"] and o["decision"] != "REJECTED")
@@ -160,12 +163,9 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
             runtime.ledger.finish(claim, "DONE", outcome="already released", run_id=run_id)
             raise DecisionError(409, f"run {run_id} is released")
         run_date = pd.Timestamp(run["run_date"]).date()
-        orders = [o for o in views.records(query_file(wh, "wb_orders", {
-            "run_id": run_id, "line_id": None, "store_id": None, "category": None}))
-            if o["decision"] == "APPROVED" and int(o["quantity"]) > 0]
-        transfers = [t for t in views.records(query_file(wh, "wb_transfers", {
-            "run_id": run_id, "line_id": None, "store_id": None, "category": None}))
-            if t["decision"] == "APPROVED" and int(t["quantity"]) > 0]
+        orders = [o for o in views.all_lines(wh, "orders", run_id, decision="APPROVED") if int(o["quantity"]) > 0]
+        transfers = [t for t in views.all_lines(wh, "transfers", run_id, decision="APPROVED")
+                     if int(t["quantity"]) > 0]
         batch = [messages.make_message("reorder", chain_id=chain_id, run_id=run_id, run_date=run_date,
                                        order=_order_body(o)) for o in orders]
         batch += [messages.make_message("transfer", chain_id=chain_id, run_id=run_id, run_date=run_date,

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from retailopt.services.api import ApiError, HttpCall, Reply, json_reply, openapi, validate_body
 from retailopt.services.logs import log
-from retailopt.workbench import decisions, views, web
+from retailopt.workbench import decisions, store, views, web
 
 HTML = "text/html; charset=utf-8"
 # What-if fields of the runs page form: (form field, setting, kind).
@@ -178,15 +178,26 @@ def compare(ctx: _Context) -> Reply:
     complete = views.run_ids(ctx.wh)
     a_id, b_id = ctx.query.get("a"), ctx.query.get("b")
     if not a_id or not b_id:
-        return ctx.page("compare.html", complete=complete, a=None, b=None, kpis=[], changed=None)
+        return ctx.page("compare.html", complete=complete, a=None, b=None, kpis=[], changed=None, progress=None)
     a, b = ctx.run(a_id), ctx.run(b_id)
     for r in (a, b):
         if r.get("status") != "COMPLETE":
             raise ApiError(409, f"run {r['run_id']} is {r.get('status')}: only complete runs can be compared")
-    page = views.page_number(ctx.query.get("page"))
-    changed = views.changed_lines(ctx.wh, a_id, b_id, page)
+        _published(ctx, r)
+    # Two complete runs never change: their comparison is worked out once, over a few requests
+    # for a chain's millions of lines (the page shows how far it got and reloads itself).
+    key = (f"{a_id}|{b_id}", "wb:compare")
+    comparison = ctx.api._cached(key)
+    if comparison is None:
+        comparison = ctx.api._once(key, lambda: ctx.api._kept(key, views.Comparison(a_id, b_id)))
+    changed, progress = None, None
+    if comparison.advance(ctx.wh):
+        changed = comparison.page(ctx.wh, views.page_number(ctx.query.get("page")))
+    else:
+        progress = comparison.progress
     return ctx.page("compare.html", complete=complete, a=a, b=b,
                     kpis=views.compare_kpis(a.get("kpis") or {}, b.get("kpis") or {}), changed=changed,
+                    progress=progress,
                     overrides_a=views.overrides_of(a.get("parameters") or {}, ctx.runtime.settings.as_json()),
                     overrides_b=views.overrides_of(b.get("parameters") or {}, ctx.runtime.settings.as_json()))
 
@@ -198,27 +209,53 @@ def _complete(ctx: _Context, run_id: str) -> dict[str, Any]:
     return run
 
 
+def _published(ctx: _Context, run: dict[str, Any]) -> dict[str, Any]:
+    """The run's workbench figures (plan_overview); kept in memory, as a complete run's are final."""
+    key = (run["run_id"], "wb:overview")
+    found = ctx.api._cached(key)
+    if found is None:
+        try:
+            found = ctx.api._once(key, lambda: ctx.api._kept(key, views.overview(ctx.wh, run)))
+        except store.NotPublished as exc:
+            raise ApiError(409, str(exc)) from exc
+    return found
+
+
 @_html
 def overview(ctx: _Context, run_id: str) -> Reply:
     run = ctx.run(run_id)
     if run.get("status") != "COMPLETE":
         return ctx.page("overview.html", run=run, figures={}, kpis=run.get("kpis") or {}, released=None,
                         counts={}, log=[])
-    return ctx.page("overview.html", run=run, figures=views.overview(ctx.wh, run_id), kpis=run.get("kpis") or {},
+    figures = _published(ctx, run)
+    return ctx.page("overview.html", run=run, figures=figures, kpis=run.get("kpis") or {},
                     released=views.released(ctx.wh, run_id),
-                    counts={k: views.decision_counts(ctx.wh, k, run_id) for k in ("transfers", "orders")},
+                    counts={k: views.decision_counts(ctx.wh, k, run_id, figures[f"{k[:-1]}_lines"])
+                            for k in ("transfers", "orders")},
                     log=views.decisions_log(ctx.wh, run_id, 20))
+
+
+def _summary(ctx: _Context, run_id: str, store_id: str | None, category: str | None) -> list[dict[str, Any]]:
+    # A complete run's worklist never changes: its counts per filter are kept in memory.
+    key = (run_id, f"wb:summary:{store_id or ''}:{category or ''}")
+    found = ctx.api._cached(key)
+    if found is None:
+        found = ctx.api._once(key, lambda: ctx.api._kept(
+            key, views.worklist_summary(ctx.wh, run_id, store_id=store_id, category=category)))
+    return found
 
 
 @_html
 def worklist(ctx: _Context, run_id: str) -> Reply:
     run = _complete(ctx, run_id)
+    _published(ctx, run)
     flt = _filters(ctx)
     reason = ctx.query.get("reason") or None
     reason = reason if reason in views.REASONS or (reason and reason.isupper() and len(reason) < 40) else None
     page = views.page_number(ctx.query.get("page"))
-    listing = views.worklist(ctx.wh, run_id, reason=reason, page=page, **flt)
-    summary = views.worklist_summary(ctx.wh, run_id, **flt)
+    summary = _summary(ctx, run_id, **flt)
+    total = sum(int(s["positions"]) for s in summary if reason is None or s["reason_code"] == reason)
+    listing = views.worklist(ctx.wh, run_id, reason=reason, page=page, total=total, **flt)
     return ctx.page("worklist.html", run=run, listing=listing, summary=summary, options=views.filters(ctx.wh),
                     selected={**flt, "reason": reason})
 
@@ -230,14 +267,16 @@ def lines(ctx: _Context, run_id: str, kind: str) -> Reply:
 
 def _lines_page(ctx: _Context, run_id: str, kind: str, error: str | None = None, status: int = 200) -> Reply:
     run = _complete(ctx, run_id)
+    figures = _published(ctx, run)
     flt = _filters(ctx)
     decision = ctx.query.get("decision") or None
     page = views.page_number(ctx.query.get("page"))
     listing, sort = views.lines(ctx.wh, kind, run_id, decision=decision, sort=ctx.query.get("sort"), page=page,
-                                **flt)
+                                total=figures[f"{kind[:-1]}_lines"], **flt)
     return ctx.page("lines.html", status, run=run, kind=kind, listing=listing, sort=sort,
                     options=views.filters(ctx.wh), selected={**flt, "decision": decision},
-                    released=views.released(ctx.wh, run_id), counts=views.decision_counts(ctx.wh, kind, run_id),
+                    released=views.released(ctx.wh, run_id),
+                    counts=views.decision_counts(ctx.wh, kind, run_id, figures[f"{kind[:-1]}_lines"]),
                     error=error)
 
 

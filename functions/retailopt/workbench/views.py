@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from retailopt import sqlfiles
 from retailopt.warehouse.base import query_file
+from retailopt.workbench import store
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000
@@ -36,11 +43,24 @@ REASONS: dict[str, str] = {
     "UNEXPLAINED": "unexplained",
 }
 
-# (label, SQL expression) by the key a page's ?sort= names; a leading "-" sorts descending.
-TRANSFER_SORTS = {"value": "value", "quantity": "quantity", "product": "product_name", "from": "from_store_name",
-                  "to": "to_store_name", "km": "distance_km", "decision": "decision", "line": "line_id"}
-ORDER_SORTS = {"value": "order_value", "quantity": "quantity", "product": "product_name", "store": "store_name",
-               "arrival": "expected_arrival", "decision": "decision", "line": "line_id"}
+# The keys a lines page's ?sort= may name (a leading "-" sorts descending): each its rank in
+# plan_lines and the columns a filtered page sorts by (then the line id). Quantity and value are
+# the planned ones (an edited line shows its new quantity and keeps its place); names as they
+# were when the run was published.
+LINE_KEYS: dict[str, tuple[str | None, tuple[str, ...]]] = {
+    "value": ("value_rank", ("planned_value",)),
+    "quantity": ("quantity_rank", ("planned_quantity",)),
+    "product": ("product_rank", ("product_name", "product_id")),
+    "from": ("source_rank", ("source_name", "source_id")),
+    "to": ("store_rank", ("store_name", "store_id")),
+    "store": ("store_rank", ("store_name", "store_id")),
+    "km": ("distance_rank", ("distance_km",)),
+    "arrival": ("arrival_rank", ("expected_arrival",)),
+    "line": ("line_rank", ()),
+    "decision": (None, ("decision",)),
+}
+TRANSFER_SORTS = ("value", "quantity", "product", "from", "to", "km", "decision", "line")
+ORDER_SORTS = ("value", "quantity", "product", "store", "arrival", "decision", "line")
 DECISIONS = ("PENDING", "APPROVED", "REJECTED")
 
 
@@ -104,15 +124,6 @@ def _offset(page: int, size: int) -> dict[str, int]:
     return {"limit": size, "offset": (page - 1) * size}
 
 
-def _sort_clause(sorts: Mapping[str, str], key: str | None, default: str) -> tuple[str, str]:
-    key = key or default
-    column = sorts.get(key.lstrip("-"))
-    if column is None:
-        key, column = default, sorts[default.lstrip("-")]
-    direction = "DESC" if key.startswith("-") else "ASC"
-    return key, f"{column} {direction}, line_id ASC"
-
-
 # --- runs ------------------------------------------------------------------------------------
 
 def trigger_of(start_event: Any) -> str:
@@ -155,9 +166,9 @@ def run_ids(wh: Any, limit: int = 200) -> list[str]:
 
 # --- overview --------------------------------------------------------------------------------
 
-def overview(wh: Any, run_id: str) -> dict[str, Any]:
-    rows = records(query_file(wh, "wb_overview", {"run_id": run_id}))
-    return rows[0] if rows else {}
+def overview(wh: Any, run: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's figures (plan_overview), written when it was published."""
+    return store.ensure(wh, dict(run))
 
 
 def released(wh: Any, run_id: str) -> dict[str, Any] | None:
@@ -177,27 +188,62 @@ def filters(wh: Any) -> dict[str, list[dict[str, Any]]]:
 
 # --- exception worklist ----------------------------------------------------------------------
 
-def _worklist_sql() -> str:
-    return sqlfiles.read_sql("queries/wb_worklist.sql")
+# The rank a page of the worklist is a range of, by the one filter it has.
+_RANK_OF = {(): "position_rank", ("store_id",): "store_rank", ("category",): "category_rank",
+            ("reason_code",): "reason_rank"}
+_WORKLIST_PAGE = """
+WITH page AS (
+  SELECT *
+  FROM `{{dataset}}.plan_worklist`
+  WHERE run_id = @run_id AND {window}
+)
+SELECT page.*, s.name AS store_name, pr.name AS product_name
+FROM page
+LEFT JOIN `{{dataset}}.stores` AS s ON s.store_id = page.store_id
+LEFT JOIN `{{dataset}}.products` AS pr ON pr.product_id = page.product_id
+ORDER BY page.position_rank
+"""
 
 
 def worklist(wh: Any, run_id: str, *, store_id: str | None, category: str | None, reason: str | None,
-             page: int, size: int = PAGE_SIZE) -> Page:
-    sql = (f"SELECT w.*, COUNT(*) OVER () AS total FROM ({_worklist_sql()}) AS w "
-           "WHERE (@reason IS NULL OR w.reason_code = @reason) "
-           "ORDER BY w.value_at_risk DESC, w.store_id, w.product_id LIMIT @limit OFFSET @offset")
-    params = {"run_id": run_id, "store_id": store_id, "category": category, "reason": reason, **_offset(page, size)}
+             page: int, size: int = PAGE_SIZE, total: int | None = None) -> Page:
+    """One page of the run's worklist (plan_worklist), largest value at risk first.
+
+    With at most one filter the page is a range of the rank within that filter; with several,
+    the warehouse sorts the ranks of the few positions they leave, and the page's rows are then
+    read by rank. `total` (the positions the filters leave) comes from the summary when the
+    caller has it.
+    """
+    given = tuple(k for k, v in (("store_id", store_id), ("category", category), ("reason_code", reason)) if v)
+    rank = _RANK_OF.get(given)
+    first = (page - 1) * size
+    params = {"run_id": run_id, "store_id": store_id, "category": category, "reason": reason, "limit": size,
+              "offset": first, "first": first + 1, "last": first + size}
+    if rank is not None:
+        conditions = [f"{rank} BETWEEN @first AND @last"] + [f"{column} = @{'reason' if column == 'reason_code' else column}"
+                                                             for column in given]
+        sql = _WORKLIST_PAGE.format(window=" AND ".join(conditions))
+    else:
+        filters = " AND ".join(f"{c} = @{'reason' if c == 'reason_code' else c}" for c in given)
+        ranks = wh.query(f"SELECT position_rank FROM `{{dataset}}.plan_worklist` WHERE run_id = @run_id AND {filters} "
+                         "ORDER BY position_rank LIMIT @limit OFFSET @offset", params).position_rank.tolist()
+        params["ranks"] = [-1] + [int(r) for r in ranks]  # never empty: an INT64 array
+        sql = _WORKLIST_PAGE.format(window="position_rank IN UNNEST(@ranks)")
     rows = records(wh.query(sql, params))
     for row in rows:
         row["reason_text"] = reason_text(row)
-    total = int(rows[0]["total"]) if rows else 0
+    if total is None:
+        summary = worklist_summary(wh, run_id, store_id=store_id, category=category)
+        total = sum(int(s["positions"]) for s in summary if reason is None or s["reason_code"] == reason)
     return Page(rows, total, page, size)
 
 
 def worklist_summary(wh: Any, run_id: str, *, store_id: str | None, category: str | None) -> list[dict[str, Any]]:
-    sql = (f"SELECT w.reason_code, w.status_after_plan, COUNT(*) AS positions, SUM(w.value_at_risk) AS value "
-           f"FROM ({_worklist_sql()}) AS w GROUP BY w.reason_code, w.status_after_plan "
-           "ORDER BY positions DESC, w.reason_code")
+    """Positions and value at risk per reason and status after the plan."""
+    filters = "".join(f" AND {c} = @{c}" for c, v in (("store_id", store_id), ("category", category)) if v)
+    sql = ("SELECT reason_code, status_after_plan, COUNT(*) AS positions, SUM(value_at_risk) AS value "
+           f"FROM `{{dataset}}.plan_worklist` WHERE run_id = @run_id{filters} "
+           "GROUP BY reason_code, status_after_plan ORDER BY positions DESC, reason_code, status_after_plan")
     return records(wh.query(sql, {"run_id": run_id, "store_id": store_id, "category": category}))
 
 
@@ -210,8 +256,8 @@ def _n(value: Any, digits: int = 0) -> str:
 def reason_text(row: Mapping[str, Any]) -> str:
     """Why the plan did not fix the position, in a planner's words, from the worklist row."""
     code = row.get("reason_code")
-    if row.get("first_code"):
-        return str(row.get("exception_reasons") or code)
+    if row.get("exception_reasons"):
+        return str(row["exception_reasons"])
     pack, cap, after = row.get("case_pack"), row.get("max_capacity"), row.get("position_after")
     room = None if cap is None or after is None else cap - after
     if code == "UNROUTED_LOAD":
@@ -245,34 +291,251 @@ def reason_text(row: Mapping[str, Any]) -> str:
 
 # --- transfers and orders --------------------------------------------------------------------
 
-def _lines_sql(kind: str) -> str:
-    return sqlfiles.read_sql(f"queries/wb_{kind}.sql")
+LINE_TYPES = {"transfers": "TRANSFER", "orders": "ORDER"}
+RANKS = ("line_rank", "value_rank", "quantity_rank", "product_rank", "source_rank", "store_rank", "distance_rank",
+         "arrival_rank")
+_NAMED_LINES = """
+SELECT l.*, pr.name AS product_name, COALESCE(src.name, dc.name) AS source_name, dst.name AS store_name
+FROM ({inner}) AS l
+LEFT JOIN `{{dataset}}.products` AS pr ON pr.product_id = l.product_id
+LEFT JOIN `{{dataset}}.stores` AS src ON l.line_type = 'TRANSFER' AND src.store_id = l.source_id
+LEFT JOIN `{{dataset}}.distribution_centers` AS dc ON l.line_type = 'ORDER' AND dc.dc_id = l.source_id
+LEFT JOIN `{{dataset}}.stores` AS dst ON dst.store_id = l.store_id
+"""
+# The decided lines of a run and kind: their latest decision, ranks and filter columns.
+_DECIDED = """
+WITH latest AS (
+  SELECT line_id, action
+  FROM `{dataset}.plan_decisions`
+  WHERE run_id = @run_id AND line_type = @line_type AND action IN ('APPROVE', 'REJECT', 'EDIT')
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY line_id ORDER BY decided_at DESC, decision_id DESC) = 1
+)
+SELECT l.line_id, l.store_id, l.source_id, l.category, """ + ", ".join(f"l.{r}" for r in RANKS) + """,
+  CASE d.action WHEN 'APPROVE' THEN 'APPROVED' WHEN 'REJECT' THEN 'REJECTED' ELSE 'PENDING' END AS decision
+FROM latest AS d
+JOIN `{dataset}.plan_lines` AS l ON l.line_id = d.line_id
+WHERE l.run_id = @run_id AND l.line_type = @line_type
+"""
+_DECIDED_CACHE: "weakref.WeakKeyDictionary[Any, OrderedDict[tuple, pd.DataFrame]]" = weakref.WeakKeyDictionary()
+_DECIDED_LOCK = threading.Lock()
+# Lines of a run per store or category filter: they never change.
+_COUNTS: "weakref.WeakKeyDictionary[Any, OrderedDict[tuple, int]]" = weakref.WeakKeyDictionary()
+
+
+def _lines_sql(*conditions: str) -> str:
+    """wb_lines.sql with conditions on its lines `l` added to its WHERE (its last clause): there
+    the warehouse applies them before it joins the decisions, not after."""
+    return sqlfiles.read_sql("queries/wb_lines.sql").rstrip() + "".join(f"\n  AND {c}" for c in conditions)
+
+
+def _named(inner: str) -> str:
+    """`inner`'s lines with the names of their product, sender (store or centre) and store."""
+    return _NAMED_LINES.format(inner=inner)
+
+
+def _line_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    """A line as the pages and messages name its fields (from/to stores; centre and store)."""
+    if kind == "transfers":
+        row.update(from_store_id=row["source_id"], to_store_id=row["store_id"],
+                   from_store_name=row.get("source_name"), to_store_name=row.get("store_name"))
+    else:
+        row.update(dc_id=row["source_id"], dc_name=row.get("source_name"), order_value=row["value"])
+    return row
+
+
+def decided(wh: Any, kind: str, run_id: str) -> pd.DataFrame:
+    """The run's lines of `kind` with a decision: latest decision, ranks, store and category.
+
+    A few rows where the run has millions of lines, but found by id among all of them: kept in
+    memory per warehouse until the run's decisions change (their count and latest id are read
+    each time, so a decision made anywhere shows at once).
+    """
+    params = {"run_id": run_id, "line_type": LINE_TYPES[kind]}
+    version = wh.query("SELECT COUNT(*) AS n, MAX(decision_id) AS last FROM `{dataset}.plan_decisions` "
+                       "WHERE run_id = @run_id AND line_type = @line_type", params)
+    key = (run_id, kind, int(version.n.iloc[0]), str(version["last"].iloc[0]))
+    with _DECIDED_LOCK:
+        kept = _DECIDED_CACHE.setdefault(wh, OrderedDict())
+        if key in kept:
+            kept.move_to_end(key)
+            return kept[key]
+    frame = wh.query(_DECIDED, params) if key[2] else pd.DataFrame(
+        columns=["line_id", "store_id", "source_id", "category", *RANKS, "decision"])
+    for rank in RANKS:
+        frame[rank] = frame[rank].astype("int64")
+    frame = frame.sort_values("line_rank").reset_index(drop=True)
+    with _DECIDED_LOCK:
+        kept[key] = frame
+        while len(kept) > 16:
+            kept.popitem(last=False)
+    return frame
+
+
+def _fetch(wh: Any, kind: str, run_id: str, ranks: list[int]) -> list[dict[str, Any]]:
+    """The lines of these line ranks, in this order, with decisions and names."""
+    if not ranks:
+        return []
+    params = {"run_id": run_id, "line_type": LINE_TYPES[kind], "ranks": [int(r) for r in ranks]}
+    found = {int(r["line_rank"]): r
+             for r in records(wh.query(_named(_lines_sql("l.line_rank IN UNNEST(@ranks)")), params))}
+    return [_line_row(kind, found[int(r)]) for r in ranks if int(r) in found]
+
+
+def _store_condition(kind: str) -> str:
+    if kind == "transfers":  # a store's transfers: those it sends and those it receives
+        return "(l.store_id = @store_id OR l.source_id = @store_id)"
+    return "l.store_id = @store_id"
 
 
 def lines(wh: Any, kind: str, run_id: str, *, store_id: str | None = None, category: str | None = None,
-          decision: str | None = None, sort: str | None = None, page: int = 1,
-          size: int = PAGE_SIZE) -> tuple[Page, str]:
-    sorts = TRANSFER_SORTS if kind == "transfers" else ORDER_SORTS
-    key, order_by = _sort_clause(sorts, sort, "-value")
-    sql = (f"SELECT l.*, COUNT(*) OVER () AS total FROM ({_lines_sql(kind)}) AS l "
-           f"WHERE (@decision IS NULL OR l.decision = @decision) ORDER BY {order_by} LIMIT @limit OFFSET @offset")
-    params = {"run_id": run_id, "line_id": None, "store_id": store_id, "category": category,
-              "decision": decision if decision in DECISIONS else None, **_offset(page, size)}
-    rows = records(wh.query(sql, params))
-    total = int(rows[0]["total"]) if rows else 0
-    return Page(rows, total, page, size), key
+          decision: str | None = None, sort: str | None = None, page: int = 1, size: int = PAGE_SIZE,
+          total: int | None = None) -> tuple[Page, str]:
+    """One page of a run's transfer or order lines and its total, sorted as `sort` says.
+
+    A page is found by the sort key's rank (plan_lines): unfiltered, it is a range of ranks,
+    skipping the lines whose decision takes them out (few); filtered by store or category, the
+    warehouse sorts the filter's ranks only. The page's rows are then read by their line rank.
+    `total`: the run's lines of the kind, if the caller knows it.
+    """
+    keys = TRANSFER_SORTS if kind == "transfers" else ORDER_SORTS
+    sort = sort if sort and sort.lstrip("-") in keys else "-value"
+    key, descending = sort.lstrip("-"), sort.startswith("-")
+    decision = decision if decision in DECISIONS else None
+    first = (page - 1) * size
+    done = decided(wh, kind, run_id)
+    if store_id or category:
+        ranks, count = _filtered(wh, kind, run_id, done, store_id, category, decision, key, descending, first, size)
+        return Page(_fetch(wh, kind, run_id, ranks), count, page, size), sort
+    if total is None:
+        total = int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.plan_lines` WHERE run_id = @run_id "
+                             "AND line_type = @line_type", {"run_id": run_id, "line_type": LINE_TYPES[kind]}).n.iloc[0])
+    counts = _decision_counts(done, total)
+    count = total if decision is None else counts.get(decision, 0)
+    if key == "decision":
+        # The lines of each decision in turn, each by line id: few approved or rejected, the rest.
+        order = ["APPROVED", "PENDING", "REJECTED"][::-1 if descending else 1]
+        ranks, start = [], 0
+        for segment in [decision] if decision else order:
+            n = counts.get(segment, 0)
+            lo, hi = max(first, start), min(first + size, start + n)
+            if lo < hi:
+                ranks += _window(wh, kind, run_id, done, total, segment, "line", False, lo - start, hi - lo)
+            start += n
+    else:
+        ranks = _window(wh, kind, run_id, done, total, decision, key, descending, first, size)
+    return Page(_fetch(wh, kind, run_id, ranks), count, page, size), sort
+
+
+def _window(wh: Any, kind: str, run_id: str, done: pd.DataFrame, total: int, decision: str | None, key: str,
+            descending: bool, offset: int, limit: int) -> list[int]:
+    """Line ranks of `limit` lines from `offset` of the run's lines of one decision (None: all),
+    by `key`: the approved or rejected ones from the decided lines; the others are a range of
+    the key's rank, less the decided lines whose decision is another."""
+    rank = LINE_KEYS[key][0]
+    if decision in ("APPROVED", "REJECTED"):
+        chosen = done[done.decision == decision].sort_values(rank, ascending=not descending)
+        return chosen.line_rank.iloc[offset:offset + limit].tolist()
+    out = done[done.decision != "PENDING"] if decision == "PENDING" else done.iloc[:0]
+    skipped = sorted(total + 1 - int(r) if descending else int(r) for r in out[rank])
+    first, last = _place(offset + 1, skipped), min(_place(offset + limit, skipped), total)
+    if first > last:
+        return []
+    low, high = (total + 1 - last, total + 1 - first) if descending else (first, last)
+    frame = wh.query(f"SELECT line_rank, {rank} AS place FROM `{{dataset}}.plan_lines` WHERE run_id = @run_id "
+                     f"AND line_type = @line_type AND {rank} BETWEEN @low AND @high",
+                     {"run_id": run_id, "line_type": LINE_TYPES[kind], "low": low, "high": high})
+    excluded = set(out.line_rank.tolist())
+    frame = frame[~frame.line_rank.isin(excluded)].sort_values("place", ascending=not descending)
+    return frame.line_rank.tolist()
+
+
+def _filtered(wh: Any, kind: str, run_id: str, done: pd.DataFrame, store_id: str | None, category: str | None,
+              decision: str | None, key: str, descending: bool, offset: int,
+              limit: int) -> tuple[list[int], int]:
+    """Line ranks of a page of the lines of a store or category, and how many there are."""
+    where = ["run_id = @run_id", "line_type = @line_type"]
+    if store_id:
+        where.append(_store_condition(kind).replace("l.", ""))
+    if category:
+        where.append("category = @category")
+    approved = [-1] + done.line_rank[done.decision == "APPROVED"].tolist()  # never empty: typed INT64
+    rejected = [-1] + done.line_rank[done.decision == "REJECTED"].tolist()
+    params = {"run_id": run_id, "line_type": LINE_TYPES[kind], "store_id": store_id, "category": category,
+              "approved": approved, "rejected": rejected, "limit": limit, "offset": offset}
+    # How many: the filter's lines (they never change), less or only those decided otherwise.
+    key_count = (run_id, kind, store_id, category)
+    with _DECIDED_LOCK:
+        count = _COUNTS.setdefault(wh, OrderedDict()).get(key_count)
+    if count is None:
+        count = int(wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.plan_lines` WHERE {' AND '.join(where)}",
+                             params).n.iloc[0])
+        with _DECIDED_LOCK:
+            counts = _COUNTS.setdefault(wh, OrderedDict())
+            counts[key_count] = count
+            while len(counts) > 4096:
+                counts.popitem(last=False)
+    mine = done
+    if store_id:
+        mine = mine[(mine.store_id == store_id) | ((kind == "transfers") & (mine.source_id == store_id))]
+    if category:
+        mine = mine[mine.category == category]
+    if decision == "PENDING":
+        where.append("line_rank NOT IN UNNEST(@approved) AND line_rank NOT IN UNNEST(@rejected)")
+        count -= int((mine.decision != "PENDING").sum())
+    elif decision:
+        where.append(f"line_rank IN UNNEST(@{decision.lower()})")
+        count = int((mine.decision == decision).sum())
+    direction = "DESC" if descending else "ASC"
+    if key == "decision":
+        order = (f"CASE WHEN line_rank IN UNNEST(@approved) THEN 'APPROVED' WHEN line_rank IN UNNEST(@rejected) "
+                 f"THEN 'REJECTED' ELSE 'PENDING' END {direction}, line_rank")
+    else:
+        order = f"{LINE_KEYS[key][0]} {direction}"
+    ranks = wh.query(f"SELECT line_rank FROM `{{dataset}}.plan_lines` WHERE {' AND '.join(where)} ORDER BY {order} "
+                     "LIMIT @limit OFFSET @offset", params).line_rank.tolist()
+    return ranks, count
+
+
+def _place(position: int, skipped: list[int]) -> int:
+    """The place (1-based, in sort order) of the `position`-th line not among `skipped`."""
+    place = position
+    for s in skipped:
+        if s <= place:
+            place += 1
+        else:
+            break
+    return place
+
+
+def all_lines(wh: Any, kind: str, run_id: str, *, decision: str | None = None,
+              store_id: str | None = None) -> list[dict[str, Any]]:
+    """Every line of a run of one decision (or all), unpaged: for the release and validations."""
+    params = {"run_id": run_id, "line_type": LINE_TYPES[kind], "store_id": store_id, "decision": decision}
+    inner = _lines_sql(*([_store_condition(kind)] if store_id else []))
+    if decision:
+        inner = f"SELECT l.* FROM ({inner}) AS l WHERE l.decision = @decision"
+    return [_line_row(kind, r) for r in records(wh.query(_named(inner) + " ORDER BY line_id", params))]
 
 
 def line(wh: Any, kind: str, run_id: str, line_id: str) -> dict[str, Any] | None:
-    rows = records(query_file(wh, f"wb_{kind}", {"run_id": run_id, "line_id": line_id, "store_id": None,
-                                                 "category": None}))
-    return rows[0] if rows else None
+    params = {"run_id": run_id, "line_type": LINE_TYPES[kind], "line_id": line_id}
+    rows = records(wh.query(_named(_lines_sql("l.line_id = @line_id")), params))
+    return _line_row(kind, rows[0]) if rows else None
 
 
-def decision_counts(wh: Any, kind: str, run_id: str) -> dict[str, int]:
-    sql = f"SELECT l.decision, COUNT(*) AS n FROM ({_lines_sql(kind)}) AS l GROUP BY l.decision"
-    frame = wh.query(sql, {"run_id": run_id, "line_id": None, "store_id": None, "category": None})
-    return {str(d): int(n) for d, n in zip(frame.decision, frame.n)}
+def _decision_counts(done: pd.DataFrame, total: int) -> dict[str, int]:
+    decided_counts = done.decision.value_counts().to_dict()
+    counts = {"PENDING": total - int(decided_counts.get("APPROVED", 0)) - int(decided_counts.get("REJECTED", 0)),
+              "APPROVED": int(decided_counts.get("APPROVED", 0)), "REJECTED": int(decided_counts.get("REJECTED", 0))}
+    return counts
+
+
+def decision_counts(wh: Any, kind: str, run_id: str, total: int | None = None) -> dict[str, int]:
+    """Lines per decision: the decided ones from plan_decisions, the rest pending."""
+    if total is None:
+        total = int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.plan_lines` WHERE run_id = @run_id "
+                             "AND line_type = @line_type", {"run_id": run_id, "line_type": LINE_TYPES[kind]}).n.iloc[0])
+    return {k: v for k, v in _decision_counts(decided(wh, kind, run_id), total).items() if v}
 
 
 def decisions_log(wh: Any, run_id: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -315,7 +578,118 @@ def compare_kpis(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, A
     return out
 
 
+# Lines a comparison reads per block of stores (of both runs), and how long a page may work on one.
+COMPARE_BLOCK_LINES = 400_000
+COMPARE_BUDGET_S = 0.5
+_COMPARE_COLUMNS = ("kind", "product_id", "source_id", "store_id")
+
+
+class Comparison:
+    """The lines that changed between two complete runs, worked out a block of stores at a time.
+
+    A chain's plans have millions of lines: matching all of them takes seconds, so each page
+    request works through blocks for at most `COMPARE_BUDGET_S` and shows how far it got; once
+    every block is done the changed lines are kept, sorted (largest change first), for paging.
+    Both runs are complete, so the result never changes.
+    """
+
+    def __init__(self, run_a: str, run_b: str) -> None:
+        self.run_a, self.run_b = run_a, run_b
+        self.blocks: list[tuple[str, str]] | None = None
+        self.parts: list[pd.DataFrame] = []
+        self.result: pd.DataFrame | None = None
+        self.lock = threading.Lock()
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        return len(self.parts), len(self.blocks or ())
+
+    def advance(self, wh: Any, budget_s: float = COMPARE_BUDGET_S) -> bool:
+        """Work through blocks for about `budget_s` (at least one); True once complete. A
+        request that finds another one working returns at once."""
+        if self.result is not None:
+            return True
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            started = time.perf_counter()
+            if self.blocks is None:
+                self.blocks = _compare_blocks(wh, self.run_a, self.run_b)
+            while len(self.parts) < len(self.blocks):
+                first, last = self.blocks[len(self.parts)]
+                frame = query_file(wh, "wb_compare", {"run_a": self.run_a, "run_b": self.run_b,
+                                                      "store_from": first, "store_to": last})
+                self.parts.append(frame.astype({c: "category" for c in _COMPARE_COLUMNS}))
+                if time.perf_counter() - started >= budget_s:
+                    break
+            if len(self.parts) == len(self.blocks):
+                self.result = _sorted_changes(self.parts)
+                self.parts = []
+            return self.result is not None
+        finally:
+            self.lock.release()
+
+    def page(self, wh: Any, page: int, size: int = PAGE_SIZE) -> Page:
+        assert self.result is not None
+        rows = records(self.result.iloc[(page - 1) * size:page * size].astype(
+            {c: "object" for c in _COMPARE_COLUMNS}))
+        names = _names(wh, rows)
+        for row in rows:
+            row["delta"] = row["quantity_b"] - row["quantity_a"]
+            row["product_name"] = names["product"].get(row["product_id"])
+            row["source_name"] = names["store" if row["kind"] == "TRANSFER" else "dc"].get(row["source_id"])
+            row["store_name"] = names["store"].get(row["store_id"])
+        return Page(rows, len(self.result), page, size)
+
+
+def _compare_blocks(wh: Any, run_a: str, run_b: str) -> list[tuple[str, str]]:
+    frame = wh.query("SELECT store_id, COUNT(*) AS n FROM `{dataset}.plan_lines` WHERE run_id IN (@run_a, @run_b) "
+                     "GROUP BY store_id ORDER BY store_id", {"run_a": run_a, "run_b": run_b})
+    blocks: list[tuple[str, str]] = []
+    first, size = None, 0
+    for store_id, n in zip(frame.store_id, frame.n):
+        first = first or str(store_id)
+        size += int(n)
+        if size >= COMPARE_BLOCK_LINES:
+            blocks.append((first, str(store_id)))
+            first, size = None, 0
+    if first is not None:
+        blocks.append((first, str(frame.store_id.iloc[-1])))
+    return blocks
+
+
+def _sorted_changes(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=[*_COMPARE_COLUMNS, "quantity_a", "quantity_b"])
+    # Categories with sorted values: codes compare as the ids do, and millions of ids cost little.
+    frame = pd.DataFrame({c: union_categoricals([p[c] for p in parts], sort_categories=True)
+                          for c in _COMPARE_COLUMNS})
+    for column in ("quantity_a", "quantity_b"):
+        frame[column] = np.concatenate([p[column].to_numpy(dtype="int64") for p in parts])
+    frame["change"] = (frame.quantity_b - frame.quantity_a).abs()
+    frame = frame.sort_values(["change", *_COMPARE_COLUMNS], ascending=[False, True, True, True, True],
+                              kind="stable")
+    return frame.drop(columns="change").reset_index(drop=True)
+
+
+def _names(wh: Any, rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    products = sorted({r["product_id"] for r in rows}) or [""]
+    places = sorted({r["store_id"] for r in rows} | {r["source_id"] for r in rows}) or [""]
+    out = {"product": {}, "store": {}, "dc": {}}
+    for kind, sql, ids in (
+            ("product", "SELECT product_id AS id, name FROM `{dataset}.products` WHERE product_id IN UNNEST(@ids)", products),
+            ("store", "SELECT store_id AS id, name FROM `{dataset}.stores` WHERE store_id IN UNNEST(@ids)", places),
+            ("dc", "SELECT dc_id AS id, name FROM `{dataset}.distribution_centers` WHERE dc_id IN UNNEST(@ids)",
+             places)):
+        frame = wh.query(sql, {"ids": ids})
+        out[kind] = dict(zip(frame.id, frame.name))
+    return out
+
+
 def changed_lines(wh: Any, run_a: str, run_b: str, page: int, size: int = PAGE_SIZE) -> Page:
-    rows = records(query_file(wh, "wb_compare", {"run_a": run_a, "run_b": run_b, **_offset(page, size)}))
-    total = int(rows[0]["total"]) if rows else 0
-    return Page(rows, total, page, size)
+    """The whole comparison at once (tests, small plans): the lines that changed, one page."""
+    comparison = Comparison(run_a, run_b)
+    while not comparison.advance(wh, budget_s=float("inf")):
+        pass
+    return comparison.page(wh, page, size)
