@@ -26,6 +26,7 @@ DELEGATED = {
     "bench-routing": ("retailopt.routing.benchmark", "Benchmark the routing solver on Li & Lim"),
     "bench-api": ("retailopt.services.load_benchmark", "Load-test the HTTP API on loopback"),
     "bench-faults": ("retailopt.fault_benchmark", "Corrupted files, killed runs, hostile API requests"),
+    "bench-workbench": ("retailopt.workbench_benchmark", "Time every workbench page on a 20-million-position plan"),
 }
 STEPS = ("import", "forecast", "plan", "publish")
 

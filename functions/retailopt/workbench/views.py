@@ -579,8 +579,8 @@ def compare_kpis(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[dict[str, A
 
 
 # Lines a comparison reads per block of stores (of both runs), and how long a page may work on one.
-COMPARE_BLOCK_LINES = 400_000
-COMPARE_BUDGET_S = 0.5
+COMPARE_BLOCK_LINES = 250_000
+COMPARE_BUDGET_S = 0.6
 _COMPARE_COLUMNS = ("kind", "product_id", "source_id", "store_id")
 
 
@@ -599,14 +599,15 @@ class Comparison:
         self.parts: list[pd.DataFrame] = []
         self.result: pd.DataFrame | None = None
         self.lock = threading.Lock()
+        self._block_s: float | None = None  # how long a block has taken
 
     @property
     def progress(self) -> tuple[int, int]:
         return len(self.parts), len(self.blocks or ())
 
     def advance(self, wh: Any, budget_s: float = COMPARE_BUDGET_S) -> bool:
-        """Work through blocks for about `budget_s` (at least one); True once complete. A
-        request that finds another one working returns at once."""
+        """Work through blocks while the next one is expected to end within `budget_s`; True
+        once complete. A request that finds another one working returns at once."""
         if self.result is not None:
             return True
         if not self.lock.acquire(blocking=False):
@@ -616,12 +617,16 @@ class Comparison:
             if self.blocks is None:
                 self.blocks = _compare_blocks(wh, self.run_a, self.run_b)
             while len(self.parts) < len(self.blocks):
+                elapsed = time.perf_counter() - started
+                if elapsed + (self._block_s or budget_s / 2) > budget_s and elapsed > 0.05:
+                    break
                 first, last = self.blocks[len(self.parts)]
+                began = time.perf_counter()
                 frame = query_file(wh, "wb_compare", {"run_a": self.run_a, "run_b": self.run_b,
                                                       "store_from": first, "store_to": last})
                 self.parts.append(frame.astype({c: "category" for c in _COMPARE_COLUMNS}))
-                if time.perf_counter() - started >= budget_s:
-                    break
+                took = time.perf_counter() - began
+                self._block_s = max(took, 0.8 * (self._block_s or took))  # a slow block is remembered
             if len(self.parts) == len(self.blocks):
                 self.result = _sorted_changes(self.parts)
                 self.parts = []
