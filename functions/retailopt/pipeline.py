@@ -660,6 +660,12 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - started, 3)
 
 
+def artifacts_prefix(run_id: str) -> str:
+    """Where a run's artifacts go in the artifacts bucket, and under `<data dir>/artifacts` on one
+    machine, for `retailopt run` and `retailopt serve` alike: runs/<run id>."""
+    return f"runs/{run_id}"
+
+
 def run_planning(settings: Settings, data: Path | None = None,
                  progress: Callable[[str], None] | None = None, *,
                  replace_sales: DateRange | None = None) -> RunResult:
@@ -681,7 +687,7 @@ def run_planning(settings: Settings, data: Path | None = None,
         else:
             run_id = start_run(wh, settings)
         run_date = _require_run(wh, run_id)["run_date"]
-        artifacts_dir = settings.data_dir / "runs" / run_id
+        artifacts_dir = settings.data_dir / "artifacts" / artifacts_prefix(run_id)
         try:
             progress("forecast")
             with _timed(timings, "forecast"):

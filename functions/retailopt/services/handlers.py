@@ -271,8 +271,8 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
                 # On the step's log line for the stockout-risk alert (terraform/monitoring.tf).
                 entry.counts.update({k: summary["kpis"][k] for k in ("stores_at_risk_after", "positions_at_risk_after")
                                      if k in summary["kpis"]})
-                summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), f"runs/{run_id}")
-        summary["artifacts_location"] = f"{runtime.artifacts_store.location}/runs/{run_id}/"
+                summary["artifacts"] = runtime.artifacts_store.upload_dir(Path(tmp), pipeline.artifacts_prefix(run_id))
+        summary["artifacts_location"] = f"{runtime.artifacts_store.location}/{pipeline.artifacts_prefix(run_id)}/"
         # The orders (and transfers) go out when a planner releases the plan, only the approved
         # lines, once (retailopt.workbench.decisions.release); the plan is announced for review.
         summary["orders"] = len(_orders(runtime, run_id))
