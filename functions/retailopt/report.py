@@ -1,9 +1,15 @@
-"""A run's artifacts: plan JSON, routes GeoJSON, a self-contained HTML report and a summary JSON."""
+"""A run's artifacts: plan JSON, routes GeoJSON, a self-contained HTML report and a summary JSON.
+
+The report is the printable snapshot of the workbench's views: the same Jinja2 templates
+(`retailopt/workbench/templates/_views.html`: key figures, exception worklist, transfer and
+order lines) rendered into one file with its style inline and its charts as inline SVG, numbers
+formatted, stores and products by name, times in the chain's time zone, every string escaped.
+Step timings come last.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from datetime import timedelta
@@ -33,15 +39,6 @@ def _image(fig: plt.Figure) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _table(frame: pd.DataFrame, limit: int = 50) -> str:
-    if frame.empty:
-        return "<p><em>None.</em></p>"
-    shown = frame.head(limit)
-    more = f"<p>{len(frame) - limit} more rows in the warehouse.</p>" if len(frame) > limit else ""
-    return shown.to_html(index=False, float_format=lambda v: f"{v:,.2f}", border=0, classes="t",
-                         escape=True) + more
-
-
 def routes_geojson(artifacts_dir: Path, stores: pd.DataFrame, dcs: pd.DataFrame, run_date) -> dict:
     """GeoJSON of the routes from the saved Route Optimization request and response."""
     from google.maps import routeoptimization_v1 as ro
@@ -61,10 +58,10 @@ def routes_geojson(artifacts_dir: Path, stores: pd.DataFrame, dcs: pd.DataFrame,
 def _map(stores: pd.DataFrame, dcs: pd.DataFrame, policy: pd.DataFrame, geojson: dict) -> str:
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     risk = policy[policy.status == "STOCKOUT_RISK"].groupby("store_id").size()
-    sizes = 20 + 4 * stores.store_id.map(risk).fillna(0).to_numpy()
+    sizes = 20 + 4 * stores.store_id.map(risk).fillna(0).to_numpy() * (40 / max(len(stores), 40))
     ax.scatter(stores.longitude, stores.latitude, s=sizes, c="#4a7ab5", alpha=0.7, label="store (size: positions at risk)")
-    for row in stores.itertuples():
-        ax.annotate(row.store_id, (row.longitude, row.latitude), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    for row in stores.itertuples() if len(stores) <= 40 else ():  # more names than that cover the map
+        ax.annotate(row.name, (row.longitude, row.latitude), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.scatter(dcs.longitude, dcs.latitude, marker="s", s=90, c="#b54a4a", label="distribution centre")
     colours = plt.get_cmap("tab10")
     lines = [f for f in geojson.get("features", []) if f["geometry"]["type"] == "LineString"]
@@ -80,7 +77,8 @@ def _map(stores: pd.DataFrame, dcs: pd.DataFrame, policy: pd.DataFrame, geojson:
     return _image(fig)
 
 
-def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tuple[str, str]]:
+def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame,
+                     names: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
     at_risk = policy[policy.status == "STOCKOUT_RISK"].nlargest(CHARTS, "expected_lost_units")
     charts = []
     run_date = run["run_date"]
@@ -97,6 +95,8 @@ def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tup
              "until": run_date})
         days = pd.date_range(run_date - timedelta(days=91), run_date - timedelta(days=1))
         units = history.set_index(pd.to_datetime(history.sale_date)).units.reindex(days, fill_value=0)
+        store = names["store"].get(row.store_id, row.store_id)
+        product = names["product"].get(row.product_id, row.product_id)
         fig, ax = plt.subplots(figsize=(6.2, 2.6))
         ax.plot(units.index, units.to_numpy(dtype=float), color="#555", linewidth=1, label="sales")
         dates = pd.to_datetime(forecast.forecast_date)
@@ -104,11 +104,12 @@ def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame) -> list[tup
         ax.fill_between(dates, forecast.lower_bound.astype(float), forecast.upper_bound.astype(float),
                         color="#1f77b4", alpha=0.2, label="interval")
         ax.axhline(0, color="#ccc", linewidth=0.5)
-        ax.set_title(f"{row.store_id} / {row.product_id}: on hand {row.on_hand}, reorder point "
-                     f"{row.reorder_point:.0f}", fontsize=9)
+        # matplotlib writes text into the SVG escaped; the title is the input files' names.
+        ax.set_title(f"{store}: {product} (on hand {row.on_hand:,}, reorder point {row.reorder_point:,.0f})",
+                     fontsize=9)
         ax.legend(fontsize=7)
         ax.tick_params(labelsize=7)
-        charts.append((f"{row.store_id} / {row.product_id}", _image(fig)))
+        charts.append((f"{store}: {product}", _image(fig)))
     return charts
 
 
@@ -116,7 +117,8 @@ _STRATEGY_LABELS = {"dc_only": "(a) no rebalancing", "min_max": "(b) min/max rul
                     "policy_rebalance": "(c) this policy + rebalancing"}
 
 
-def _replay_section(wh: Warehouse) -> str:
+def _replay_section(wh: Warehouse) -> dict[str, Any] | None:
+    """The latest replay's strategies side by side (replay_results), or None without a replay."""
     replay = wh.query(
         "SELECT replay_id, strategy, start_date, end_date, days, replan_every_days, forecaster, fill_rate, "
         "cycle_service_level, lost_units, avg_on_hand_units, avg_on_hand_value, units_moved, trips, "
@@ -124,7 +126,7 @@ def _replay_section(wh: Warehouse) -> str:
         "FROM `{dataset}.replay_results` "
         "WHERE replay_id = (SELECT replay_id FROM `{dataset}.replay_results` ORDER BY created_at DESC LIMIT 1)")
     if replay.empty:
-        return "<p><em>No replay yet: run <code>retailopt replay</code> to compare policies on held-out demand.</em></p>"
+        return None
     first = replay.iloc[0]
     order = {name: i for i, name in enumerate(_STRATEGY_LABELS)}
     replay = replay.assign(_o=replay["strategy"].map(order).fillna(len(order))).sort_values("_o")
@@ -134,27 +136,22 @@ def _replay_section(wh: Warehouse) -> str:
                "lost_units": "lost units", "avg_on_hand_units": "avg on hand", "avg_on_hand_value": "on hand value",
                "units_moved": "units moved", "trips": "trips", "transfer_cost": "transfer cost",
                "operating_cost": "operating cost", "lost_sales_cost": "lost margin", "total_cost": "total cost"}
-    shown = replay[list(columns)].rename(columns=columns)
-    shown["strategy"] = shown["strategy"].map(lambda v: _STRATEGY_LABELS.get(v, v))
-    for col in shown.columns[1:]:
-        if col in ("fill rate", "cycle service level"):
-            shown[col] = shown[col].map(lambda v: f"{v:.3f}")
-        else:
-            shown[col] = shown[col].map(lambda v: f"{v:,.0f}")
-    start, end = (pd.Timestamp(first[c]).date().isoformat() for c in ("start_date", "end_date"))
-    caption = (f"<p>Held-out demand {start} to {end} "
-               f"({int(first['days'])} days) replayed day by day from the same starting stock, re-planning every "
-               f"{int(first['replan_every_days'])} days with lead times and lost sales; forecasts use only the days "
-               f"before each re-plan. Operating cost = holding + ordering + transfer cost; total cost adds the lost "
-               f"margin. Replay <code>{html.escape(str(first['replay_id']))}</code>; every measure is in the table "
-               f"<code>replay_results</code>.</p>")
-    return caption + _table(shown)
+    rows = []
+    for record in replay.to_dict("records"):
+        row = [_STRATEGY_LABELS.get(record["strategy"], record["strategy"])]
+        for column in list(columns)[1:]:
+            value = record[column]
+            row.append(f"{value:.3f}" if column in ("fill_rate", "cycle_service_level") else f"{value:,.0f}")
+        rows.append(row)
+    return {"replay_id": str(first["replay_id"]), "start": pd.Timestamp(first["start_date"]).date().isoformat(),
+            "end": pd.Timestamp(first["end_date"]).date().isoformat(), "days": int(first["days"]),
+            "every": int(first["replan_every_days"]), "columns": list(columns.values()), "rows": rows}
 
 
 ANOMALY_EPISODES = 15  # rows of the report's anomaly table
 
 
-def _anomaly_section(wh: Warehouse, run: dict) -> str:
+def _anomaly_section(wh: Warehouse, run: dict) -> dict[str, Any] | None:
     """The run's sales anomalies (sales_anomalies), consecutive days of one kind per store and
     product as one episode: those without a promotion first, then the most unusual (highest
     anomaly probability, then the largest difference from the expected units)."""
@@ -167,7 +164,7 @@ def _anomaly_section(wh: Warehouse, run: dict) -> str:
         "WHERE a.run_id = @run_id", {"run_id": run["run_id"]})
     if rows.empty:
         # Also what a bigquery_ml run shows until its forecast step runs ML.DETECT_ANOMALIES.
-        return "<p><em>No sales anomalies recorded for this run (table <code>sales_anomalies</code>).</em></p>"
+        return None
     rows["sale_date"] = pd.to_datetime(rows["sale_date"])
     rows = rows.sort_values(["store_id", "product_id", "kind", "sale_date"]).reset_index(drop=True)
     same = ((rows[["store_id", "product_id", "kind"]] == rows[["store_id", "product_id", "kind"]].shift()).all(axis=1)
@@ -185,30 +182,17 @@ def _anomaly_section(wh: Warehouse, run: dict) -> str:
     # A promotion explains its own spike: unexplained episodes first.
     episodes = episodes.assign(unexplained=~episodes["promotion"].astype(bool)).sort_values(
         ["unexplained", "probability", "deviation"], ascending=False).head(ANOMALY_EPISODES)
-    shown = pd.DataFrame({
-        # Names from the input files; _table escapes every cell.
-        "store": episodes["store"].fillna(episodes["store_id"]),
-        "product": episodes["product"].fillna(episodes["product_id"]),
-        "kind": episodes["kind"],
-        "from": episodes["first_day"].dt.date.astype(str),
-        "to": episodes["last_day"].dt.date.astype(str),
-        "days": episodes["days"],
-        "units": episodes["units"].map(lambda v: f"{v:,.0f}"),
-        "expected": episodes["expected"].map(lambda v: f"{v:,.1f}"),
-        "anomaly probability": episodes["probability"].map(lambda v: f"{v:.4f}"),
-        "on promotion": episodes["promotion"].map({True: "yes", False: ""}),
-        "left out of the fit": episodes["left_out"].map({True: "yes", False: ""}),
-    })
+    table = [[e.store if isinstance(e.store, str) else e.store_id,  # names from the input files: escaped
+              e.product if isinstance(e.product, str) else e.product_id, e.kind,
+              e.first_day.date().isoformat(), e.last_day.date().isoformat(), f"{e.days:,}", f"{e.units:,.0f}",
+              f"{e.expected:,.1f}", f"{e.probability:.4f}", "yes" if e.promotion else "", "yes" if e.left_out else ""]
+             for e in episodes.itertuples()]
     spikes = int((rows["kind"] == "spike").sum())
-    excluded = int(rows["excluded_from_training"].sum())
-    methods = ", ".join(sorted(str(m) for m in rows["method"].unique()))
-    caption = (f"<p>{len(rows)} store × product days outside the forecast's 99% interval in the days before "
-               f"the run ({spikes} spikes, {len(rows) - spikes} dips; method {html.escape(methods)}); "
-               f"{excluded} of them, isolated spikes, were fitted at their expected units (setting "
-               "<code>exclude_anomalies</code>). Consecutive days of one kind are one row, those without a "
-               f"promotion first: {len(episodes)} of {n_episodes} shown. Every day is in the table "
-               "<code>sales_anomalies</code> and the view <code>sales_anomalies_recent</code>.</p>")
-    return caption + _table(shown, ANOMALY_EPISODES)
+    return {"days": len(rows), "spikes": spikes, "dips": len(rows) - spikes,
+            "methods": ", ".join(sorted(str(m) for m in rows["method"].unique())),
+            "excluded": int(rows["excluded_from_training"].sum()), "shown": len(episodes), "episodes": n_episodes,
+            "columns": ["store", "product", "kind", "from", "to", "days", "units", "expected", "anomaly probability",
+                        "on promotion", "left out of the fit"], "rows": table}
 
 
 def refresh_report(wh: Warehouse, run_id: str, artifacts_dir: Path) -> Path:
@@ -221,22 +205,51 @@ def refresh_report(wh: Warehouse, run_id: str, artifacts_dir: Path) -> Path:
     return write_artifacts(wh, run, run.get("kpis") or {}, run.get("timings") or {}, artifacts_dir)["report"]
 
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
-h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table.t{border-collapse:collapse;font-size:12px}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #eee;
-text-align:right}table.t th{background:#f4f4f4}.grid{display:flex;flex-wrap:wrap;gap:8px}img{max-width:100%}"""
+REPORT_ROWS = 100  # worklist positions and lines of each kind the report lists
 
 
-def render_html(run: dict, kpis: dict, timings: dict, sections: dict[str, str]) -> str:
-    kpi_rows = pd.DataFrame({"figure": list(kpis), "value": [kpis[k] for k in kpis]})
-    time_rows = pd.DataFrame({"step": list(timings), "seconds": [timings[k] for k in timings]})
-    body = [f"<h1>Planning run {html.escape(run['run_id'])}</h1>",
-            f"<p>Run date {run['run_date']}. Status COMPLETE. Figures below are from the warehouse.</p>",
-            "<h2>Key figures</h2>", _table(kpi_rows, 100), "<h2>Step timings</h2>", _table(time_rows, 100)]
-    for title, content in sections.items():
-        body += [f"<h2>{html.escape(title)}</h2>", content]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Run {html.escape(run['run_id'])}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+def _names(wh: Warehouse) -> dict[str, dict[str, str]]:
+    stores = wh.query("SELECT store_id, name FROM `{dataset}.stores`")
+    products = wh.query("SELECT product_id, name FROM `{dataset}.products`")
+    dcs = wh.query("SELECT dc_id, name FROM `{dataset}.distribution_centers`")
+    return {"store": dict(zip(stores.store_id, stores.name)), "product": dict(zip(products.product_id, products.name)),
+            "dc": dict(zip(dcs.dc_id, dcs.name))}
+
+
+def _timezone(run: dict) -> str:
+    parameters = run.get("parameters") or {}
+    return str(parameters.get("timezone") or "America/Chicago") if isinstance(parameters, dict) else "America/Chicago"
+
+
+def render_report(wh: Warehouse, run: dict, kpis: dict, timings: dict, *, geojson: dict) -> str:
+    """The report's HTML: the workbench's views of the run, then what only the report shows."""
+    from retailopt.pipeline import read_run_rows, read_table
+    from retailopt.workbench import store, views, web
+
+    run_id = run["run_id"]
+    tz = _timezone(run)
+    figures = store.published(wh, run_id) or {}
+    summary = views.worklist_summary(wh, run_id, store_id=None, category=None)
+    worklist = views.worklist(wh, run_id, store_id=None, category=None, reason=None, page=1, size=REPORT_ROWS,
+                              total=sum(int(s["positions"]) for s in summary))
+    lines = {kind: views.lines(wh, kind, run_id, sort="-value", page=1, size=REPORT_ROWS,
+                               total=figures.get(f"{kind[:-1]}_lines"))[0] for kind in ("transfers", "orders")}
+    names = _names(wh)
+    policy = read_run_rows(wh, "inventory_policy", run_id)
+    stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
+    routes = read_run_rows(wh, "routes", run_id).sort_values(["start_time", "vehicle_id"])
+    status = policy.groupby(["status", "status_after_plan"], dropna=False).size().rename("positions").reset_index()
+    quarantine = read_run_rows(wh, "quarantine", run_id)
+    places = {**names["store"], **names["dc"]}
+    return web.render(
+        "report.html", run=run, kpis=kpis, figures=figures, tz=tz, time=lambda v: web.fmt_time(v, tz),
+        reasons=views.REASONS, summary=summary, worklist=worklist, lines=lines,
+        routes=[{**r, "depot": places.get(r["depot_id"], r["depot_id"])} for r in views.records(routes)],
+        status=views.records(status), map_svg=_map(stores, dcs, policy, geojson),
+        charts=_forecast_charts(wh, run, policy, names), anomalies=_anomaly_section(wh, run),
+        quarantine=views.records(quarantine.sort_values(["source_file", "row_number"], na_position="first").head(200)),
+        quarantined=len(quarantine), replay=_replay_section(wh), timings=timings,
+        css=web.static_file("workbench.css")[0].decode("utf-8")).decode("utf-8")
 
 
 def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifacts_dir: Path) -> dict[str, Path]:
@@ -247,12 +260,10 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
     run_id = run["run_id"]
     store.publish(wh, run_id, pd.Timestamp(run["run_date"]).date(), replace=run.get("status") != "COMPLETE")
     artifacts_dir.mkdir(parents=True, exist_ok=True)
-    policy = read_run_rows(wh, "inventory_policy", run_id)
     transfers = read_run_rows(wh, "transfers", run_id).drop(columns=["run_id"])
     orders = read_run_rows(wh, "replenishment_orders", run_id).drop(columns=["run_id"])
     routes = read_run_rows(wh, "routes", run_id).drop(columns=["run_id"])
     stops = read_run_rows(wh, "route_stops", run_id).drop(columns=["run_id"])
-    quarantine = read_run_rows(wh, "quarantine", run_id).drop(columns=["run_id"])
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
 
     geojson = routes_geojson(artifacts_dir, stores, dcs, run["run_date"])
@@ -263,23 +274,7 @@ def write_artifacts(wh: Warehouse, run: dict, kpis: dict, timings: dict, artifac
             "transfers": _records(transfers), "replenishment_orders": _records(orders),
             "routes": _records(routes), "route_stops": _records(stops)}
     paths["plan"].write_text(json.dumps(plan, indent=1), encoding="utf-8")
-
-    status = policy.groupby(["status", "status_after_plan"]).size().rename("positions").reset_index()
-    charts = _forecast_charts(wh, run, policy)
-    sections = {
-        "Map of the routes": f"<img alt='map' src='{_map(stores, dcs, policy, geojson)}'>",
-        "Routes": _table(routes),
-        "Transfers between stores (largest value first)": _table(transfers.sort_values("value", ascending=False)),
-        "Replenishment orders from the distribution centre": _table(
-            orders.sort_values("order_value", ascending=False)),
-        "Inventory status before and after the plan": _table(status),
-        "Forecasts for the positions most at risk": "<div class='grid'>" + "".join(
-            f"<img alt='{html.escape(t)}' src='{src}'>" for t, src in charts) + "</div>",
-        "Sales anomalies before the run": _anomaly_section(wh, run),
-        "Quarantined input rows": _table(quarantine),
-        "Replay on held-out demand: this policy against simple rules": _replay_section(wh),
-    }
-    paths["report"].write_text(render_html(run, kpis, timings, sections), encoding="utf-8")
+    paths["report"].write_text(render_report(wh, run, kpis, timings, geojson=geojson), encoding="utf-8")
     summary = {"run_id": run_id, "run_date": str(run["run_date"]), "status": "COMPLETE", "kpis": kpis,
                "timings_s": timings, "artifacts": {k: str(v) for k, v in paths.items() if k != "summary"}}
     paths["summary"].write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

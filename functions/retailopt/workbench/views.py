@@ -41,6 +41,18 @@ REASONS: dict[str, str] = {
     "STOCK_ON_ORDER": "stock on order",
     "NO_WORTHWHILE_TRANSFER": "no worthwhile transfer",
     "UNEXPLAINED": "unexplained",
+    # plan_exceptions codes (the planner's own record of the position)
+    "SHELF_ROOM_AT_DELIVERY": "shelf room at delivery",
+    "CAPACITY_BELOW_TARGET": "shelf below target",
+    "STORE_CAPACITY": "store room, order cut",
+    "CAPACITY_BELOW_STOCK": "stock above the shelf",
+    "NEGATIVE_STOCK": "negative stock",
+    "MISSING_COST": "missing cost",
+    "UNKNOWN_PRODUCT": "unknown product",
+    "LEAD_TIME_MISSING": "lead time missing",
+    "NO_FORECAST": "no forecast",
+    "NO_INVENTORY": "no stock record",
+    "BAD_CASE_PACK": "bad case pack",
 }
 
 # The keys a lines page's ?sort= may name (a leading "-" sorts descending): each its rank in
