@@ -55,9 +55,9 @@ def routes_geojson(artifacts_dir: Path, stores: pd.DataFrame, dcs: pd.DataFrame,
     return response_to_geojson(request, response, run_date=run_date, locations=locations_frame(stores, dcs))
 
 
-def _map(stores: pd.DataFrame, dcs: pd.DataFrame, policy: pd.DataFrame, geojson: dict) -> str:
+def _map(stores: pd.DataFrame, dcs: pd.DataFrame, risk: pd.Series, geojson: dict) -> str:
+    """`risk`: positions at risk before the plan, by store id."""
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
-    risk = policy[policy.status == "STOCKOUT_RISK"].groupby("store_id").size()
     sizes = 20 + 4 * stores.store_id.map(risk).fillna(0).to_numpy() * (40 / max(len(stores), 40))
     ax.scatter(stores.longitude, stores.latitude, s=sizes, c="#4a7ab5", alpha=0.7, label="store (size: positions at risk)")
     for row in stores.itertuples() if len(stores) <= 40 else ():  # more names than that cover the map
@@ -77,9 +77,11 @@ def _map(stores: pd.DataFrame, dcs: pd.DataFrame, policy: pd.DataFrame, geojson:
     return _image(fig)
 
 
-def _forecast_charts(wh: Warehouse, run: dict, policy: pd.DataFrame,
-                     names: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
-    at_risk = policy[policy.status == "STOCKOUT_RISK"].nlargest(CHARTS, "expected_lost_units")
+def _forecast_charts(wh: Warehouse, run: dict, names: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    at_risk = wh.query(
+        "SELECT store_id, product_id, on_hand, reorder_point FROM `{dataset}.inventory_policy` "
+        "WHERE run_id = @run_id AND status = 'STOCKOUT_RISK' "
+        "ORDER BY expected_lost_units DESC, store_id, product_id LIMIT @n", {"run_id": run["run_id"], "n": CHARTS})
     charts = []
     run_date = run["run_date"]
     for row in at_risk.itertuples():
@@ -235,18 +237,23 @@ def render_report(wh: Warehouse, run: dict, kpis: dict, timings: dict, *, geojso
     lines = {kind: views.lines(wh, kind, run_id, sort="-value", page=1, size=REPORT_ROWS,
                                total=figures.get(f"{kind[:-1]}_lines"))[0] for kind in ("transfers", "orders")}
     names = _names(wh)
-    policy = read_run_rows(wh, "inventory_policy", run_id)
+    # Counts from the warehouse: a chain's plan has millions of positions.
+    status = wh.query("SELECT status, status_after_plan, COUNT(*) AS positions FROM `{dataset}.inventory_policy` "
+                      "WHERE run_id = @run_id GROUP BY status, status_after_plan ORDER BY status, status_after_plan",
+                      {"run_id": run_id})
+    risk = wh.query("SELECT store_id, COUNT(*) AS n FROM `{dataset}.inventory_policy` WHERE run_id = @run_id "
+                    "AND status = 'STOCKOUT_RISK' GROUP BY store_id", {"run_id": run_id})
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
     routes = read_run_rows(wh, "routes", run_id).sort_values(["start_time", "vehicle_id"])
-    status = policy.groupby(["status", "status_after_plan"], dropna=False).size().rename("positions").reset_index()
     quarantine = read_run_rows(wh, "quarantine", run_id)
     places = {**names["store"], **names["dc"]}
     return web.render(
         "report.html", run=run, kpis=kpis, figures=figures, tz=tz, time=lambda v: web.fmt_time(v, tz),
         reasons=views.REASONS, summary=summary, worklist=worklist, lines=lines,
         routes=[{**r, "depot": places.get(r["depot_id"], r["depot_id"])} for r in views.records(routes)],
-        status=views.records(status), map_svg=_map(stores, dcs, policy, geojson),
-        charts=_forecast_charts(wh, run, policy, names), anomalies=_anomaly_section(wh, run),
+        status=views.records(status),
+        map_svg=_map(stores, dcs, pd.Series(risk.n.to_numpy(), index=risk.store_id), geojson),
+        charts=_forecast_charts(wh, run, names), anomalies=_anomaly_section(wh, run),
         quarantine=views.records(quarantine.sort_values(["source_file", "row_number"], na_position="first").head(200)),
         quarantined=len(quarantine), replay=_replay_section(wh), timings=timings,
         css=web.static_file("workbench.css")[0].decode("utf-8")).decode("utf-8")
