@@ -291,7 +291,7 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     run_id = chain[1]
     try:
         for table in ("stores", "products", "distribution_centers", "inventory", "inventory_policy",
-                      "plan_exceptions", "transfers", "replenishment_orders", "route_stops"):
+                      "plan_exceptions", "transfers", "replenishment_orders", "route_stops", "forecasts"):
             wh.insert(table, source.query(f"SELECT * FROM `{{dataset}}.{table}`"))
         run = source.query("SELECT * FROM `{dataset}.runs` WHERE run_id = @r", {"r": run_id}).iloc[0]
         wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {
@@ -323,3 +323,50 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     assert list(rows.action) == ["EDIT", "APPROVE", "RELEASE"] and set(rows.decided_by) == {PLANNER}
     page = views.worklist(wh, run_id, store_id=None, category=None, reason=None, page=1, size=5)
     assert page.total > 5 and len(page.rows) == 5 and all(r["reason_code"] for r in page.rows)
+    position = views.position(wh, record, transfer["to_store_id"], transfer["product_id"])
+    assert position["figures"]["reorder_point"] is not None and len(position["forecast"]) > 0
+    assert transfer["line_id"] in [t["line_id"] for t in position["lines"]["transfers"]]
+
+
+# --- position drill-down -------------------------------------------------------------------------
+
+def test_projected_stock_takes_arrivals_and_never_goes_below_zero():
+    days = ["d0", "d1", "d2", "d3"]
+    assert views.project(10, days, [4, 4, 4, 4], {}) == [10, 6, 2, 0]
+    assert views.project(10, days, [4, 4, 4, 4], {"d2": 12}) == [10, 6, 14, 10]
+
+
+def test_a_position_shows_its_policy_series_lines_and_projections(local):
+    runtime, client, run_id = local
+    wh = runtime.warehouse
+    order = views.lines(wh, "orders", run_id, sort="-value", size=1)[0].rows[0]
+    store_id, product_id = order["store_id"], order["product_id"]
+    runtime.warehouse.execute("UPDATE `{dataset}.stores` SET name = @name WHERE store_id = @id",
+                              {"name": "<script>alert(1)</script>", "id": store_id})
+    page = client.get(f"/ui/runs/{run_id}/position", params={"store": store_id, "product": product_id})
+    assert page.status_code == 200, page.text[:300]
+    html = page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html
+    assert "<svg" in html and 'role="img"' in html and " style=" not in html and "<script>" not in html
+    assert f'id="line-{order["line_id"]}"' in html  # the order that brings it stock
+    found = views.position(wh, pipeline_run(wh, run_id), store_id, product_id)
+    f = found["figures"]
+    for label, value in (("Reorder point", f["reorder_point"]), ("Order-up-to level", f["order_up_to"]),
+                         ("Safety stock", f["safety_stock"])):
+        assert f'<th scope="row">{label}</th><td class="n">{value:,.1f}</td>' in html
+    assert len(found["history"]) == views.HISTORY_DAYS and len(found["forecast"]) == len(found["days"]) > 0
+    arrival = pd.Timestamp(order["expected_arrival"]).date()
+    k = found["days"].index(arrival)
+    # The order lifts the stock with the plan above the stock without it from its arrival on.
+    assert found["with_plan"][k] - found["without_plan"][k] >= min(order["quantity"], 1)
+    assert all(w >= wo for w, wo in zip(found["with_plan"], found["without_plan"])) or found["leaving"] > 0
+    assert client.get(f"/ui/runs/{run_id}/position?store={store_id}").status_code == 400
+    assert client.get(f"/ui/runs/{run_id}/position", params={"store": store_id, "product": "nope"}).status_code == 404
+    worklist = client.get(f"/ui/runs/{run_id}/worklist").text
+    assert f"/ui/runs/{run_id}/position?store=" in worklist  # every worklist row opens its position
+
+
+def pipeline_run(wh, run_id):
+    from retailopt.pipeline import get_run
+
+    return get_run(wh, run_id)

@@ -6,16 +6,18 @@ planner's (inventory_policy, plan_exceptions, transfers, replenishment_orders, r
 route_stops, runs; stores, products, distribution_centers, vehicles and the stock snapshot),
 drawn with numpy in the proportions of the sample chain's plan (about 16 % of positions at risk
 after the plan, 7 % overstocked, 29 % with a DC order line, 1 % with a transfer), not by running
-the planner. The second run is a what-if of the first (a tenth of the order lines change). Each
-run's workbench tables are then written by the same code the publish step runs
+the planner. The second run is a what-if of the first (a tenth of the order lines change). The
+drill-down's sales (13 weeks, loaded day by day) and forecasts (28 days) are built for the
+positions of the first 20 stores only: at the full size those tables would hold billions of rows.
+Each run's workbench tables are then written by the same code the publish step runs
 (`retailopt.workbench.store.publish`), timed.
 
 Then `retailopt serve` starts on a free loopback port on that warehouse (the same Api and DuckDB
 runtime, open local mode) and every workbench page is requested `--repeats` times, one request
 at a time, each time with other filters, sort keys or pages drawn at random, so no answer is a
 repeat of the one before: runs, overview, the worklist's first page, filtered by store, category
-and reason, a deep page, transfers and DC orders sorted, filtered and deep, and the comparison
-of the two runs. Prints p50/p95/max per page, the server's peak memory and the machine's load,
+and reason, a deep page, transfers and DC orders sorted, filtered and deep, a position's
+drill-down, and the comparison of the two runs. Prints p50/p95/max per page, the server's peak memory and the machine's load,
 and writes them as JSON. Target: every page's p95 at most `--target-p95-ms` (1,000 ms).
 """
 
@@ -247,6 +249,42 @@ def _positions(con: Any, dims: dict[str, Any], run_id: str, rng: np.random.Gener
     return counts
 
 
+SERIES_STORES = 20  # stores whose sales history and forecasts are built (the drill-down's)
+
+
+def _series(con: Any, dims: dict[str, Any], run_id: str, rng: np.random.Generator) -> dict[str, int]:
+    """13 weeks of daily sales (loaded day by day, as imports do) and the run's 28-day forecast of
+    the positions of the first SERIES_STORES stores: the drill-down reads these two tables."""
+    n_stores = min(SERIES_STORES, len(dims["stores"]))
+    n_products = len(dims["products"])
+    s = np.repeat(np.arange(n_stores, dtype=np.int32), n_products)
+    p = np.tile(np.arange(n_products, dtype=np.int32), n_stores)
+    mean = (rng.gamma(0.7, 1.0, n_products).astype(np.float32) * 4)[p] * rng.uniform(0.4, 2.0, n_stores)[s]
+    price = dims["products"].price.to_numpy()[p]
+    for day in range(91, 0, -1):
+        units = rng.poisson(mean)
+        sold = units > 0
+        frame = pd.DataFrame({"s": s[sold], "p": p[sold], "units": units[sold], "price": price[sold]})
+        con.register("_sales", frame)
+        con.execute(f"""
+            INSERT INTO retailopt.sales BY NAME
+            SELECT DATE '{RUN_DATE}' - INTERVAL {day} DAY AS sale_date, 'S' || lpad(s::VARCHAR, 5, '0') AS store_id,
+              'P' || lpad(p::VARCHAR, 6, '0') AS product_id, units, price, FALSE AS on_promotion
+            FROM _sales""")
+        con.unregister("_sales")
+    frame = pd.DataFrame({"s": s, "p": p, "mean": mean})
+    con.register("_mean", frame)
+    con.execute(f"""
+        INSERT INTO retailopt.forecasts BY NAME
+        SELECT $run AS run_id, 'S' || lpad(s::VARCHAR, 5, '0') AS store_id, 'P' || lpad(p::VARCHAR, 6, '0') AS product_id,
+          DATE '{RUN_DATE}' + INTERVAL (d) DAY AS forecast_date, mean AS forecast_mean, sqrt(mean) AS standard_error,
+          0.9 AS confidence_level, greatest(mean - 1.64 * sqrt(mean), 0) AS lower_bound,
+          mean + 1.64 * sqrt(mean) AS upper_bound, 'bench' AS model
+        FROM _mean, range(28) AS t(d)""", {"run": run_id})
+    con.unregister("_mean")
+    return {"series_stores": n_stores, "series": n_stores * n_products}
+
+
 def _routes(con: Any, dims: dict[str, Any], run_id: str, rng: np.random.Generator) -> int:
     """Vehicle routes carrying 85 % of the run's loads (the rest are unrouted): pickup at the
     sender or centre, delivery at the store, stops in time order."""
@@ -367,6 +405,8 @@ def build_warehouse(data_dir: Path, n_stores: int, n_products: int, seed: int = 
         progress("routes")
         for run_id in (base, what_if):
             _routes(con, dims, run_id, rng)
+        progress(f"sales and forecasts of the first {SERIES_STORES} stores")
+        counts.update(_series(con, dims, base, rng))
         parameters = settings.as_json()
         for run_id, overrides in ((base, {}), (what_if, {"service_level": 0.97})):
             started_at = datetime.now(timezone.utc) - timedelta(minutes=30 if run_id == base else 10)
@@ -406,6 +446,7 @@ def build_warehouse(data_dir: Path, n_stores: int, n_products: int, seed: int = 
             timings[f"publish_{run_id}_s"] = round(time.perf_counter() - started, 1)
     finally:
         wh.close()
+    counts["products"] = n_products
     return {"runs": [base, what_if], "stores": list(dims["stores"].store_id), "categories": list(CATEGORIES),
             "counts": counts, "timings": timings}
 
@@ -446,6 +487,8 @@ def page_paths(built: dict[str, Any], rng: random.Random, pages: dict[str, int])
                                     f"{rng.choice(['PENDING', 'APPROVED', 'REJECTED'])}&sort={rng.choice(order_sorts)}"),
         "orders by category": lambda: f"/ui/runs/{a}/orders?category={rng.choice(categories)}&sort=-value",
         "orders deep page": lambda: f"/ui/runs/{a}/orders?sort={rng.choice(order_sorts)}&page={deep('orders')}",
+        "position": lambda: (f"/ui/runs/{a}/position?store={rng.choice(stores[:built['counts'].get('series_stores', 1)])}"
+                             f"&product=P{rng.randrange(built['counts'].get('products', 1)):06d}"),
         "compare": lambda: f"/ui/compare?a={a}&b={b}&page={rng.choice([1, 1, 2, 3, deep('compare')])}",
     }
 

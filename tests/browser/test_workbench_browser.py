@@ -154,14 +154,20 @@ def test_review_edit_approve_and_release_in_the_browser(served, browser, shots):
     context.close()
 
 
-def test_pages_have_no_serious_accessibility_violations(served, browser):
+def test_pages_have_no_serious_accessibility_violations(served, browser, shots):
     base, _, run_id = served
     # axe-core is injected by the test (the app's policy would refuse an injected script).
     context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
     page = context.new_page()
     found = {}
+    # A position's drill-down, opened from the worklist as a planner would.
+    page.goto(f"{base}/ui/runs/{run_id}/worklist")
+    page.locator("table.grid tbody a").first.click()
+    assert page.locator("svg.chart").is_visible() and page.get_by_role("heading", name="Lines that touch it").is_visible()
+    position = page.url.removeprefix(base)
+    _shot(page, shots, "position")
     for path in ("/", f"/ui/runs/{run_id}", f"/ui/runs/{run_id}/worklist", f"/ui/runs/{run_id}/transfers",
-                 f"/ui/runs/{run_id}/orders", f"/ui/compare?a={run_id}&b={run_id}", "/docs"):
+                 f"/ui/runs/{run_id}/orders", f"/ui/compare?a={run_id}&b={run_id}", "/docs", position):
         page.goto(base + path)
         page.add_script_tag(path=str(AXE))
         result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")

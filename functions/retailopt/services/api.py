@@ -58,6 +58,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (r"/ui/compare", {"GET": "wb_compare"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})", {"GET": "wb_overview"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/worklist", {"GET": "wb_worklist"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/position", {"GET": "wb_position"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/(?P<kind>transfers|orders)", {"GET": "wb_lines", "POST": "wb_decide"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "wb_release"}),
     ))

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from retailopt.services.api import ApiError, HttpCall, Reply, json_reply, openapi, validate_body
 from retailopt.services.logs import log
-from retailopt.workbench import decisions, store, views, web
+from retailopt.workbench import charts, decisions, store, views, web
 
 HTML = "text/html; charset=utf-8"
 # What-if fields of the runs page form: (form field, setting, kind).
@@ -258,6 +258,43 @@ def worklist(ctx: _Context, run_id: str) -> Reply:
     listing = views.worklist(ctx.wh, run_id, reason=reason, page=page, total=total, **flt)
     return ctx.page("worklist.html", run=run, listing=listing, summary=summary, options=views.filters(ctx.wh),
                     selected={**flt, "reason": reason})
+
+
+@_html
+def position(ctx: _Context, run_id: str) -> Reply:
+    run = _complete(ctx, run_id)
+    _published(ctx, run)
+    store_id, product_id = ctx.query.get("store"), ctx.query.get("product")
+    if not store_id or not product_id:
+        raise ApiError(400, "name the position: ?store=<store id>&product=<product id>")
+    found = views.position(ctx.wh, run, store_id, product_id)
+    if found is None:
+        raise ApiError(404, f"run {run_id} has no position of store {store_id[:64]} and product {product_id[:64]}")
+    return ctx.page("position.html", run=run, pos=found, chart=_position_chart(found))
+
+
+def _position_chart(found: dict[str, Any]) -> Any:
+    f = found["figures"]
+    name = f"{f.get('product_name') or f['product_id']} at {f.get('store_name') or f['store_id']}"
+    run_date = found["days"][0] if found["days"] else None
+    chart = charts.Chart(
+        title=f"Sales, forecast and projected stock of {name}",
+        description=("Units sold each day over the last 13 weeks, the forecast of the daily demand with its "
+                     "interval, and the stock expected at the start of each day with and without the plan, "
+                     "against the reorder point, the order-up-to level and the safety stock; the numbers "
+                     "are in the tables below."),
+        lines=[charts.Line("units sold", found["history"], "#55606e", width=1.2),
+               charts.Line("forecast", [(d, m) for d, m, _, _ in found["forecast"]], "#0b5cad"),
+               charts.Line("stock without the plan", list(zip(found["days"], found["without_plan"])), "#a3261b",
+                           dash="5 3", step=True),
+               charts.Line("stock with the plan", list(zip(found["days"], found["with_plan"])), "#1c6b35",
+                           width=2.2, step=True)],
+        bands=[charts.Band("forecast interval", [(d, lo, hi) for d, _, lo, hi in found["forecast"]], "#0b5cad")],
+        rules=[charts.Rule("order-up-to level", float(f["order_up_to"]), "#6b3fa0"),
+               charts.Rule("reorder point", float(f["reorder_point"]), "#8a5a00"),
+               charts.Rule("safety stock", float(f["safety_stock"]), "#8793a3", dash="2 3")],
+        marker=run_date, marker_label="run date")
+    return charts.render(chart)
 
 
 @_html

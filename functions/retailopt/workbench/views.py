@@ -710,3 +710,75 @@ def changed_lines(wh: Any, run_a: str, run_b: str, page: int, size: int = PAGE_S
     while not comparison.advance(wh, budget_s=float("inf")):
         pass
     return comparison.page(wh, page, size)
+
+
+# --- position drill-down ---------------------------------------------------------------------
+
+HISTORY_DAYS = 91  # the sales a drill-down shows: 13 weeks before the run date
+
+
+def project(start: float, days: list[Any], demand: list[float], arrivals: Mapping[Any, float]) -> list[float]:
+    """Stock at the start of each day (after that day's arrivals), expected demand taken out each
+    day, never below zero (what cannot be sold is lost, not owed)."""
+    level, out = float(start), []
+    for day, sold in zip(days, demand):
+        level += float(arrivals.get(day, 0.0))
+        out.append(level)
+        level = max(level - float(sold), 0.0)
+    return out
+
+
+def position(wh: Any, run: Mapping[str, Any], store_id: str, product_id: str) -> dict[str, Any] | None:
+    """One store × product of a complete run: its policy and worklist reason, 13 weeks of sales,
+    the forecast with its interval, the transfer and order lines that touch it, and its stock
+    projected over the forecast with and without the plan (as decided: rejected lines left out,
+    edited quantities in force)."""
+    run_id = run["run_id"]
+    rows = records(query_file(wh, "wb_position", {"run_id": run_id, "store_id": store_id, "product_id": product_id}))
+    if not rows:
+        return None
+    figures = rows[0]
+    if figures.get("reason_code"):
+        figures["reason_text"] = reason_text(figures)
+    run_date = pd.Timestamp(run["run_date"]).date()
+    series = wh.query(sqlfiles.read_sql("queries/wb_position_series.sql"), {
+        "run_id": run_id, "store_id": store_id, "product_id": product_id,
+        "since": run_date - pd.Timedelta(days=HISTORY_DAYS).to_pytimedelta(), "until": run_date})
+    series["day"] = pd.to_datetime(series["day"]).dt.date
+    sales = series[series.kind == "SALE"]
+    sold = dict(zip(sales.day, sales.units.astype(float)))
+    history = [(day, sold.get(day, 0.0)) for day in
+               (run_date - pd.Timedelta(days=n).to_pytimedelta() for n in range(HISTORY_DAYS, 0, -1))]
+    forecast = series[series.kind == "FORECAST"].sort_values("day")
+    days = list(forecast.day)
+    touching = ["l.product_id = @product_id", "(l.store_id = @store_id OR l.source_id = @store_id)"]
+    lines = {}
+    for kind in ("transfers", "orders"):
+        params = {"run_id": run_id, "line_type": LINE_TYPES[kind], "store_id": store_id, "product_id": product_id}
+        lines[kind] = [_line_row(kind, r) for r in records(wh.query(
+            _named(_lines_sql(*touching)) + " ORDER BY line_id", params))]
+    parameters = run.get("parameters") or {}
+    transfer_days = int(parameters.get("transfer_lead_days") or 1) if isinstance(parameters, dict) else 1
+    arrivals: dict[Any, float] = {}
+    leaving = 0.0
+    for t in lines["transfers"]:
+        if t["decision"] == "REJECTED":
+            continue
+        if t["to_store_id"] == store_id:
+            day = run_date + pd.Timedelta(days=transfer_days).to_pytimedelta()
+            arrivals[day] = arrivals.get(day, 0.0) + float(t["quantity"])
+        else:
+            leaving += float(t["quantity"])
+    for o in lines["orders"]:
+        if o["decision"] != "REJECTED" and o.get("expected_arrival") is not None:
+            day = pd.Timestamp(o["expected_arrival"]).date()
+            arrivals[day] = arrivals.get(day, 0.0) + float(o["quantity"])
+    start = float(figures["on_hand"] or 0) + float(figures["on_order"] or 0)
+    demand = [float(v) for v in forecast.units]
+    return {"figures": figures, "history": history,
+            "forecast": [(d, float(m), float(lo), float(hi)) for d, m, lo, hi in
+                         zip(forecast.day, forecast.units, forecast.lower_bound, forecast.upper_bound)],
+            "promotion_days": int(sales.on_promotion.fillna(False).astype(bool).sum()),
+            "lines": lines, "days": days, "without_plan": project(start, days, demand, {}),
+            "with_plan": project(start - leaving, days, demand, arrivals),
+            "arrivals": sorted(arrivals.items()), "leaving": leaving, "transfer_lead_days": transfer_days}
