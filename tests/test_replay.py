@@ -104,7 +104,7 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
         wh.close()
     assert table["strategy"].tolist() == ["dc_only", "hindsight", "min_max", "min_max_tuned", "policy_rebalance"]
     assert (table["days"] == 14).all()
-    report = (tmp_path / "runs" / run_id / "report.html").read_text(encoding="utf-8")
+    report = (tmp_path / "artifacts" / "runs" / run_id / "report.html").read_text(encoding="utf-8")
     section = report.split("Replay on held-out demand")[1]
     lost_of = table.set_index("strategy")["lost_units"]
     for label, lost in zip(["(a) no rebalancing", "(b) min/max rule", "(c) this policy + rebalancing"],
