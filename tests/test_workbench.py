@@ -16,7 +16,7 @@ from services_support import TokenFactory
 from workbench_support import copy_data, csrf_of, line_ids, planned_chain, published, workbench_runtime
 
 from retailopt.services.runtime import set_runtime
-from retailopt.workbench import decisions, store, views
+from retailopt.workbench import decisions, store, views, web
 
 PLANNER = "planner@example.com"
 READER = "reader@example.com"
@@ -370,3 +370,53 @@ def pipeline_run(wh, run_id):
     from retailopt.pipeline import get_run
 
     return get_run(wh, run_id)
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+def test_the_routes_page_maps_a_page_of_routes_and_their_timeline(local, monkeypatch):
+    runtime, client, run_id = local
+    wh = runtime.warehouse
+    stop = wh.query("SELECT location_id FROM `{dataset}.route_stops` WHERE run_id = @r AND visit_type = 'DELIVERY' "
+                    "ORDER BY route_id, stop_sequence LIMIT 1", {"r": run_id}).location_id[0]
+    wh.execute("UPDATE `{dataset}.stores` SET name = @name WHERE store_id = @id",
+               {"name": "<script>alert(1)</script>", "id": stop})
+    monkeypatch.delenv("RETAILOPT_TILE_URL", raising=False)
+    page = client.get(f"/ui/runs/{run_id}/routes")
+    assert page.status_code == 200, page.text[:300]
+    html = page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert" not in html and " style=" not in html
+    csp = page.headers["content-security-policy"]
+    assert "img-src 'self' data: https://tile.openstreetmap.org;" in csp and "script-src 'self';" in csp
+    assert '<script src="/static/leaflet.js" defer></script>' in html and 'class="chart timeline"' in html
+    routes = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.routes` WHERE run_id = @r", {"r": run_id}).n[0]
+    assert html.count("<circle ") == wh.query("SELECT COUNT(*) AS n FROM `{dataset}.route_stops` WHERE run_id = @r",
+                                              {"r": run_id}).n[0] and routes > 0
+    # Every delivery to a store shows that store's receiving window on hover.
+    assert re.search(r"<title>&lt;script&gt;alert\(1\)&lt;/script&gt;: \S+ delivers [\d,]+ units at \d\d:\d\d C[SD]T, "
+                     r"receiving \d\d:\d\d–\d\d:\d\d</title>", html)
+    data = client.get(f"/ui/runs/{run_id}/routes.json").json()
+    assert len(data["routes"]) == routes and data["tiles"]["url"].startswith("https://tile.openstreetmap.org/")
+    stops = [s for r in data["routes"] for s in r["stops"]]
+    assert {"<script>alert(1)</script>"} <= {s["place"] for s in stops}  # data: the page's script sets it as text
+    assert all(re.fullmatch(r"\d\d:\d\d C[SD]T", s["arrival"]) and s["units"] >= 0 for s in stops)
+    assert client.get("/static/leaflet.js").status_code == 200 and client.get("/static/routes.js").status_code == 200
+    # No basemap configured: the strict policy, and the map on its plain background.
+    monkeypatch.setenv("RETAILOPT_TILE_URL", "")
+    plain = client.get(f"/ui/runs/{run_id}/routes")
+    assert "img-src 'self' data:;" in plain.headers["content-security-policy"]
+    assert client.get(f"/ui/runs/{run_id}/routes.json").json()["tiles"] is None
+    assert client.get(f"/ui/runs/{run_id}").headers["content-security-policy"] == web.CSP
+
+
+def test_only_an_https_tile_server_with_a_tile_pattern_is_used():
+    assert web.tile_server({})["origin"] == "https://tile.openstreetmap.org"
+    assert web.tile_server({"RETAILOPT_TILE_URL": ""}) is None
+    for bad in ("http://tiles.example/{z}/{x}/{y}.png", "https://tiles.example/{z}/{x}.png",
+                "https://tiles.example/{z}/{x}/{y}.png?key=a'b", "javascript:alert(1)//{z}/{x}/{y}",
+                "https://tiles.example;img-src */{z}/{x}/{y}.png"):
+        assert web.tile_server({"RETAILOPT_TILE_URL": bad}) is None, bad
+    mine = web.tile_server({"RETAILOPT_TILE_URL": "https://maps.example:8443/t/{z}/{x}/{y}.png",
+                            "RETAILOPT_TILE_ATTRIBUTION": "© Example"})
+    assert mine == {"url": "https://maps.example:8443/t/{z}/{x}/{y}.png", "origin": "https://maps.example:8443",
+                    "attribution": "© Example", "probe": "https://maps.example:8443/t/0/0/0.png"}

@@ -17,7 +17,7 @@ runtime, open local mode) and every workbench page is requested `--repeats` time
 at a time, each time with other filters, sort keys or pages drawn at random, so no answer is a
 repeat of the one before: runs, overview, the worklist's first page, filtered by store, category
 and reason, a deep page, transfers and DC orders sorted, filtered and deep, a position's
-drill-down, and the comparison of the two runs. Prints p50/p95/max per page, the server's peak memory and the machine's load,
+drill-down, a page of routes (timeline) and its map's data, and the comparison of the two runs. Prints p50/p95/max per page, the server's peak memory and the machine's load,
 and writes them as JSON. Target: every page's p95 at most `--target-p95-ms` (1,000 ms).
 """
 
@@ -489,6 +489,8 @@ def page_paths(built: dict[str, Any], rng: random.Random, pages: dict[str, int])
         "orders deep page": lambda: f"/ui/runs/{a}/orders?sort={rng.choice(order_sorts)}&page={deep('orders')}",
         "position": lambda: (f"/ui/runs/{a}/position?store={rng.choice(stores[:built['counts'].get('series_stores', 1)])}"
                              f"&product=P{rng.randrange(built['counts'].get('products', 1)):06d}"),
+        "routes": lambda: f"/ui/runs/{a}/routes?page={rng.randint(1, max(1, pages.get('routes', 1)))}",
+        "routes map data": lambda: f"/ui/runs/{a}/routes.json?page={rng.randint(1, max(1, pages.get('routes', 1)))}",
         "compare": lambda: f"/ui/compare?a={a}&b={b}&page={rng.choice([1, 1, 2, 3, deep('compare')])}",
     }
 
@@ -568,10 +570,12 @@ def _page_counts(data_dir: Path, built: dict[str, Any]) -> dict[str, int]:
         orders = int(wh.query("SELECT COUNT(DISTINCT order_id) AS n FROM `{dataset}.replenishment_orders` "
                               "WHERE run_id = @r", {"r": a}).n.iloc[0])
         changed = views.changed_lines(wh, a, b, 1).total
+        routes = views.routes(wh, a, 1).total
     finally:
         wh.close()
     size = views.PAGE_SIZE
-    return {"worklist": -(-worklist // size), "orders": -(-orders // size), "compare": -(-changed // size)}
+    return {"worklist": -(-worklist // size), "orders": -(-orders // size), "compare": -(-changed // size),
+            "routes": -(-routes // views.ROUTES_PAGE)}
 
 
 def main(argv: list[str] | None = None) -> int:

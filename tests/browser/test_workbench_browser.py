@@ -166,8 +166,18 @@ def test_pages_have_no_serious_accessibility_violations(served, browser, shots):
     assert page.locator("svg.chart").is_visible() and page.get_by_role("heading", name="Lines that touch it").is_visible()
     position = page.url.removeprefix(base)
     _shot(page, shots, "position")
+    # The routes' map (Leaflet, served by the app; no tile server is reachable here): hovering over a
+    # stop shows its place, arrival time and load.
+    page.goto(f"{base}/ui/runs/{run_id}/routes")
+    page.locator("path.leaflet-interactive").first.wait_for()
+    page.locator("#route-map path.leaflet-interactive").last.hover(force=True)
+    tooltip = page.locator(".leaflet-tooltip")
+    tooltip.wait_for()
+    assert "arrives" in tooltip.inner_text() and "units" in tooltip.inner_text()
+    _shot(page, shots, "routes")
     for path in ("/", f"/ui/runs/{run_id}", f"/ui/runs/{run_id}/worklist", f"/ui/runs/{run_id}/transfers",
-                 f"/ui/runs/{run_id}/orders", f"/ui/compare?a={run_id}&b={run_id}", "/docs", position):
+                 f"/ui/runs/{run_id}/orders", f"/ui/compare?a={run_id}&b={run_id}", "/docs", position,
+                 f"/ui/runs/{run_id}/routes"):
         page.goto(base + path)
         page.add_script_tag(path=str(AXE))
         result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")

@@ -59,6 +59,8 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})", {"GET": "wb_overview"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/worklist", {"GET": "wb_worklist"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/position", {"GET": "wb_position"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/routes", {"GET": "wb_routes"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/routes\.json", {"GET": "wb_routes_data"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/(?P<kind>transfers|orders)", {"GET": "wb_lines", "POST": "wb_decide"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "wb_release"}),
     ))

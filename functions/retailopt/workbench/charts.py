@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Sequence
 
 from markupsafe import Markup, escape
@@ -134,5 +134,71 @@ def render(chart: Chart) -> Markup:
         out.append(f'<text x="{x(chart.marker) + 4:.1f}" y="{TOP + 10}" font-size="11" fill="#1d2430">'
                    f'{escape(chart.marker_label)}</text>')
     out.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#55606e" stroke-width="1"/>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+@dataclass(frozen=True)
+class Visit:
+    at: datetime  # local time of arrival
+    label: str  # what a hover shows
+    window: tuple[datetime, datetime] | None = None  # the store's receiving window that day (local)
+
+
+@dataclass(frozen=True)
+class Shift:
+    label: str
+    start: datetime
+    end: datetime
+    visits: Sequence[Visit]
+
+
+ROW_H = 26
+
+
+def timeline(shifts: Sequence[Shift], title: str, description: str) -> Markup:
+    """One row per vehicle: its route from leaving to coming back, the receiving windows of the
+    stores it delivers to (light bands) and each arrival (a dot, red when outside the store's
+    window); hovering over a dot shows what it is (an SVG title)."""
+    if not shifts:
+        return Markup("")
+    times = [t for s in shifts for t in (s.start, s.end)]
+    times += [t for s in shifts for v in s.visits if v.window for t in v.window]
+    first = min(times).replace(minute=0, second=0, microsecond=0)
+    last = max(times)
+    if last.minute or last.second:
+        last = last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    hours = max((last - first).total_seconds() / 3600, 1.0)
+    label_w, plot_w = 90, WIDTH - 90 - RIGHT - 24  # room for the last hour's label
+    height = TOP + ROW_H * len(shifts) + BOTTOM
+
+    def x(t: datetime) -> float:
+        return label_w + plot_w * (t - first).total_seconds() / 3600 / hours
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" class="chart timeline" role="img" '
+           'aria-labelledby="timeline-title timeline-desc">',
+           f'<title id="timeline-title">{escape(title)}</title><desc id="timeline-desc">{escape(description)}</desc>']
+    step = 1 if hours <= 14 else 2
+    for h in range(0, int(math.ceil(hours)) + 1, step):
+        t = first + timedelta(hours=h)
+        out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{TOP}" y2="{height - BOTTOM}" stroke="#eef1f5"/>')
+        out.append(f'<text x="{x(t):.1f}" y="{height - 10}" text-anchor="middle" font-size="11" fill="#55606e">'
+                   f'{t:%H:%M}</text>')
+    for i, shift in enumerate(shifts):
+        mid = TOP + ROW_H * i + ROW_H / 2
+        out.append(f'<text x="{label_w - 8}" y="{mid + 4:.1f}" text-anchor="end" font-size="12" fill="#1d2430">'
+                   f'{escape(shift.label)}</text>')
+        for visit in shift.visits:
+            if visit.window:
+                out.append(f'<rect x="{x(visit.window[0]):.1f}" y="{mid - 9:.1f}" '
+                           f'width="{max(x(visit.window[1]) - x(visit.window[0]), 1):.1f}" height="18" '
+                           'fill="#1c6b35" fill-opacity="0.08"/>')
+        out.append(f'<line x1="{x(shift.start):.1f}" x2="{x(shift.end):.1f}" y1="{mid:.1f}" y2="{mid:.1f}" '
+                   'stroke="#8793a3" stroke-width="4" stroke-linecap="round"/>')
+        for visit in shift.visits:
+            late = visit.window is not None and not (visit.window[0] <= visit.at <= visit.window[1])
+            colour = "#a3261b" if late else ("#1c6b35" if visit.window else "#0b5cad")
+            out.append(f'<circle cx="{x(visit.at):.1f}" cy="{mid:.1f}" r="4.5" fill="{colour}" stroke="#fff" '
+                       f'stroke-width="1"><title>{escape(visit.label)}</title></circle>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any, Callable
 from urllib.parse import urlencode
+
+import pandas as pd
 
 from retailopt.services.api import ApiError, HttpCall, Reply, json_reply, openapi, validate_body
 from retailopt.services.logs import log
@@ -53,6 +56,7 @@ class _Context:
         return str(tz or self.runtime.settings.timezone)
 
     def page(self, template: str, status: int = 200, run: dict[str, Any] | None = None, **context: Any) -> Reply:
+        images = context.pop("csp_images", None)  # an origin the page may load images from (map tiles)
         tz = self.tz(run)
         done = self.query.get("done")
         message = DONE_MESSAGES[done].format(n=_int(self.query.get("n")), run=self.query.get("run", "")) \
@@ -61,7 +65,7 @@ class _Context:
                           csrf=web.csrf_token(self.nonce, self.identity), run=run, tz=tz, message=message,
                           time=lambda v: web.fmt_time(v, tz), reasons=views.REASONS, query=self.query,
                           open_mode=self.runtime.verifier is None, **context)
-        headers = web.SECURITY_HEADERS
+        headers = web.security_headers(images)
         if self.new_nonce:
             headers = headers + (web.csrf_cookie_header(self.nonce, self.call.headers),)
         return Reply(status, body, HTML, headers)
@@ -295,6 +299,73 @@ def _position_chart(found: dict[str, Any]) -> Any:
                charts.Rule("safety stock", float(f["safety_stock"]), "#8793a3", dash="2 3")],
         marker=run_date, marker_label="run date")
     return charts.render(chart)
+
+
+def _local(value: Any, tz: str) -> datetime:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return stamp.tz_convert(tz).to_pydatetime()
+
+
+def _window(day: datetime, opens: Any, closes: Any) -> tuple[datetime, datetime] | None:
+    if opens is None or closes is None:
+        return None
+    at = [day.replace(hour=t.hour, minute=t.minute, second=0, microsecond=0) for t in (opens, closes)]
+    return at[0], at[1]
+
+
+def _stop_label(stop: dict[str, Any], route: dict[str, Any], tz: str) -> str:
+    window = ""
+    if stop.get("receiving_open") is not None and stop.get("receiving_close") is not None:
+        window = f", receiving {stop['receiving_open']:%H:%M}–{stop['receiving_close']:%H:%M}"
+    kind = "delivers" if stop["visit_type"] == "DELIVERY" else "picks up"
+    return (f"{stop.get('place_name') or stop['location_id']}: {route['vehicle_id']} {kind} "
+            f"{stop['units']:,} units at {web.fmt_time(stop['arrival_time'], tz)[11:]}{window}")
+
+
+@_html
+def routes(ctx: _Context, run_id: str) -> Reply:
+    run = _complete(ctx, run_id)
+    tz = ctx.tz(run)
+    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")))
+    shifts = []
+    for route in listing.rows:
+        start = _local(route["start_time"], tz)
+        visits = [charts.Visit(_local(s["arrival_time"], tz), _stop_label(s, route, tz),
+                               _window(_local(s["arrival_time"], tz), s.get("receiving_open"), s.get("receiving_close"))
+                               if s["visit_type"] == "DELIVERY" and s.get("is_store") else None)
+                  for s in route["stops"]]
+        shifts.append(charts.Shift(route["vehicle_id"], start, _local(route["end_time"], tz), visits))
+    timeline = charts.timeline(
+        shifts, f"Vehicle timeline, {tz}",
+        "Each vehicle's route from leaving its depot to coming back, the receiving windows of the stores it "
+        "delivers to (shaded) and its arrivals (dots: green within the store's window, red outside it, blue "
+        "at a pick-up).")
+    late = sum(1 for shift in shifts for v in shift.visits if v.window and not v.window[0] <= v.at <= v.window[1])
+    tiles = web.tile_server()
+    return ctx.page("routes.html", run=run, listing=listing, timeline=timeline, late=late,
+                    kpis=run.get("kpis") or {}, tiles=tiles, csp_images=tiles["origin"] if tiles else None)
+
+
+def routes_data(api: Any, call: HttpCall, caller: str | None, run_id: str) -> Reply:
+    """The routes of one page of the routes page, for its map: stops with what a hover shows."""
+    ctx = _Context(api, call, caller)
+    run = ctx.run(run_id)
+    if run.get("status") != "COMPLETE":
+        return json_reply({"error": f"run {run_id} is {run.get('status')}"}, 409)
+    tz = ctx.tz(run)
+    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")))
+    out = []
+    for route in listing.rows:
+        out.append({"vehicle": route["vehicle_id"], "colour": route["colour"],
+                    "points": [[s["latitude"], s["longitude"]] for s in route["stops"]],
+                    "stops": [{"lat": s["latitude"], "lon": s["longitude"], "kind": s["visit_type"],
+                               "place": s.get("place_name") or s["location_id"],
+                               "arrival": web.fmt_time(s["arrival_time"], tz)[11:], "units": int(s["units"]),
+                               "sequence": int(s["stop_sequence"])} for s in route["stops"]]})
+    body = json_reply({"run_id": run_id, "page": listing.page, "routes": out, "tiles": web.tile_server()})
+    return Reply(body.status, body.body, body.content_type, (("Cache-Control", "no-store"),
+                                                             ("X-Content-Type-Options", "nosniff")))
 
 
 @_html

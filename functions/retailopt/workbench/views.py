@@ -782,3 +782,28 @@ def position(wh: Any, run: Mapping[str, Any], store_id: str, product_id: str) ->
             "lines": lines, "days": days, "without_plan": project(start, days, demand, {}),
             "with_plan": project(start - leaving, days, demand, arrivals),
             "arrivals": sorted(arrivals.items()), "leaving": leaving, "transfer_lead_days": transfer_days}
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+ROUTES_PAGE = 20  # routes a page maps and draws: a chain's hundreds of routes page by depot time
+ROUTE_COLOURS = ("#0b5cad", "#a3261b", "#1c6b35", "#8a5a00", "#6b3fa0", "#00798c", "#c2185b", "#4e5d23",
+                 "#b35900", "#37474f")  # also workbench.css .sw.c0 ... .sw.c9
+
+
+def routes(wh: Any, run_id: str, page: int, size: int = ROUTES_PAGE) -> Page:
+    """One page of the run's routes (in order of departure), each with its stops in order:
+    place names, receiving windows, arrival times and loads."""
+    rows = records(query_file(wh, "wb_routes", {"run_id": run_id, **_offset(page, size)}))
+    total = int(rows[0]["total"]) if rows else 0
+    if rows:
+        ids = [r["route_id"] for r in rows]
+        stops = records(query_file(wh, "wb_route_stops", {"run_id": run_id, "route_ids": ids}))
+        by_route: dict[str, list[dict[str, Any]]] = {}
+        for stop in stops:
+            by_route.setdefault(stop["route_id"], []).append(stop)
+        for i, row in enumerate(rows):
+            row["stops"] = by_route.get(row["route_id"], [])
+            row["colour_index"] = ((page - 1) * size + i) % len(ROUTE_COLOURS)
+            row["colour"] = ROUTE_COLOURS[row["colour_index"]]
+    return Page(rows, total, page, size)

@@ -14,6 +14,7 @@ import getpass
 import hashlib
 import hmac
 import mimetypes
+import os
 import re
 import secrets
 from datetime import date, datetime
@@ -39,6 +40,32 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 )
+# The routes page's basemap: OpenStreetMap's tiles unless RETAILOPT_TILE_URL names others ({z}/{x}/{y}
+# in an https URL) or is empty (no basemap). The browser shows them only if it can reach the server;
+# the map is drawn on a plain background otherwise.
+DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+DEFAULT_ATTRIBUTION = "© OpenStreetMap contributors"
+_TILE_RE = re.compile(r"^(https://[A-Za-z0-9.-]+(?::\d{1,5})?)/[A-Za-z0-9._~/{}-]*\{z\}[A-Za-z0-9._~/{}-]*$")
+
+
+def security_headers(image_origin: str | None = None) -> tuple[tuple[str, str], ...]:
+    """The pages' headers; `image_origin` (a tile server) is added to the images the page may load."""
+    if not image_origin:
+        return SECURITY_HEADERS
+    csp = CSP.replace("img-src 'self' data:", f"img-src 'self' data: {image_origin}")
+    return (("Content-Security-Policy", csp),) + SECURITY_HEADERS[1:]
+
+
+def tile_server(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """{url, origin, attribution, probe} of the basemap's tile server, or None for no basemap."""
+    environ = os.environ if environ is None else environ
+    url = environ.get("RETAILOPT_TILE_URL", DEFAULT_TILES).strip()
+    match = _TILE_RE.match(url) if url else None
+    if match is None or "{x}" not in url or "{y}" not in url:
+        return None
+    attribution = environ.get("RETAILOPT_TILE_ATTRIBUTION", DEFAULT_ATTRIBUTION if url == DEFAULT_TILES else "")
+    return {"url": url, "origin": match.group(1), "attribution": attribution[:200],
+            "probe": url.replace("{z}", "0").replace("{x}", "0").replace("{y}", "0").replace("{s}", "a")}
 
 
 def local_identity() -> str:
