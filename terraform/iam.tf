@@ -7,7 +7,8 @@ locals {
   # upload), never reads them back; forecast and retrain use no bucket. training (the scheduled
   # training check) updates model_versions and writes model_diagnostics. The plan step announces
   # a plan for review; the api's workbench releases it: it appends planners' decisions and its
-  # once-only release claim (table-level grants below) and publishes the released lines.
+  # once-only release claim, writes the released loads and routes (table-level grants below) and
+  # publishes the released lines.
   access = {
     api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "reorders", "retrain"] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
@@ -19,8 +20,9 @@ locals {
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
   ]...)
-  # Tables a reading service writes: the api appends workbench decisions and claims releases.
-  table_writes = { "api/plan_decisions" = { service = "api", table = "plan_decisions" }, "api/processed_events" = { service = "api", table = "processed_events" } }
+  # Tables a reading service writes: the api appends workbench decisions, claims releases and
+  # writes the released plan's loads and routes.
+  table_writes = { for t in ["plan_decisions", "processed_events", "released_loads", "released_route_stops", "released_routes"] : "api/${t}" => { service = "api", table = t } }
   topic_grants = merge([
     for s, a in local.access : { for t in a.publishes : "${s}/${t}" => { service = s, topic = t } }
   ]...)
@@ -111,11 +113,13 @@ resource "google_pubsub_topic_iam_member" "service" {
 
 # Optional routing through the Route Optimization API (settings.routing_engine = "api"):
 # the viewer role is enough for the synchronous OptimizeTours call.
+# The plan step routes the plan; the api routes it again at release when planners' decisions
+# changed the loads.
 resource "google_project_iam_member" "route_optimization" {
-  count   = local.routing_api ? 1 : 0
-  project = var.project_id
-  role    = "roles/routeoptimization.viewer"
-  member  = google_service_account.service["plan"].member
+  for_each = local.routing_api ? toset(["api", "plan"]) : toset([])
+  project  = var.project_id
+  role     = "roles/routeoptimization.viewer"
+  member   = google_service_account.service[each.key].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "invoker" {

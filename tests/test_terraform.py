@@ -464,17 +464,19 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
         ("google_project_iam_member", "training_jobs", "${google_project_iam_custom_role.training_jobs.name}"),
         ("google_bigquery_table_iam_member", "service", "roles/bigquery.dataEditor"),
     }
-    # The api reads the dataset and writes two tables only: planners' decisions, release claims.
-    assert locals_(hcl)["table_writes"] == {
-        "api/plan_decisions": {"service": "api", "table": "plan_decisions"},
-        "api/processed_events": {"service": "api", "table": "processed_events"}}
+    # The api reads the dataset and writes five tables only: planners' decisions, release claims and
+    # the released plan's loads and routes.
+    assert locals_(hcl)["table_writes"] == (
+        '${{for t in ["plan_decisions", "processed_events", "released_loads", "released_route_stops", '
+        '"released_routes"] : "api/${t}" => {service = "api", table = t}}}')
     # The training check reads the retrain service's job states (bigquery.jobs.get), nothing else.
     assert resource(hcl, "google_project_iam_custom_role", "training_jobs")["permissions"] == ["bigquery.jobs.get"]
     assert resource(hcl, "google_project_iam_member", "training_jobs")["member"] == \
         '${google_service_account.service["training"].member}'
     assert resource(hcl, "google_project_iam_member", "job_user")["for_each"] == "${local.services}"
     assert resource(hcl, "google_project_iam_member", "route_optimization")["member"] == \
-        '${google_service_account.service["plan"].member}'
+        '${google_service_account.service[each.key].member}'
+    assert "toset([\"api\", \"plan\"])" in resource(hcl, "google_project_iam_member", "route_optimization")["for_each"]
 
 
 # Planning settings' bounds -----------------------------------------------------------------

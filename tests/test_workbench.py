@@ -269,6 +269,47 @@ def test_release_publishes_the_approved_lines_once(local):
     assert late.status_code == 409
     assert len(published(runtime)) == 3
     assert "released" in client.get("/").text and "Released by" in client.get(f"/ui/runs/{run_id}/transfers").text
+    # Decisions changed the loads: the approved lines, at their approved quantities, were packed and
+    # routed again; every released unit is on a released route (the sample fleet carries them all).
+    assert released.json()["routes"]["re_solved"] is True
+    loads = _rows(runtime, "SELECT * FROM `{dataset}.released_loads` WHERE run_id = @r", r=run_id)
+    per_line = loads.groupby("line_id").quantity.sum().to_dict()
+    assert per_line == {orders[0]["line_id"]: pack, orders[1]["line_id"]: orders[1]["quantity"],
+                        transfers[0]["line_id"]: transfers[0]["quantity"]}
+    stops = _rows(runtime, "SELECT * FROM `{dataset}.released_route_stops` WHERE run_id = @r", r=run_id)
+    delivered = stops[stops.visit_type == "DELIVERY"].groupby("shipment_id").units.sum().to_dict()
+    assert delivered == loads.groupby("shipment_id").quantity.sum().to_dict()
+    routes = _rows(runtime, "SELECT * FROM `{dataset}.released_routes` WHERE run_id = @r", r=run_id)
+    assert released.json()["routes"]["vehicles"] == len(routes) > 0
+    planned = _rows(runtime, "SELECT COUNT(*) AS n FROM `{dataset}.route_stops` WHERE run_id = @r", r=run_id).n[0]
+    assert len(stops) < planned  # three lines travel, not the whole plan
+    page = client.get(f"/ui/runs/{run_id}/routes").text
+    assert "Released routes: 2 order lines and 1 transfer lines released; routes solved again" in page
+    assert page.count("<circle ") == len(stops)
+    assert client.get(f"/ui/runs/{run_id}/routes.json").json()["released"] is True
+
+
+def test_a_plan_released_as_planned_keeps_its_routes(local):
+    runtime, client, run_id = local
+    wh = runtime.warehouse
+    for kind, line_type in (("orders", "ORDER"), ("transfers", "TRANSFER")):
+        ids = [line["line_id"] for line in views.all_lines(wh, kind, run_id)]
+        for start in range(0, len(ids), decisions.MAX_BATCH):
+            body = {"decisions": [{"line_type": line_type, "line_id": i, "action": "APPROVE"}
+                                  for i in ids[start:start + decisions.MAX_BATCH]]}
+            assert client.post(f"/runs/{run_id}/decisions", json=body).status_code == 201
+    released = client.post(f"/runs/{run_id}/release").json()
+    assert released["routes"]["re_solved"] is False
+    columns = "route_id, vehicle_id, stop_sequence, shipment_id, units, arrival_time"
+    planned = _rows(runtime, f"SELECT {columns} FROM `{{dataset}}.route_stops` WHERE run_id = @r ORDER BY 1, 3", r=run_id)
+    kept = _rows(runtime, f"SELECT {columns} FROM `{{dataset}}.released_route_stops` WHERE run_id = @r ORDER BY 1, 3",
+                 r=run_id)
+    pd.testing.assert_frame_equal(planned, kept)
+    loads = _rows(runtime, "SELECT line_type, SUM(quantity) AS units FROM `{dataset}.released_loads` "
+                           "WHERE run_id = @r GROUP BY line_type", r=run_id).set_index("line_type").units
+    plan = _rows(runtime, "SELECT (SELECT SUM(quantity) FROM `{dataset}.transfers` WHERE run_id = @r) AS t, "
+                          "(SELECT SUM(quantity) FROM `{dataset}.replenishment_orders` WHERE run_id = @r) AS o", r=run_id)
+    assert loads["TRANSFER"] == plan.t[0] and loads["ORDER"] == plan.o[0]
 
 
 # --- BigQuery ----------------------------------------------------------------------------------
@@ -291,7 +332,8 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     run_id = chain[1]
     try:
         for table in ("stores", "products", "distribution_centers", "inventory", "inventory_policy",
-                      "plan_exceptions", "transfers", "replenishment_orders", "route_stops", "forecasts"):
+                      "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops", "forecasts",
+                      "vehicles"):
             wh.insert(table, source.query(f"SELECT * FROM `{{dataset}}.{table}`"))
         run = source.query("SELECT * FROM `{dataset}.runs` WHERE run_id = @r", {"r": run_id}).iloc[0]
         wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {
@@ -314,10 +356,22 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     assert again["decision"] == "APPROVED" and again["quantity"] == transfer["quantity"] - 1
     runtime = Runtime(Settings(), ServiceSettings(), wh, RecordingPublisher(), LocalStore(tmp_path / "raw"),
                       LocalStore(tmp_path / "artifacts"))
-    decisions.release(runtime, record, PLANNER)
+    result = decisions.release(runtime, record, PLANNER)
     with pytest.raises(decisions.DecisionError, match="released"):
         decisions.release(runtime, record, PLANNER)
     assert [m["kind"] for _, m in runtime.publisher.sent] == ["transfer"]
+    loads = wh.query("SELECT line_id, quantity, shipment_id FROM `{dataset}.released_loads` WHERE run_id = @r",
+                     {"r": run_id})
+    assert loads.line_id.tolist() == [transfer["line_id"]] and loads.quantity.tolist() == [transfer["quantity"] - 1]
+    # Alone, this transfer is worth less than a truck's fixed cost: the solver leaves it off, and the
+    # release says so rather than showing it on a route.
+    stops = wh.query("SELECT shipment_id, units FROM `{dataset}.released_route_stops` WHERE run_id = @r "
+                     "AND visit_type = 'DELIVERY'", {"r": run_id})
+    assert result["routes"]["re_solved"] and result["routes"]["loads"] == 1
+    assert result["routes"]["unrouted_loads"] == 1 - len(stops) and result["routes"]["vehicles"] == len(stops)
+    reason = wh.query("SELECT reason FROM `{dataset}.plan_decisions` WHERE run_id = @r AND action = 'RELEASE'",
+                      {"r": run_id}).reason[0]
+    assert ("1 load on no route" in reason) == (len(stops) == 0)
     rows = wh.query("SELECT action, decided_by FROM `{dataset}.plan_decisions` WHERE run_id = @r ORDER BY decision_id",
                     {"r": run_id})
     assert list(rows.action) == ["EDIT", "APPROVE", "RELEASE"] and set(rows.decided_by) == {PLANNER}

@@ -8,7 +8,9 @@ run's other lines take from it), a distribution-centre order in whole cases.
 The release publishes each approved line once, as the `reorder` and `transfer` messages of the
 `reorders` topic (the in-process bus locally, Pub/Sub in the cloud): the dedupe ledger's claim on
 `release:<run id>` lets one release through, however many are sent at once, and the RELEASE row
-then closes the run to further decisions.
+then closes the run to further decisions. Before that it writes the released plan's loads and
+routes (`reroute`): solved again for the approved lines when decisions changed what the trucks
+carry, the planned ones otherwise; they count only once the RELEASE row exists.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from typing import Any
 
 import pandas as pd
 
+from retailopt import pipeline
+from retailopt.config import Settings, load_settings
 from retailopt.services import messages
 from retailopt.services.dedupe import KeyKind
+from retailopt.services.handlers import WHAT_IF_FIELDS
 from retailopt.services.logs import log
 from retailopt.warehouse.base import query_file
-from retailopt.workbench import store, views
+from retailopt.workbench import reroute, store, views
 
 LINE_KINDS = {"TRANSFER": "transfers", "ORDER": "orders"}
 ACTIONS = ("APPROVE", "REJECT", "EDIT")
@@ -170,12 +175,18 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
                                        order=_order_body(o)) for o in orders]
         batch += [messages.make_message("transfer", chain_id=chain_id, run_id=run_id, run_date=run_date,
                                         transfer=_transfer_body(t)) for t in transfers]
+        routed = _write_released_routes(wh, _run_settings(runtime.settings, run), run, orders, transfers)
+        figures = _route_figures(routed)
         if batch:
             runtime.publisher.publish_many("reorders", batch)
         units = sum(int(o["quantity"]) for o in orders) + sum(int(t["quantity"]) for t in transfers)
+        how = ("routes solved again for the approved lines" if routed.re_solved else "routes as planned")
+        off = figures["unrouted_loads"]
         row = {"decision_id": _decision_id(), "run_id": run_id, "run_date": run["run_date"], "line_type": "RUN",
                "line_id": run_id, "action": "RELEASE", "old_quantity": None, "new_quantity": units,
-               "reason": f"{len(orders)} order lines and {len(transfers)} transfer lines released",
+               "reason": (f"{len(orders)} order lines and {len(transfers)} transfer lines released; {how}: "
+                          f"{figures['vehicles']} vehicles, {figures['km']:,.1f} km"
+                          + (f", {off} load{'s' if off != 1 else ''} on no route" if off else "")),
                "decided_by": identity, "decided_at": datetime.now(timezone.utc)}
         wh.insert("plan_decisions", pd.DataFrame([row]))
     except DecisionError:
@@ -185,9 +196,48 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
         raise
     runtime.ledger.finish(claim, "DONE", outcome="released", run_id=run_id)
     log(logging.INFO, "plan released", step="workbench", run_id=run_id, caller=identity, orders=len(orders),
-        transfers=len(transfers), units=units)
+        transfers=len(transfers), units=units, **{f"routes_{k}": v for k, v in figures.items()})
     return {"run_id": run_id, "released": True, "orders": len(orders), "transfers": len(transfers), "units": units,
-            "released_by": identity, "released_at": row["decided_at"].isoformat()}
+            "routes": figures, "released_by": identity, "released_at": row["decided_at"].isoformat()}
+
+
+def _run_settings(base: Settings, run: dict[str, Any]) -> Settings:
+    """The settings the run was planned with: the deployment's, with the run's what-if values."""
+    parameters = run.get("parameters") or {}
+    overrides = {k: v for k, v in parameters.items() if k in WHAT_IF_FIELDS and k != "run_date" and v is not None}
+    return load_settings(overrides, base=base, environ={})
+
+
+def _write_released_routes(wh: Any, settings: Settings, run: dict[str, Any], orders: list[dict[str, Any]],
+                           transfers: list[dict[str, Any]]) -> reroute.ReleasedRoutes:
+    """Work out and store the released plan's loads and routes (replacing any an interrupted
+    release left; they count only once the RELEASE row exists)."""
+    run_id, run_date = run["run_id"], pd.Timestamp(run["run_date"]).date()
+    routed = reroute.released_routes(
+        settings=settings, run_date=run_date,
+        transfers=pipeline.read_run_rows(wh, "transfers", run_id),
+        orders=pipeline.read_run_rows(wh, "replenishment_orders", run_id),
+        approved_transfers={str(t["line_id"]): int(t["quantity"]) for t in transfers},
+        approved_orders={str(o["line_id"]): int(o["quantity"]) for o in orders},
+        planned_routes=pipeline.read_run_rows(wh, "routes", run_id),
+        planned_stops=pipeline.read_run_rows(wh, "route_stops", run_id),
+        stores=pipeline.read_table(wh, "stores"), dcs=pipeline.read_table(wh, "distribution_centers"),
+        products=pipeline.read_table(wh, "products"), vehicles=pipeline.read_table(wh, "vehicles"))
+    for table, frame in (("released_loads", routed.loads), ("released_routes", routed.routes),
+                         ("released_route_stops", routed.stops)):
+        pipeline.replace_run_rows(wh, table, run_id, frame, run_date)
+    return routed
+
+
+def _route_figures(routed: reroute.ReleasedRoutes) -> dict[str, Any]:
+    routes = routed.routes
+    carried = set(routed.stops["shipment_id"].astype(str)) if len(routed.stops) else set()
+    return {"re_solved": routed.re_solved, "vehicles": int(len(routes)),
+            "km": round(float(routes["distance_km"].sum()), 1) if len(routes) else 0.0,
+            "cost": round(float(routes["cost"].sum()), 2) if len(routes) else 0.0,
+            "loads": int(routed.loads["shipment_id"].nunique()) if len(routed.loads) else 0,
+            "unrouted_loads": int((~routed.loads["shipment_id"].astype(str).drop_duplicates().isin(carried)).sum())
+            if len(routed.loads) else 0}
 
 
 def _order_body(o: dict[str, Any]) -> dict[str, Any]:

@@ -327,7 +327,8 @@ def _stop_label(stop: dict[str, Any], route: dict[str, Any], tz: str) -> str:
 def routes(ctx: _Context, run_id: str) -> Reply:
     run = _complete(ctx, run_id)
     tz = ctx.tz(run)
-    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")))
+    released = views.released(ctx.wh, run_id)
+    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")), released=released is not None)
     shifts = []
     for route in listing.rows:
         start = _local(route["start_time"], tz)
@@ -343,7 +344,7 @@ def routes(ctx: _Context, run_id: str) -> Reply:
         "at a pick-up).")
     late = sum(1 for shift in shifts for v in shift.visits if v.window and not v.window[0] <= v.at <= v.window[1])
     tiles = web.tile_server()
-    return ctx.page("routes.html", run=run, listing=listing, timeline=timeline, late=late,
+    return ctx.page("routes.html", run=run, listing=listing, timeline=timeline, late=late, released=released,
                     kpis=run.get("kpis") or {}, tiles=tiles, csp_images=tiles["origin"] if tiles else None)
 
 
@@ -354,7 +355,8 @@ def routes_data(api: Any, call: HttpCall, caller: str | None, run_id: str) -> Re
     if run.get("status") != "COMPLETE":
         return json_reply({"error": f"run {run_id} is {run.get('status')}"}, 409)
     tz = ctx.tz(run)
-    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")))
+    released = views.released(ctx.wh, run_id) is not None
+    listing = views.routes(ctx.wh, run_id, views.page_number(ctx.query.get("page")), released=released)
     out = []
     for route in listing.rows:
         out.append({"vehicle": route["vehicle_id"], "colour": route["colour"],
@@ -363,7 +365,8 @@ def routes_data(api: Any, call: HttpCall, caller: str | None, run_id: str) -> Re
                                "place": s.get("place_name") or s["location_id"],
                                "arrival": web.fmt_time(s["arrival_time"], tz)[11:], "units": int(s["units"]),
                                "sequence": int(s["stop_sequence"])} for s in route["stops"]]})
-    body = json_reply({"run_id": run_id, "page": listing.page, "routes": out, "tiles": web.tile_server()})
+    body = json_reply({"run_id": run_id, "released": released, "page": listing.page, "routes": out,
+                       "tiles": web.tile_server()})
     return Reply(body.status, body.body, body.content_type, (("Cache-Control", "no-store"),
                                                              ("X-Content-Type-Options", "nosniff")))
 

@@ -791,14 +791,15 @@ ROUTE_COLOURS = ("#0b5cad", "#a3261b", "#1c6b35", "#8a5a00", "#6b3fa0", "#00798c
                  "#b35900", "#37474f")  # also workbench.css .sw.c0 ... .sw.c9
 
 
-def routes(wh: Any, run_id: str, page: int, size: int = ROUTES_PAGE) -> Page:
-    """One page of the run's routes (in order of departure), each with its stops in order:
-    place names, receiving windows, arrival times and loads."""
-    rows = records(query_file(wh, "wb_routes", {"run_id": run_id, **_offset(page, size)}))
+def routes(wh: Any, run_id: str, page: int, size: int = ROUTES_PAGE, *, released: bool = False) -> Page:
+    """One page of the run's routes (in order of departure; `released`: the released plan's), each
+    with its stops in order: place names, receiving windows, arrival times and loads."""
+    rows = records(query_file(wh, "wb_routes", {"run_id": run_id, "released": released, **_offset(page, size)}))
     total = int(rows[0]["total"]) if rows else 0
     if rows:
         ids = [r["route_id"] for r in rows]
-        stops = records(query_file(wh, "wb_route_stops", {"run_id": run_id, "route_ids": ids}))
+        stops = records(query_file(wh, "wb_route_stops", {"run_id": run_id, "route_ids": ids,
+                                                          "released": released}))
         by_route: dict[str, list[dict[str, Any]]] = {}
         for stop in stops:
             by_route.setdefault(stop["route_id"], []).append(stop)

@@ -1,0 +1,19 @@
+-- Output: the vehicle routes of a released plan: the planned routes when every line was approved as
+-- planned, else the approved lines routed again (written by the release).
+CREATE TABLE IF NOT EXISTS `{dataset}.released_routes` (
+  run_id STRING NOT NULL,
+  run_date DATE NOT NULL,
+  route_id STRING NOT NULL,
+  vehicle_id STRING NOT NULL,
+  depot_id STRING NOT NULL,
+  start_time TIMESTAMP NOT NULL,
+  end_time TIMESTAMP NOT NULL,
+  distance_km FLOAT64 NOT NULL,
+  duration_minutes FLOAT64 NOT NULL,
+  stop_count INT64 NOT NULL,
+  units_carried INT64 NOT NULL,
+  cost FLOAT64 NOT NULL
+)
+PARTITION BY run_date
+CLUSTER BY vehicle_id
+OPTIONS(description = 'Vehicle routes of released plans');
