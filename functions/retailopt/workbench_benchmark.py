@@ -565,6 +565,7 @@ def _page_counts(data_dir: Path, built: dict[str, Any]) -> dict[str, int]:
 
     wh = open_warehouse(load_settings({"data_dir": data_dir}, environ={}))
     try:
+        wh.ensure_schema()  # a reused warehouse gains the tables added since it was built
         a, b = built["runs"]
         worklist = sum(s["positions"] for s in views.worklist_summary(wh, a, store_id=None, category=None))
         orders = int(wh.query("SELECT COUNT(DISTINCT order_id) AS n FROM `{dataset}.replenishment_orders` "

@@ -791,15 +791,25 @@ ROUTE_COLOURS = ("#0b5cad", "#a3261b", "#1c6b35", "#8a5a00", "#6b3fa0", "#00798c
                  "#b35900", "#37474f")  # also workbench.css .sw.c0 ... .sw.c9
 
 
+def _routes_sql(name: str, table: str, released: bool) -> str:
+    """A routes query on the planned table or its released twin (same columns): one of two fixed
+    names, never a value from a request."""
+    sql = sqlfiles.read_sql(f"queries/{name}.sql")
+    if not released:
+        return sql
+    twin = sqlfiles.check_table_name(f"released_{table}")
+    return sql.replace(f"`{{dataset}}.{table}`", f"`{{dataset}}.{twin}`")
+
+
 def routes(wh: Any, run_id: str, page: int, size: int = ROUTES_PAGE, *, released: bool = False) -> Page:
     """One page of the run's routes (in order of departure; `released`: the released plan's), each
     with its stops in order: place names, receiving windows, arrival times and loads."""
-    rows = records(query_file(wh, "wb_routes", {"run_id": run_id, "released": released, **_offset(page, size)}))
+    rows = records(wh.query(_routes_sql("wb_routes", "routes", released), {"run_id": run_id, **_offset(page, size)}))
     total = int(rows[0]["total"]) if rows else 0
     if rows:
         ids = [r["route_id"] for r in rows]
-        stops = records(query_file(wh, "wb_route_stops", {"run_id": run_id, "route_ids": ids,
-                                                          "released": released}))
+        stops = records(wh.query(_routes_sql("wb_route_stops", "route_stops", released),
+                                 {"run_id": run_id, "route_ids": ids}))
         by_route: dict[str, list[dict[str, Any]]] = {}
         for stop in stops:
             by_route.setdefault(stop["route_id"], []).append(stop)
