@@ -505,9 +505,10 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
 
 
 def _solve_routes(request, settings: Settings):
-    from retailopt.routing.engine import solve_routes
+    """The response and the problems solved (local engine: one per depot or sector, `routing/parts.py`)."""
+    from retailopt.routing.engine import solve_routes_by_problem
 
-    return solve_routes(request, settings=settings)
+    return solve_routes_by_problem(request, settings=settings)
 
 
 def _note_exceptions(policy: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -530,6 +531,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.loads import assign_shipments
     from retailopt.routing.tables import locations_frame
+    from retailopt.routing.unrouted import unrouted_exceptions
 
     run_date = _require_run(wh, run_id)["run_date"]
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
@@ -562,15 +564,25 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     started = time.perf_counter()
     request = build_request(transfers, orders, stores, dcs, fleet, products,
                             run_date=run_date, settings=settings)
-    response = _solve_routes(request, settings)
+    solved = _solve_routes(request, settings)
+    response = solved.response
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
+    # Loads no route carries stay in the plan and are reported with their value, line by line.
+    unrouted = unrouted_exceptions(transfers, orders, response)
+    if len(unrouted):
+        exceptions = pd.concat([exceptions, unrouted], ignore_index=True)
+        policy = _note_exceptions(policy, unrouted.drop_duplicates(["store_id", "product_id"]))
     timings["routing"] = time.perf_counter() - started
+    timings["routing_solve"] = sum(p.solve_s for p in solved.problems)
+    problems = [p.as_dict() for p in solved.problems]
+    log.info("routing: %d problem(s): %s", len(problems), problems)
     if artifacts_dir is not None:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         (artifacts_dir / "routes_request.json").write_text(request_to_json(request), encoding="utf-8")
         (artifacts_dir / "routes_response.json").write_text(
             type(response).to_json(response), encoding="utf-8")
+        (artifacts_dir / "routing_problems.json").write_text(json.dumps(problems, indent=1), encoding="utf-8")
     with _results_of_running_run(wh, run_id, RESULT_TABLES):
         replace_run_rows(wh, "inventory_policy", run_id, policy, run_date)
         replace_run_rows(wh, "plan_exceptions", run_id, exceptions, run_date)
@@ -581,7 +593,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     skipped = len(response.skipped_shipments)
     return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
             "orders": int(len(orders)), "routes": int(len(routes)), "skipped_shipments": int(skipped),
-            "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
+            "routing_problems": problems, "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
 
 
 # ---------------------------------------------------------------- publish
@@ -600,6 +612,11 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
     routed_units = int(routes.units_carried.sum()) if len(routes) else 0
     shipments = {str(s) for frame in (transfers, orders) if len(frame) for s in frame.shipment_id.dropna()}
     routed_shipments = {str(s) for s in stops.shipment_id} if len(stops) else set()
+
+    def unrouted(frame: pd.DataFrame, column: str) -> float:
+        if not len(frame):
+            return 0.0
+        return float(frame.loc[~frame.shipment_id.astype(str).isin(routed_shipments), column].sum())
 
     def stores_with(column: str, status: str) -> int:
         return int(policy.loc[policy[column] == status, "store_id"].nunique()) if len(policy) else 0
@@ -627,6 +644,9 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
         "shipments_unrouted": len(shipments - routed_shipments),
         "units_routed": routed_units,
         "units_unrouted": planned_units - routed_units,
+        # What the loads on no route are worth: transfer value plus order value (plan_exceptions
+        # UNROUTED_LOAD names each line).
+        "value_unrouted": round(unrouted(transfers, "value") + unrouted(orders, "order_value"), 2),
         "quarantined_rows": int(quarantine.row_number.notna().sum()) if len(quarantine) else 0,
     }
 
