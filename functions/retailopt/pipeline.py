@@ -419,11 +419,8 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
 
 @_leased
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
-    from retailopt.forecasting import forecast
-    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
-    from retailopt.forecasting.anomalies import recent as recent_anomalies
+    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
-    from retailopt.forecasting.promotions import promotion_days
 
     run_date = _require_run(wh, run_id)["run_date"]
     inventory = query_file(wh, "latest_inventory")
@@ -459,32 +456,8 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                                                   data_start=model.data_start, data_end=model.data_end,
                                                   run_date=run_date)
     else:
-        history = query_file(wh, "sales_history", {
-            "since": run_date - timedelta(days=settings.history_days), "until": run_date})
-        history["sale_date"] = pd.to_datetime(history["sale_date"])
-        # Millions of repeated id strings: categories keep the step within its memory budget.
-        history["store_id"] = history["store_id"].astype("category")
-        history["product_id"] = history["product_id"].astype("category")
-        history_rows = len(history)
-        planned = query_file(wh, "planned_promotions", {
-            "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
-        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
-        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
-        plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
-        # Days outside the engine's 99% in-sample interval; isolated spikes are left out of the
-        # fit unless exclude_anomalies is "none" (docs/forecasting.md, Sales anomalies).
-        detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=settings.exclude_anomalies,
-                                     holiday_country=settings.holiday_country,
-                                     holiday_subdivision=settings.holiday_subdivision)
-        anomalies, excluded_days = recent_anomalies(detection.anomalies, run_date), detection.excluded
-        history = detection.history
-        del detection
-        result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
-                          window_days=window[["store_id", "product_id", "window_days"]],
-                          confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
-                          component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
-        promoted_days = 0 if plan is None else len(plan)
+        return _forecast_local(wh, settings, run_id, run_date, positions,
+                               window[["store_id", "product_id", "window_days"]])
     with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components",
                                               "sales_anomalies")):
         replace_run_rows(wh, "forecasts", run_id, result.daily)
@@ -498,7 +471,56 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
             "promoted_days": int(promoted_days), "anomaly_rows": int(len(anomalies)),
             "excluded_spike_days": int(excluded_days),
             "models": {str(k): int(v) for k, v in models.items()},
-            **({"model_age_days": int(model_age_days)} if settings.forecast_engine == "bigquery_ml" else {})}
+            "model_age_days": int(model_age_days)}
+
+
+FORECAST_TABLES = ("forecasts", "demand_windows", "forecast_components", "sales_anomalies")
+
+
+def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: date, positions: pd.DataFrame,
+                    window: pd.DataFrame) -> dict[str, Any]:
+    """The local engine in chunks of whole stores (`forecasting/chunks.py`): each chunk's history
+    read from the warehouse alone, forecast in a worker process, its rows written as they come, all
+    in one transaction, so a failure leaves none of them."""
+    from retailopt.forecasting.chunks import ChunkResult, forecast_in_chunks
+    from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
+    from retailopt.forecasting.promotions import promotion_days
+
+    since = run_date - timedelta(days=settings.history_days)
+
+    def read_history(first_store: str, last_store: str) -> pd.DataFrame:
+        history = query_file(wh, "sales_history_stores", {"since": since, "until": run_date,
+                                                          "store_from": first_store, "store_to": last_store})
+        history["sale_date"] = pd.to_datetime(history["sale_date"])
+        # Repeated id strings: categories keep a chunk small (and quick to send to a worker).
+        history["store_id"] = history["store_id"].astype("category")
+        history["product_id"] = history["product_id"].astype("category")
+        return history
+
+    planned = query_file(wh, "planned_promotions", {
+        "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
+
+    def plan_for(keys: pd.DataFrame) -> pd.DataFrame | None:
+        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
+        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
+        return promotion_days(planned, keys, run_date, settings.horizon_days) if len(planned) else None
+
+    def write(chunk: ChunkResult) -> None:
+        wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
+        wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
+        wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
+        wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
+
+    params = {"run_date": run_date, "horizon_days": settings.horizon_days,
+              "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
+              "holiday_subdivision": settings.holiday_subdivision, "seed": settings.seed,
+              "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS}
+    with _results_of_running_run(wh, run_id, FORECAST_TABLES):
+        _remove_results(wh, run_id, FORECAST_TABLES)
+        counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,
+                                    write=write, params=params)
+    counts["series"] = int(len(positions))
+    return counts
 
 
 # ---------------------------------------------------------------- plan
