@@ -5,8 +5,9 @@ limit of seconds: building it and finding a first solution alone take minutes. S
 splits the request into problems the search handles well and solves them one after another, each
 with its share of the limit:
 
-- by depot: each vehicle belongs to the depot it starts from, each load to the depot nearest the
-  place it is picked up (a distribution centre's orders to that centre);
+- by depot: each vehicle belongs to the depot it starts from, each load (most valuable first) to
+  the depot with the shortest round trip whose vehicles can carry it and still have shift time for
+  it (a distribution centre's orders to that centre);
 - a depot with more than `max_shipments` loads is cut into sectors around it (by the bearing of
   the delivery, equal numbers of loads), its vehicles shared out in proportion to the units each
   sector must carry;
@@ -175,10 +176,7 @@ def split_request(request: ro.OptimizeToursRequest, *, max_shipments: int = MAX_
     for v in vehicles:
         names.setdefault(depot_of[v.index], model.vehicles[v.index].display_name or f"depot{depot_of[v.index]}")
 
-    groups: dict[int, list[_Load]] = {k: [] for k in range(len(depots))}
-    for ld in loads:
-        anchor = ld.pickup or ld.delivery
-        groups[min(range(len(depots)), key=lambda k: _haversine(depots[k], anchor))].append(ld)
+    groups = _by_depot(loads, vehicles, depots, depot_of, speed, slack)
 
     problems = []
     for k, depot in enumerate(depots):
@@ -197,6 +195,30 @@ def split_request(request: ro.OptimizeToursRequest, *, max_shipments: int = MAX_
             name = names[k] if len(parts) == 1 else f"{names[k]} sector {j + 1}/{len(parts)}"
             problems.append((name, [v.index for v in part_fleet], offered, left))
     return problems
+
+
+def _trip_s(ld: _Load, depot: tuple[float, float], speed: float) -> float:
+    """A round trip from `depot` to carry `ld`: to its pickup, its delivery and back, plus the visits."""
+    a, b = ld.pickup or depot, ld.delivery or depot
+    return (_haversine(depot, a) + _haversine(a, b) + _haversine(b, depot)) / speed + ld.service_s
+
+
+def _by_depot(loads: list[_Load], vehicles: list[_Vehicle], depots: list[tuple[float, float]],
+              depot_of: dict[int, int], speed: float, slack: float) -> dict[int, list[_Load]]:
+    """Each load to the depot with the shortest round trip among those whose vehicles can carry it
+    and still have shift time for it (most valuable loads first), else to the nearest depot that
+    can carry it: a store's one van does not get every transfer around it while the centre's
+    fleet has room."""
+    left_s = {k: slack * sum(v.shift_s for v in vehicles if depot_of[v.index] == k) for k in range(len(depots))}
+    groups: dict[int, list[_Load]] = {k: [] for k in range(len(depots))}
+    for ld in sorted(loads, key=lambda x: (-x.value, x.index)):
+        capable = sorted({depot_of[v.index] for v in vehicles if v.carries(ld)}) or list(range(len(depots)))
+        trips = {k: _trip_s(ld, depots[k], speed) for k in capable}
+        ranked = sorted(capable, key=lambda k: (trips[k], k))
+        k = next((k for k in ranked if trips[k] <= left_s[k]), ranked[0])
+        left_s[k] -= trips[k]
+        groups[k].append(ld)
+    return groups
 
 
 def _share_vehicles(fleet: list[_Vehicle], units: list[int]) -> list[list[_Vehicle]]:
@@ -227,11 +249,6 @@ def _by_value(part: list[_Load], fleet: list[_Vehicle], speed: float, slack: flo
     reports it skipped with its capacity reason)."""
     left_s = [slack * v.shift_s for v in fleet]
 
-    def trip_s(ld: _Load, depot: tuple[float, float]) -> float:
-        a, b = ld.pickup or depot, ld.delivery or depot
-        metres = _haversine(depot, a) + _haversine(a, b) + _haversine(b, depot)
-        return metres / speed + ld.service_s
-
     offered, left = [], []
     for ld in sorted(part, key=lambda x: (-x.value, x.index)):
         capable = [k for k, v in enumerate(fleet) if v.carries(ld)]
@@ -239,7 +256,7 @@ def _by_value(part: list[_Load], fleet: list[_Vehicle], speed: float, slack: flo
             offered.append(ld.index)
             continue
         k = max(capable, key=lambda k: (left_s[k], -k))
-        need = trip_s(ld, fleet[k].depot)
+        need = _trip_s(ld, fleet[k].depot, speed)
         if need <= left_s[k]:
             left_s[k] -= need
             offered.append(ld.index)
