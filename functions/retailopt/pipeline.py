@@ -26,7 +26,7 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
-from retailopt.loading import DateRange, load_facts
+from retailopt.loading import DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_rows
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
@@ -331,12 +331,25 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     imported data; its id is returned under "run_id".
     """
     as_of = settings.run_date or _now().date()
+    # A large sales file is validated in chunks whose valid rows go straight to the staging table
+    # (ingest.CHUNK_ROWS); they are loaded below, or removed if the import stops.
+    load_id = new_load_id()
     try:
-        result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh))
-    except InputError as exc:
-        if run_id is not None:
+        result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh),
+                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id))
+    except BaseException as exc:
+        drop_staged(wh, "sales", load_id)
+        if run_id is not None and isinstance(exc, InputError):
             _record_rejected_import(wh, settings, run_id, exc)
         raise
+    try:
+        return _load_imported(wh, settings, run_id, source_dir, result, load_id, replace_sales)
+    finally:
+        drop_staged(wh, "sales", load_id)
+
+
+def _load_imported(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path, result: Any,
+                   load_id: str, replace_sales: DateRange | None) -> dict[str, Any]:
     if replace_sales is not None and "sales" in result.kept:
         exc = InputError(f"replacing the sales of {replace_sales} needs a sales file in {source_dir}")
         if run_id is not None:
@@ -355,8 +368,14 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
         for table in ("inventory", "sales"):
             if table in result.kept and replace_sales is None:
                 continue
-            counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
-                                replace=replace_sales if table == "sales" else None)
+            if table in result.staged:
+                staged = result.staged[table]
+                counts = load_staged_facts(wh, table, load_id, rows=staged.rows, first=staged.first_day,
+                                           last=staged.last_day, source=_source_name(result, table),
+                                           replace=replace_sales if table == "sales" else None)
+            else:
+                counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
+                                    replace=replace_sales if table == "sales" else None)
             loaded[table] = counts.as_dict()
     except InputError as exc:
         if run_id is not None:
