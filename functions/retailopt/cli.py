@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
           f"cost {k['transfer_cost']:,.2f}); orders: {k['orders']} for {k['units_ordered']} units")
     print(f"  routes: {k['vehicles_used']} vehicles, {k['route_km']:,.1f} km, cost {k['route_cost']:,.2f}; "
           f"{k.get('units_routed', 0)} units on trucks, {k.get('units_unrouted', 0)} waiting for one "
-          f"({k.get('shipments_unrouted', 0)} of {k.get('shipments', 0)} loads)")
+          f"({k.get('shipments_unrouted', 0)} of {k.get('shipments', 0)} loads, value {k.get('value_unrouted', 0):,.2f})")
     for line in after(settings, result) if after else []:
         print(f"  {line}")
     print(f"  report: {result.artifacts_dir / 'report.html'}")

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -75,6 +75,23 @@ class ImportResult:
     # Tables whose stored rows stay as they are: no file in the folder (the warehouse holds them
     # already), or an optional file that was skipped.
     kept: set[str] = field(default_factory=set)
+    # Tables whose valid rows went to the warehouse's staging in chunks instead of `frames`.
+    staged: dict[str, "StagedRows"] = field(default_factory=dict)
+
+
+@dataclass
+class StagedRows:
+    """The valid rows of a large file, handed chunk by chunk to the `stage` callback."""
+
+    rows: int = 0
+    first_day: date | None = None  # the table's date column over the staged rows
+    last_day: date | None = None
+
+
+# A Parquet file of a fact table with more rows than this is validated in chunks of this many rows
+# and its valid rows staged in the warehouse chunk by chunk: memory stays bounded by the chunk.
+CHUNK_ROWS = 1_000_000
+STAGED_TABLES = {"sales": "sale_date"}  # (the day is part of the key)
 
 
 def find_input_files(data_dir: Path, table: str) -> list[Path]:
@@ -449,15 +466,18 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
     })
 
 
-def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None
-                ) -> ImportResult:
+def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None,
+                stage: Callable[[str, pd.DataFrame], None] | None = None,
+                chunk_rows: int | None = None) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check.
 
     `stored` names the tables the warehouse already holds rows of (with their ids, for tables
     keyed by one column): a folder may leave those files out, as a daily drop of sales and stock
-    does, and their stored rows stay and are referenced.
+    does, and their stored rows stay and are referenced. With `stage`, a sales Parquet file of more than `chunk_rows` rows is read and validated `chunk_rows` at a time and
+    each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`.
     """
     stored = stored or {}
+    chunk_rows = chunk_rows or CHUNK_ROWS
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder {data_dir} does not exist", _file_problem(str(data_dir), "folder does not exist"))
@@ -466,6 +486,7 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
     reports: list[FileReport] = []
     valid_ids: dict[str, set[str]] = {}
     kept: set[str] = set()
+    result_staged: dict[str, StagedRows] = {}
     for table in INPUT_TABLES:
         expected = schema.table(table).column_names
         frames[table] = pd.DataFrame(columns=expected)
@@ -484,6 +505,18 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
             reports.append(FileReport(table, str(data_dir / f"{table}.csv"), 0, 0, 0, ["file missing"]))
             continue
         path = paths[-1] if len(paths) > 1 else paths[0]  # the .csv name when both are there
+        if stage is not None and len(paths) == 1 and table in STAGED_TABLES and path.suffix == ".parquet" \
+                and _parquet_rows(path) > chunk_rows:
+            problem = _header_problem(_parquet_header(path), expected)
+            if problem is None:
+                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows)
+                quarantined.append(q)
+                result_staged[table] = staged
+                messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
+                reports.append(FileReport(table, str(path), rows_in, staged.rows, len(q), messages))
+                for message in messages:
+                    log.warning(message)
+                continue
         raw: RawFile | None = None
         try:
             if len(paths) > 1:
@@ -523,12 +556,79 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
         for message in messages:
             log.warning(message)
     quarantine = _combine(quarantined)
-    empty = [t for t in REQUIRED_NONEMPTY if frames[t].empty and t not in kept]
+    empty = [t for t in REQUIRED_NONEMPTY if frames[t].empty and t not in kept
+             and not (t in result_staged and result_staged[t].rows)]
     if empty:
         details = "; ".join(f"{r.path}: {', '.join(r.problems[:3]) or 'no valid rows'}"
                             for r in reports if r.table in empty)
         raise InputError(f"cannot plan: no valid rows in {', '.join(empty)} ({details})", quarantine)
-    return ImportResult(frames, quarantine, reports, kept)
+    return ImportResult(frames, quarantine, reports, kept, result_staged)
+
+
+def _parquet_rows(path: Path) -> int:
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # unreadable: the whole-file path reports it
+        return 0
+
+
+def _parquet_header(path: Path) -> list[str]:
+    return [name.strip() for name in pq.ParquetFile(path).schema_arrow.names]
+
+
+def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of: date,
+                   stage: Callable[[str, pd.DataFrame], None], chunk_rows: int
+                   ) -> tuple[StagedRows, pd.DataFrame, int]:
+    """Validate a large Parquet file `chunk_rows` rows at a time (the same checks and messages as a
+    whole file) and hand each chunk's valid rows to `stage`. A key repeated in a later chunk is
+    found with the keys of the earlier chunks' valid rows, kept as sorted int64 codes (8 bytes a
+    row), and quarantined as a duplicate like one within a chunk."""
+    contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
+    key = list(contract.key)
+    stores = {s: i for i, s in enumerate(sorted(valid_ids.get("stores", ())))}
+    products = {p: i for i, p in enumerate(sorted(valid_ids.get("products", ())))}
+    seen: list[np.ndarray] = []
+    staged, quarantined, offset = StagedRows(), [], 0
+    parquet = pq.ParquetFile(path)
+    names = _unique_names(_parquet_header(path))
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        chunk, problems = _plain_columns(pa.Table.from_batches([batch]).rename_columns(names))
+        frame = _to_pandas(chunk).set_axis(pd.RangeIndex(offset, offset + chunk.num_rows), axis=0)
+        problems = problems.assign(idx=frame.index[problems.idx.to_numpy(dtype=int)])
+        offset += chunk.num_rows
+        valid, found = validate_table(table, frame, valid_ids, as_of, problems)
+        codes = _key_codes(valid, day_col, stores, products)
+        repeated = np.zeros(len(valid), dtype=bool)
+        for earlier in seen:
+            pos = np.searchsorted(earlier, codes).clip(max=len(earlier) - 1)
+            repeated |= earlier[pos] == codes
+        if repeated.any():
+            found = pd.concat([found, _problems_frame(valid.index[repeated], ",".join(key),
+                                                      "duplicate key (" + ", ".join(key) + ")")], ignore_index=True)
+            valid = valid[~repeated]
+            codes = codes[~repeated]
+        seen.append(np.sort(codes))
+        quarantined.append(_quarantine_rows(path.name, frame, found))
+        if len(valid):
+            days = valid[day_col]
+            first, last = days.min().date(), days.max().date()
+            staged.first_day = first if staged.first_day is None else min(staged.first_day, first)
+            staged.last_day = last if staged.last_day is None else max(staged.last_day, last)
+            stage(table, valid.reset_index(drop=True))
+            staged.rows += len(valid)
+        del frame, valid, chunk
+    q = _combine(quarantined)
+    if len(q):
+        q = q.sort_values("row_number", kind="stable", ignore_index=True)
+    return staged, q, offset
+
+
+def _key_codes(valid: pd.DataFrame, day_col: str, stores: dict[str, int], products: dict[str, int]) -> np.ndarray:
+    """(day, store, product) as one int64 per row; ids are known (references were checked)."""
+    days = (valid[day_col].to_numpy(dtype="datetime64[D]").astype(np.int64) + 200_000)  # >= 0 from 1678 on
+    s = valid["store_id"].astype(str).map(stores).to_numpy(dtype=np.int64)
+    p = valid["product_id"].astype(str).map(products).to_numpy(dtype=np.int64)
+    return (days * max(1, len(stores)) + s) * max(1, len(products)) + p
 
 
 def _header_problem(header: list[str], expected: list[str]) -> str | None:

@@ -93,12 +93,62 @@ def load_facts(wh: Warehouse, table: str, frame: pd.DataFrame, *, replace: DateR
     return _merge(wh, table, frame, key, day, first, last, replace is not None)
 
 
-def _merge(wh: Warehouse, table: str, frame: pd.DataFrame, key: tuple[str, ...], day: str,
-           first: date, last: date, delete_others: bool) -> LoadCounts:
+def new_load_id() -> str:
+    return uuid.uuid4().hex
+
+
+def stage_rows(wh: Warehouse, table: str, frame: pd.DataFrame, load_id: str) -> int:
+    """Add validated rows of one import to `<table>_staging` (a chunk at a time for a large file)."""
+    staging = sqlfiles.check_table_name(f"{table}_staging")
+    return wh.insert(staging, frame.assign(load_id=load_id))
+
+
+def drop_staged(wh: Warehouse, table: str, load_id: str) -> None:
+    staging = sqlfiles.check_table_name(f"{table}_staging")
+    wh.execute(f"DELETE FROM `{{dataset}}.{staging}` WHERE load_id = @load_id", {"load_id": load_id})
+
+
+def load_staged_facts(wh: Warehouse, table: str, load_id: str, *, rows: int, first: date | None,
+                      last: date | None, replace: DateRange | None = None, source: str | None = None) -> LoadCounts:
+    """`load_facts` for rows already in `<table>_staging` under `load_id` (`rows` of them, dated
+    `first`..`last`); the staged rows are removed afterwards, whatever happens."""
+    key, day = FACT_TABLES[table]
+    staging = sqlfiles.check_table_name(f"{table}_staging")
+    name = sqlfiles.check_table_name(table)
+    try:
+        if replace is not None:
+            outside = wh.query(f"SELECT COUNT(*) AS n, MIN({day}) AS first_bad FROM `{{dataset}}.{staging}` "
+                               f"WHERE load_id = @load_id AND ({day} < @first OR {day} > @last)",
+                               {"load_id": load_id, "first": replace.first, "last": replace.last})
+            if int(outside.n.iloc[0]):
+                first_bad = pd.Timestamp(outside.first_bad.iloc[0]).date()
+                raise InputError(f"{source or table}: {int(outside.n.iloc[0])} rows dated outside the replacement "
+                                 f"range {replace} (for example {first_bad}); widen the range or remove those rows")
+            first, last = replace.first, replace.last
+        elif rows == 0 or first is None or last is None:
+            return LoadCounts(0, 0)
+        stored = wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{name}` WHERE {day} BETWEEN @first AND @last",
+                          {"first": first, "last": last})
+        if int(stored.n.iloc[0]) == 0:
+            columns = ", ".join(schema.table(table).column_names)
+            with wh.transaction():
+                wh.execute(f"INSERT INTO `{{dataset}}.{name}` ({columns}) SELECT {columns} "
+                           f"FROM `{{dataset}}.{staging}` WHERE load_id = @load_id", {"load_id": load_id})
+            return LoadCounts(rows, 0)
+        return _merge(wh, table, None, key, day, first, last, replace is not None, load_id=load_id, rows=rows)
+    finally:
+        drop_staged(wh, table, load_id)
+
+
+def _merge(wh: Warehouse, table: str, frame: pd.DataFrame | None, key: tuple[str, ...], day: str,
+           first: date, last: date, delete_others: bool, *, load_id: str | None = None,
+           rows: int | None = None) -> LoadCounts:
+    """MERGE the staged rows of one import (`frame`, staged here, or rows staged already under
+    `load_id`) into `table`."""
     staging = sqlfiles.check_table_name(f"{table}_staging")
     columns = schema.table(table).column_names
     matches = " AND ".join(f"t.{c} = s.{c}" for c in key)
-    params = {"load_id": uuid.uuid4().hex, "first": first, "last": last}
+    params = {"load_id": load_id or new_load_id(), "first": first, "last": last}
     source = f"(SELECT * EXCEPT (load_id) FROM `{{dataset}}.{staging}` WHERE load_id = @load_id)"
     merge = (
         f"MERGE `{{dataset}}.{table}` AS t USING {source} AS s ON {matches}\n"
@@ -106,7 +156,8 @@ def _merge(wh: Warehouse, table: str, frame: pd.DataFrame, key: tuple[str, ...],
         f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)}) VALUES ({', '.join('s.' + c for c in columns)})"
         + (f"\nWHEN NOT MATCHED BY SOURCE AND t.{day} BETWEEN @first AND @last THEN DELETE" if delete_others else ""))
     try:
-        wh.insert(staging, frame.assign(load_id=params["load_id"]))
+        if frame is not None:
+            wh.insert(staging, frame.assign(load_id=params["load_id"]))
         with wh.transaction():
             replaced = wh.query(f"SELECT COUNT(*) AS n FROM {source} AS s JOIN `{{dataset}}.{table}` AS t "
                                 f"ON {matches}", params)
@@ -120,4 +171,4 @@ def _merge(wh: Warehouse, table: str, frame: pd.DataFrame, key: tuple[str, ...],
     finally:
         wh.execute(f"DELETE FROM `{{dataset}}.{staging}` WHERE load_id = @load_id", {"load_id": params["load_id"]})
     n_replaced = int(replaced.n.iloc[0])
-    return LoadCounts(len(frame) - n_replaced, n_replaced, deleted)
+    return LoadCounts((len(frame) if frame is not None else int(rows or 0)) - n_replaced, n_replaced, deleted)

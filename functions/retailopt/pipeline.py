@@ -26,7 +26,7 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
-from retailopt.loading import DateRange, load_facts
+from retailopt.loading import DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_rows
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
@@ -331,12 +331,25 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     imported data; its id is returned under "run_id".
     """
     as_of = settings.run_date or _now().date()
+    # A large sales file is validated in chunks whose valid rows go straight to the staging table
+    # (ingest.CHUNK_ROWS); they are loaded below, or removed if the import stops.
+    load_id = new_load_id()
     try:
-        result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh))
-    except InputError as exc:
-        if run_id is not None:
+        result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh),
+                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id))
+    except BaseException as exc:
+        drop_staged(wh, "sales", load_id)
+        if run_id is not None and isinstance(exc, InputError):
             _record_rejected_import(wh, settings, run_id, exc)
         raise
+    try:
+        return _load_imported(wh, settings, run_id, source_dir, result, load_id, replace_sales)
+    finally:
+        drop_staged(wh, "sales", load_id)
+
+
+def _load_imported(wh: Warehouse, settings: Settings, run_id: str | None, source_dir: Path, result: Any,
+                   load_id: str, replace_sales: DateRange | None) -> dict[str, Any]:
     if replace_sales is not None and "sales" in result.kept:
         exc = InputError(f"replacing the sales of {replace_sales} needs a sales file in {source_dir}")
         if run_id is not None:
@@ -355,8 +368,14 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
         for table in ("inventory", "sales"):
             if table in result.kept and replace_sales is None:
                 continue
-            counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
-                                replace=replace_sales if table == "sales" else None)
+            if table in result.staged:
+                staged = result.staged[table]
+                counts = load_staged_facts(wh, table, load_id, rows=staged.rows, first=staged.first_day,
+                                           last=staged.last_day, source=_source_name(result, table),
+                                           replace=replace_sales if table == "sales" else None)
+            else:
+                counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
+                                    replace=replace_sales if table == "sales" else None)
             loaded[table] = counts.as_dict()
     except InputError as exc:
         if run_id is not None:
@@ -419,11 +438,8 @@ def _lead_times(stores: pd.DataFrame, dcs: pd.DataFrame) -> pd.DataFrame:
 
 @_leased
 def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, Any]:
-    from retailopt.forecasting import forecast
-    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
-    from retailopt.forecasting.anomalies import recent as recent_anomalies
+    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
-    from retailopt.forecasting.promotions import promotion_days
 
     run_date = _require_run(wh, run_id)["run_date"]
     inventory = query_file(wh, "latest_inventory")
@@ -459,32 +475,8 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                                                   data_start=model.data_start, data_end=model.data_end,
                                                   run_date=run_date)
     else:
-        history = query_file(wh, "sales_history", {
-            "since": run_date - timedelta(days=settings.history_days), "until": run_date})
-        history["sale_date"] = pd.to_datetime(history["sale_date"])
-        # Millions of repeated id strings: categories keep the step within its memory budget.
-        history["store_id"] = history["store_id"].astype("category")
-        history["product_id"] = history["product_id"].astype("category")
-        history_rows = len(history)
-        planned = query_file(wh, "planned_promotions", {
-            "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
-        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
-        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
-        plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
-        # Days outside the engine's 99% in-sample interval; isolated spikes are left out of the
-        # fit unless exclude_anomalies is "none" (docs/forecasting.md, Sales anomalies).
-        detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=settings.exclude_anomalies,
-                                     holiday_country=settings.holiday_country,
-                                     holiday_subdivision=settings.holiday_subdivision)
-        anomalies, excluded_days = recent_anomalies(detection.anomalies, run_date), detection.excluded
-        history = detection.history
-        del detection
-        result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
-                          window_days=window[["store_id", "product_id", "window_days"]],
-                          confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
-                          component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
-        promoted_days = 0 if plan is None else len(plan)
+        return _forecast_local(wh, settings, run_id, run_date, positions,
+                               window[["store_id", "product_id", "window_days"]])
     with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components",
                                               "sales_anomalies")):
         replace_run_rows(wh, "forecasts", run_id, result.daily)
@@ -498,16 +490,66 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
             "promoted_days": int(promoted_days), "anomaly_rows": int(len(anomalies)),
             "excluded_spike_days": int(excluded_days),
             "models": {str(k): int(v) for k, v in models.items()},
-            **({"model_age_days": int(model_age_days)} if settings.forecast_engine == "bigquery_ml" else {})}
+            "model_age_days": int(model_age_days)}
+
+
+FORECAST_TABLES = ("forecasts", "demand_windows", "forecast_components", "sales_anomalies")
+
+
+def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: date, positions: pd.DataFrame,
+                    window: pd.DataFrame) -> dict[str, Any]:
+    """The local engine in chunks of whole stores (`forecasting/chunks.py`): each chunk's history
+    read from the warehouse alone, forecast in a worker process, its rows written as they come, all
+    in one transaction, so a failure leaves none of them."""
+    from retailopt.forecasting.chunks import ChunkResult, forecast_in_chunks
+    from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
+    from retailopt.forecasting.promotions import promotion_days
+
+    since = run_date - timedelta(days=settings.history_days)
+
+    def read_history(first_store: str, last_store: str) -> pd.DataFrame:
+        history = query_file(wh, "sales_history_stores", {"since": since, "until": run_date,
+                                                          "store_from": first_store, "store_to": last_store})
+        history["sale_date"] = pd.to_datetime(history["sale_date"])
+        # Repeated id strings: categories keep a chunk small (and quick to send to a worker).
+        history["store_id"] = history["store_id"].astype("category")
+        history["product_id"] = history["product_id"].astype("category")
+        return history
+
+    planned = query_file(wh, "planned_promotions", {
+        "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
+
+    def plan_for(keys: pd.DataFrame) -> pd.DataFrame | None:
+        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
+        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
+        return promotion_days(planned, keys, run_date, settings.horizon_days) if len(planned) else None
+
+    def write(chunk: ChunkResult) -> None:
+        wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
+        wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
+        wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
+        wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
+
+    params = {"run_date": run_date, "horizon_days": settings.horizon_days,
+              "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
+              "holiday_subdivision": settings.holiday_subdivision, "seed": settings.seed,
+              "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS}
+    with _results_of_running_run(wh, run_id, FORECAST_TABLES):
+        _remove_results(wh, run_id, FORECAST_TABLES)
+        counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,
+                                    write=write, params=params)
+    counts["series"] = int(len(positions))
+    return counts
 
 
 # ---------------------------------------------------------------- plan
 
 
 def _solve_routes(request, settings: Settings):
-    from retailopt.routing.engine import solve_routes
+    """The response and the problems solved (local engine: one per depot or sector, `routing/parts.py`)."""
+    from retailopt.routing.engine import solve_routes_by_problem
 
-    return solve_routes(request, settings=settings)
+    return solve_routes_by_problem(request, settings=settings)
 
 
 def _note_exceptions(policy: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
@@ -530,6 +572,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.loads import assign_shipments
     from retailopt.routing.tables import locations_frame
+    from retailopt.routing.unrouted import unrouted_exceptions
 
     run_date = _require_run(wh, run_id)["run_date"]
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
@@ -562,15 +605,25 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     started = time.perf_counter()
     request = build_request(transfers, orders, stores, dcs, fleet, products,
                             run_date=run_date, settings=settings)
-    response = _solve_routes(request, settings)
+    solved = _solve_routes(request, settings)
+    response = solved.response
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
+    # Loads no route carries stay in the plan and are reported with their value, line by line.
+    unrouted = unrouted_exceptions(transfers, orders, response)
+    if len(unrouted):
+        exceptions = pd.concat([exceptions, unrouted], ignore_index=True)
+        policy = _note_exceptions(policy, unrouted.drop_duplicates(["store_id", "product_id"]))
     timings["routing"] = time.perf_counter() - started
+    timings["routing_solve"] = sum(p.solve_s for p in solved.problems)
+    problems = [p.as_dict() for p in solved.problems]
+    log.info("routing: %d problem(s): %s", len(problems), problems)
     if artifacts_dir is not None:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
         (artifacts_dir / "routes_request.json").write_text(request_to_json(request), encoding="utf-8")
         (artifacts_dir / "routes_response.json").write_text(
             type(response).to_json(response), encoding="utf-8")
+        (artifacts_dir / "routing_problems.json").write_text(json.dumps(problems, indent=1), encoding="utf-8")
     with _results_of_running_run(wh, run_id, RESULT_TABLES):
         replace_run_rows(wh, "inventory_policy", run_id, policy, run_date)
         replace_run_rows(wh, "plan_exceptions", run_id, exceptions, run_date)
@@ -581,7 +634,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     skipped = len(response.skipped_shipments)
     return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
             "orders": int(len(orders)), "routes": int(len(routes)), "skipped_shipments": int(skipped),
-            "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
+            "routing_problems": problems, "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
 
 
 # ---------------------------------------------------------------- publish
@@ -600,6 +653,11 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
     routed_units = int(routes.units_carried.sum()) if len(routes) else 0
     shipments = {str(s) for frame in (transfers, orders) if len(frame) for s in frame.shipment_id.dropna()}
     routed_shipments = {str(s) for s in stops.shipment_id} if len(stops) else set()
+
+    def unrouted(frame: pd.DataFrame, column: str) -> float:
+        if not len(frame):
+            return 0.0
+        return float(frame.loc[~frame.shipment_id.astype(str).isin(routed_shipments), column].sum())
 
     def stores_with(column: str, status: str) -> int:
         return int(policy.loc[policy[column] == status, "store_id"].nunique()) if len(policy) else 0
@@ -627,6 +685,9 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
         "shipments_unrouted": len(shipments - routed_shipments),
         "units_routed": routed_units,
         "units_unrouted": planned_units - routed_units,
+        # What the loads on no route are worth: transfer value plus order value (plan_exceptions
+        # UNROUTED_LOAD names each line).
+        "value_unrouted": round(unrouted(transfers, "value") + unrouted(orders, "order_value"), 2),
         "quarantined_rows": int(quarantine.row_number.notna().sum()) if len(quarantine) else 0,
     }
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from retailopt.routing.request import RequestBuildError, _is_missing, _rows, _unit_measures, consignment_id
+from retailopt.routing.lines import RequestBuildError, consignment_id, is_missing, rows, unit_measures
 
 # Kg limits are compared with a little room: the request rounds a load's weight up to whole kg.
 _KG_SLACK = 1e-6
@@ -55,11 +55,11 @@ class Capacity:
 def fleet_capacities(vehicles: pd.DataFrame | None) -> list[Capacity]:
     """Each vehicle's load limits, as the request states them (whole units, whole kg rounded down)."""
     out: list[Capacity] = []
-    for row in _rows(vehicles, "vehicles", ["vehicle_id", "capacity_units"]):
+    for row in rows(vehicles, "vehicles", ["vehicle_id", "capacity_units"]):
         units = int(row["capacity_units"])
         kg = row.get("capacity_kg")
         if units > 0:
-            out.append(Capacity(units=units, kg=math.inf if _is_missing(kg) else math.floor(float(kg))))
+            out.append(Capacity(units=units, kg=math.inf if is_missing(kg) else math.floor(float(kg))))
     return out
 
 
@@ -131,7 +131,7 @@ def assign_shipments(transfers: pd.DataFrame, orders: pd.DataFrame, vehicles: pd
     one row per load; its quantity, cases and money columns are shared out so they add up exactly.
     """
     capacities = fleet_capacities(vehicles)
-    weights, _ = _unit_measures(products)
+    weights, _ = unit_measures(products)
     return (_assign("transfers", transfers, capacities, weights),
             _assign("replenishment_orders", orders, capacities, weights))
 
@@ -143,14 +143,14 @@ def _assign(table: str, frame: pd.DataFrame, capacities: list[Capacity],
         out = frame.copy() if frame is not None else pd.DataFrame()
         out["shipment_id"] = pd.Series(dtype=object)
         return out
-    records = _rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity"])
+    records = rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity"])
     consignments: dict[str, list[_Line]] = {}
     for i, rec in enumerate(records):
         quantity = int(rec["quantity"])
         if quantity <= 0:
             raise RequestBuildError(f"{table} row {rec['_row']}: quantity must be > 0, got {quantity}")
         step = 1
-        if table == "replenishment_orders" and "cases" in rec and not _is_missing(rec["cases"]):
+        if table == "replenishment_orders" and "cases" in rec and not is_missing(rec["cases"]):
             cases = int(rec["cases"])
             step = quantity // cases if cases > 0 and quantity % cases == 0 else 1
         label = consignment_id(table, rec[origin_col], rec[dest_col])

@@ -19,14 +19,14 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from google.type import latlng_pb2
 
 from retailopt.config import Settings
+from retailopt.routing.lines import RequestBuildError, consignment_id, is_missing, rows, unit_measures
+from retailopt.routing.loads import assign_shipments
+
+__all__ = ["RequestBuildError", "build_request", "consignment_id", "request_from_json", "request_to_json"]
 
 UNITS = "units"
 WEIGHT = "weight_kg"
 VOLUME = "volume_l"
-
-
-class RequestBuildError(ValueError):
-    """Input rows cannot become a request; the message names the table, row and field."""
 
 
 def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.DataFrame,
@@ -35,13 +35,11 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
     """Shipments, vehicles and the run date's time frame as an `OptimizeToursRequest`."""
     tz = ZoneInfo(settings.timezone)
     places = _places(stores, dcs)
-    weights, volumes = _unit_measures(products)
+    weights, volumes = unit_measures(products)
     visit = _duration(settings.visit_minutes * 60.0)
 
     if "shipment_id" not in _columns(transfers) or "shipment_id" not in _columns(orders):
         # Lines not yet packed into vehicle loads: pack them for this fleet (see loads.py).
-        from retailopt.routing.loads import assign_shipments
-
         transfers, orders = assign_shipments(transfers, orders, vehicles, products)
 
     shipments: list[ro.Shipment] = []
@@ -49,10 +47,10 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
     lines = [("transfers", transfers, "transfer_id", "from_store_id", "to_store_id", "value"),
              ("replenishment_orders", orders, "order_id", "dc_id", "store_id", "order_value")]
     for table, frame, id_col, origin_col, dest_col, value_col in lines:
-        rows = _rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity", value_col,
+        records = rows(frame, table, [id_col, "product_id", origin_col, dest_col, "quantity", value_col,
                                     "shipment_id"])
         loads: dict[str, dict] = {}
-        for row in rows:
+        for row in records:
             label = str(row["shipment_id"])
             entry = loads.setdefault(label, {"row": row, "quantity": 0, "value": 0.0, "weight": 0.0,
                                              "volume": 0.0, "lines": 0, "weighed": True,
@@ -84,7 +82,7 @@ def build_request(transfers: pd.DataFrame, orders: pd.DataFrame, stores: pd.Data
                 visit=visit, run_date=run_date, tz=tz, settings=settings))
 
     fleet = [_vehicle(row, places, run_date, tz, settings)
-             for row in _rows(vehicles, "vehicles", ["vehicle_id", "depot_id", "capacity_units",
+             for row in rows(vehicles, "vehicles", ["vehicle_id", "depot_id", "capacity_units",
                                                       "cost_per_km", "cost_per_hour", "fixed_cost",
                                                       "shift_start", "shift_end"])]
     day_start = datetime.combine(run_date, time(0), tz)
@@ -113,28 +111,9 @@ def request_from_json(text: str) -> ro.OptimizeToursRequest:
     return ro.OptimizeToursRequest.from_json(text)
 
 
-def _rows(frame: pd.DataFrame | None, table: str, required: list[str]):
-    if frame is None or len(frame) == 0:
-        return []
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise RequestBuildError(f"{table}: missing column(s) {', '.join(missing)}")
-    records = frame.to_dict("records")
-    for i, rec in enumerate(records, start=1):
-        for col in required:
-            if _is_missing(rec[col]):
-                raise RequestBuildError(f"{table} row {i}: {col} is empty")
-        rec["_row"] = i
-    return records
-
-
 def _columns(frame: pd.DataFrame | None) -> set[str]:
     # An empty or missing frame has nothing to pack, whatever its columns.
     return {"shipment_id"} if frame is None or len(frame) == 0 else set(frame.columns)
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT
 
 
 def _places(stores: pd.DataFrame, dcs: pd.DataFrame) -> dict[str, dict]:
@@ -143,7 +122,7 @@ def _places(stores: pd.DataFrame, dcs: pd.DataFrame) -> dict[str, dict]:
     sources = [(stores, "stores", "store_id", "receiving_open", "receiving_close"),
                (dcs, "distribution_centers", "dc_id", "open_time", "close_time")]
     for frame, table, id_col, open_col, close_col in sources:
-        for rec in _rows(frame, table, [id_col, "latitude", "longitude", open_col, close_col]):
+        for rec in rows(frame, table, [id_col, "latitude", "longitude", open_col, close_col]):
             out[str(rec[id_col])] = {"lat": float(rec["latitude"]), "lng": float(rec["longitude"]),
                                      "open": _as_time(rec[open_col], table, rec, open_col),
                                      "close": _as_time(rec[close_col], table, rec, close_col)}
@@ -174,20 +153,6 @@ def _as_time(value: object, table: str, row: dict, field: str) -> time:
         raise RequestBuildError(f"{table} row {row['_row']}: {field}={value!r} is not a time of day") from exc
 
 
-def _unit_measures(products: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
-    weights: dict[str, float] = {}
-    volumes: dict[str, float] = {}
-    if products is None or len(products) == 0:
-        return weights, volumes
-    for rec in products.to_dict("records"):
-        pid = str(rec["product_id"])
-        for name, target in (("unit_weight_kg", weights), ("unit_volume_l", volumes)):
-            value = rec.get(name)
-            if not _is_missing(value) and float(value) > 0:
-                target[pid] = float(value)
-    return weights, volumes
-
-
 def _window(run_date: date, tz: ZoneInfo, start: time, end: time) -> ro.TimeWindow:
     begin = datetime.combine(run_date, start, tz)
     # A closing time at or before opening means the window runs past midnight.
@@ -198,14 +163,6 @@ def _window(run_date: date, tz: ZoneInfo, start: time, end: time) -> ro.TimeWind
 
 def _latlng(place: dict) -> latlng_pb2.LatLng:
     return latlng_pb2.LatLng(latitude=place["lat"], longitude=place["lng"])
-
-
-def consignment_id(table: str, origin: object, destination: object) -> str:
-    """The consignment a transfer or order line belongs to: all lines between the same two places.
-
-    Its loads are the shipments `<consignment>-1`, `-2`, ... (`loads.assign_shipments`)."""
-    prefix = "T" if table == "transfers" else "O"
-    return f"{prefix}-{origin}-{destination}"
 
 
 def _shipment(*, label: str, table: str, row: dict, origin: dict, destination: dict, quantity: int,
@@ -239,7 +196,7 @@ def _vehicle(row: dict, places: dict[str, dict], run_date: date, tz: ZoneInfo,
                     _as_time(row["shift_end"], "vehicles", row, "shift_end"))
     limits = {UNITS: ro.Vehicle.LoadLimit(max_load=int(row["capacity_units"]))}
     capacity_kg = row.get("capacity_kg")
-    if not _is_missing(capacity_kg):
+    if not is_missing(capacity_kg):
         limits[WEIGHT] = ro.Vehicle.LoadLimit(max_load=int(math.floor(float(capacity_kg))))
     return ro.Vehicle(
         label=str(row["vehicle_id"]),

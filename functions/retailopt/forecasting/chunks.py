@@ -1,0 +1,157 @@
+"""The local forecast of a whole chain in bounded chunks of series, on the available cores.
+
+A chain's sales history does not have to fit in memory: the positions are cut into chunks of
+whole stores (weekday profiles pool per store; holiday effects and calibration pool within a
+chunk, thousands of series), each chunk's history is read from the warehouse on its own
+(`read_history(first_store, last_store)`), its anomalies are found and its forecast is made in a
+worker process, and its rows are handed to `write` as soon as they are back. At most one chunk
+per worker is in flight, so memory depends on the chunk size and the number of workers, not on
+the chain. A progress bar (stderr, on a terminal) shows series per second and the time left.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Callable
+
+import pandas as pd
+from tqdm import tqdm
+
+# Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB.
+CHUNK_SERIES = 3000
+
+
+@dataclass
+class ChunkResult:
+    """What a chunk gives the forecast step's tables (without run_id), and its counts."""
+
+    daily: pd.DataFrame
+    protection: pd.DataFrame
+    components: pd.DataFrame
+    anomalies: pd.DataFrame
+    series: int
+    history_rows: int
+    excluded_days: int
+    promoted_days: int
+    models: dict[str, int]
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def store_chunks(positions: pd.DataFrame, chunk_series: int) -> list[tuple[str, str, pd.DataFrame]]:
+    """(first store, last store, positions) of consecutive whole stores, about `chunk_series` series
+    each (a store larger than that is a chunk of its own). Pure."""
+    keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+    counts = keys.groupby("store_id", sort=True).size()
+    chunks: list[list[str]] = []
+    filled = 0
+    for store, n in counts.items():
+        if not chunks or (filled and filled + n > chunk_series):
+            chunks.append([])
+            filled = 0
+        chunks[-1].append(store)
+        filled += n
+    out = []
+    for stores in chunks:
+        out.append((stores[0], stores[-1], keys[keys.store_id.isin(stores)].reset_index(drop=True)))
+    return out
+
+
+def forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.DataFrame,
+                   plan: pd.DataFrame | None, params: dict[str, Any]) -> ChunkResult:
+    """Anomalies and forecast of one chunk (runs in a worker process)."""
+    from retailopt.forecasting import forecast
+    from retailopt.forecasting.anomalies import detect_anomalies
+    from retailopt.forecasting.anomalies import recent as recent_anomalies
+
+    run_date: date = params["run_date"]
+    history_rows = len(history)
+    detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=params["exclude_anomalies"],
+                                 holiday_country=params["holiday_country"],
+                                 holiday_subdivision=params["holiday_subdivision"])
+    anomalies, excluded = recent_anomalies(detection.anomalies, run_date), detection.excluded
+    history = detection.history
+    del detection
+    result = forecast(history, positions, forecast_start=run_date, horizon=params["horizon_days"],
+                      window_days=window, confidence_level=params["confidence_level"],
+                      holiday_country=params["holiday_country"], holiday_subdivision=params["holiday_subdivision"],
+                      seed=params["seed"], component_days=params["component_days"], future_promotions=plan,
+                      max_chunk_series=max(len(positions), 1))
+    models = result.protection.model.value_counts().to_dict()
+    return ChunkResult(daily=result.daily, protection=result.protection, components=result.components,
+                       anomalies=anomalies, series=len(positions), history_rows=history_rows,
+                       excluded_days=int(excluded), promoted_days=0 if plan is None else len(plan),
+                       models={str(k): int(v) for k, v in models.items()})
+
+
+def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
+                       read_history: Callable[[str, str], pd.DataFrame],
+                       plan_for: Callable[[pd.DataFrame], pd.DataFrame | None],
+                       write: Callable[[ChunkResult], None], params: dict[str, Any],
+                       chunk_series: int = CHUNK_SERIES, workers: int | None = None,
+                       show_progress: bool | None = None) -> dict[str, Any]:
+    """Forecast every position chunk by chunk; `write` receives each chunk's rows in the order the
+    chunks finish. Returns the step's counts. With one worker (or one chunk) everything runs in
+    this process. A failing chunk raises (the step fails; the caller's transaction keeps nothing)."""
+    chunks = store_chunks(positions, chunk_series)
+    workers = min(workers or available_cores(), len(chunks)) or 1
+    totals: dict[str, Any] = {"series": 0, "history_rows": 0, "forecast_rows": 0, "component_rows": 0,
+                              "promoted_days": 0, "anomaly_rows": 0, "excluded_spike_days": 0, "models": {},
+                              "chunks": len(chunks), "workers": workers}
+    # show_progress None: a bar only on a terminal.
+    bar = tqdm(total=int(sum(len(c[2]) for c in chunks)), desc="forecast", unit="series",
+               disable=None if show_progress is None else not show_progress, leave=False, position=1,
+               dynamic_ncols=True)
+
+    def inputs(first: str, last: str, keys: pd.DataFrame) -> tuple:
+        history = read_history(first, last)
+        win = window.merge(keys, on=["store_id", "product_id"], how="inner")
+        return history, keys, win, plan_for(keys)
+
+    def absorb(result: ChunkResult) -> None:
+        write(result)
+        totals["series"] += result.series
+        totals["history_rows"] += result.history_rows
+        totals["forecast_rows"] += len(result.daily)
+        totals["component_rows"] += len(result.components)
+        totals["promoted_days"] += result.promoted_days
+        totals["anomaly_rows"] += len(result.anomalies)
+        totals["excluded_spike_days"] += result.excluded_days
+        for k, v in result.models.items():
+            totals["models"][k] = totals["models"].get(k, 0) + v
+        bar.update(result.series)
+
+    try:
+        if workers <= 1:
+            for first, last, keys in chunks:
+                absorb(forecast_chunk(*inputs(first, last, keys), params))
+            return totals
+        # Spawned workers: the parent holds the warehouse connection and a heartbeat thread,
+        # which a forked child must not inherit.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            pending: set[Future] = set()
+            todo = iter(chunks)
+            for first, last, keys in todo:
+                pending.add(pool.submit(forecast_chunk, *inputs(first, last, keys), params))
+                if len(pending) >= workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    absorb(future.result())
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(forecast_chunk, *inputs(*nxt), params))
+        return totals
+    finally:
+        bar.close()

@@ -1,0 +1,38 @@
+"""`retailopt bench-run`: each step's wall time and the peak memory of the process tree while it ran."""
+
+from __future__ import annotations
+
+import json
+
+from retailopt import benchmark
+
+
+def test_per_step_splits_the_samples_at_each_step_start():
+    starts = [("setup", 0.0), ("import", 1.0), ("forecast", 3.0)]
+    samples = [(0.5, 100.0), (1.5, 900.0), (2.5, 300.0), (3.5, 1200.0), (4.5, 400.0)]
+    rows = benchmark.per_step(starts, 5.0, samples)
+    assert rows == [{"step": "setup", "wall_s": 1.0, "peak_mb": 100.0},
+                    {"step": "import", "wall_s": 2.0, "peak_mb": 900.0},
+                    {"step": "forecast", "wall_s": 2.0, "peak_mb": 1200.0}]
+    assert benchmark.per_step([("plan", 10.0)], 10.05, samples)[0]["peak_mb"] is None  # too short to sample
+
+
+def test_tree_memory_counts_this_process():
+    import os
+
+    assert benchmark._tree_rss_mb(os.getpid()) > 10
+
+
+def test_bench_run_reports_every_step_of_a_small_chain(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = benchmark.main(["--stores", "4", "--products", "12", "--days", "120", "--work", str(tmp_path / "w"),
+                           "--out", str(out), "--set", "routing_time_limit_s=2"])
+    assert code == 0  # no target for this size
+    figures = json.loads(out.read_text())
+    assert [row["step"] for row in figures["steps"]] == ["setup", "import", "forecast", "plan", "publish"]
+    assert all(row["wall_s"] >= 0 for row in figures["steps"])
+    assert sum(row["wall_s"] for row in figures["steps"]) <= figures["wall_s"]
+    assert figures["peak_rss_mb"] >= max(row["peak_mb"] or 0 for row in figures["steps"]) > 50
+    assert figures["routing_problems"] and figures["routing_problems"][0]["shipments"] >= 1
+    printed = capsys.readouterr().out
+    assert "forecast" in printed and "peak MB" in printed and "routing problem" in printed
