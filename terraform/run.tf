@@ -45,7 +45,7 @@ locals {
       RETAILOPT_FORECAST_ENGINE           = var.forecast_engine
       RETAILOPT_LOCATION                  = local.data_location
       RETAILOPT_PROJECT                   = var.project_id
-      RETAILOPT_SERVICE_LEVEL             = tostring(var.service_level)
+      RETAILOPT_SERVICE_LEVEL             = var.service_level == null ? "" : tostring(var.service_level)
       RETAILOPT_SERVICE_LEVEL_BY_CATEGORY = jsonencode(var.service_level_by_category)
       RETAILOPT_WAREHOUSE                 = "bigquery"
     }

@@ -181,13 +181,13 @@ variable "schedules" {
 }
 
 variable "service_level" {
-  description = "Default target cycle service level of the inventory policy (probability of no stockout per replenishment cycle)."
+  description = "The chain's target service level (probability of no stockout per replenishment cycle; class targets derive from it). null (the default): each product's target comes from its costs, margin / (margin + holding over a review period), within settings cost_service_level_min..max."
   type        = number
-  default     = 0.95
-  nullable    = false
+  default     = null
+  nullable    = true
   validation {
-    condition     = var.service_level >= local.setting_bounds.service_level.min && var.service_level < local.setting_bounds.service_level.max
-    error_message = "service_level must be in ${local.setting_bounds.service_level.min}..<${local.setting_bounds.service_level.max}."
+    condition     = var.service_level == null ? true : (var.service_level >= local.setting_bounds.service_level.min && var.service_level < local.setting_bounds.service_level.max)
+    error_message = "service_level must be null or in ${local.setting_bounds.service_level.min}..<${local.setting_bounds.service_level.max}."
   }
 }
 

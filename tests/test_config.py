@@ -95,7 +95,7 @@ def test_the_message_reads_as_documented():
         load_settings({"speed_kmh": "inf"}, environ={})
     with pytest.raises(ConfigError, match=r"^invalid setting max_transfer_km=0.0: expected a finite number in 0<\.\.2000$"):
         load_settings({"max_transfer_km": 0}, environ={})
-    with pytest.raises(ConfigError, match=r"^invalid setting service_level=1.0: expected a finite number in 0\.5\.\.<1$"):
+    with pytest.raises(ConfigError, match=r"^invalid setting service_level=1.0: expected a finite number in 0\.5\.\.<1 or unset$"):
         load_settings({"service_level": 1}, environ={})
     with pytest.raises(ConfigError, match=r"^invalid setting fleet_max_vehicles=0: expected a whole number in "
                                           r"1\.\.10000 or unset$"):

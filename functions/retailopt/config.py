@@ -63,6 +63,8 @@ def _num(value: float) -> str:
 # compare them with it.
 SETTING_BOUNDS: dict[str, Bounds] = {
     "class_a_stockout_share": Bounds(0.1, 1),
+    "cost_service_level_max": Bounds(0.5, 1, max_exclusive=True),
+    "cost_service_level_min": Bounds(0.5, 1, max_exclusive=True),
     "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "fill_rate_by_class": Bounds(0.5, 1, max_exclusive=True),
     "fleet_max_vehicles": Bounds(1, 10_000),
@@ -120,17 +122,28 @@ class Settings:
     exclude_anomalies: str = "isolated_spikes"
     # Inventory policy.
     review_period_days: int = 7
-    service_level: float = 0.95
+    # The chain's target service level. Unset (the default): costs decide it per product, the
+    # newsvendor critical ratio margin / (margin + holding cost of a unit over one review period),
+    # within cost_service_level_min..cost_service_level_max (`cost_service_levels`). Set: every
+    # class plans for a target derived from it (below), as before issue 15.
+    service_level: float | None = None
+    # Bounds of the cost-based service level: below the median the reorder point would plan to
+    # run out more often than not; above 0.99 the level lies beyond the forecast's last quantile
+    # (q99), where its tail is an extrapolation. A floor above the ceiling wins.
+    cost_service_level_min: float = 0.5
+    cost_service_level_max: float = 0.99
     service_level_by_category: Mapping[str, float] = field(default_factory=dict)
     holding_cost_rate: float = 0.25  # per year, fraction of unit cost
     overstock_cover_days: float = 60.0
-    # ABC class (chain revenue share: A top 80 %, B next 15 %, C the rest) -> target, derived from
-    # service_level so that raising it raises every class (`class_targets`): A has
+    # With service_level set, ABC class (chain revenue share: A top 80 %, B next 15 %, C the rest)
+    # -> target, derived from service_level so that raising it raises every class
+    # (`class_targets`): A has
     # class_a_stockout_share of the stockout cycles service_level allows (0.6: 0.95 -> 0.97,
     # 0.98 -> 0.988), B is service_level, and the classes
     # in fill_rate_classes plan for a fill rate of service_level instead of a cycle service level.
     # service_level_by_class and fill_rate_by_class set a class's target outright (a class in
-    # fill_rate_by_class uses a fill-rate target); service_level_by_category overrides all.
+    # fill_rate_by_class uses a fill-rate target), service_level or not;
+    # service_level_by_category overrides all.
     service_level_by_class: Mapping[str, float] = field(default_factory=dict)
     fill_rate_by_class: Mapping[str, float] = field(default_factory=dict)
     fill_rate_classes: str = "C"
@@ -202,19 +215,36 @@ class Settings:
                "fleet_vehicle_ids", self.fleet_vehicle_ids, "comma-separated vehicle ids")
 
     def class_targets(self, cls: str) -> tuple[str, float]:
-        """("fill_rate" or "csl", target) of an ABC class."""
+        """("fill_rate", target), ("csl", target) or, where costs decide (service_level unset
+        and no target set for the class), ("cost", nan) of an ABC class."""
         if cls in self.fill_rate_by_class:
             return "fill_rate", float(self.fill_rate_by_class[cls])
         if cls in self.service_level_by_class:
             return "csl", float(self.service_level_by_class[cls])
+        if self.service_level is None:
+            return "cost", math.nan
         if cls in self.fill_rate_classes.split(","):
             return "fill_rate", self.service_level
         if cls == "A":
             return "csl", 1.0 - (1.0 - self.service_level) * self.class_a_stockout_share
         return "csl", self.service_level
 
-    def service_level_for(self, category: str) -> float:
-        return float(self.service_level_by_category.get(category, self.service_level))
+    def cost_service_levels(self, margin, unit_cost):
+        """The newsvendor critical ratio cu / (cu + co) per product, within
+        cost_service_level_min..max: cu = margin (price - unit cost), what a lost sale costs; co =
+        holding_cost_rate x unit cost over one review period, what a unit left over at the end of
+        a cycle costs until the next order can take it into account. A cycle service level over
+        the protection interval (lead time + review period). No margin, or costs missing: the
+        lower bound (selling at a loss is no reason to carry stock)."""
+        import numpy as np
+
+        cu = np.asarray(margin, dtype=float)
+        co = self.holding_cost_rate * np.asarray(unit_cost, dtype=float) * self.review_period_days / 365.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where((cu > 0) & (co >= 0), cu / (cu + co), self.cost_service_level_min)
+        ratio = np.where(np.isfinite(ratio), ratio, self.cost_service_level_min)
+        # A floor above the ceiling wins (a planner raising the floor means it).
+        return np.maximum(np.minimum(ratio, self.cost_service_level_max), self.cost_service_level_min)
 
     def replace(self, **overrides: Any) -> "Settings":
         return load_settings(overrides, base=self, environ={})

@@ -3,8 +3,11 @@
 - Reorder point s: the smallest integer stock that meets the position's target over the
   protection interval (lead time + review period), computed from the forecast's window
   quantiles (fast movers) or a Poisson / negative-binomial window demand (slow movers); never
-  sigma * sqrt(lead time). Targets come by ABC class: a cycle service level or a fill rate.
-- Order-up-to S = s + EOQ (at least one unit): the cycle stock a distribution-centre order adds.
+  sigma * sqrt(lead time). Targets come from the costs (the newsvendor critical ratio of margin
+  and holding cost per product) unless the user fixes them: then by ABC class, a cycle service
+  level or a fill rate.
+- Order-up-to S = s + (k - 1) review periods of demand, ordering every k-th review with k from
+  the EOQ (`cycle_stock`); s already covers one review period's demand.
 - Status: STOCKOUT_RISK when the inventory position is below s (the target is not met before
   the next order can arrive), OVERSTOCK when it is above S and covers more than
   overstock_cover_days, otherwise OK; expected lost units = E[(window demand - position)+].
@@ -197,12 +200,17 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
         mean_w, np.where(planned, std, 0.0), np.where(planned[:, None], quant, 0.0),
         discrete=mean_daily < settings.slow_mover_daily_demand)
 
-    # Targets by ABC class (chain revenue), category overrides on top.
+    # Targets: from the costs (newsvendor critical ratio per product) unless the user fixed them
+    # (service_level for every ABC class of chain revenue, a class's own target), category
+    # overrides on top.
     revenue = pd.Series(mean_daily * np.nan_to_num(price), index=pos.index).groupby(pos["product_id"]).sum()
     cls = pos["product_id"].map(abc_classes(revenue)).to_numpy()
     targets = {c: settings.class_targets(c) for c in set(cls)}
-    csl = np.array([targets[c][1] if targets[c][0] == "csl" else settings.service_level for c in cls], dtype=float)
-    fr = np.array([targets[c][1] if targets[c][0] == "fill_rate" else np.nan for c in cls], dtype=float)
+    kind = np.array([targets[c][0] for c in cls], dtype=object)
+    value = np.array([targets[c][1] for c in cls], dtype=float)
+    by_cost = settings.cost_service_levels(price - unit_cost, unit_cost)
+    csl = np.where(kind == "csl", value, np.where(kind == "cost", by_cost, np.nan))
+    fr = np.where(kind == "fill_rate", value, np.nan)
     by_cat = category.map(lambda c: settings.service_level_by_category.get(c, np.nan)).to_numpy(dtype=float)
     csl = np.where(np.isfinite(by_cat), by_cat, csl)
     use_fr = np.isfinite(fr) & ~np.isfinite(by_cat)
@@ -214,12 +222,8 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     if use_fr.any():
         idx = np.flatnonzero(use_fr)
         level[idx] = demand.take(idx).fill_rate_level(fr[idx], review_mean[idx])
-    # EOQ in units: sqrt(2 * annual demand * order cost / (holding rate * unit cost)).
-    holding = settings.holding_cost_rate * np.where(unit_cost > 0, unit_cost, np.nan)
-    eoq = np.sqrt(2.0 * 365.0 * mean_daily * settings.order_cost_per_line / holding)
-    eoq = np.where(np.isfinite(eoq), eoq, review_mean)
     reorder = level
-    order_up_to = reorder + np.maximum(np.ceil(eoq), 1.0)
+    order_up_to = reorder + cycle_stock(mean_daily, review_mean, unit_cost, settings)
     # The shelf must hold the stock on the day an order placed now arrives, after the lead time's
     # expected demand has gone: an inventory position of up to shelf + that demand fits (levels
     # are in inventory-position terms). A shelf smaller than the target: plan to it and say so.
@@ -267,6 +271,33 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     exceptions = pd.DataFrame(rows, columns=EXCEPTION_COLUMNS[1:])
     exceptions.insert(0, "run_date", pd.Timestamp(run_date))
     return policy, exceptions
+
+
+def cycle_stock(mean_daily: np.ndarray, review_demand: np.ndarray, unit_cost: np.ndarray,
+                settings: Settings) -> np.ndarray:
+    """S - s: the stock an order adds above the reorder point, in whole units.
+
+    The reorder point already covers one review period's demand (its window is lead time +
+    review period), so ordering at every review needs nothing above it (S = s). Ordering only
+    every k-th review saves order lines at the cost of (k - 1) review periods' demand held on
+    top: k is the whole number of review periods that costs least per day, order cost /
+    (k x review period) + holding x k x review demand / 2, i.e. one of the two whole numbers
+    around EOQ / review demand (EOQ = sqrt(2 x annual demand x order cost / (holding rate x unit
+    cost))). Adding the EOQ itself on top of s would count the review period's demand twice."""
+    review = float(settings.review_period_days)
+    rd = np.where(np.isfinite(review_demand) & (review_demand > 0), review_demand, 0.0)
+    h_day = settings.holding_cost_rate * np.where(unit_cost > 0, unit_cost, np.nan) / 365.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eoq = np.sqrt(2.0 * 365.0 * mean_daily * settings.order_cost_per_line / (365.0 * h_day))
+        ratio = np.where((rd > 0) & np.isfinite(eoq), eoq / rd, 1.0)
+    lo = np.maximum(np.floor(ratio), 1.0)
+    hi = lo + 1.0
+
+    def per_day(k: np.ndarray) -> np.ndarray:
+        return settings.order_cost_per_line / (k * review) + np.nan_to_num(h_day) * k * rd / 2.0
+
+    k = np.where(per_day(hi) < per_day(lo), hi, lo)
+    return np.ceil((k - 1.0) * rd - 1e-9)
 
 
 def status_for(position: np.ndarray, reorder: np.ndarray, order_up_to: np.ndarray, on_hand: np.ndarray,

@@ -115,39 +115,51 @@ def _forecast_charts(wh: Warehouse, run: dict, names: dict[str, dict[str, str]])
     return charts
 
 
-_STRATEGY_LABELS = {"dc_only": "(a) no rebalancing", "min_max": "(b) min/max rule",
-                    "policy_rebalance": "(c) this policy + rebalancing"}
-
-
 def _replay_section(wh: Warehouse) -> dict[str, Any] | None:
     """The latest replay's strategies side by side (replay_results), or None without a replay."""
     replay = wh.query(
         "SELECT replay_id, strategy, start_date, end_date, days, replan_every_days, forecaster, fill_rate, "
         "cycle_service_level, lost_units, avg_on_hand_units, avg_on_hand_value, units_moved, trips, "
-        "transfer_cost, ordering_cost, holding_cost, lost_sales_cost, operating_cost, total_cost "
+        "transfer_cost, ordering_cost, holding_cost, lost_sales_cost, operating_cost, total_cost, "
+        "warmup_days, steady_lost_units, steady_total_cost, cost_lower_bound "
         "FROM `{dataset}.replay_results` "
         "WHERE replay_id = (SELECT replay_id FROM `{dataset}.replay_results` ORDER BY created_at DESC LIMIT 1)")
     if replay.empty:
         return None
+    from retailopt.replay import LABELS
+
     first = replay.iloc[0]
-    order = {name: i for i, name in enumerate(_STRATEGY_LABELS)}
+    order = {name: i for i, name in enumerate(LABELS)}
     replay = replay.assign(_o=replay["strategy"].map(order).fillna(len(order))).sort_values("_o")
     # The measures that decide, under short headings so the table fits the page; every column is
     # in the table replay_results.
     columns = {"strategy": "strategy", "fill_rate": "fill rate", "cycle_service_level": "cycle service level",
                "lost_units": "lost units", "avg_on_hand_units": "avg on hand", "avg_on_hand_value": "on hand value",
                "units_moved": "units moved", "trips": "trips", "transfer_cost": "transfer cost",
-               "operating_cost": "operating cost", "lost_sales_cost": "lost margin", "total_cost": "total cost"}
+               "holding_cost": "holding", "operating_cost": "operating cost", "lost_sales_cost": "lost margin",
+               "total_cost": "total cost", "steady_lost_units": "steady lost units",
+               "steady_total_cost": "steady total cost"}
     rows = []
     for record in replay.to_dict("records"):
-        row = [_STRATEGY_LABELS.get(record["strategy"], record["strategy"])]
+        row = [LABELS.get(record["strategy"], record["strategy"])]
         for column in list(columns)[1:]:
             value = record[column]
-            row.append(f"{value:.3f}" if column in ("fill_rate", "cycle_service_level") else f"{value:,.0f}")
+            row.append("–" if pd.isna(value) else
+                       f"{value:.3f}" if column in ("fill_rate", "cycle_service_level") else f"{value:,.0f}")
         rows.append(row)
+    by = replay.set_index("strategy")
+    regret = None
+    if {"policy_rebalance", "hindsight"} <= set(by.index):
+        c, h = by.loc["policy_rebalance"], by.loc["hindsight"]
+        regret = {"lost_units": f"{c['lost_units'] - h['lost_units']:,.0f}",
+                  "total_cost": f"{c['total_cost'] - h['total_cost']:,.0f}",
+                  "share": f"{(c['total_cost'] - h['total_cost']) / h['total_cost']:+.1%}" if h["total_cost"] else "–",
+                  "bound": "–" if pd.isna(h["cost_lower_bound"]) else f"{h['cost_lower_bound']:,.0f}"}
+    warmup = first["warmup_days"]
     return {"replay_id": str(first["replay_id"]), "start": pd.Timestamp(first["start_date"]).date().isoformat(),
             "end": pd.Timestamp(first["end_date"]).date().isoformat(), "days": int(first["days"]),
-            "every": int(first["replan_every_days"]), "columns": list(columns.values()), "rows": rows}
+            "every": int(first["replan_every_days"]), "columns": list(columns.values()), "rows": rows,
+            "warmup": None if pd.isna(warmup) else int(warmup), "regret": regret}
 
 
 ANOMALY_EPISODES = 15  # rows of the report's anomaly table
