@@ -45,6 +45,7 @@ from .components import COMPONENT_COLUMNS, components_frame
 from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrations
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
+from .frequency import Frequency, resolve_frequency
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
 # A trailing zero run at least this long (a quarter) and implausible under the series model means
@@ -110,8 +111,18 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
              seed: int = 42, holidays: pd.DataFrame | None = None,
              max_history_days: int = 1100, variance_scale: float = 1.0,
              max_chunk_series: int = 8000, component_days: int = 0,
-             future_promotions: pd.DataFrame | None = None) -> ForecastResult:
-    """Forecast every position for ``horizon`` days from ``forecast_start``.
+             future_promotions: pd.DataFrame | None = None,
+             frequency: str | Frequency | None = None,
+             max_history_periods: int | None = None) -> ForecastResult:
+    """Forecast every position for ``horizon`` periods from ``forecast_start``.
+
+    ``frequency`` is the history's period: a pandas offset alias ("D", "W-FRI", "MS", "ME",
+    "QS"; or daily/weekly/monthly/quarterly) or None to infer it from the sale dates (a
+    ValueError names dates that fit no frequency). Daily data runs the daily engine below;
+    weekly, monthly and quarterly data the periodic engine (``periodic.py``): horizon, windows
+    and ``max_history_periods`` then count periods, and the forecast rows are dated on the
+    history's own grid, the first period on or after ``forecast_start``. Positions may carry a
+    ``category`` column: a product without history anywhere then takes its category's rate.
 
     ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
     ``holiday_country``. ``variance_scale`` multiplies the predictive variance (set by a
@@ -123,6 +134,22 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     ``forecast_components`` columns without run_id).
     """
     del seed  # deterministic: quantiles come from closed-form count distributions
+    if horizon < 1:
+        raise ValueError(f"horizon={horizon}: expected >= 1")
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
+    _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
+    freq = resolve_frequency(frequency, history["sale_date"])
+    if not freq.daily:
+        from .periodic import forecast_periodic
+
+        return forecast_periodic(history, positions, freq, forecast_start=forecast_start, horizon=horizon,
+                                 window_days=window_days, confidence_level=confidence_level,
+                                 holiday_country=holiday_country, holiday_subdivision=holiday_subdivision,
+                                 holidays=holidays, max_history_periods=max_history_periods,
+                                 variance_scale=variance_scale)
+    if max_history_periods is not None:
+        max_history_days = int(max_history_periods)
     keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
     if len(keys) > max_chunk_series:
         return _forecast_in_chunks(history, keys, max_chunk_series, forecast_start=forecast_start,
@@ -130,11 +157,8 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                                    confidence_level=confidence_level, holiday_country=holiday_country,
                                    holiday_subdivision=holiday_subdivision, holidays=holidays,
                                    max_history_days=max_history_days, variance_scale=variance_scale,
-                                   component_days=component_days, future_promotions=future_promotions)
-    if horizon < 1:
-        raise ValueError(f"horizon={horizon}: expected >= 1")
-    if not 0 < confidence_level < 1:
-        raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
+                                   component_days=component_days, future_promotions=future_promotions,
+                                   frequency=freq)
     forecast_start = pd.Timestamp(forecast_start).date()
     dense = _densify(history, positions, forecast_start, max_history_days)
     windows = _window_lengths(window_days, dense.keys)
