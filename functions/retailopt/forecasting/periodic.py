@@ -335,8 +335,9 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
 
 # --------------------------------------------------------------------------- frames
 
-MAX_HISTORY_PERIODS = {"weekly": 520, "monthly": 240, "quarterly": 80}  # ten, twenty years
+MAX_HISTORY_PERIODS = {"weekly": 1100, "monthly": 600, "quarterly": 200}
 MIN_OBS_PERIODS = 3  # fewer observed periods: the recent mean (fallback_recent_mean)
+MAX_CALIBRATION_PERIODS = 20_000  # scored (series, period) pairs kept to calibrate the intervals
 
 
 def forecast_periodic(history: pd.DataFrame, positions: pd.DataFrame, freq: Frequency, *,
@@ -451,8 +452,12 @@ def forecast_periodic(history: pd.DataFrame, positions: pd.DataFrame, freq: Freq
     mean = np.nan_to_num(mean, nan=0.0)
     var = np.maximum(np.nan_to_num(var, nan=0.0), mean)
     var = mean + variance_scale * (var - mean)
-    calibration = calibration_sample(calib["actual"], calib["mean"],
-                                     calib["mean"] + variance_scale * (calib["var"] - calib["mean"]))
+    keep = np.arange(len(calib["mean"]))
+    if keep.size > MAX_CALIBRATION_PERIODS:
+        # A fixed random subset estimates the thresholds as well at a fraction of the cost.
+        keep = np.sort(np.random.default_rng(0).choice(keep, MAX_CALIBRATION_PERIODS, replace=False))
+    calibration = calibration_sample(calib["actual"][keep], calib["mean"][keep],
+                                     calib["mean"][keep] + variance_scale * (calib["var"][keep] - calib["mean"][keep]))
     demand_class = _demand_class(y, first)
     demand_class = np.where(reason == None, demand_class, "none")  # noqa: E711
     daily = _daily_frame(keys, future[:horizon], mean[:, :horizon], var[:, :horizon], confidence_level,
