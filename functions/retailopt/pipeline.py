@@ -7,6 +7,8 @@ visible only when its `runs` row says COMPLETE; a failed run has its partial row
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import json
 import logging
@@ -423,6 +425,7 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
     from retailopt.forecasting.anomalies import recent as recent_anomalies
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
+    from retailopt.forecasting.frequency import days_for_periods, periods_for_days, resolve_frequency
     from retailopt.forecasting.promotions import promotion_days
 
     run_date = _require_run(wh, run_id)["run_date"]
@@ -466,24 +469,46 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
         history["store_id"] = history["store_id"].astype("category")
         history["product_id"] = history["product_id"].astype("category")
         history_rows = len(history)
-        planned = query_file(wh, "planned_promotions", {
-            "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
-        # No promotion in the horizon means no plan: the engine then keeps past promotions in the
-        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
-        plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
-        # Days outside the engine's 99% in-sample interval; isolated spikes are left out of the
-        # fit unless exclude_anomalies is "none" (docs/forecasting.md, Sales anomalies).
-        detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=settings.exclude_anomalies,
-                                     holiday_country=settings.holiday_country,
-                                     holiday_subdivision=settings.holiday_subdivision)
-        anomalies, excluded_days = recent_anomalies(detection.anomalies, run_date), detection.excluded
-        history = detection.history
-        del detection
-        result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
-                          window_days=window[["store_id", "product_id", "window_days"]],
-                          confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                          holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
-                          component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan)
+        freq = resolve_frequency(settings.data_frequency, history["sale_date"])
+        # A product without history anywhere takes its category's rate (forecasting docs).
+        products = read_table(wh, "products")
+        positions = positions.merge(products[["product_id", "category"]].astype(str).drop_duplicates("product_id"),
+                                    on="product_id", how="left")
+        if freq.daily:
+            planned = query_file(wh, "planned_promotions", {
+                "since": run_date, "until": run_date + timedelta(days=settings.horizon_days)})
+            # No promotion in the horizon means no plan: the engine then keeps past promotions in the
+            # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
+            plan = promotion_days(planned, positions, run_date, settings.horizon_days) if len(planned) else None
+            # Days outside the engine's 99% in-sample interval; isolated spikes are left out of the
+            # fit unless exclude_anomalies is "none" (docs/forecasting.md, Sales anomalies).
+            detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=settings.exclude_anomalies,
+                                         holiday_country=settings.holiday_country,
+                                         holiday_subdivision=settings.holiday_subdivision)
+            anomalies, excluded_days = recent_anomalies(detection.anomalies, run_date), detection.excluded
+            history = detection.history
+            del detection
+            result = forecast(history, positions, forecast_start=run_date, horizon=settings.horizon_days,
+                              window_days=window[["store_id", "product_id", "window_days"]],
+                              confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
+                              holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
+                              component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan, frequency=freq)
+        else:
+            # Weekly or monthly sales: horizon, history and the protection window (lead time +
+            # review period) in whole periods, rounded up; the window's demand is then written
+            # against the days those periods span, so the policy's daily rates stay per day.
+            # Anomalies and planned promotions are daily-only (docs/forecasting.md).
+            plan = None
+            periods = periods_for_days(window["window_days"].to_numpy(), freq)
+            result = forecast(history, positions, forecast_start=run_date,
+                              horizon=int(periods_for_days(settings.horizon_days, freq)),
+                              window_days=window[["store_id", "product_id"]].assign(window_days=periods),
+                              confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
+                              holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
+                              frequency=freq, max_history_periods=int(periods_for_days(settings.history_days, freq)))
+            protection = result.protection.copy()
+            protection["window_days"] = days_for_periods(protection["window_days"].to_numpy(), freq)
+            result = dataclasses.replace(result, protection=protection)
         promoted_days = 0 if plan is None else len(plan)
     with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components",
                                               "sales_anomalies")):

@@ -152,6 +152,9 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
         max_history_days = int(max_history_periods)
     keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
     if len(keys) > max_chunk_series:
+        if "category" in positions.columns:  # chunks keep the categories of new products
+            keys = positions.loc[:, ["store_id", "product_id", "category"]].astype(str).drop_duplicates(
+                ["store_id", "product_id"])
         return _forecast_in_chunks(history, keys, max_chunk_series, forecast_start=forecast_start,
                                    horizon=horizon, window_days=window_days,
                                    confidence_level=confidence_level, holiday_country=holiday_country,
@@ -169,7 +172,10 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                         holidays)
     promo_future = None if future_promotions is None else _future_flags(future_promotions, dense.keys,
                                                                           future_days)
-    fit = _fit(dense, future_days, hol, horizon, component_days, promo_future)
+    from .periodic import category_of
+
+    fit = _fit(dense, future_days, hol, horizon, component_days, promo_future,
+               category_of(positions, dense.keys))
     mean = fit["mean"]  # (S, F)
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
@@ -210,7 +216,7 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
         parts.append(forecast(history.loc[store_chunk == c], keys.loc[key_chunk == c],
                               max_chunk_series=max_chunk_series, **kwargs))
     # Back to the order of `positions`, as an unchunked run returns it.
-    order = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_frame(keys))
+    order = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_frame(keys[["store_id", "product_id"]]))
     merged = []
     for name in ("daily", "protection", "series"):
         frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
@@ -567,7 +573,8 @@ def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tu
 
 
 def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int,
-         component_days: int = 0, promo_future: np.ndarray | None = None) -> dict:
+         component_days: int = 0, promo_future: np.ndarray | None = None,
+         category: np.ndarray | None = None) -> dict:
     y = dense.units
     n_series, n_days = y.shape
     n_future = len(future)
@@ -796,16 +803,16 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         model[short] = "fallback_recent_mean"
     new = reason == "new_series"
     if new.any():
-        product_rate = pd.Series(rate_recent[model_ok]).groupby(
-            keys["product_id"].to_numpy()[model_ok]).median()
-        chain_rate = float(np.median(rate_recent[model_ok])) if model_ok.any() else 0.0
-        rate = keys.loc[new, "product_id"].map(product_rate).fillna(chain_rate).to_numpy(dtype=float)
+        # The same product elsewhere, else its category, else the chain: the median daily rate,
+        # with the spread of the rates it comes from as the level's uncertainty (at least 0.5).
+        from .periodic import new_series_rates
+
+        rate, rel, source = new_series_rates(keys, category, rate_recent, model_ok, new)
         mean[new] = rate[:, None]
         var[new] = rate[:, None] + rate[:, None] ** 2
-        level_var[new] = 0.5
+        level_var[new] = rel
         dispersion[new] = 1.0
-        model[new] = np.where(keys.loc[new, "product_id"].isin(product_rate.index),
-                              "fallback_product_median", "fallback_chain_median")
+        model[new] = source
     var = var + level_var[:, None] * mean ** 2
     # Fallback forecasts (and discontinued series) are all trend.
     flat = ~model_ok | (reason == "discontinued")

@@ -144,13 +144,42 @@ def _on_grid(dates: pd.DatetimeIndex, alias: str) -> np.ndarray:
     return np.fromiter((offset.is_on_offset(d) for d in dates), dtype=bool, count=len(dates))
 
 
+# The setting's values for BigQuery ML's data_frequency option, by kind.
+BIGQUERY_FREQUENCY = {"auto": "AUTO_FREQUENCY", "daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY",
+                      "quarterly": "QUARTERLY"}
+_AUTO = ("auto", "auto_frequency", "")
+
+
+def check_setting(value) -> str:
+    """The kind a ``data_frequency`` setting names ("auto", "daily", "weekly", ...), or ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"frequency={value!r}: expected a string")
+    if value.strip().lower() in _AUTO:
+        return "auto"
+    return make_frequency(value).kind
+
+
+def bigquery_frequency(value: str) -> str:
+    """BigQuery ML's ``data_frequency`` for a setting (AUTO_FREQUENCY, DAILY, WEEKLY, MONTHLY, QUARTERLY)."""
+    return BIGQUERY_FREQUENCY[check_setting(value)]
+
+
 def resolve_frequency(value: str | Frequency | None, dates: pd.Series | pd.DatetimeIndex) -> Frequency:
-    """``value`` as a Frequency (None or "auto": inferred from ``dates``), checking that every
-    date lies on its grid."""
+    """``value`` as a Frequency, checking that every date lies on its grid. None or "auto": inferred
+    from ``dates``; a word ("weekly", "monthly") takes its anchor (weekday, month start or end) from
+    the dates and must agree with them."""
     if isinstance(value, Frequency):
         freq = value
-    elif value is None or str(value).strip().lower() in ("auto", "auto_frequency", ""):
+    elif value is None or str(value).strip().lower() in _AUTO:
         return infer_frequency(dates)
+    elif str(value).strip().lower() in WORDS:
+        word = make_frequency(value)
+        if len(pd.unique(pd.Series(dates))) <= 1:
+            return word
+        freq = infer_frequency(dates)
+        if freq.kind != word.kind:
+            raise ValueError(f"frequency={value!r}: the sale dates are {freq.kind} ({freq.alias}), not {word.kind}")
+        return freq
     else:
         freq = make_frequency(value)
     if not freq.daily:
@@ -163,3 +192,15 @@ def resolve_frequency(value: str | Frequency | None, dates: pd.Series | pd.Datet
                              "all fall on the named weekday, monthly ones on the first (MS) or last (ME) "
                              "day of the month")
     return freq
+
+
+def periods_for_days(days, freq: Frequency):
+    """Whole periods covering ``days`` days (rounded up, at least one): a 9-day protection window
+    of weekly data is two weeks."""
+    out = np.maximum(np.ceil(np.asarray(days, dtype=float) / freq.period_days - 1e-9), 1).astype(int)
+    return out
+
+
+def days_for_periods(periods, freq: Frequency):
+    """The days ``periods`` periods span on average (whole days)."""
+    return np.maximum(np.round(np.asarray(periods, dtype=float) * freq.period_days), 1).astype(int)

@@ -352,7 +352,7 @@ def forecast_periodic(history: pd.DataFrame, positions: pd.DataFrame, freq: Freq
     _require(positions, "positions", ["store_id", "product_id"])
     keys = (positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
             .reset_index(drop=True))
-    category = _category_of(positions, keys)
+    category = category_of(positions, keys)
     first_future = freq.next_on_or_after(pd.Timestamp(forecast_start))
     windows = _window_lengths(window_days, keys)
     n_future = int(max(horizon, windows.max(initial=1)))
@@ -474,7 +474,7 @@ def forecast_periodic(history: pd.DataFrame, positions: pd.DataFrame, freq: Freq
     return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration)
 
 
-def _category_of(positions: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None:
+def category_of(positions: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None:
     if "category" not in positions.columns:
         return None
     cat = positions.loc[:, ["store_id", "product_id", "category"]].astype(str).drop_duplicates(
