@@ -34,6 +34,11 @@ def test_frequency_is_inferred_from_the_dates(dates, alias):
     assert infer_frequency(pd.Series(dates)).alias == alias
 
 
+def test_inference_does_not_depend_on_the_time_resolution():
+    weeks = pd.Series(pd.date_range("2024-01-05", periods=10, freq="W-FRI")).astype("datetime64[us]")
+    assert infer_frequency(weeks).alias == "W-FRI"
+
+
 def test_weekly_data_with_missing_weeks_is_still_weekly():
     dates = pd.date_range("2024-01-05", periods=30, freq="W-FRI").delete([3, 4, 10])
     assert infer_frequency(dates).alias == "W-FRI"

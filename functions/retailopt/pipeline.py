@@ -425,7 +425,8 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
     from retailopt.forecasting.anomalies import recent as recent_anomalies
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
-    from retailopt.forecasting.frequency import days_for_periods, periods_for_days, resolve_frequency
+    from retailopt.forecasting.frequency import resolve_frequency
+    from retailopt.forecasting.periodic import forecast_for_days
     from retailopt.forecasting.promotions import promotion_days
 
     run_date = _require_run(wh, run_id)["run_date"]
@@ -495,20 +496,18 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
                               component_days=COMPONENT_HISTORY_DAYS, future_promotions=plan, frequency=freq)
         else:
             # Weekly or monthly sales: horizon, history and the protection window (lead time +
-            # review period) in whole periods, rounded up; the window's demand is then written
-            # against the days those periods span, so the policy's daily rates stay per day.
-            # Anomalies and planned promotions are daily-only (docs/forecasting.md).
+            # review period) in whole periods, rounded up; the window's demand is then restated
+            # for the window's own days (its share of those periods), so the policy plans the
+            # same lead time and review period as with daily data. Anomalies and planned
+            # promotions are daily-only (docs/forecasting.md).
             plan = None
-            periods = periods_for_days(window["window_days"].to_numpy(), freq)
-            result = forecast(history, positions, forecast_start=run_date,
-                              horizon=int(periods_for_days(settings.horizon_days, freq)),
-                              window_days=window[["store_id", "product_id"]].assign(window_days=periods),
-                              confidence_level=settings.confidence_level, holiday_country=settings.holiday_country,
-                              holiday_subdivision=settings.holiday_subdivision, seed=settings.seed,
-                              frequency=freq, max_history_periods=int(periods_for_days(settings.history_days, freq)))
-            protection = result.protection.copy()
-            protection["window_days"] = days_for_periods(protection["window_days"].to_numpy(), freq)
-            result = dataclasses.replace(result, protection=protection)
+            result = forecast_for_days(history, positions, freq, forecast_start=run_date,
+                                       horizon_days=settings.horizon_days,
+                                       window_days=window[["store_id", "product_id", "window_days"]],
+                                       history_days=settings.history_days,
+                                       confidence_level=settings.confidence_level,
+                                       holiday_country=settings.holiday_country,
+                                       holiday_subdivision=settings.holiday_subdivision, seed=settings.seed)
         promoted_days = 0 if plan is None else len(plan)
     with _results_of_running_run(wh, run_id, ("forecasts", "demand_windows", "forecast_components",
                                               "sales_anomalies")):

@@ -116,7 +116,8 @@ def infer_frequency(dates: pd.Series | pd.DatetimeIndex) -> Frequency:
     if len(unique) <= 1:
         # Nothing to tell periods apart by: daily, the engine's historical default.
         return make_frequency("D")
-    gaps = np.diff(unique.asi8) // 86_400_000_000_000
+    # In days whatever the resolution (DuckDB dates arrive as datetime64[us]).
+    gaps = np.diff(unique.to_numpy().astype("datetime64[D]").astype(np.int64))
     if np.median(gaps) <= 2:
         return make_frequency("D")
     for alias, quarter in (("MS", "QS"), ("ME", "QE")):
@@ -200,7 +201,3 @@ def periods_for_days(days, freq: Frequency):
     out = np.maximum(np.ceil(np.asarray(days, dtype=float) / freq.period_days - 1e-9), 1).astype(int)
     return out
 
-
-def days_for_periods(periods, freq: Frequency):
-    """The days ``periods`` periods span on average (whole days)."""
-    return np.maximum(np.round(np.asarray(periods, dtype=float) * freq.period_days), 1).astype(int)

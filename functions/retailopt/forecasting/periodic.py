@@ -546,3 +546,52 @@ def _protection(keys: pd.DataFrame, windows: np.ndarray, mean: np.ndarray, var: 
         out[f"q{int(round(level * 100))}"] = q[:, i]
     out["model"] = model
     return out.loc[:, PROTECTION_COLUMNS]
+
+
+def protection_for_days(protection: pd.DataFrame, days: np.ndarray, period_days: float) -> pd.DataFrame:
+    """Window demand of whole periods (``window_days`` counting periods) restated for windows of
+    ``days`` days: the share of the periods' days the window covers scales the mean and the
+    standard deviation (the error of a period's forecast is shared by its days), and the
+    quantiles follow from the count distribution with those moments. ``window_days`` becomes
+    ``days``."""
+    days = np.asarray(days, dtype=float)
+    span = protection["window_days"].to_numpy(dtype=float) * period_days
+    share = np.clip(days / np.maximum(span, 1e-9), 0.0, 1.0)
+    out = protection.copy()
+    mean = out["demand_mean"].to_numpy(dtype=float) * share
+    std = out["demand_std"].to_numpy(dtype=float) * share
+    q = count_quantiles(mean, np.maximum(std ** 2, mean), QUANTILES)
+    out["window_days"] = days.astype(int)
+    out["demand_mean"] = mean
+    out["demand_std"] = std
+    for i, level in enumerate(QUANTILES):
+        out[f"q{int(round(level * 100))}"] = q[:, i]
+    return out
+
+
+def forecast_for_days(history: pd.DataFrame, positions: pd.DataFrame, freq: Frequency, *,
+                      forecast_start: date, horizon_days: int, window_days: pd.DataFrame,
+                      history_days: int | None = None, **kwargs):
+    """``forecast()`` of weekly or monthly sales for a planner who counts in days (the planning
+    run, the replay): the horizon, the history and each protection window (``window_days`` in
+    days) become whole periods, rounded up; the window demand is then restated for the window's
+    own days (``protection_for_days``), so the policy plans the same lead time and review period
+    as with daily data. ``daily`` holds one row per period."""
+    import dataclasses
+
+    from .engine import forecast
+    from .frequency import periods_for_days
+
+    w = window_days.loc[:, ["store_id", "product_id", "window_days"]].copy()
+    w["store_id"] = w["store_id"].astype(str)
+    w["product_id"] = w["product_id"].astype(str)
+    res = forecast(history, positions, forecast_start=forecast_start,
+                   horizon=int(periods_for_days(horizon_days, freq)),
+                   window_days=w.assign(window_days=periods_for_days(w["window_days"].to_numpy(), freq)),
+                   frequency=freq,
+                   max_history_periods=None if history_days is None else int(periods_for_days(history_days, freq)),
+                   **kwargs)
+    days = res.protection[["store_id", "product_id"]].merge(
+        w.drop_duplicates(["store_id", "product_id"], keep="last"), on=["store_id", "product_id"],
+        how="left")["window_days"].to_numpy()
+    return dataclasses.replace(res, protection=protection_for_days(res.protection, days, freq.period_days))
