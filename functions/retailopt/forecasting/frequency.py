@@ -112,7 +112,7 @@ def infer_frequency(dates: pd.Series | pd.DatetimeIndex) -> Frequency:
     are daily, and so is a history of one date or none. Otherwise all dates must share a weekday (weekly), be month starts or ends
     (monthly) or quarter starts or ends (quarterly).
     """
-    unique = pd.DatetimeIndex(pd.unique(pd.to_datetime(pd.Series(dates)).dt.normalize())).sort_values()
+    unique = _unique_dates(dates)
     if len(unique) <= 1:
         # Nothing to tell periods apart by: daily, the engine's historical default.
         return make_frequency("D")
@@ -130,6 +130,15 @@ def infer_frequency(dates: pd.Series | pd.DatetimeIndex) -> Frequency:
     bad = _first_off_pattern(unique)
     raise ValueError("frequency: the sale dates are irregular (not daily, not one weekday a week, not "
                      f"month or quarter starts or ends; e.g. {bad}); pass frequency= or fix the dates")
+
+
+def _unique_dates(dates) -> pd.DatetimeIndex:
+    """The distinct calendar dates, sorted (distinct values first: millions of rows, few dates)."""
+    values = pd.unique(pd.Series(dates).to_numpy())
+    idx = pd.DatetimeIndex(pd.to_datetime(values))
+    if idx.tz is not None:
+        idx = idx.tz_localize(None)
+    return idx.normalize().unique().sort_values()
 
 
 def _first_off_pattern(unique: pd.DatetimeIndex) -> str:
@@ -175,7 +184,7 @@ def resolve_frequency(value: str | Frequency | None, dates: pd.Series | pd.Datet
         return infer_frequency(dates)
     elif str(value).strip().lower() in WORDS:
         word = make_frequency(value)
-        if len(pd.unique(pd.Series(dates))) <= 1:
+        if len(_unique_dates(dates)) <= 1:
             return word
         freq = infer_frequency(dates)
         if freq.kind != word.kind:
@@ -184,7 +193,7 @@ def resolve_frequency(value: str | Frequency | None, dates: pd.Series | pd.Datet
     else:
         freq = make_frequency(value)
     if not freq.daily:
-        unique = pd.DatetimeIndex(pd.unique(pd.to_datetime(pd.Series(dates)).dt.normalize()))
+        unique = _unique_dates(dates)
         off = ~_on_grid(unique, freq.alias)
         if off.any():
             d = unique[np.flatnonzero(off)[0]]
