@@ -170,8 +170,10 @@ def check_setting(value) -> str:
 
 
 def bigquery_frequency(value: str) -> str:
-    """BigQuery ML's ``data_frequency`` for a setting (AUTO_FREQUENCY, DAILY, WEEKLY, MONTHLY, QUARTERLY)."""
-    return BIGQUERY_FREQUENCY[check_setting(value)]
+    """BigQuery ML's ``data_frequency`` for a setting (DAILY, WEEKLY, MONTHLY, QUARTERLY). The cloud
+    gap-fills the series on the grid before training, so it cannot infer: "auto" is daily there."""
+    kind = check_setting(value)
+    return BIGQUERY_FREQUENCY["daily" if kind == "auto" else kind]
 
 
 def resolve_frequency(value: str | Frequency | None, dates: pd.Series | pd.DatetimeIndex) -> Frequency:
