@@ -92,6 +92,26 @@ def test_new_product_borrows_the_rate_of_the_same_product_elsewhere():
     assert 7 < row.forecast_mean < 11
 
 
+def test_a_product_new_to_the_chain_takes_its_category_rate_with_a_wide_interval():
+    days = pd.date_range(end="2024-06-30", periods=120, freq="D")
+    rng = np.random.default_rng(2)
+    positions = pd.DataFrame({"store_id": ["A", "A", "A", "A", "A"], "product_id": ["X", "Y", "Z", "N", "M"],
+                              "category": ["dairy", "dairy", "bakery", "dairy", "toys"]})
+    units = np.vstack([rng.poisson(4, 120), rng.poisson(8, 120), rng.poisson(30, 120), np.zeros(120), np.zeros(120)])
+    hist = matrix_to_history(positions[["store_id", "product_id"]], days, units)
+    res = forecast(hist, positions, forecast_start=date(2024, 7, 1), horizon=7,
+                   window_days=positions.assign(window_days=7))
+    by = res.daily.groupby("product_id").first()
+    assert by.loc["N", "model"] == "fallback_category_median" and by.loc["N", "fallback_reason"] == "new_series"
+    assert 5 < by.loc["N", "forecast_mean"] < 7  # between the dairy products' 4 and 8
+    assert by.loc["M", "model"] == "fallback_chain_median"
+    assert res.daily.drop(columns=["fallback_reason"]).notna().all().all()
+    window = res.protection.set_index("product_id")
+    # Its window demand is far less certain than an established product's of the same rate.
+    cv = window["demand_std"] / window["demand_mean"]
+    assert cv["N"] > 2 * cv["Y"]
+
+
 def test_weekly_seasonality_and_level_are_recovered():
     days = pd.date_range(end="2024-06-30", periods=365, freq="D")
     rng = np.random.default_rng(2)

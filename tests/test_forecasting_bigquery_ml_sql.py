@@ -9,6 +9,8 @@ plain-SQL side on the emulator.
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import re
 from pathlib import Path
@@ -195,6 +197,7 @@ def test_create_model_options_are_documented_for_the_model_type(xreg):
     assert [e.this for e in options["time_series_id_col"].expressions] == ID_COLUMNS
     assert options["auto_arima"].this is True and "non_seasonal_order" not in options
     assert options["data_frequency"].this in DATA_FREQUENCIES and options["data_frequency"].this == "DAILY"
+    assert statement.params["step_days"] == 1 and statement.params["step_months"] == 0
     assert options["holiday_region"].this == "FR" and options["holiday_region"].this in bq.HOLIDAY_REGIONS
     assert int(options["horizon"].this) == 63 <= bq.MAX_HORIZON
     # ML.EXPLAIN_FORECAST needs the decomposition of an ARIMA_PLUS model; the option does not
@@ -202,6 +205,24 @@ def test_create_model_options_are_documented_for_the_model_type(xreg):
     assert ("decompose_time_series" in options) is (not xreg)
     # Zero-sales days must stay in training: no lower forecast limit (reads clip at zero).
     assert "forecast_limit_lower_bound" not in options
+
+
+@pytest.mark.parametrize("setting, option, steps, horizon", [
+    ("weekly", "WEEKLY", (7, 0), 9), ("W-FRI", "WEEKLY", (7, 0), 9), ("monthly", "MONTHLY", (0, 1), 3),
+    ("QS", "QUARTERLY", (0, 3), 1), ("auto", "DAILY", (1, 0), 63)])
+@pytest.mark.parametrize("xreg", [False, True], ids=["ARIMA_PLUS", "ARIMA_PLUS_XREG"])
+def test_data_frequency_sets_the_option_the_gap_filling_grid_and_the_horizon_in_periods(xreg, setting, option, steps,
+                                                                                       horizon):
+    v = _version(xreg)
+    settings = dataclasses.replace(_settings(), data_frequency=setting)
+    statement = bq.create_model_statement(settings, v.model_name, data_start=v.data_start, data_end=v.data_end,
+                                          horizon=v.horizon, xreg=xreg)
+    assert undocumented_options(statement.sql) == []
+    options = _options(_parse(statement.sql))
+    assert options["data_frequency"].this == option in DATA_FREQUENCIES
+    assert (statement.params["step_days"], statement.params["step_months"]) == steps
+    # model_versions keeps the 63 days the model covers; the option counts periods.
+    assert v.horizon == 63 and int(options["horizon"].this) == horizon
 
 
 def test_the_allow_list_check_catches_an_option_of_the_other_model_type():

@@ -268,3 +268,33 @@ def test_forecast_step_lifts_the_planned_promotion_days(small_chain, tmp_path):
     # The store promotion lifts S001 only, not P0001 elsewhere on the same days.
     assert len(lifted[(lifted.store_id == "S001") & (lifted.product_id == "P0001")]) == 7
     assert not on[(both.store_id != "S001") & (both.product_id == "P0001")].any()
+
+
+def test_a_chain_with_weekly_sales_is_forecast_per_week_and_planned(tmp_path):
+    data = tmp_path / "weekly"
+    generate_sample_chain(data, seed=8, n_stores=3, n_products=6, days=210, frequency="weekly")
+    settings = load_settings({"data_dir": str(tmp_path / "w"), "routing_time_limit_s": 1,
+                              "data_frequency": "weekly"})
+    result = pipeline.run_planning(settings, data)
+    assert result.status == "COMPLETE"
+    wh = open_warehouse(settings)
+    try:
+        fc = pipeline.read_run_rows(wh, "forecasts", result.run_id)
+        windows = pipeline.read_run_rows(wh, "demand_windows", result.run_id)
+        policy = pipeline.read_run_rows(wh, "inventory_policy", result.run_id)
+        sales = wh.query("SELECT MAX(sale_date) AS last FROM `{dataset}.sales`")
+    finally:
+        wh.close()
+    dates = pd.to_datetime(fc["forecast_date"])
+    last = pd.Timestamp(sales["last"].iloc[0])
+    # Four weeks (horizon_days 28), dated on the sales' own weekly grid.
+    assert sorted(dates.unique()) == list(pd.date_range(last + pd.Timedelta(days=7), periods=4, freq="7D"))
+    assert fc[["forecast_mean", "lower_bound", "upper_bound"]].notna().all().all()
+    assert not fc["model"].str.startswith("fallback").all()
+    # The protection window is the lead time + review period in days, as with daily data, and the
+    # policy's daily rate is a seventh of the weekly forecast.
+    both = windows.merge(policy, on=["store_id", "product_id"])
+    assert len(both) == 18
+    assert (both["window_days"] == both["lead_time_days"] + both["review_period_days"]).all()
+    weekly_total = fc.groupby(dates)["forecast_mean"].sum().iloc[0]
+    assert policy["mean_daily_demand"].sum() == pytest.approx(weekly_total / 7, rel=0.25)

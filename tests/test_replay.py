@@ -216,3 +216,24 @@ def test_a_neutral_opening_gives_rebalancing_no_head_start():
     assert json.loads(neutral["parameters"].iat[0])["opening"] == "neutral"
     with pytest.raises(ValueError, match="opening"):
         run_replay(chain, opening="generous", **kw, **QUIET)
+
+
+def test_a_chain_with_weekly_sales_replays_with_the_engine_forecasting_weeks(tmp_path):
+    from retailopt.config import load_settings
+    from retailopt.sample import generate_sample_chain
+
+    generate_sample_chain(tmp_path / "chain", seed=6, n_stores=3, n_products=5, days=196, frequency="weekly")
+    chain = load_chain(tmp_path / "chain")
+    settings = load_settings({"data_frequency": "weekly"}, environ={})
+    forecasts: dict = {}
+    res = run_replay(chain, settings=settings, weeks=3, forecaster="engine", forecasts=forecasts,
+                     strategies=("dc_only", "policy_rebalance", "min_max"), **QUIET).set_index("strategy")
+    # Every re-plan forecast weeks (rows a week apart), its windows restated in days.
+    for daily, protection in forecasts.values():
+        gaps = pd.to_datetime(daily["forecast_date"]).drop_duplicates().sort_values().diff().dropna()
+        assert (gaps == pd.Timedelta(days=7)).all()
+        assert protection["window_days"].max() < 7 * 4 and protection["demand_mean"].notna().all()
+    held_out = chain.sales[chain.sales["sale_date"] > chain.sales["sale_date"].max() - pd.Timedelta(days=21)]
+    for _, r in res.iterrows():
+        assert r["demand_units"] == held_out["units"].sum()
+        assert r["sold_units"] + r["lost_units"] == pytest.approx(r["demand_units"])

@@ -285,3 +285,25 @@ def test_other_holiday_calendar(tmp_path: Path) -> None:
                                   end_date=date(2026, 1, 10), holiday_country="DE")
     sold_on = set(pd.read_parquet(paths["sales"])["sale_date"])
     assert date(2025, 12, 25) not in sold_on and date(2025, 12, 27) in sold_on
+
+
+def test_weekly_variant_sums_the_same_sales_into_weeks_ending_on_the_last_day(tmp_path: Path) -> None:
+    daily = generate_sample_chain(tmp_path / "d", seed=4, n_stores=2, n_products=5, days=100)
+    weekly = generate_sample_chain(tmp_path / "w", seed=4, n_stores=2, n_products=5, days=100, frequency="weekly")
+    d = pd.read_parquet(daily["sales"])
+    w = pd.read_parquet(weekly["sales"])
+    w_dates = pd.to_datetime(w["sale_date"])
+    end = pd.Timestamp(pd.to_datetime(d["sale_date"]).max())
+    assert w_dates.max() == end and (w_dates.dt.dayofweek == end.dayofweek).all()
+    # 100 days = 14 whole weeks; the two leading days of the partial first week are left out.
+    assert w_dates.nunique() == 14
+    kept = pd.to_datetime(d["sale_date"]) > end - pd.Timedelta(days=98)
+    assert w["units"].sum() == d.loc[kept, "units"].sum()
+    week = (w_dates == end)
+    last7 = pd.to_datetime(d["sale_date"]) > end - pd.Timedelta(days=7)
+    assert w.loc[week, "units"].sum() == d.loc[last7, "units"].sum()
+    # The other files are the daily chain's.
+    for name in ("stores", "products", "inventory", "vehicles"):
+        assert Path(weekly[name]).read_bytes() == Path(daily[name]).read_bytes()
+    with pytest.raises(ValueError, match="frequency"):
+        generate_sample_chain(tmp_path / "x", n_stores=2, n_products=2, days=60, frequency="hourly")

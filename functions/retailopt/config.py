@@ -116,6 +116,11 @@ class Settings:
     holiday_country: str = "US"
     holiday_subdivision: str | None = None
     history_days: int = 730
+    # Period of the sales rows: "auto" (inferred from the dates), "daily", "weekly", "monthly",
+    # "quarterly" or a pandas offset alias naming the anchor ("W-FRI", "MS", "ME"). With weekly or
+    # monthly data the forecast is per period, and horizon, history, lead times and the review
+    # period are rounded up to whole periods (docs/forecasting.md, "Weekly and monthly data").
+    data_frequency: str = "auto"
     # Sales anomalies (forecasting/anomalies.py): "isolated_spikes" fits the local forecast with
     # the expected value instead of a spike day whose neighbours are not high and that is not on
     # promotion (multi-day runs of high sales are kept); "none" fits on the sales as they are.
@@ -198,6 +203,8 @@ class Settings:
         _check(self.routing_engine in ("local", "api"), "routing_engine", self.routing_engine, "local or api")
         _check(self.exclude_anomalies in ("isolated_spikes", "none"), "exclude_anomalies", self.exclude_anomalies,
                "isolated_spikes or none")
+        _check(_is_frequency(self.data_frequency), "data_frequency", self.data_frequency,
+               "auto, daily, weekly, monthly, quarterly or a pandas alias such as W-FRI, MS, ME")
         _check(self.warehouse != "bigquery" or self.project is not None, "project", self.project,
                "set when warehouse is bigquery")
         for name, bounds in SETTING_BOUNDS.items():
@@ -267,6 +274,16 @@ def _is_timezone(name: str) -> bool:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_frequency(value: Any) -> bool:
+    from retailopt.forecasting.frequency import check_setting
+
+    try:
+        check_setting(value)
+    except ValueError:
         return False
     return True
 

@@ -7,6 +7,8 @@ visible only when its `runs` row says COMPLETE; a failed run has its partial row
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import json
 import logging
@@ -503,9 +505,17 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
     in one transaction, so a failure leaves none of them."""
     from retailopt.forecasting.chunks import ChunkResult, forecast_in_chunks
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
+    from retailopt.forecasting.frequency import resolve_frequency
     from retailopt.forecasting.promotions import promotion_days
 
     since = run_date - timedelta(days=settings.history_days)
+    # The sales' frequency (daily, weekly, monthly...) from their distinct dates, read alone.
+    dates = query_file(wh, "sale_dates", {"since": since, "until": run_date})["sale_date"]
+    freq = resolve_frequency(settings.data_frequency, pd.to_datetime(dates))
+    # A product without history anywhere takes its category's rate (docs/forecasting.md).
+    products = read_table(wh, "products")
+    positions = positions.merge(products[["product_id", "category"]].astype(str).drop_duplicates("product_id"),
+                                on="product_id", how="left")
 
     def read_history(first_store: str, last_store: str) -> pd.DataFrame:
         history = query_file(wh, "sales_history_stores", {"since": since, "until": run_date,
@@ -521,8 +531,11 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
 
     def plan_for(keys: pd.DataFrame) -> pd.DataFrame | None:
         # No promotion in the horizon means no plan: the engine then keeps past promotions in the
-        # level instead of assuming the horizon is promotion-free (docs/forecasting.md).
-        return promotion_days(planned, keys, run_date, settings.horizon_days) if len(planned) else None
+        # level instead of assuming the horizon is promotion-free (docs/forecasting.md). Planned
+        # promotions are daily-only.
+        if not len(planned) or not freq.daily:
+            return None
+        return promotion_days(planned, keys, run_date, settings.horizon_days)
 
     def write(chunk: ChunkResult) -> None:
         wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
@@ -533,7 +546,8 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
     params = {"run_date": run_date, "horizon_days": settings.horizon_days,
               "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
               "holiday_subdivision": settings.holiday_subdivision, "seed": settings.seed,
-              "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS}
+              "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS,
+              "frequency": freq, "history_days": settings.history_days}
     with _results_of_running_run(wh, run_id, FORECAST_TABLES):
         _remove_results(wh, run_id, FORECAST_TABLES)
         counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,

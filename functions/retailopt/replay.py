@@ -135,9 +135,21 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
         pr, pc = np.nonzero(promo_all[:, upto:upto + horizon])
         plan = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[pr], "product_id": keys["product_id"].to_numpy()[pr],
                              "sale_date": all_days[upto:upto + horizon][pc], "on_promotion": True})
+    from retailopt.forecasting.frequency import resolve_frequency
+
+    freq = resolve_frequency(settings.data_frequency, history["sale_date"])
+    if not freq.daily:  # weekly or monthly sales: forecast in periods, windows restated in days
+        from retailopt.forecasting.periodic import forecast_for_days
+
+        res = forecast_for_days(history, keys, freq, forecast_start=day, horizon_days=horizon,
+                                window_days=keys.assign(window_days=window),
+                                confidence_level=settings.confidence_level,
+                                holiday_country=settings.holiday_country, seed=settings.seed)
+        return res.daily, res.protection
     res = engine(history, keys, forecast_start=day, horizon=horizon,
                  window_days=keys.assign(window_days=window), confidence_level=settings.confidence_level,
-                 holiday_country=settings.holiday_country, seed=settings.seed, future_promotions=plan)
+                 holiday_country=settings.holiday_country, seed=settings.seed, future_promotions=plan,
+                 frequency=freq)
     return res.daily, res.protection
 
 

@@ -14,7 +14,7 @@ OPTIONS(
   time_series_timestamp_col = 'sale_date',
   time_series_data_col = 'units',
   time_series_id_col = ['store_id', 'product_id'],
-  data_frequency = 'DAILY',
+  data_frequency = '{data_frequency}',
   horizon = {horizon},
   auto_arima = TRUE,
   holiday_region = '{holiday_region}',
@@ -29,7 +29,9 @@ WITH series AS (
 ),
 days AS (
   SELECT s.store_id, s.product_id, d AS sale_date
-  FROM series AS s, UNNEST(GENERATE_DATE_ARRAY(s.first_day, @data_end)) AS d
+  FROM series AS s, UNNEST(IF(@step_months > 0,
+    GENERATE_DATE_ARRAY(s.first_day, @data_end, INTERVAL GREATEST(@step_months, 1) MONTH),
+    GENERATE_DATE_ARRAY(s.first_day, @data_end, INTERVAL @step_days DAY))) AS d
 ),
 promo_days AS (
   SELECT DISTINCT p.store_id, p.product_id, d AS sale_date

@@ -35,6 +35,14 @@ from .metrics import naive_scales
 from .synthetic import matrix_to_history, synthetic_matrix
 
 M5_DIR = Path("/work/shared/benchmarks/m5_sample")
+# Real weekly and monthly series (../shared/benchmarks/weekly_monthly from the project root; its
+# README describes them): file, horizon (the data's usual one) and the holiday calendar.
+WEEKLY_MONTHLY_DIR = Path("/work/shared/benchmarks/weekly_monthly")
+PERIODIC_SETS = {
+    "weekly": (("m4_weekly.csv", 13, None), ("bike_sales_weekly.csv", 13, "US")),
+    "monthly": (("pbs_monthly_scripts.csv", 24, "AU"), ("m4_monthly.csv", 18, None)),
+}
+SEASON = {"weekly": 52, "monthly": 12}
 
 
 def _peak_rss_mb() -> float:
@@ -42,13 +50,16 @@ def _peak_rss_mb() -> float:
 
 
 def _score(actual: np.ndarray, train: np.ndarray, mean: np.ndarray, lo80: np.ndarray, hi80: np.ndarray,
-           lo95: np.ndarray, hi95: np.ndarray) -> dict[str, float]:
-    _, mse = naive_scales(train)
+           lo95: np.ndarray, hi95: np.ndarray, first: np.ndarray | None = None) -> dict[str, float]:
+    mae, mse = naive_scales(train, first)
     ok = mse > 0
     rmsse = np.sqrt(((mean - actual) ** 2).mean(axis=1)[ok] / mse[ok])
+    mase = np.abs(mean - actual).mean(axis=1)[ok] / mae[ok]
     return {
         "rmsse": float(rmsse.mean()),
+        "mase": float(mase.mean()),
         "wape": float(np.abs(mean - actual).sum() / max(actual.sum(), 1e-9)),
+        "bias": float((mean - actual).sum() / max(actual.sum(), 1e-9)),
         "coverage_80": float(((actual >= lo80) & (actual <= hi80)).mean()),
         "coverage_95": float(((actual >= lo95) & (actual <= hi95)).mean()),
         "n_series": int(len(actual)),
@@ -194,6 +205,157 @@ def m5_suite(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _load_periodic(path: Path, h: int) -> tuple[list[str], list[pd.DatetimeIndex], np.ndarray, np.ndarray]:
+    """Series of a long-format file (unique_id, ds, y), right-aligned in one matrix (S, T): ids,
+    dates per series, values (zero before a series starts) and each series' start index."""
+    df = pd.read_csv(path, parse_dates=["ds"]).sort_values(["unique_id", "ds"])
+    groups = [(str(k), g) for k, g in df.groupby("unique_id", sort=True)]
+    n_t = max(len(g) for _, g in groups)
+    y = np.zeros((len(groups), n_t))
+    start = np.zeros(len(groups), dtype=int)
+    dates = []
+    for i, (_, g) in enumerate(groups):
+        y[i, n_t - len(g):] = g["y"].to_numpy(dtype=float)
+        start[i] = n_t - len(g)
+        dates.append(pd.DatetimeIndex(g["ds"]))
+        if len(g) <= h:
+            raise ValueError(f"{path.name}: series {groups[i][0]} has {len(g)} periods, not more than the horizon {h}")
+    return [k for k, _ in groups], dates, y, start
+
+
+def _periodic_engine(name: str, ids: list[str], dates: list[pd.DatetimeIndex], train: np.ndarray,
+                     start: np.ndarray, h: int, country: str | None) -> tuple[dict[str, np.ndarray], float]:
+    """The engine on every series, called once per group of series sharing a grid and an end
+    (frequency inferred from the dates, as a user without a setting would get)."""
+    n, n_t = train.shape
+    out = {k: np.zeros((n, h)) for k in ("mean", "lo80", "hi80", "lo95", "hi95")}
+    groups: dict[tuple, list[int]] = {}
+    for i, d in enumerate(dates):
+        groups.setdefault((d[-h - 1], d[-h - 1].dayofweek), []).append(i)
+    seconds = 0.0
+    for (last, _), rows in groups.items():
+        frames = []
+        for i in rows:
+            d = dates[i][:-h]
+            frames.append(pd.DataFrame({"store_id": name, "product_id": ids[i], "sale_date": d,
+                                        "units": train[i, n_t - len(d):]}))
+        hist = pd.concat(frames, ignore_index=True)
+        keys = pd.DataFrame({"store_id": name, "product_id": [ids[i] for i in rows]})
+        t0 = time.perf_counter()
+        res = forecast(hist, keys, forecast_start=(last + pd.Timedelta(days=1)).date(), horizon=h,
+                       window_days=keys.assign(window_days=h), holiday_country=country, frequency=None)
+        seconds += time.perf_counter() - t0
+        k = len(rows)
+        out["mean"][rows] = res.daily["forecast_mean"].to_numpy().reshape(k, h)
+        for level, lo, hi in ((0.8, "lo80", "hi80"), (0.95, "lo95", "hi95")):
+            a, b = res.interval(level)
+            out[lo][rows], out[hi][rows] = a.reshape(k, h), b.reshape(k, h)
+    return out, seconds
+
+
+def _periodic_baseline(model_name: str, train: np.ndarray, start: np.ndarray, h: int,
+                       season: int) -> tuple[dict[str, np.ndarray], float, int]:
+    """A statsforecast model on each series from its start (periods numbered, so series on
+    different grids run together); a series too short for the model's season gets its last value
+    and no interval (counted in the note)."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS, SeasonalNaive
+
+    model = {"AutoARIMA": AutoARIMA, "AutoETS": AutoETS, "SeasonalNaive": SeasonalNaive}[model_name](
+        season_length=season)
+    n = len(train)
+    df = pd.concat([pd.DataFrame({"unique_id": i, "ds": np.arange(train.shape[1] - start[i]), "y": train[i, start[i]:]})
+                    for i in range(n)], ignore_index=True)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fc = StatsForecast(models=[model], freq=1, n_jobs=1).forecast(df=df, h=h, level=[80, 95])
+    seconds = time.perf_counter() - t0
+    fc = fc.sort_values(["unique_id", "ds"])
+    col = model_name
+
+    def get(c: str) -> np.ndarray:
+        return np.maximum(fc[c].to_numpy(dtype=float).reshape(n, h), 0.0)
+
+    out = {"mean": get(col), "lo80": get(f"{col}-lo-80"), "hi80": get(f"{col}-hi-80"),
+           "lo95": get(f"{col}-lo-95"), "hi95": get(f"{col}-hi-95")}
+    missing = np.isnan(out["mean"]).any(axis=1)
+    if missing.any():
+        out["mean"][missing] = train[missing, -1:]
+        for k in ("lo80", "hi80", "lo95", "hi95"):
+            out[k][missing] = np.nan
+    return out, seconds, int(missing.sum())
+
+
+def periodic_suite(args: argparse.Namespace, kind: str) -> list[dict]:
+    """Weekly or monthly real series: the last horizon of each series held out; the engine and
+    the statsforecast peers (season 52 or 12) on the same series, per file and for the
+    frequency as a whole (RMSSE, MASE averaged over series; WAPE, bias, coverage pooled)."""
+    folder = Path(args.weekly_monthly_dir)
+    season = SEASON[kind]
+    per: dict[str, list[tuple]] = {}
+    rows = []
+    for fname, h, country in PERIODIC_SETS[kind]:
+        path = folder / fname
+        if not path.exists():
+            raise SystemExit(f"bench-forecast: {path} not found (--weekly-monthly-dir)")
+        ids, dates, y, start = _load_periodic(path, h)
+        train, actual = y[:, :-h], y[:, -h:]
+        stem = path.stem
+        out, sec = _periodic_engine(stem, ids, dates, train, start, h, country)
+        # The peers (AutoARIMA is slow) on every series, or on a random subset when asked; the
+        # engine is then scored on that subset too, and the frequency rows compare the subsets.
+        subset = np.arange(len(ids))
+        if 0 < args.periodic_baseline_series < len(ids):
+            rng = np.random.default_rng(args.seed)
+            subset = np.sort(rng.choice(len(ids), size=args.periodic_baseline_series, replace=False))
+            scores = _score(actual, train, out["mean"], out["lo80"], out["hi80"], out["lo95"], out["hi95"])
+            rows.append(_row(f"{kind}:{stem}", "local_engine", scores, sec, len(ids),
+                             f"all {len(ids)} series, h={h}, holidays {country or 'none'}"))
+        methods = [("local_engine", {k: v[subset] for k, v in out.items()}, sec * len(subset) / len(ids),
+                    f"h={h}, holidays {country or 'none'}" + (
+                        f"; the peers' {len(subset)}-series subset (time pro rata)" if len(subset) < len(ids) else ""))]
+        for name in args.baselines:
+            b, bsec, short = _periodic_baseline(name, train[subset], start[subset], h, season)
+            methods.append((name, b, bsec, f"season_length={season}" + (
+                f"; random subset of {len(subset)} series" if len(subset) < len(ids) else "") + (
+                f"; {short} series shorter than its needs: last value, no interval" if short else "")))
+        for method, res, seconds, note in methods:
+            scores = _score(actual[subset], train[subset], res["mean"], res["lo80"], res["hi80"], res["lo95"],
+                            res["hi95"])
+            rows.append(_row(f"{kind}:{stem}", method, scores, seconds, len(subset), note))
+            per.setdefault(method, []).append((actual[subset], train[subset], res, seconds))
+    for method, parts in per.items():
+        scores = _pooled_scores(parts)
+        seconds = sum(p[3] for p in parts)
+        rows.append(_row(kind, method, scores, seconds, scores["n_series"],
+                         f"all {kind} series ({', '.join(f for f, _, _ in PERIODIC_SETS[kind])})"))
+    return rows
+
+
+def _pooled_scores(parts: list[tuple]) -> dict[str, float]:
+    """Scores over several files' series: RMSSE and MASE averaged over all series; WAPE, bias and
+    coverage pooled over all their periods."""
+    rmsse, mase = [], []
+    abs_err = err = total = inside80 = inside95 = n = 0.0
+    for actual, train, res, _ in parts:
+        mae, mse = naive_scales(train)
+        ok = mse > 0
+        e = res["mean"] - actual
+        rmsse.append(np.sqrt((e ** 2).mean(axis=1)[ok] / mse[ok]))
+        mase.append(np.abs(e).mean(axis=1)[ok] / mae[ok])
+        abs_err += np.abs(e).sum()
+        err += e.sum()
+        total += actual.sum()
+        inside80 += ((actual >= res["lo80"]) & (actual <= res["hi80"])).sum()
+        inside95 += ((actual >= res["lo95"]) & (actual <= res["hi95"])).sum()
+        n += actual.size
+    return {"rmsse": float(np.concatenate(rmsse).mean()), "mase": float(np.concatenate(mase).mean()),
+            "wape": float(abs_err / max(total, 1e-9)), "bias": float(err / max(total, 1e-9)),
+            "coverage_80": float(inside80 / n), "coverage_95": float(inside95 / n),
+            "n_series": int(sum(len(p[0]) for p in parts))}
+
+
 def scale_suite(args: argparse.Namespace) -> list[dict]:
     h = args.horizon
     keys, days, units, promo = synthetic_matrix(args.scale, args.days + h, date(2025, 6, 30), seed=args.seed,
@@ -210,7 +372,7 @@ def scale_suite(args: argparse.Namespace) -> list[dict]:
 
 
 def _print(rows: list[dict]) -> None:
-    cols = ["suite", "method", "n_series", "rmsse", "wape", "coverage_80", "coverage_95", "seconds",
+    cols = ["suite", "method", "n_series", "rmsse", "mase", "wape", "bias", "coverage_80", "coverage_95", "seconds",
             "series_per_s", "peak_rss_mb", "note"]
     frame = pd.DataFrame(rows).reindex(columns=cols)
     with pd.option_context("display.width", 220, "display.max_colwidth", 90, "display.float_format", "{:.3f}".format):
@@ -219,8 +381,9 @@ def _print(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="retailopt bench-forecast", description=__doc__.split("\n")[0])
-    ap.add_argument("--suite", choices=["chain", "m5", "scale", "all"], default="all",
-                    help="all = chain + m5 (+ scale when --scale is given)")
+    ap.add_argument("--suite", choices=["chain", "m5", "weekly", "monthly", "scale", "daily", "all"],
+                    default="all",
+                    help="daily = chain + m5; all = chain + m5 + weekly + monthly (+ scale when --scale is given)")
     ap.add_argument("--scale", type=int, default=0, help="number of synthetic series for the scale mode")
     ap.add_argument("--days", type=int, default=730, help="training days (chain and scale)")
     ap.add_argument("--horizon", type=int, default=28)
@@ -230,14 +393,22 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["SeasonalNaive", "AutoETS", "AutoARIMA"],
                     help="statsforecast baselines to run (AutoARIMA is slow)")
     ap.add_argument("--m5-dir", default=str(M5_DIR))
+    ap.add_argument("--weekly-monthly-dir", default=str(WEEKLY_MONTHLY_DIR),
+                    help="the real weekly and monthly series (weekly and monthly suites)")
+    ap.add_argument("--periodic-baseline-series", type=int, default=0,
+                    help="weekly/monthly: run the peers on a random subset of this many series per file "
+                         "(0: all; AutoARIMA takes seconds to minutes per series)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--out", default="data/bench/forecast.json")
     args = ap.parse_args(argv)
     rows: list[dict] = []
-    if args.suite in ("chain", "all"):
+    if args.suite in ("chain", "daily", "all"):
         rows += chain_suite(args)
-    if args.suite in ("m5", "all"):
+    if args.suite in ("m5", "daily", "all"):
         rows += m5_suite(args)
+    for kind in ("weekly", "monthly"):
+        if args.suite in (kind, "all"):
+            rows += periodic_suite(args, kind)
     if args.suite == "scale" or (args.suite == "all" and args.scale):
         if not args.scale:
             ap.error("--suite scale needs --scale N")

@@ -37,6 +37,7 @@ from retailopt.warehouse.bigquery import query_parameters
 from .components import COMPONENT_COLUMNS
 from .distributions import QUANTILES
 from .engine import DAILY_COLUMNS, PROTECTION_COLUMNS, ForecastResult
+from .frequency import bigquery_frequency, check_setting
 
 ARIMA_PLUS = "ARIMA_PLUS"
 ARIMA_PLUS_XREG = "ARIMA_PLUS_XREG"
@@ -189,8 +190,25 @@ def create_model_statement(settings: Settings, model: str, *, data_start: date, 
     if parsed[1] != xreg:
         raise ConfigError(f"model name {model!r} does not name an {'ARIMA_PLUS_XREG' if xreg else 'ARIMA_PLUS'} model")
     sql = _render(settings, "forecasting/create_model_xreg.sql" if xreg else "forecasting/create_model.sql",
-                  model=model, horizon=str(horizon), holiday_region=holiday_region(settings))
-    return Statement(sql, {"data_start": data_start, "data_end": data_end})
+                  model=model, horizon=str(periods(settings, horizon)), holiday_region=holiday_region(settings),
+                  data_frequency=bigquery_frequency(settings.data_frequency))
+    step_days, step_months = _STEPS[check_setting(settings.data_frequency)]
+    return Statement(sql, {"data_start": data_start, "data_end": data_end, "step_days": step_days,
+                           "step_months": step_months})
+
+
+# The gap-filling grid of each data_frequency: a row every step_days days or step_months months
+# from a series' first sale (AUTO_FREQUENCY fills days: set the frequency for weekly or monthly
+# chains).
+_STEPS = {"auto": (1, 0), "daily": (1, 0), "weekly": (7, 0), "monthly": (0, 1), "quarterly": (0, 3)}
+_PERIOD_DAYS = {"auto": 1.0, "daily": 1.0, "weekly": 7.0, "monthly": 365.25 / 12, "quarterly": 365.25 / 4}
+
+
+def periods(settings: Settings, days: int) -> int:
+    """A span of days as BigQuery ML's horizon in the model's periods (whole periods, rounded up):
+    model_versions keeps days, the statements count periods."""
+    per = _PERIOD_DAYS[check_setting(settings.data_frequency)]
+    return int(days) if per == 1.0 else max(int(np.ceil(int(days) / per - 1e-9)), 1)
 
 
 def forecast_statement(settings: Settings, version: ModelVersion, forecast_start: date) -> Statement:
@@ -245,7 +263,7 @@ def _run_horizon(settings: Settings, version: ModelVersion, forecast_start: date
         raise ModelUnavailable(
             f"model {version.model_name} (trained on {version.trained_on}) forecasts up to {last}; the run of "
             f"{forecast_start} needs {settings.horizon_days} days from then: retrain (POST /retrain)")
-    return needed
+    return periods(settings, needed)
 
 
 def run(client: bigquery.Client, statement: Statement) -> pd.DataFrame:
@@ -439,7 +457,18 @@ def forecast_bigquery(client: bigquery.Client, settings: Settings, version: Mode
     rows = run(client, forecast_statement(settings, version, forecast_start))
     daily = read_forecast_rows(rows, model=version.model_name)
     daily = daily[daily["forecast_date"] >= pd.Timestamp(forecast_start)].reset_index(drop=True)
-    protection = protection_from_daily(daily, window_days)
+    kind = check_setting(settings.data_frequency)
+    if _PERIOD_DAYS[kind] == 1.0:
+        protection = protection_from_daily(daily, window_days)
+    else:  # weekly or monthly rows: windows of whole periods, restated for their own days
+        from .frequency import make_frequency, periods_for_days
+        from .periodic import protection_for_days
+
+        freq = make_frequency(kind)
+        w = window_days.loc[:, ["store_id", "product_id", "window_days"]].astype({"store_id": str, "product_id": str})
+        protection = protection_from_daily(daily, w.assign(window_days=periods_for_days(w["window_days"], freq)))
+        days = protection[["store_id", "product_id"]].merge(w, on=["store_id", "product_id"], how="left")
+        protection = protection_for_days(protection, days["window_days"].to_numpy(), freq.period_days)
     series = daily.groupby(["store_id", "product_id"], as_index=False).agg(model=("model", "first"))
     series["fallback_reason"] = None
     if component_days > 0:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .distributions import count_quantiles, pmf_recursion
+from .distributions import WALK_MAX_MEAN, count_quantiles, pmf_recursion
 
 # Bands of the daily forecast mean (units/day): discreteness, hence the PIT shape, depends on it.
 MEAN_BANDS: tuple[float, ...] = (0.0, 0.25, 0.6, 1.5, 4.0, 12.0, np.inf)
@@ -195,7 +195,7 @@ def _mid_bounds_unique(m: np.ndarray, v: np.ndarray, t_lo: np.ndarray, t_hi: np.
     hi = np.zeros(m.size)
     log_p0, a_all, b_all = pmf_recursion(m, v)
     positive = m > 1e-12
-    walk = positive & (log_p0 > -600)
+    walk = positive & (log_p0 > -600) & (m < WALK_MAX_MEAN)
     idx = np.flatnonzero(walk)
     # Walk the pmf upwards, as count_quantiles does.
     a = a_all[idx]

@@ -50,7 +50,8 @@ def available_cores() -> int:
 def store_chunks(positions: pd.DataFrame, chunk_series: int) -> list[tuple[str, str, pd.DataFrame]]:
     """(first store, last store, positions) of consecutive whole stores, about `chunk_series` series
     each (a store larger than that is a chunk of its own). Pure."""
-    keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+    # Other columns (a product's category, for products without history) travel with the keys.
+    keys = positions.astype({"store_id": str, "product_id": str}).drop_duplicates(["store_id", "product_id"])
     counts = keys.groupby("store_id", sort=True).size()
     chunks: list[list[str]] = []
     filled = 0
@@ -70,11 +71,27 @@ def forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.Da
                    plan: pd.DataFrame | None, params: dict[str, Any]) -> ChunkResult:
     """Anomalies and forecast of one chunk (runs in a worker process)."""
     from retailopt.forecasting import forecast
-    from retailopt.forecasting.anomalies import detect_anomalies
+    from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
     from retailopt.forecasting.anomalies import recent as recent_anomalies
 
     run_date: date = params["run_date"]
     history_rows = len(history)
+    freq = params.get("frequency")
+    if freq is not None and not freq.daily:
+        # Weekly or monthly sales: horizon, history and window in whole periods, the window's demand
+        # restated for its own days; anomalies and planned promotions are daily-only.
+        from retailopt.forecasting.periodic import forecast_for_days
+
+        result = forecast_for_days(history, positions, freq, forecast_start=run_date,
+                                   horizon_days=params["horizon_days"], window_days=window,
+                                   history_days=params["history_days"], confidence_level=params["confidence_level"],
+                                   holiday_country=params["holiday_country"],
+                                   holiday_subdivision=params["holiday_subdivision"], seed=params["seed"])
+        models = result.protection.model.value_counts().to_dict()
+        return ChunkResult(daily=result.daily, protection=result.protection, components=result.components,
+                           anomalies=pd.DataFrame(columns=ANOMALY_COLUMNS), series=len(positions),
+                           history_rows=history_rows, excluded_days=0, promoted_days=0,
+                           models={str(k): int(v) for k, v in models.items()})
     detection = detect_anomalies(history, positions, forecast_start=run_date, exclude=params["exclude_anomalies"],
                                  holiday_country=params["holiday_country"],
                                  holiday_subdivision=params["holiday_subdivision"])
@@ -85,7 +102,7 @@ def forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.Da
                       window_days=window, confidence_level=params["confidence_level"],
                       holiday_country=params["holiday_country"], holiday_subdivision=params["holiday_subdivision"],
                       seed=params["seed"], component_days=params["component_days"], future_promotions=plan,
-                      max_chunk_series=max(len(positions), 1))
+                      max_chunk_series=max(len(positions), 1), frequency=freq)
     models = result.protection.model.value_counts().to_dict()
     return ChunkResult(daily=result.daily, protection=result.protection, components=result.components,
                        anomalies=anomalies, series=len(positions), history_rows=history_rows,

@@ -12,6 +12,9 @@ import numpy as np
 from scipy import stats
 
 QUANTILES: tuple[float, ...] = (0.5, 0.8, 0.9, 0.95, 0.99)
+# Means above this (weekly or monthly totals) are not walked count by count: scipy's quantile
+# search (and, for interval bounds, the normal approximation) is faster there.
+WALK_MAX_MEAN = 1000.0
 
 
 def count_quantiles(mean: np.ndarray, var: np.ndarray, probs: np.ndarray | list[float]) -> np.ndarray:
@@ -51,7 +54,7 @@ def _quantiles_unique(m: np.ndarray, v: np.ndarray, probs: np.ndarray) -> np.nda
     over = a_all > 0  # negative binomial (a is zero for the Poisson)
     # Walk the probability mass function upwards, which is far faster than scipy's per-element
     # root search for the small counts of retail.
-    walk = positive & (log_p0 > -600)
+    walk = positive & (log_p0 > -600) & (m < WALK_MAX_MEAN)
     idx = np.flatnonzero(walk)
     a = a_all[idx]
     b = b_all[idx]

@@ -45,6 +45,7 @@ from .components import COMPONENT_COLUMNS, components_frame
 from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrations
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
+from .frequency import Frequency, resolve_frequency
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
 # A trailing zero run at least this long (a quarter) and implausible under the series model means
@@ -110,8 +111,18 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
              seed: int = 42, holidays: pd.DataFrame | None = None,
              max_history_days: int = 1100, variance_scale: float = 1.0,
              max_chunk_series: int = 8000, component_days: int = 0,
-             future_promotions: pd.DataFrame | None = None) -> ForecastResult:
-    """Forecast every position for ``horizon`` days from ``forecast_start``.
+             future_promotions: pd.DataFrame | None = None,
+             frequency: str | Frequency | None = None,
+             max_history_periods: int | None = None) -> ForecastResult:
+    """Forecast every position for ``horizon`` periods from ``forecast_start``.
+
+    ``frequency`` is the history's period: a pandas offset alias ("D", "W-FRI", "MS", "ME",
+    "QS"; or daily/weekly/monthly/quarterly) or None to infer it from the sale dates (a
+    ValueError names dates that fit no frequency). Daily data runs the daily engine below;
+    weekly, monthly and quarterly data the periodic engine (``periodic.py``): horizon, windows
+    and ``max_history_periods`` then count periods, and the forecast rows are dated on the
+    history's own grid, the first period on or after ``forecast_start``. Positions may carry a
+    ``category`` column: a product without history anywhere then takes its category's rate.
 
     ``holidays`` (holiday_date, holiday_name) replaces the public-holiday calendar of
     ``holiday_country``. ``variance_scale`` multiplies the predictive variance (set by a
@@ -123,18 +134,34 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     ``forecast_components`` columns without run_id).
     """
     del seed  # deterministic: quantiles come from closed-form count distributions
+    if horizon < 1:
+        raise ValueError(f"horizon={horizon}: expected >= 1")
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
+    _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
+    freq = resolve_frequency(frequency, history["sale_date"])
+    if not freq.daily:
+        from .periodic import forecast_periodic
+
+        return forecast_periodic(history, positions, freq, forecast_start=forecast_start, horizon=horizon,
+                                 window_days=window_days, confidence_level=confidence_level,
+                                 holiday_country=holiday_country, holiday_subdivision=holiday_subdivision,
+                                 holidays=holidays, max_history_periods=max_history_periods,
+                                 variance_scale=variance_scale)
+    if max_history_periods is not None:
+        max_history_days = int(max_history_periods)
     keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
     if len(keys) > max_chunk_series:
+        if "category" in positions.columns:  # chunks keep the categories of new products
+            keys = positions.loc[:, ["store_id", "product_id", "category"]].astype(str).drop_duplicates(
+                ["store_id", "product_id"])
         return _forecast_in_chunks(history, keys, max_chunk_series, forecast_start=forecast_start,
                                    horizon=horizon, window_days=window_days,
                                    confidence_level=confidence_level, holiday_country=holiday_country,
                                    holiday_subdivision=holiday_subdivision, holidays=holidays,
                                    max_history_days=max_history_days, variance_scale=variance_scale,
-                                   component_days=component_days, future_promotions=future_promotions)
-    if horizon < 1:
-        raise ValueError(f"horizon={horizon}: expected >= 1")
-    if not 0 < confidence_level < 1:
-        raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
+                                   component_days=component_days, future_promotions=future_promotions,
+                                   frequency=freq)
     forecast_start = pd.Timestamp(forecast_start).date()
     dense = _densify(history, positions, forecast_start, max_history_days)
     windows = _window_lengths(window_days, dense.keys)
@@ -145,7 +172,10 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                         holidays)
     promo_future = None if future_promotions is None else _future_flags(future_promotions, dense.keys,
                                                                           future_days)
-    fit = _fit(dense, future_days, hol, horizon, component_days, promo_future)
+    from .periodic import category_of
+
+    fit = _fit(dense, future_days, hol, horizon, component_days, promo_future,
+               category_of(positions, dense.keys))
     mean = fit["mean"]  # (S, F)
     # Calibration scales the variance beyond Poisson (counts never vary less than that).
     var = np.maximum(mean + variance_scale * (fit["var"] - mean), mean)
@@ -186,7 +216,7 @@ def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_ser
         parts.append(forecast(history.loc[store_chunk == c], keys.loc[key_chunk == c],
                               max_chunk_series=max_chunk_series, **kwargs))
     # Back to the order of `positions`, as an unchunked run returns it.
-    order = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_frame(keys))
+    order = pd.Series(np.arange(len(keys)), index=pd.MultiIndex.from_frame(keys[["store_id", "product_id"]]))
     merged = []
     for name in ("daily", "protection", "series"):
         frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
@@ -543,7 +573,8 @@ def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tu
 
 
 def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: int,
-         component_days: int = 0, promo_future: np.ndarray | None = None) -> dict:
+         component_days: int = 0, promo_future: np.ndarray | None = None,
+         category: np.ndarray | None = None) -> dict:
     y = dense.units
     n_series, n_days = y.shape
     n_future = len(future)
@@ -772,16 +803,16 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         model[short] = "fallback_recent_mean"
     new = reason == "new_series"
     if new.any():
-        product_rate = pd.Series(rate_recent[model_ok]).groupby(
-            keys["product_id"].to_numpy()[model_ok]).median()
-        chain_rate = float(np.median(rate_recent[model_ok])) if model_ok.any() else 0.0
-        rate = keys.loc[new, "product_id"].map(product_rate).fillna(chain_rate).to_numpy(dtype=float)
+        # The same product elsewhere, else its category, else the chain: the median daily rate,
+        # with the spread of the rates it comes from as the level's uncertainty (at least 0.5).
+        from .periodic import new_series_rates
+
+        rate, rel, source = new_series_rates(keys, category, rate_recent, model_ok, new)
         mean[new] = rate[:, None]
         var[new] = rate[:, None] + rate[:, None] ** 2
-        level_var[new] = 0.5
+        level_var[new] = rel
         dispersion[new] = 1.0
-        model[new] = np.where(keys.loc[new, "product_id"].isin(product_rate.index),
-                              "fallback_product_median", "fallback_chain_median")
+        model[new] = source
     var = var + level_var[:, None] * mean ** 2
     # Fallback forecasts (and discontinued series) are all trend.
     flat = ~model_ok | (reason == "discontinued")

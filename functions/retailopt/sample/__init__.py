@@ -60,8 +60,10 @@ def _sales_table(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: 
     # Only days with sales are rows: a missing day means no sales (the input contract).
     s, p, t = np.nonzero(units)
     epoch = (np.datetime64(days[0], "D") - np.datetime64("1970-01-01", "D")).astype(np.int32)
+    # Days since the first column's date (consecutive for daily sales, 7 apart for weekly).
+    offset = (np.asarray(days, dtype="datetime64[D]") - np.datetime64(days[0], "D")).astype(np.int32)
     columns = {
-        "sale_date": pa.array(epoch + t.astype(np.int32), pa.int32()).cast(pa.date32()),
+        "sale_date": pa.array(epoch + offset[t], pa.int32()).cast(pa.date32()),
         "store_id": pc.take(pa.array(store_ids, pa.string()), pa.array(s.astype(np.int32))),
         "product_id": pc.take(pa.array(product_ids, pa.string()), pa.array(p.astype(np.int32))),
         "units": pa.array(units[s, p, t].astype(np.int64)),
@@ -70,6 +72,19 @@ def _sales_table(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: 
     }
     target = _arrow_schema("sales")
     return pa.table([columns[f.name] for f in target], schema=target)
+
+
+def _weekly(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: list[date]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[date]]:
+    """The daily sales summed into weeks ending on the last day's weekday (a partial first week
+    is dropped): units summed, price averaged, on promotion when any day of the week was; each
+    week dated by its last day (pandas' W-<weekday> convention)."""
+    skip = len(days) % 7
+    n_weeks = len(days) // 7
+    u = units[:, :, skip:].reshape(units.shape[0], units.shape[1], n_weeks, 7).sum(axis=3)
+    pr = price[:, skip:].reshape(price.shape[0], n_weeks, 7).mean(axis=2)
+    pm = promo[:, skip:].reshape(promo.shape[0], n_weeks, 7).any(axis=2)
+    return u, pr, pm, [days[skip + 7 * k + 6] for k in range(n_weeks)]
 
 
 def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str], first_day: date) -> pd.DataFrame:
@@ -84,12 +99,16 @@ def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str
 
 def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, n_products: int = 300,
                           days: int = 730, end_date: date = DEFAULT_END_DATE,
-                          holiday_country: str = "US") -> dict[str, Path]:
+                          holiday_country: str = "US", frequency: str = "daily") -> dict[str, Path]:
     """Write a sample chain to out_dir and return {table name: file path}.
 
     The same arguments always give byte-identical files. Sales cover `days` days ending on
-    `end_date` (inclusive); the stock snapshot is taken on `end_date`.
+    `end_date` (inclusive); the stock snapshot is taken on `end_date`. ``frequency="weekly"``
+    writes the same sales summed into weeks ending on `end_date`'s weekday, one row per store x
+    product x week dated by its last day (the other files are unchanged).
     """
+    if frequency not in ("daily", "weekly"):
+        raise ValueError(f"frequency must be daily or weekly (got {frequency!r})")
     if n_stores < 2:
         raise ValueError(f"n_stores must be at least 2 (got {n_stores}): transfers need two stores")
     if n_products < 1:
@@ -126,8 +145,10 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
             "inventory": _write_csv("inventory", inventory, staging / "inventory.csv"),
             "promotions": _write_csv("promotions", promotions, staging / "promotions.csv"),
         }
-        table = _sales_table(demand.units, demand.price, demand.promo, calendar,
-                             stores["store_id"].tolist(), catalog.products["product_id"].tolist())
+        sales = (demand.units, demand.price, demand.promo, calendar)
+        if frequency == "weekly":
+            sales = _weekly(*sales)
+        table = _sales_table(*sales, stores["store_id"].tolist(), catalog.products["product_id"].tolist())
         staged["sales"] = staging / "sales.parquet"
         pq.write_table(table, staged["sales"], compression="zstd", row_group_size=1 << 20)
         paths = {}
@@ -150,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--end-date", type=date.fromisoformat, default=DEFAULT_END_DATE,
                         help="last sales day and stock snapshot date (YYYY-MM-DD)")
     parser.add_argument("--holiday-country", default="US")
+    parser.add_argument("--frequency", choices=["daily", "weekly"], default="daily",
+                        help="sales rows per day, or per week ending on --end-date's weekday "
+                             "(plan it with --set data_frequency=weekly, or auto)")
     parser.add_argument("--small", action="store_true",
                         help="a tiny chain for tests and demos (4 stores, 12 products, 120 days)")
     args = parser.parse_args(argv)
@@ -159,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = generate_sample_chain(args.out, seed=args.seed, n_stores=args.stores, n_products=args.products,
                                       days=args.days, end_date=args.end_date,
-                                      holiday_country=args.holiday_country)
+                                      holiday_country=args.holiday_country, frequency=args.frequency)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

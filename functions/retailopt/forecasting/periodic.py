@@ -1,0 +1,597 @@
+"""The local engine for weekly, monthly and quarterly data (``forecast(..., frequency=...)``).
+
+Vectorised with numpy across all series at once, like the daily engine, on a dense series x
+periods matrix:
+
+1. Gap filling: a period without a row sold nothing; periods before a series' first sale are
+   not history.
+2. Seasonality: multiplicative indices per position in the season (week of the year, month,
+   quarter) from the ratios of each period to its centred moving average over a season, shrunk
+   towards the pooled profile of all series (volume-weighted) by empirical Bayes: the shrinkage
+   weight compares the spread of the series' indices around the pooled one with each series' own
+   sampling noise, so unrelated series keep their own season and a noisy one borrows the chain's.
+   Series shorter than two seasons take the pooled profile (or none when there is none).
+   Holidays act on the periods that contain them: one factor per holiday, pooled over series
+   (sales of the holiday's periods over their seasonal, smoothed expectation), shrunk towards no
+   effect by the units it rests on; fixed-date holidays fall in the same season position every
+   year and so mostly live in the seasonal index already, moving ones (Easter, Thanksgiving
+   week) are what this adds.
+3. Level and trend on the seasonally adjusted series, three families fitted together in one
+   pass over time: simple exponential smoothing, Holt's damped trend and the Theta method (SES
+   with half the series' linear drift); each family's constants are chosen per series by
+   in-sample one-step error; the forecast is the mean of the three (a combination is more
+   robust than any single choice on short, noisy retail histories).
+4. Uncertainty from the engine's own forecasts: at the rolling origins of the last season the
+   same models forecast the next ``horizon`` periods; their squared errors, relative to the
+   forecast, give each series' error level (shrunk towards the pooled one by the number of
+   origins) and a pooled growth with the lead time. Each period's distribution is a negative
+   binomial with that variance (Poisson at least), and the reported intervals are calibrated on
+   the mid-PITs of those rolling-origin forecasts (calibration.py).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+
+from .calendar import holiday_table
+from .calibration import calibration_sample
+from .distributions import QUANTILES, count_quantiles
+from .frequency import Frequency
+
+SES_ALPHAS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6, 0.8, 0.95)
+DAMPED = tuple((a, b, phi) for a in (0.1, 0.25, 0.5, 0.8) for b in (0.02, 0.08, 0.2)
+               for phi in (0.8, 0.9, 0.98))
+MAX_REL_VAR = 4.0  # largest relative error variance of a period (a CV of 200 %)
+
+
+def seasonal_indices(y: np.ndarray, obs: np.ndarray, position: np.ndarray, m: int,
+                     position_future: np.ndarray, weight: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multiplicative seasonal factors of history (S, T) and future (S, F), mean 1 per series,
+    and the weight each series' own profile got (0: pooled profile only)."""
+    n_series, n_t = y.shape
+    ones = (np.ones((n_series, n_t)), np.ones((n_series, len(position_future))), np.zeros(n_series))
+    if m <= 1 or n_t < 2 * m:
+        return ones
+    # Centred moving average over one season (2 x m for an even m).
+    if m % 2 == 0:
+        w = np.r_[0.5, np.ones(m - 1), 0.5] / m
+    else:
+        w = np.ones(m) / m
+    k = len(w)
+    half = k // 2
+    yo = np.where(obs, y, 0.0)
+    cma = np.zeros((n_series, n_t))
+    full = np.zeros((n_series, n_t), dtype=bool)
+    cnt = np.cumsum(np.concatenate([np.zeros((n_series, 1)), obs.astype(float)], axis=1), axis=1)
+    for j, wj in enumerate(w):
+        cma[:, half:n_t - half] += wj * yo[:, j:n_t - k + 1 + j]
+    full[:, half:n_t - half] = (cnt[:, k:] - cnt[:, :n_t - k + 1]) == k
+    ok = full & (cma > 0)
+    ratio = np.divide(yo, cma, out=np.zeros_like(yo), where=ok)
+    onehot = (position[:, None] == np.arange(m)[None, :]).astype(float)  # (T, m)
+    sums = ratio @ onehot
+    counts = ok.astype(float) @ onehot
+    raw = np.divide(sums, counts, out=np.ones_like(sums), where=counts > 0)
+    covered = (counts > 0).all(axis=1)
+    raw = raw / raw.mean(axis=1, keepdims=True)
+    # Sampling noise of each index: residual variance of the ratios around their position's
+    # mean over the number of seasons behind it.
+    resid = np.where(ok, ratio - raw @ onehot.T, 0.0)
+    n_ratio = ok.sum(axis=1)
+    sigma2 = (resid ** 2).sum(axis=1) / np.maximum(n_ratio - m, 1)
+    noise = sigma2 / np.maximum(n_ratio / m, 1.0)
+    vol = (cma * ok).sum(axis=1) / np.maximum(n_ratio, 1)
+    if weight is not None:
+        vol = vol * weight
+    long_ok = covered & (n_ratio >= m) & (vol > 0)
+    hist = np.ones((n_series, n_t))
+    fut = np.ones((n_series, len(position_future)))
+    own_weight = np.zeros(n_series)
+    if not long_ok.any():
+        return hist, fut, own_weight
+    # Pooled profile: volume-weighted mean of the series' indices (relative sizes matter, not units).
+    wv = np.sqrt(vol[long_ok])
+    pooled = (raw[long_ok] * wv[:, None]).sum(axis=0) / wv.sum()
+    pooled = pooled / pooled.mean()
+    spread = max(float(np.mean((raw[long_ok] - pooled) ** 2) - np.mean(noise[long_ok])), 1e-4)
+    own_weight[long_ok] = spread / (spread + noise[long_ok])
+    prof = np.broadcast_to(pooled, (n_series, m)).copy()
+    prof[long_ok] = own_weight[long_ok, None] * raw[long_ok] + (1 - own_weight[long_ok, None]) * pooled
+    # The pooled profile is only worth borrowing when it is seasonal beyond its own noise.
+    pooled_noise = float(np.mean(noise[long_ok]) / max(long_ok.sum(), 1))
+    if float(np.var(pooled)) < 4 * pooled_noise:
+        prof[~long_ok] = 1.0
+    prof = np.maximum(prof, 0.0)
+    prof = prof / np.where(prof.mean(axis=1, keepdims=True) > 0, prof.mean(axis=1, keepdims=True), 1.0)
+    return prof[:, position], prof[:, position_future], own_weight
+
+
+def holiday_factors(y: np.ndarray, obs: np.ndarray, season: np.ndarray, hol_hist: list[list[str]],
+                    hol_fut: list[list[str]], m: int) -> tuple[np.ndarray, np.ndarray]:
+    """One multiplicative factor per holiday, applied to the periods that contain it (T,), (F,)."""
+    n_t = y.shape[1]
+    fh, ff = np.ones(n_t), np.ones(len(hol_fut))
+    names = sorted({n for names in hol_hist for n in names})
+    if not names or n_t < 3:
+        return fh, ff
+    x = np.divide(y, season, out=np.zeros_like(y), where=obs & (season > 0.05))
+    # Expected adjusted sales of a period: the mean of its neighbours (two each side).
+    base = np.zeros_like(x)
+    nb = np.zeros_like(x)
+    usable = (obs & (season > 0.05)).astype(float)
+    for d in (-2, -1, 1, 2):
+        src = np.clip(np.arange(n_t) + d, 0, n_t - 1)
+        valid = (np.arange(n_t) + d >= 0) & (np.arange(n_t) + d < n_t)
+        base += x[:, src] * usable[:, src] * valid
+        nb += usable[:, src] * valid
+    base = np.divide(base, nb, out=np.zeros_like(base), where=nb > 0)
+    effects = {}
+    for name in names:
+        cols = [t for t, hs in enumerate(hol_hist) if name in hs]
+        num = float((x[:, cols] * usable[:, cols]).sum())
+        den = float((base[:, cols] * usable[:, cols]).sum())
+        expected_units = float((base[:, cols] * season[:, cols] * usable[:, cols]).sum())
+        if den <= 0:
+            continue
+        w = expected_units / (expected_units + 1 / 0.3 ** 2)
+        # A pooled ratio over many series is precise; the spread of true effects bounds it.
+        effects[name] = float(np.clip(w * num / den + (1 - w), 0.2, 5.0))
+    for t, hs in enumerate(hol_hist):
+        for name in hs:
+            fh[t] *= effects.get(name, 1.0)
+    for t, hs in enumerate(hol_fut):
+        for name in hs:
+            ff[t] *= effects.get(name, 1.0)
+    return fh, ff
+
+
+def smooth(x: np.ndarray, obs: np.ndarray, first: np.ndarray, origins: np.ndarray,
+           a_s: np.ndarray | None = None, damped: np.ndarray | None = None) -> dict:
+    """SES and damped-trend states over time for every candidate, in-sample one-step errors, and
+    the states right after each origin (S, J, C).
+
+    Candidates: ``a_s`` SES constants and ``damped`` (alpha, beta, phi) rows, shared (1, C) or
+    per series (S, C); by default the grids SES_ALPHAS and DAMPED."""
+    n_series, n_t = x.shape
+    a_s = np.asarray(SES_ALPHAS)[None, :] if a_s is None else np.atleast_2d(a_s)
+    damped = np.asarray(DAMPED)[None, :, :] if damped is None else damped
+    a_d, b_d, phi = damped[..., 0], damped[..., 1], damped[..., 2]
+    n_s, n_d = a_s.shape[1], a_d.shape[1]
+    xo = np.where(obs, x, 0.0)
+    # Initial level: mean of the first (up to) four observed periods; initial trend from the
+    # first eight when there are that many.
+    idx = np.clip(first[:, None] + np.arange(8)[None, :], 0, max(n_t - 1, 0))
+    take = np.take_along_axis(xo, idx, axis=1)
+    tobs = np.take_along_axis(obs, idx, axis=1) & (idx >= first[:, None])
+    c4 = np.maximum(tobs[:, :4].sum(axis=1), 1)
+    level0 = (take[:, :4] * tobs[:, :4]).sum(axis=1) / c4
+    late = tobs[:, 4:].sum(axis=1)
+    level_late = (take[:, 4:] * tobs[:, 4:]).sum(axis=1) / np.maximum(late, 1)
+    trend0 = np.where(late >= 2, (level_late - level0) / 4.0, 0.0)
+    ls = np.repeat(level0[:, None], n_s, axis=1)
+    ld = np.repeat(level0[:, None], n_d, axis=1)
+    bd = np.repeat(trend0[:, None], n_d, axis=1)
+    sse_s = np.zeros((n_series, n_s))
+    sse_d = np.zeros((n_series, n_d))
+    n_err = np.zeros(n_series)
+    slot = {int(o): j for j, o in enumerate(origins)}
+    at_s = np.zeros((n_series, len(origins), n_s))
+    at_ld = np.zeros((n_series, len(origins), n_d))
+    at_bd = np.zeros((n_series, len(origins), n_d))
+    n_seen = np.zeros(n_series)
+    at_seen = np.zeros((n_series, len(origins)))
+    for t in range(n_t):
+        act = obs[:, t][:, None]
+        xt = xo[:, t][:, None]
+        # Score one-step errors once the initial periods are behind (the initial state saw them).
+        scored = (act[:, 0] & (t >= first + 4))[:, None]
+        e_s = (xt - ls) * scored
+        pred_d = ld + phi * bd
+        e_d = (xt - pred_d) * scored
+        sse_s += e_s * e_s
+        sse_d += e_d * e_d
+        n_err += scored[:, 0]
+        new_ld = pred_d + a_d * (xt - pred_d)
+        bd = np.where(act, phi * bd + b_d * (new_ld - ld - phi * bd) * 1.0, bd)
+        # Holt's trend update: b = phi b + beta (l_new - l_old - phi b) in error-correction form.
+        ld = np.where(act, new_ld, ld)
+        ls = np.where(act, ls + a_s * (xt - ls), ls)
+        n_seen += act[:, 0]
+        if t in slot:
+            j = slot[t]
+            at_s[:, j], at_ld[:, j], at_bd[:, j] = ls, ld, bd
+            at_seen[:, j] = n_seen
+    return dict(ls=ls, ld=ld, bd=bd, sse_s=sse_s, sse_d=sse_d, n_err=n_err, at_s=at_s, at_ld=at_ld,
+                at_bd=at_bd, n_seen=n_seen, at_seen=at_seen)
+
+
+def drift(x: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Least-squares slope per period of each series over its observed periods (Theta's b0)."""
+    t = np.arange(x.shape[1], dtype=float)[None, :]
+    n = obs.sum(axis=1)
+    tm = np.divide((t * obs).sum(axis=1), n, out=np.zeros(len(x)), where=n > 0)
+    xm = np.divide((x * obs).sum(axis=1), n, out=np.zeros(len(x)), where=n > 0)
+    dt = (t - tm[:, None]) * obs
+    num = (dt * (x - xm[:, None])).sum(axis=1)
+    den = (dt ** 2).sum(axis=1)
+    return np.divide(num, den, out=np.zeros(len(x)), where=den > 0)
+
+
+def combined_paths(level_s: np.ndarray, level_d: np.ndarray, trend_d: np.ndarray, phi: np.ndarray,
+                   alpha: np.ndarray, b0: np.ndarray, n_seen: np.ndarray, lead: np.ndarray,
+                   use_trend: np.ndarray) -> np.ndarray:
+    """Mean of SES, damped trend and Theta forecasts at leads ``lead`` (1-based) -> (..., L).
+
+    Every argument but ``lead`` has one value per forecast (any shape); series without enough
+    history for a trend (``use_trend`` False) keep the SES forecast alone."""
+    k = lead.astype(float)
+    ses = level_s[..., None] * np.ones_like(k)
+    damp_sum = np.cumsum(phi[..., None] ** k, axis=-1)
+    damped = level_d[..., None] + damp_sum * trend_d[..., None]
+    a = alpha[..., None]
+    theta = level_s[..., None] + 0.5 * b0[..., None] * (k - 1 + 1 / a - (1 - a) ** n_seen[..., None] / a)
+    comb = (ses + damped + theta) / 3.0
+    out = np.where(use_trend[..., None], comb, ses)
+    return np.maximum(out, 0.0)
+
+
+def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future: np.ndarray, m: int,
+        horizon: int, hol_hist: list[list[str]] | None = None, hol_fut: list[list[str]] | None = None
+        ) -> dict:
+    """Fit every series of ``y`` (S, T; periods before ``first`` are not history) and forecast
+    ``len(position_future)`` periods. Series need at least one observed period.
+
+    Returns mean and variance (S, F), relative error variance per lead (S, F), the scored
+    rolling-origin forecasts (calib: mean, var, actual, flat) and per-series diagnostics."""
+    n_series, n_t = y.shape
+    n_f = len(position_future)
+    t_idx = np.arange(n_t)
+    obs = t_idx[None, :] >= first[:, None]
+    n_obs = n_t - first
+    season, season_f, own_weight = seasonal_indices(y, obs, position, m, position_future)
+    hol_f = np.ones(n_f)
+    if hol_hist is not None and any(hol_hist):
+        hh, hol_f = holiday_factors(y, obs, season, hol_hist, hol_fut or [[] for _ in range(n_f)], m)
+        season = season * hh[None, :]
+    season_f = season_f * hol_f[None, :]
+    usable = obs & (season > 0.05)
+    x = np.divide(y, season, out=np.zeros_like(y, dtype=float), where=usable)
+    # Rolling origins: the last season's periods (at least 8) from which a whole horizon of
+    # history follows, once a series has a few periods behind it.
+    h = max(int(horizon), 1)
+    n_orig = max(m, 8)
+    origins = np.arange(max(n_t - h - n_orig, 0), max(n_t - h, 0))
+    # Pass 1 chooses each family's constants per series; pass 2 runs the chosen ones only and
+    # keeps their states at the origins (memory of one candidate, not of the grids).
+    sm = smooth(x, usable, first, origins[:0])
+    best_s = np.argmin(sm["sse_s"], axis=1)
+    best_d = np.argmin(sm["sse_d"], axis=1)
+    alpha = np.asarray(SES_ALPHAS)[best_s]
+    chosen = np.asarray(DAMPED)[best_d]
+    phi = chosen[:, 2]
+    sm = smooth(x, usable, first, origins, alpha[:, None], chosen[:, None, :])
+    rows = np.arange(n_series)
+    best_s = best_d = np.zeros(n_series, dtype=int)
+    b0 = drift(x, usable)
+    # A trend needs a few seasons (or, without a season, a dozen periods) to be told from noise.
+    use_trend = n_obs >= max(2 * m, 12) if m > 1 else n_obs >= 12
+    lead_f = np.arange(1, n_f + 1)
+    lvl = combined_paths(sm["ls"][rows, best_s], sm["ld"][rows, best_d], sm["bd"][rows, best_d], phi,
+                         alpha, b0, sm["n_seen"], lead_f, use_trend)
+    mean = lvl * season_f
+
+    # Rolling-origin forecasts of the next h periods from each origin.
+    n_o = len(origins)
+    lead = np.arange(1, h + 1)
+    win = origins[:, None] + lead[None, :]  # (J, h) period index of each target
+    if n_o:
+        lvl_o = combined_paths(sm["at_s"][rows, :, best_s], sm["at_ld"][rows, :, best_d],
+                               sm["at_bd"][rows, :, best_d], np.repeat(phi[:, None], n_o, 1),
+                               np.repeat(alpha[:, None], n_o, 1), np.repeat(b0[:, None], n_o, 1),
+                               sm["at_seen"], lead, np.repeat(use_trend[:, None], n_o, 1))
+        mu_o = lvl_o * season[:, win]
+        y_o = y[:, win]
+        # Score an origin once the series has two periods behind it.
+        use_o = (origins[None, :, None] >= first[:, None, None] + 2) & usable[:, win]
+    else:
+        mu_o = y_o = np.zeros((n_series, 0, h))
+        use_o = np.zeros((n_series, 0, h), dtype=bool)
+    # Relative squared error beyond the count noise, per series and per lead.
+    e2 = np.where(use_o, (y_o - mu_o) ** 2 - mu_o, 0.0)
+    m2 = np.where(use_o, mu_o ** 2, 0.0)
+    n_use = use_o.sum(axis=(1, 2))
+    rel_s = np.divide(e2.sum(axis=(1, 2)), m2.sum(axis=(1, 2)), out=np.full(n_series, np.nan),
+                      where=m2.sum(axis=(1, 2)) > 0)
+    has = np.isfinite(rel_s)
+    pooled = float(np.median(np.clip(rel_s[has], 0, MAX_REL_VAR))) if has.any() else 0.25
+    # Lead-time growth, pooled over series (each series' relative errors by lead over its mean).
+    by_lead = np.divide(e2.sum(axis=1), m2.sum(axis=1), out=np.full((n_series, h), np.nan),
+                        where=m2.sum(axis=1) > 0)
+    ratio = by_lead / np.where(has & (rel_s > 0), rel_s, np.nan)[:, None]
+    growth = np.nanmedian(np.where(np.isfinite(ratio), ratio, np.nan), axis=0) if has.any() else np.ones(h)
+    growth = np.where(np.isfinite(growth), growth, 1.0)
+    growth = np.maximum.accumulate(np.maximum(growth, 1e-3))
+    growth = growth / growth.mean()
+    # Shrink each series' error level towards the pooled one by its number of scored periods.
+    n_eff = n_use / max(h, 1)
+    rel = np.where(has, (n_eff * np.clip(rel_s, 0, MAX_REL_VAR) + 4 * pooled) / (n_eff + 4), pooled)
+    # Short series: the error of a level estimated from n periods is at least about 1/n of a
+    # period's own variance on top.
+    rel = rel + np.where(n_obs < max(2 * m, 12), 1.0 / np.maximum(n_obs, 1), 0.0)
+    growth_f = np.concatenate([growth, np.full(max(n_f - h, 0), growth[-1])])[:n_f] if n_f else growth[:0]
+    rel_f = np.minimum(rel[:, None] * growth_f[None, :], MAX_REL_VAR)
+    var = mean + rel_f * mean ** 2
+    rel_o = np.minimum(rel[:, None, None] * growth[None, None, :], MAX_REL_VAR)
+    calib = dict(mean=mu_o[use_o], var=(mu_o + rel_o * mu_o ** 2)[use_o], actual=y_o[use_o])
+    model = np.where(use_trend, "local_comb_nb", "local_ses_nb")
+    return dict(mean=mean, var=var, rel=rel_f, model=model, alpha=alpha, phi=phi, drift=b0,
+                season_weight=own_weight, cv_error=np.sqrt(np.clip(rel_s, 0, None)), calib=calib,
+                season_f=season_f, level_f=lvl, n_obs=n_obs)
+
+
+# --------------------------------------------------------------------------- frames
+
+MAX_HISTORY_PERIODS = {"weekly": 1100, "monthly": 600, "quarterly": 200}
+MIN_OBS_PERIODS = 3  # fewer observed periods: the recent mean (fallback_recent_mean)
+MAX_CALIBRATION_PERIODS = 20_000  # scored (series, period) pairs kept to calibrate the intervals
+
+
+def forecast_periodic(history: pd.DataFrame, positions: pd.DataFrame, freq: Frequency, *,
+                      forecast_start: date, horizon: int, window_days: pd.DataFrame,
+                      confidence_level: float, holiday_country: str | None,
+                      holiday_subdivision: str | None, holidays: pd.DataFrame | None,
+                      max_history_periods: int | None, variance_scale: float):
+    """``forecast()`` for weekly, monthly or quarterly data: one row per period."""
+    from .engine import ForecastResult, _daily_frame, _require, _window_lengths
+
+    _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
+    _require(positions, "positions", ["store_id", "product_id"])
+    keys = (positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+            .reset_index(drop=True))
+    category = category_of(positions, keys)
+    first_future = freq.next_on_or_after(pd.Timestamp(forecast_start))
+    windows = _window_lengths(window_days, keys)
+    n_future = int(max(horizon, windows.max(initial=1)))
+    future = pd.date_range(first_future, periods=n_future, freq=freq.alias)
+    limit = int(max_history_periods or MAX_HISTORY_PERIODS[freq.kind])
+    last = first_future - freq.offset
+    sale_date = pd.to_datetime(history["sale_date"])
+    if getattr(sale_date.dtype, "tz", None):
+        sale_date = sale_date.dt.tz_localize(None)
+    sale_date = sale_date.dt.normalize()
+    units = pd.to_numeric(history["units"], errors="coerce")
+    bad = units.isna() | (units < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"history row {row}: field units={history['units'].iloc[row]!r} "
+                         "is not a non-negative number")
+    after = sale_date >= pd.Timestamp(forecast_start)
+    if after.any():
+        row = int(np.flatnonzero(after.to_numpy())[0])
+        raise ValueError(f"history row {row}: sale_date {sale_date.iloc[row].date()} is on or after "
+                         f"forecast_start {forecast_start}")
+    start = max(sale_date.min(), last - (limit - 1) * freq.offset) if len(sale_date) else last
+    periods = pd.date_range(start, last, freq=freq.alias) if start <= last else pd.DatetimeIndex([])
+    n_t = len(periods)
+    si = pd.MultiIndex.from_frame(keys).get_indexer(pd.MultiIndex.from_arrays(
+        [history["store_id"].astype(str), history["product_id"].astype(str)]))
+    ti = periods.get_indexer(sale_date)
+    ok = (si >= 0) & (ti >= 0)
+    y = np.zeros((len(keys), n_t))
+    np.add.at(y, (si[ok], ti[ok]), units.to_numpy(dtype=float)[ok])
+    has_rows = np.zeros(len(keys), dtype=bool)
+    has_rows[np.unique(si[si >= 0])] = True
+    sold = y > 0
+    first = np.where(sold.any(axis=1), sold.argmax(axis=1), n_t)
+
+    m = freq.season_length
+    hol_hist = hol_fut = None
+    if n_t:
+        hol = holiday_table(periods[0].date() - timedelta(days=int(freq.period_days) + 1),
+                            future[-1].date(), holiday_country, holiday_subdivision, holidays)
+        if len(hol):
+            hp = freq.periods(pd.DatetimeIndex(hol["holiday_date"]))
+            by_period: dict = {}
+            for p, name in zip(hp, hol["holiday_name"]):
+                by_period.setdefault(p, set()).add(str(name))
+            hol_hist = [sorted(by_period.get(p, ())) for p in freq.periods(periods)]
+            hol_fut = [sorted(by_period.get(p, ())) for p in freq.periods(future)]
+
+    n_series = len(keys)
+    mean = np.zeros((n_series, n_future))
+    var = np.zeros((n_series, n_future))
+    rel = np.zeros((n_series, n_future))
+    model = np.full(n_series, "fallback_zero", dtype=object)
+    reason = np.full(n_series, None, dtype=object)
+    n_obs = n_t - first
+    total = y.sum(axis=1)
+    reason[~has_rows] = "new_series"
+    reason[has_rows & (total == 0)] = "all_zero"
+    reason[(reason == None) & (n_obs < MIN_OBS_PERIODS)] = "too_short"  # noqa: E711
+    fit_ok = reason == None  # noqa: E711
+    diag = {name: np.full(n_series, np.nan) for name in ("param", "cv_error", "dispersion", "level_var")}
+    calib = dict(mean=np.zeros(0), var=np.zeros(0), actual=np.zeros(0))
+    season_f_pool = np.ones(n_future)
+    if fit_ok.any():
+        okx = np.flatnonzero(fit_ok)
+        pos = freq.position(periods)
+        pos_f = freq.position(future)
+        res = fit(y[okx], first[okx], pos, pos_f, m, horizon, hol_hist, hol_fut)
+        mean[okx], var[okx], rel[okx] = res["mean"], res["var"], res["rel"]
+        model[okx] = res["model"]
+        diag["param"][okx] = res["alpha"]
+        diag["cv_error"][okx] = res["cv_error"]
+        diag["level_var"][okx] = res["rel"][:, 0]
+        calib = res["calib"]
+        # The pooled seasonal shape of the future periods (relative), for series without their own.
+        sf = res["season_f"]
+        w = np.maximum(res["level_f"][:, :1], 0)
+        season_f_pool = (sf * w).sum(axis=0) / w.sum() if w.sum() > 0 else season_f_pool
+    # Fallbacks, every one with a wide, honest distribution.
+    recent = slice(max(0, n_t - m), n_t)
+    rate_recent = np.divide(y[:, recent].sum(axis=1), np.maximum(np.minimum(n_obs, m), 1))
+    short = reason == "too_short"
+    if short.any():
+        rate = total[short] / np.maximum(n_obs[short], 1)
+        mean[short] = rate[:, None] * season_f_pool[None, :]
+        r = 1.0 / np.maximum(n_obs[short], 1) + 0.25
+        rel[short] = r[:, None]
+        model[short] = "fallback_recent_mean"
+    new = reason == "new_series"
+    if new.any():
+        mu, r, source = new_series_rates(keys, category, rate_recent, fit_ok | short, new)
+        mean[new] = mu[:, None] * season_f_pool[None, :]
+        rel[new] = r[:, None]
+        model[new] = source
+    fb = short | new
+    var[fb] = mean[fb] + rel[fb] * mean[fb] ** 2
+    mean = np.nan_to_num(mean, nan=0.0)
+    var = np.maximum(np.nan_to_num(var, nan=0.0), mean)
+    var = mean + variance_scale * (var - mean)
+    keep = np.arange(len(calib["mean"]))
+    if keep.size > MAX_CALIBRATION_PERIODS:
+        # A fixed random subset estimates the thresholds as well at a fraction of the cost.
+        keep = np.sort(np.random.default_rng(0).choice(keep, MAX_CALIBRATION_PERIODS, replace=False))
+    calibration = calibration_sample(calib["actual"][keep], calib["mean"][keep],
+                                     calib["mean"][keep] + variance_scale * (calib["var"][keep] - calib["mean"][keep]))
+    demand_class = _demand_class(y, first)
+    demand_class = np.where(reason == None, demand_class, "none")  # noqa: E711
+    daily = _daily_frame(keys, future[:horizon], mean[:, :horizon], var[:, :horizon], confidence_level,
+                         model, reason, calibration, np.repeat(demand_class[:, None], horizon, axis=1))
+    protection = _protection(keys, windows, mean, var, rel, model)
+    series = keys.copy()
+    series["demand_class"] = demand_class
+    series["model"] = model
+    series["fallback_reason"] = reason
+    series["frequency"] = freq.alias
+    series["n_periods"] = n_obs
+    for name, values in diag.items():
+        series[name] = values
+    return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration)
+
+
+def category_of(positions: pd.DataFrame, keys: pd.DataFrame) -> np.ndarray | None:
+    if "category" not in positions.columns:
+        return None
+    cat = positions.loc[:, ["store_id", "product_id", "category"]].astype(str).drop_duplicates(
+        ["store_id", "product_id"])
+    return keys.merge(cat, on=["store_id", "product_id"], how="left")["category"].to_numpy(dtype=object)
+
+
+def new_series_rates(keys: pd.DataFrame, category: np.ndarray | None, rate: np.ndarray,
+                     known: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rate per period of series without history: the same product's median over the stores
+    that sell it, else its category's median, else the chain's; with the relative variance of
+    the rates it was taken from (a new product may sell like any of them), at least 0.5.
+
+    Returns (rate, relative variance, model name) for the ``new`` series."""
+    product = keys["product_id"].to_numpy(dtype=object)
+    out_rate = np.zeros(int(new.sum()))
+    out_rel = np.full(int(new.sum()), 0.5)
+    source = np.full(int(new.sum()), "fallback_chain_median", dtype=object)
+    pools = [("fallback_product_median", product)]
+    if category is not None:
+        pools.append(("fallback_category_median", np.asarray(category, dtype=object)))
+    done = np.zeros(int(new.sum()), dtype=bool)
+    for name, label in pools:
+        frame = pd.DataFrame({"label": label[known], "rate": rate[known]})
+        stats = frame.groupby("label")["rate"].agg(["median", "mean", "var", "size"])
+        got = pd.Series(label[new]).map(stats["median"]).to_numpy(dtype=float)
+        mean_r = pd.Series(label[new]).map(stats["mean"]).to_numpy(dtype=float)
+        var_r = pd.Series(label[new]).map(stats["var"]).fillna(0).to_numpy(dtype=float)
+        take = ~done & np.isfinite(got)
+        out_rate[take] = got[take]
+        out_rel[take] = np.maximum(np.divide(var_r[take], np.maximum(mean_r[take], 1e-9) ** 2), 0.5)
+        source[take] = name
+        done |= take
+    if known.any() and (~done).any():
+        out_rate[~done] = float(np.median(rate[known]))
+        out_rel[~done] = max(float(np.var(rate[known]) / max(np.mean(rate[known]), 1e-9) ** 2), 0.5)
+    return out_rate, np.minimum(out_rel, MAX_REL_VAR), source
+
+
+def _demand_class(y: np.ndarray, first: np.ndarray) -> np.ndarray:
+    obs = np.arange(y.shape[1])[None, :] >= first[:, None]
+    nz = (y > 0) & obs
+    n_nz = nz.sum(axis=1)
+    adi = np.divide(obs.sum(axis=1), n_nz, out=np.full(len(y), np.inf), where=n_nz > 0)
+    nz_mean = np.divide((y * nz).sum(axis=1), n_nz, out=np.zeros(len(y)), where=n_nz > 0)
+    nz_var = np.divide(((y - nz_mean[:, None]) ** 2 * nz).sum(axis=1), np.maximum(n_nz - 1, 1))
+    cv2 = np.divide(nz_var, nz_mean ** 2, out=np.zeros(len(y)), where=nz_mean > 0)
+    return np.where(adi < 1.32, np.where(cv2 < 0.49, "smooth", "erratic"),
+                    np.where(cv2 < 0.49, "intermittent", "lumpy")).astype(object)
+
+
+def _protection(keys: pd.DataFrame, windows: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                rel: np.ndarray, model: np.ndarray) -> pd.DataFrame:
+    """Demand summed over each window of periods: the count noise adds up, the relative error
+    (level and trend) is shared by the periods of a window, so its standard deviations add."""
+    from .engine import PROTECTION_COLUMNS
+
+    in_window = np.arange(mean.shape[1])[None, :] < windows[:, None]
+    m = (mean * in_window).sum(axis=1)
+    noise = ((var - rel * mean ** 2) * in_window).sum(axis=1)
+    shared = ((np.sqrt(np.maximum(rel, 0)) * mean) * in_window).sum(axis=1)
+    v = np.maximum(noise, 0) + shared ** 2
+    q = count_quantiles(m, v, QUANTILES)
+    out = keys.copy()
+    out["window_days"] = windows.astype(int)
+    out["demand_mean"] = m
+    out["demand_std"] = np.sqrt(np.maximum(v, 0))
+    for i, level in enumerate(QUANTILES):
+        out[f"q{int(round(level * 100))}"] = q[:, i]
+    out["model"] = model
+    return out.loc[:, PROTECTION_COLUMNS]
+
+
+def protection_for_days(protection: pd.DataFrame, days: np.ndarray, period_days: float) -> pd.DataFrame:
+    """Window demand of whole periods (``window_days`` counting periods) restated for windows of
+    ``days`` days: the share of the periods' days the window covers scales the mean and the
+    standard deviation (the error of a period's forecast is shared by its days), and the
+    quantiles follow from the count distribution with those moments. ``window_days`` becomes
+    ``days``."""
+    days = np.asarray(days, dtype=float)
+    span = protection["window_days"].to_numpy(dtype=float) * period_days
+    share = np.clip(days / np.maximum(span, 1e-9), 0.0, 1.0)
+    out = protection.copy()
+    mean = out["demand_mean"].to_numpy(dtype=float) * share
+    std = out["demand_std"].to_numpy(dtype=float) * share
+    q = count_quantiles(mean, np.maximum(std ** 2, mean), QUANTILES)
+    out["window_days"] = days.astype(int)
+    out["demand_mean"] = mean
+    out["demand_std"] = std
+    for i, level in enumerate(QUANTILES):
+        out[f"q{int(round(level * 100))}"] = q[:, i]
+    return out
+
+
+def forecast_for_days(history: pd.DataFrame, positions: pd.DataFrame, freq: Frequency, *,
+                      forecast_start: date, horizon_days: int, window_days: pd.DataFrame,
+                      history_days: int | None = None, **kwargs):
+    """``forecast()`` of weekly or monthly sales for a planner who counts in days (the planning
+    run, the replay): the horizon, the history and each protection window (``window_days`` in
+    days) become whole periods, rounded up; the window demand is then restated for the window's
+    own days (``protection_for_days``), so the policy plans the same lead time and review period
+    as with daily data. ``daily`` holds one row per period."""
+    import dataclasses
+
+    from .engine import forecast
+    from .frequency import periods_for_days
+
+    w = window_days.loc[:, ["store_id", "product_id", "window_days"]].copy()
+    w["store_id"] = w["store_id"].astype(str)
+    w["product_id"] = w["product_id"].astype(str)
+    res = forecast(history, positions, forecast_start=forecast_start,
+                   horizon=int(periods_for_days(horizon_days, freq)),
+                   window_days=w.assign(window_days=periods_for_days(w["window_days"].to_numpy(), freq)),
+                   frequency=freq,
+                   max_history_periods=None if history_days is None else int(periods_for_days(history_days, freq)),
+                   **kwargs)
+    days = res.protection[["store_id", "product_id"]].merge(
+        w.drop_duplicates(["store_id", "product_id"], keep="last"), on=["store_id", "product_id"],
+        how="left")["window_days"].to_numpy()
+    return dataclasses.replace(res, protection=protection_for_days(res.protection, days, freq.period_days))
