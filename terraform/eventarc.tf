@@ -4,6 +4,20 @@
 # setting, so the service itself gives up on the delivery that reaches RETAILOPT_MAX_ATTEMPTS:
 # it logs outcome "rejected" with reason "gave up after N attempts", which the dead-letter alert
 # watches, and marks the run FAILED.
+#
+# Audience: an Eventarc Standard trigger has no audience setting (its Cloud Run destination is a
+# service, region and path). Google documents that Cloud Run accepts, and checks before the
+# request reaches the container, an aud matching one of the service's run.app URLs
+# (https://cloud.google.com/run/docs/configuring/custom-audiences) and that a push token without
+# a set audience is minted for the push endpoint URL
+# (https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken), but
+# not which of the service's two run.app URLs Eventarc uses. So each receiver below gets
+# RETAILOPT_AUTH_RUN_SERVICE (run.tf): it accepts a token naming any run.app URL of its own
+# service, with any path or query; Pub/Sub and Scheduler tokens keep their exact audience.
+locals {
+  eventarc_receivers = toset(["import"])
+}
+
 resource "google_eventarc_trigger" "raw_finalized" {
   project         = var.project_id
   location        = lower(local.data_location)

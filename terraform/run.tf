@@ -120,6 +120,10 @@ resource "google_cloud_run_v2_service" "default" {
         name  = "RETAILOPT_AUTH_AUDIENCE"
         value = local.app_auth[each.key] ? local.service_urls[each.key] : ""
       }
+      env {
+        name  = "RETAILOPT_AUTH_RUN_SERVICE"
+        value = local.app_auth[each.key] && contains(local.eventarc_receivers, each.key) ? "${local.prefix}-${each.key}" : ""
+      }
       dynamic "env" {
         for_each = merge(local.settings_env, local.service_env)
         content {

@@ -268,29 +268,46 @@ class _BigQueryML(BigQuery):
             return self.expression(_DetectAnomalies(this=model, params_struct=params, expression=data))
 
 
-def _statement():
+def _model(xreg: bool) -> str:
+    return "arimax_default_20250302" if xreg else "arima_default_20250302"
+
+
+def _statement(xreg: bool = False):
     settings = Settings(dataset="retail")
-    return an.detect_statement(settings, "arima_default_20250302", data_start=date(2023, 3, 3),
-                               data_end=date(2025, 3, 2), run_date=date(2025, 3, 6))
+    return an.detect_statement(settings, _model(xreg), data_start=date(2023, 3, 3),
+                               data_end=date(2025, 3, 2), run_date=date(2025, 3, 6), xreg=xreg)
 
 
-def test_detect_sql_parses_as_bigquery_and_uses_only_documented_arguments():
-    text = sqlfiles.read_sql("forecasting/detect_anomalies.sql")
+def _training_columns(xreg: bool) -> list[str]:
+    """The columns of the model's training query (the SELECT of its CREATE MODEL statement)."""
+    from retailopt.forecasting import bigquery_ml as bq
+    from test_forecasting_bigquery_ml_sql import _parse
+
+    create = bq.create_model_statement(Settings(dataset="retail"), _model(xreg), data_start=date(2023, 3, 3),
+                                       data_end=date(2025, 3, 2), horizon=63, xreg=xreg)
+    return _parse(create.sql).expression.named_selects
+
+
+@pytest.mark.parametrize("xreg", [False, True], ids=["ARIMA_PLUS", "ARIMA_PLUS_XREG"])
+def test_detect_sql_parses_as_bigquery_and_uses_only_documented_arguments(xreg):
+    text = sqlfiles.read_sql("forecasting/detect_anomalies_xreg.sql" if xreg else "forecasting/detect_anomalies.sql")
     assert "https://cloud.google.com/bigquery/docs/reference/standard-sql/bigqueryml-syntax-detect-anomalies" in text
-    statement = _statement()
+    statement = _statement(xreg)
     (tree,) = sqlglot.parse(statement.sql, read=_BigQueryML, error_level=sqlglot.ErrorLevel.RAISE)
     calls = list(tree.find_all(_DetectAnomalies))
     assert len(calls) == 2
     for call in calls:
-        assert call.this.sql("bigquery") == "`retail.arima_default_20250302`"
+        assert call.this.sql("bigquery") == f"`retail.{_model(xreg)}`"
         # The only documented option for time series models: anomaly_prob_threshold, in [0, 1).
         struct = call.args["params_struct"]
         assert [e.name for e in struct.expressions] == ["anomaly_prob_threshold"]
         assert [p.name for p in struct.find_all(exp.Parameter)] == ["anomaly_prob_threshold"]
     data = [c.expression for c in calls if c.expression is not None]
     assert len(data) == 1 and isinstance(data[0], exp.Subquery)
-    # The new data has the model's columns (training: store_id, product_id, sale_date, units).
-    assert data[0].this.named_selects == ["store_id", "product_id", "sale_date", "units"]
+    # The new data has the model's columns, in the training query's order: store_id, product_id,
+    # sale_date, units, and for ARIMA_PLUS_XREG its regressors (price, on_promotion).
+    assert data[0].this.named_selects == _training_columns(xreg)
+    assert ("on_promotion" in data[0].this.named_selects) is xreg
     # The rest is plain GoogleSQL that the stock dialect parses once the two calls are tables.
     plain = _replace_calls(statement.sql, lambda query: "`retail.t`" if query is None else f"{query}")
     sqlglot.parse(plain, read="bigquery", error_level=sqlglot.ErrorLevel.RAISE)
@@ -305,6 +322,9 @@ def test_detect_sql_parses_as_bigquery_and_uses_only_documented_arguments():
     with pytest.raises(ConfigError):
         an.detect_statement(Settings(), "m", data_start=date(2025, 1, 1), data_end=date(2025, 3, 2),
                             run_date=date(2025, 3, 6), threshold=1.0)
+    with pytest.raises(ConfigError, match="ARIMA_PLUS"):  # a dated model's name says its type
+        an.detect_statement(Settings(), _model(not xreg), data_start=date(2025, 1, 1), data_end=date(2025, 3, 2),
+                            run_date=date(2025, 3, 6), xreg=xreg)
 
 
 def _matching(text: str, open_at: int) -> int:
@@ -385,6 +405,85 @@ def test_detect_rows_are_read_from_bigquery_into_the_anomalies_table(bqemu_clien
     pipeline.replace_run_rows(wh, "sales_anomalies", run_id, rows, date(2025, 3, 6))
     stored = pipeline.read_run_rows(wh, "sales_anomalies", run_id)
     assert len(stored) == 4 and set(stored.run_date.astype(str)) == {"2025-03-06"}
+
+
+def test_xreg_detection_gives_the_new_days_the_regressors_the_model_was_trained_with(bqemu_client, monkeypatch):
+    """detect_anomalies_xreg.sql on the emulator: the new data of an ARIMA_PLUS_XREG model (the
+    days after its training data) carries its regressors as create_model_xreg.sql computes them
+    for training -- promotion days from the sales flags or, without sales, the plan; the regular
+    price carried from the training days (else the product's price, else the mean selling
+    price) -- and the anomalies read from both calls land in sales_anomalies. As for ARIMA_PLUS,
+    only the two ML.DETECT_ANOMALIES calls are replaced by tables of their output columns."""
+    from retailopt import pipeline
+    from retailopt.forecasting import bigquery_ml as bq
+    from retailopt.warehouse.bigquery import BigQueryWarehouse
+
+    client = bqemu_client
+    dataset = f"t_{uuid.uuid4().hex[:8]}"
+    wh = BigQueryWarehouse(client, project=client.project, dataset=dataset)
+    wh.ensure_schema()
+    settings = Settings(warehouse="bigquery", project=client.project, dataset=dataset,
+                        forecast_engine="bigquery_ml")
+    data_start, data_end, run_date = date(2025, 1, 2), date(2025, 3, 2), date(2025, 3, 6)
+    model = "arimax_default_20250303"
+    sales = [("S1", "P1", "2025-02-20", 4, 2.0, False), ("S1", "P1", "2025-02-28", 40, 1.5, True),
+             ("S1", "P1", "2025-03-01", 5, 2.0, False), ("S1", "P1", "2025-03-03", 6, 2.2, False),
+             ("S1", "P1", "2025-03-05", 30, 1.6, True), ("S2", "P1", "2025-02-10", 1, 3.5, False),
+             ("S2", "P1", "2025-02-28", 2, 2.5, False),
+             ("S3", "P2", "2025-02-25", 3, 0.9, True),  # never a regular-price day: the product's price
+             ("S4", "P3", "2025-02-26", 1, 0.8, True)]  # nor a products row: its mean selling price
+    wh.insert("sales", pd.DataFrame(sales, columns=["store_id", "product_id", "sale_date", "units", "price",
+                                                    "on_promotion"]).assign(
+        sale_date=lambda d: pd.to_datetime(d.sale_date).dt.date))
+    wh.insert("products", pd.DataFrame({"product_id": ["P1", "P2"], "name": ["p1", "p2"], "category": "c",
+                                        "unit_cost": 1.0, "price": [9.0, 3.0], "case_pack": 6}))
+    wh.insert("promotions", pd.DataFrame({"store_id": [None, "S3"], "product_id": ["P1", "P2"],
+                                          "start_date": [date(2025, 3, 4), date(2025, 3, 3)],
+                                          "end_date": [date(2025, 3, 4), date(2025, 3, 9)]}))
+    statement = an.detect_statement(settings, model, data_start=data_start, data_end=data_end,
+                                    run_date=run_date, xreg=True)
+    inputs: list[str] = []
+    _replace_calls(statement.sql, lambda query: inputs.append(query) or "t")
+    (new_data,) = [q for q in inputs if q is not None]
+    rows = bq.run(client, bq.Statement(new_data.strip()[1:-1], {
+        k: v for k, v in statement.params.items() if f"@{k}" in new_data}))
+    got = {(r.store_id, r.product_id, str(r.sale_date)): (r.units, round(r.price, 2), r.on_promotion)
+           for r in rows.itertuples()}
+    new_days = ["2025-03-03", "2025-03-04", "2025-03-05"]
+    assert got == {
+        ("S1", "P1", "2025-03-03"): (6.0, 2.2, 0),
+        ("S1", "P1", "2025-03-04"): (0.0, 2.2, 1),  # no sales; the chain-wide plan covers the day
+        ("S1", "P1", "2025-03-05"): (30.0, 2.2, 1),  # sold on promotion: the regular price stays
+        **{("S2", "P1", d): (0.0, 2.5, int(d == "2025-03-04")) for d in new_days},
+        **{("S3", "P2", d): (0.0, 3.0, 1) for d in new_days},
+        **{("S4", "P3", d): (0.0, 0.8, 0) for d in new_days},
+    }
+    # The price a series carries into its new days is the one its last training day had.
+    create = bq.create_model_statement(settings, model, data_start=data_start, data_end=data_end,
+                                       horizon=63, xreg=True)
+    trained = bq.run(client, bq.Statement(create.sql[create.sql.index(") AS\n") + len(") AS\n"):],
+                                          create.params))
+    last = trained[trained.sale_date.astype(str) == str(data_end)]
+    assert {(r.store_id, round(r.price, 2)) for r in last.itertuples()} == {
+        (s, p) for (s, _, d), (_, p, _) in got.items() if d == "2025-03-03" and s != "S1"} | {("S1", 2.0)}
+
+    sent = detect_on_emulator_tables(client, dataset, monkeypatch)
+    ts = "TIMESTAMP '{} 00:00:00+00'".format
+    table = f"`{client.project}.{dataset}"
+    client.query(f"""INSERT INTO {table}.ml_history_out` VALUES
+        ('S1', 'P1', {ts('2025-02-28')}, 40, TRUE, 1, 11, 0.9999),
+        ('S1', 'P1', {ts('2025-03-01')}, 5, FALSE, 1, 11, 0.3)""").result()
+    client.query(f"""INSERT INTO {table}.ml_new_out` VALUES
+        ('S1', 'P1', {ts('2025-03-04')}, 0, TRUE, 2, 12, 0.996),
+        ('S3', 'P2', {ts('2025-03-05')}, 0, TRUE, 1, 5, 0.995)""").result()
+    found = an.detect_anomalies_bigquery(client, settings, model_name=model, data_start=data_start,
+                                         data_end=data_end, run_date=run_date, xreg=True)
+    assert "last_regular_price" in sent[0] and model in sent[0]
+    assert {(r.store_id, str(r.sale_date.date()), r.kind) for r in found.itertuples()} == {
+        ("S1", "2025-02-28", "spike"), ("S1", "2025-03-04", "dip"), ("S3", "2025-03-05", "dip")}
+    run_id = pipeline.start_run(wh, settings, run_date=run_date)
+    pipeline.replace_run_rows(wh, "sales_anomalies", run_id, found, run_date)
+    assert len(pipeline.read_run_rows(wh, "sales_anomalies", run_id)) == 3
 
 
 def test_detect_rows_reader_rejects_rows_without_the_columns():

@@ -376,7 +376,18 @@ def test_forecast_step_forecasts_from_the_newest_finished_model_with_the_planned
 
     monkeypatch.setattr(bq, "forecast_statement", forecast_rows)
     monkeypatch.setattr(bq, "explain_statement", explain_rows)
+    # ML.DETECT_ANOMALIES on the same ARIMA_PLUS_XREG model: one spike among its training days.
+    from test_forecasting_anomalies import detect_on_emulator_tables
+
+    detected = detect_on_emulator_tables(client, settings.dataset, monkeypatch)
+    store, product = positions.iloc[0]
+    client.query(f"INSERT INTO {table}.ml_history_out` VALUES ('{store}', '{product}', "
+                 "TIMESTAMP '2025-02-27 00:00:00+00', 50, TRUE, 0, 9, 0.9999)").result()
     summary = pipeline.forecast_step(wh, settings, run_id)
+    assert len(detected) == 1 and version.model_name in detected[0] and "last_regular_price" in detected[0]
+    anomalies = pipeline.read_run_rows(wh, "sales_anomalies", run_id)
+    assert summary["anomaly_rows"] == len(anomalies) == 1
+    assert (anomalies.store_id.iloc[0], anomalies.kind.iloc[0]) == (store, "spike")
     assert all(version.model_name in s.sql for s in sent) and len(sent) == 2
     assert {s.params["horizon"] for s in sent} == {ml_horizon} == {3 + 14}
     stores = positions[positions.product_id == promoted].store_id.nunique()

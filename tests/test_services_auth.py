@@ -81,3 +81,46 @@ def test_static_keys_from_jwks_file(tmp_path, tokens):
     path.write_text(json.dumps({"keys": [{**jwk, "kid": tokens.kid, "alg": "RS256", "use": "sig"}]}))
     verifier = IdTokenVerifier(AUDIENCE, [CALLER], StaticKeys.from_jwks_file(path))
     assert verifier.verify(tokens.token()).email == CALLER
+
+
+# An Eventarc receiver: Eventarc Standard sets no audience, Cloud Run accepts any of the service's
+# run.app URLs (checking them itself), so the import service accepts its own run.app hosts.
+IMPORT_URL = "https://retailopt-import-123456789012.europe-west1.run.app"
+
+
+@pytest.mark.parametrize("aud, accepted", [
+    (IMPORT_URL, True),
+    (IMPORT_URL + "/", True),
+    (IMPORT_URL + "?__GCP_CloudEventsMode=GCS_NOTIFICATION", True),  # a push endpoint URL
+    ("https://retailopt-import-abcdef1234-ew.a.run.app", True),  # the service's other URL
+    ("https://retailopt-import-abcdef1234-ew.a.run.app/?__GCP_CloudEventsMode=GCS_NOTIFICATION", True),
+    ([IMPORT_URL, "https://other.example"], True),
+    ("https://retailopt-plan-abcdef1234-ew.a.run.app", False),  # another service
+    ("https://retailopt-plan-123456789012.europe-west1.run.app", False),
+    ("https://retailopt-importer-abcdef1234-ew.a.run.app", False),
+    ("https://retailopt-import-x-abcdef1234-ew.a.run.app", False),  # the service retailopt-import-x
+    ("http://retailopt-import-abcdef1234-ew.a.run.app", False),
+    ("https://retailopt-import-abcdef1234-ew.a.run.app:8443", False),
+    ("https://user@retailopt-import-abcdef1234-ew.a.run.app", False),
+    ("https://retailopt-import-abcdef1234-ew.a.run.app.evil.example", False),
+    ("https://evil.example/https://retailopt-import-abcdef1234-ew.a.run.app", False),
+    ("", False),
+    ([], False),
+])
+def test_an_eventarc_receiver_accepts_its_own_run_app_urls_only(tokens, aud, accepted):
+    verifier = IdTokenVerifier(IMPORT_URL, [CALLER], tokens.keys(), run_service="retailopt-import")
+    token = tokens.token(audience=aud)
+    if accepted:
+        assert verifier.verify(token).email == CALLER
+    else:
+        with pytest.raises(AuthError) as err:
+            verifier.verify(token)
+        assert err.value.status == 401 and "audience" in err.value.reason
+    # Without run_service (Pub/Sub push, Scheduler: audience set explicitly) only the exact URL.
+    plain = IdTokenVerifier(IMPORT_URL, [CALLER], tokens.keys())
+    assert plain.audience_ok(aud) is (aud == IMPORT_URL or (isinstance(aud, list) and IMPORT_URL in aud))
+
+
+def test_run_service_must_be_a_service_name(tokens):
+    with pytest.raises(ValueError):
+        IdTokenVerifier(IMPORT_URL, [CALLER], tokens.keys(), run_service="a.run.app|.*")

@@ -25,9 +25,16 @@ def test_load_and_validate():
         "RETAILOPT_MAX_EVENT_AGE_S": "600"})
     assert loaded.raw_bucket == "acme-raw" and loaded.max_event_age_s == 600
     assert loaded.allowed_callers == ("a@p.iam.gserviceaccount.com", "b@p.iam.gserviceaccount.com")
-    assert loaded.topic("reorders") == "ro-reorders"
+    assert loaded.topic("reorders") == "ro-reorders" and loaded.auth_run_service is None
+    receiver = service_settings.load_service_settings({
+        "RETAILOPT_AUTH_AUDIENCE": "https://x", "RETAILOPT_AUTH_RUN_SERVICE": "ro-import",
+        "RETAILOPT_ALLOWED_CALLERS": "a@p.iam.gserviceaccount.com"})
+    assert receiver.auth_run_service == "ro-import"
     for env, fragment in [({"RETAILOPT_RAW_BUCKET": "Bad Bucket"}, "raw_bucket"),
                           ({"RETAILOPT_AUTH_AUDIENCE": "https://x"}, "allowed_callers"),
+                          ({"RETAILOPT_AUTH_RUN_SERVICE": "retailopt-import"}, "auth_run_service"),
+                          ({"RETAILOPT_AUTH_AUDIENCE": "https://x", "RETAILOPT_AUTH_RUN_SERVICE": "a.run.app",
+                            "RETAILOPT_ALLOWED_CALLERS": "a@p.iam.gserviceaccount.com"}, "auth_run_service"),
                           ({"RETAILOPT_MAX_EVENT_AGE_S": "soon"}, "MAX_EVENT_AGE_S"),
                           ({"RETAILOPT_EVENT_BUS": "kafka"}, "event_bus")]:
         with pytest.raises(ConfigError, match=fragment):

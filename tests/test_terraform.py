@@ -334,12 +334,22 @@ def test_each_receiver_checks_its_own_audience(hcl) -> None:
     assert 'service = "training"' in str(jobs)
     # The URLs are per service (deterministic run.app URLs), so the audiences differ.
     assert "${local.prefix}-${k}-" in locals_(hcl)["service_urls"]
+    # Eventarc Standard has no audience setting and Google does not document which of the
+    # service's run.app URLs its token names (terraform/eventarc.tf): an Eventarc receiver is
+    # told its own service name and accepts that service's run.app URLs (services/auth.py).
+    receivers = set(re.findall(r'"(\w+)"', locals_(hcl)["eventarc_receivers"]))
+    assert env["RETAILOPT_AUTH_RUN_SERVICE"] == (
+        '${local.app_auth[each.key] && contains(local.eventarc_receivers, each.key) ? '
+        '"${local.prefix}-${each.key}" : ""}')
+    assert run["name"] == "${local.prefix}-${each.key}"  # the name that variable carries
+    destinations = set()
     for _, name, trigger in resources(hcl, "google_eventarc_trigger"):
-        # Eventarc signs with the invoker of the service it delivers to (no audience setting:
-        # Eventarc uses the destination service's URL).
+        # Eventarc signs with the invoker of the service it delivers to.
         service = re.match(r'\$\{google_cloud_run_v2_service\.default\["(\w+)"\]\.name\}',
                            trigger["destination"][0]["cloud_run_service"][0]["service"]).group(1)
         assert trigger["service_account"] == f'${{google_service_account.invoker["{service}"].email}}', name
+        destinations.add(service)
+    assert destinations and destinations == receivers
 
 
 def test_schedules_run_in_the_chains_time_zone(hcl) -> None:

@@ -470,12 +470,13 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
             promoted_days = bigquery_ml.promoted_days(wh.client, settings, model,  # type: ignore[attr-defined]
                                                       run_date)
         model_age_days = model.age_days(run_date)  # logged: an alert fires when trainings keep failing
-        if not model.xreg:  # detection on training data needs decompose_time_series (ARIMA_PLUS only)
-            from retailopt.forecasting.anomalies import detect_anomalies_bigquery
+        # ML.DETECT_ANOMALIES on the same model; an ARIMA_PLUS_XREG one gets the regressors of
+        # the days after its training data (sql/forecasting/detect_anomalies_xreg.sql).
+        from retailopt.forecasting.anomalies import detect_anomalies_bigquery
 
-            anomalies = detect_anomalies_bigquery(wh.client, settings, model_name=model.model_name,  # type: ignore[attr-defined]
-                                                  data_start=model.data_start, data_end=model.data_end,
-                                                  run_date=run_date)
+        anomalies = detect_anomalies_bigquery(wh.client, settings, model_name=model.model_name,  # type: ignore[attr-defined]
+                                              data_start=model.data_start, data_end=model.data_end,
+                                              run_date=run_date, xreg=model.xreg)
     else:
         return _forecast_local(wh, settings, run_id, run_date, positions,
                                window[["store_id", "product_id", "window_days"]])

@@ -3,9 +3,9 @@
 -- retailopt.forecasting.anomalies.read_detect_rows).
 -- ML.DETECT_ANOMALIES is called with documented arguments only: MODEL, STRUCT(anomaly_prob_threshold)
 -- and a query statement -- https://cloud.google.com/bigquery/docs/reference/standard-sql/bigqueryml-syntax-detect-anomalies
---   * the days the model was trained on (up to @data_end): without input data, which needs a model
---     created with decompose_time_series = TRUE (create_model.sql; ARIMA_PLUS_XREG has no such
---     option, so this statement is for ARIMA_PLUS models);
+--   * the days the model was trained on (up to @data_end): without input data (the model is
+--     created with decompose_time_series = TRUE, create_model.sql); this statement is for
+--     ARIMA_PLUS models, detect_anomalies_xreg.sql for ARIMA_PLUS_XREG ones;
 --   * the days after them: as new data, within the model's horizon, gap-filled with zero sales from
 --     @data_end + 1 like the training query (the series are the ones trained on; a series the model
 --     does not know gets NULLs and is dropped with them).

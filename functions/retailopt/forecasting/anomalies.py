@@ -119,11 +119,13 @@ _MODEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 
 
 def detect_statement(settings: Settings, model_name: str, *, data_start: date, data_end: date, run_date: date,
-                     days: int = RECENT_DAYS, threshold: float = ANOMALY_PROB_THRESHOLD):
+                     days: int = RECENT_DAYS, threshold: float = ANOMALY_PROB_THRESHOLD, xreg: bool = False):
     """``sql/forecasting/detect_anomalies.sql`` for an ARIMA_PLUS model trained on the sales of
-    [data_start, data_end]: the anomalies of the ``days`` days before ``run_date``. Every value is
-    a query parameter; the model name (an identifier, checked) is the only name put in the text."""
-    from .bigquery_ml import Statement
+    [data_start, data_end] (``detect_anomalies_xreg.sql``, whose new data carries the regressors,
+    for an ARIMA_PLUS_XREG model): the anomalies of the ``days`` days before ``run_date``. Every
+    value is a query parameter; the model name (an identifier, checked) is the only name put in
+    the text."""
+    from .bigquery_ml import Statement, parse_model_name
 
     if not _MODEL_NAME_RE.match(model_name):
         raise ConfigError(f"invalid model name {model_name!r}: expected letters, digits and _")
@@ -131,7 +133,11 @@ def detect_statement(settings: Settings, model_name: str, *, data_start: date, d
         raise ConfigError(f"invalid anomaly_prob_threshold {threshold!r}: expected 0 <= threshold < 1")
     if days < 1:
         raise ConfigError(f"invalid number of days {days!r}: expected at least 1")
-    text = sqlfiles.read_sql("forecasting/detect_anomalies.sql").replace("{model}", model_name)
+    parsed = parse_model_name(model_name)
+    if parsed is not None and parsed[1] != xreg:  # a dated model's name says its type
+        raise ConfigError(f"model {model_name!r} is not an {'ARIMA_PLUS_XREG' if xreg else 'ARIMA_PLUS'} model")
+    path = "forecasting/detect_anomalies_xreg.sql" if xreg else "forecasting/detect_anomalies.sql"
+    text = sqlfiles.read_sql(path).replace("{model}", model_name)
     return Statement(sqlfiles.render(text, settings.dataset, settings.project), {
         "anomaly_prob_threshold": float(threshold), "since": run_date - timedelta(days=int(days)),
         "until": run_date - timedelta(days=1), "data_start": data_start, "data_end": data_end})
@@ -139,15 +145,16 @@ def detect_statement(settings: Settings, model_name: str, *, data_start: date, d
 
 def detect_anomalies_bigquery(client: Any, settings: Settings, *, model_name: str, data_start: date,
                               data_end: date, run_date: date, days: int = RECENT_DAYS,
-                              threshold: float = ANOMALY_PROB_THRESHOLD) -> pd.DataFrame:
-    """The cloud twin of ``detect_anomalies``: ML.DETECT_ANOMALIES on the ARIMA_PLUS model a run
-    forecasts from, over the ``days`` days before ``run_date`` -> sales_anomalies rows (without
-    run_id and run_date; method bigquery_ml). ARIMA_PLUS cleans spikes and dips itself when it
-    is trained (clean_spikes_and_dips), so no day is marked excluded_from_training."""
+                              threshold: float = ANOMALY_PROB_THRESHOLD, xreg: bool = False) -> pd.DataFrame:
+    """The cloud twin of ``detect_anomalies``: ML.DETECT_ANOMALIES on the ARIMA_PLUS (``xreg``:
+    ARIMA_PLUS_XREG) model a run forecasts from, over the ``days`` days before ``run_date`` ->
+    sales_anomalies rows (without run_id and run_date; method bigquery_ml). Both model types
+    clean spikes and dips themselves when they are trained (clean_spikes_and_dips), so no day is
+    marked excluded_from_training."""
     from .bigquery_ml import run
 
     statement = detect_statement(settings, model_name, data_start=data_start, data_end=data_end,
-                                 run_date=run_date, days=days, threshold=threshold)
+                                 run_date=run_date, days=days, threshold=threshold, xreg=xreg)
     return read_detect_rows(run(client, statement))
 
 

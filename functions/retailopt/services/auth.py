@@ -1,7 +1,20 @@
 """Verification of Google-signed ID tokens (the second layer after Cloud Run IAM).
 
 The verifier checks signature, expiry, audience, issuer and that the caller's service account is
-on the allow-list. Keys come from a `KeySource`: Google's published certificates in production
+on the allow-list.
+
+Audience. Pub/Sub push subscriptions and Cloud Scheduler jobs set it explicitly (Terraform: the
+receiving service's deterministic URL), so it must equal `audience`. An Eventarc Standard
+trigger has no audience setting: Google documents only that Cloud Run accepts, and checks itself
+before the request reaches the container, an `aud` matching one of the receiving service's
+`*.run.app` URLs (https://cloud.google.com/run/docs/configuring/custom-audiences), and that a
+push token without a set audience is minted for the push endpoint URL
+(https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken), which
+for an Eventarc destination is the service's URL with Eventarc's query. Which of the service's
+two URLs (`https://SERVICE-PROJECT_NUMBER.REGION.run.app` or `https://SERVICE-HASH-REGION.a.run.app`)
+that is, is not documented. So a verifier given `run_service` (the receiving Cloud Run service's
+name) also accepts an `aud` whose origin is one of that service's run.app URLs, with any path or
+query; everything else about the token is checked as before. Keys come from a `KeySource`: Google's published certificates in production
 (fetched with google-auth's HTTP transport and cached for their max-age), or keys injected by
 tests and local mode. Callers get only 401 or 403; the reason goes to the log.
 """
@@ -13,6 +26,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -83,6 +97,10 @@ def _fetch_with_google_auth(url: str) -> tuple[dict[str, str], float]:
     return json.loads(response.data), float(match.group(1)) if match else 300.0
 
 
+# A Cloud Run service name: lower-case letters, digits and hyphens, starting with a letter.
+_RUN_SERVICE_RE = re.compile(r"[a-z](?:[a-z0-9-]{0,47}[a-z0-9])?")
+
+
 @dataclass(frozen=True)
 class Caller:
     email: str
@@ -91,10 +109,19 @@ class Caller:
 
 class IdTokenVerifier:
     def __init__(self, audience: str, allowed_callers: tuple[str, ...] | list[str], keys: KeySource,
-                 issuers: tuple[str, ...] = GOOGLE_ISSUERS, leeway_s: float = 30.0) -> None:
+                 issuers: tuple[str, ...] = GOOGLE_ISSUERS, leeway_s: float = 30.0,
+                 run_service: str | None = None) -> None:
         if not audience or not allowed_callers:
             raise ValueError("an audience and at least one allowed caller are required")
+        if run_service is not None and not _RUN_SERVICE_RE.fullmatch(run_service):
+            raise ValueError(f"invalid Cloud Run service name {run_service!r}")
         self.audience = audience
+        # With run_service (an Eventarc receiver): the run.app hosts the token may name.
+        self._run_hosts: re.Pattern[str] | None = None
+        if run_service:
+            own = urllib.parse.urlsplit(audience).hostname or ""
+            self._run_hosts = re.compile(
+                rf"{re.escape(own)}|{re.escape(run_service)}-[a-z0-9]+-[a-z0-9]+\.a\.run\.app")
         self.allowed = frozenset(c.lower() for c in allowed_callers)
         self.keys = keys
         self.issuers = tuple(issuers)
@@ -103,6 +130,27 @@ class IdTokenVerifier:
         # the RSA check need not run on every request.
         self._verified: dict[str, tuple[Caller, float]] = {}
         self._verified_lock = threading.Lock()
+
+    def audience_ok(self, aud: Any) -> bool:
+        """`aud` (a string, or a list of which one must do) names this receiver: it equals
+        `audience`; or, with `run_service`, it is an https URL on one of that service's run.app
+        hosts, without credentials or port (see the module doc)."""
+        if isinstance(aud, list):
+            return any(self.audience_ok(a) for a in aud)
+        if not isinstance(aud, str) or not aud:
+            return False
+        if aud == self.audience:
+            return True
+        if self._run_hosts is None:
+            return False
+        try:
+            url = urllib.parse.urlsplit(aud)
+            port = url.port
+        except ValueError:
+            return False
+        return (url.scheme == "https" and port is None and not url.username and url.password is None
+                and url.hostname is not None and url.netloc == url.hostname
+                and self._run_hosts.fullmatch(url.hostname) is not None)
 
     def verify_header(self, authorization: str | None, cached_only: bool = False) -> Caller | None:
         """The caller; with `cached_only`, None unless this token was verified before."""
@@ -139,10 +187,12 @@ class IdTokenVerifier:
         if key is None:
             raise AuthError(401, f"unknown signing key {header.get('kid')!r}")
         try:
-            claims = jwt.decode(token, key=key, algorithms=["RS256"], audience=self.audience,
-                                leeway=self.leeway, options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+            claims = jwt.decode(token, key=key, algorithms=["RS256"], leeway=self.leeway,
+                                options={"require": ["exp", "iat", "iss", "aud", "sub"], "verify_aud": False})
         except jwt.InvalidTokenError as exc:
             raise AuthError(401, f"invalid token: {type(exc).__name__}: {exc}") from exc
+        if not self.audience_ok(claims.get("aud")):
+            raise AuthError(401, f"invalid token: audience {claims.get('aud')!r} not accepted")
         if claims.get("iss") not in self.issuers:
             raise AuthError(401, f"issuer {claims.get('iss')!r} not accepted")
         email = str(claims.get("email") or "").lower()

@@ -86,7 +86,8 @@ def build_runtime(settings: Settings | None = None, service: ServiceSettings | N
     raw_store, artifacts_store = _stores(settings, service)
     verifier = None
     if service.auth_audience:
-        verifier = IdTokenVerifier(service.auth_audience, service.allowed_callers, GoogleCerts())
+        verifier = IdTokenVerifier(service.auth_audience, service.allowed_callers, GoogleCerts(),
+                                   run_service=service.auth_run_service)
     return Runtime(settings, service, warehouse, PubSubPublisher(project, service), raw_store, artifacts_store,
                    verifier)
 

@@ -19,6 +19,7 @@ SERVICE_ENV_VARS: list[str] = [
     "RETAILOPT_ALLOWED_CALLERS",
     "RETAILOPT_ARTIFACTS_BUCKET",
     "RETAILOPT_AUTH_AUDIENCE",
+    "RETAILOPT_AUTH_RUN_SERVICE",
     "RETAILOPT_EVENT_BUS",
     "RETAILOPT_MAX_ATTEMPTS",
     "RETAILOPT_MAX_BODY_BYTES",
@@ -53,6 +54,9 @@ class ServiceSettings:
     event_bus: str = "pubsub"
     # ID-token verification is on when an audience is set.
     auth_audience: str | None = None
+    # An Eventarc receiver's Cloud Run service name: tokens naming any of its run.app URLs are
+    # accepted too (Eventarc Standard has no audience setting; services/auth.py).
+    auth_run_service: str | None = None
     allowed_callers: tuple[str, ...] = ()
     # Events older than this are dropped (they are stale plans, not work to catch up on).
     max_event_age_s: float = 86400.0
@@ -84,6 +88,12 @@ class ServiceSettings:
                 raise ConfigError(f"invalid setting planners entry {planner!r}: expected an email")
         if self.auth_audience is not None and not self.allowed_callers:
             raise ConfigError("invalid setting allowed_callers=(): set it when auth_audience is set")
+        if self.auth_run_service is not None:
+            if self.auth_audience is None:
+                raise ConfigError("invalid setting auth_run_service: set auth_audience with it")
+            if not re.fullmatch(r"[a-z](?:[a-z0-9-]{0,47}[a-z0-9])?", self.auth_run_service):
+                raise ConfigError(f"invalid setting auth_run_service={self.auth_run_service!r}: "
+                                  "expected a Cloud Run service name")
         for name, bounds in SERVICE_BOUNDS.items():
             check_number(name, getattr(self, name), bounds, integer=name == "max_attempts")
         if not 1024 <= self.max_body_bytes <= 32_000_000:
@@ -115,6 +125,7 @@ def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSe
         pubsub_project=env.get("RETAILOPT_PUBSUB_PROJECT") or env.get("RETAILOPT_PROJECT") or None,
         event_bus=env.get("RETAILOPT_EVENT_BUS") or "pubsub",
         auth_audience=env.get("RETAILOPT_AUTH_AUDIENCE") or None,
+        auth_run_service=env.get("RETAILOPT_AUTH_RUN_SERVICE") or None,
         allowed_callers=callers,
         planners=tuple(p.strip().lower() for p in env.get("RETAILOPT_PLANNERS", "").split(",") if p.strip()),
         max_event_age_s=float(_number(env, "RETAILOPT_MAX_EVENT_AGE_S", float, 86400.0)),
