@@ -262,6 +262,11 @@ def test_release_publishes_the_approved_lines_once(local):
     assert orders[2]["line_id"] not in by_id
     [transfer] = [m["transfer"] for m in sent if m["kind"] == "transfer"]
     assert transfer["transfer_id"] == transfers[0]["line_id"] and transfer["quantity"] == transfers[0]["quantity"]
+    # The released lines with the quantities in force, committed once for routing and stock.
+    committed = wh.query("SELECT line_type, line_id, quantity, released_by FROM `{dataset}.committed_lines` "
+                         "WHERE run_id = @r", {"r": run_id})
+    assert sorted(committed.line_id) == sorted([orders[0]["line_id"], orders[1]["line_id"], transfers[0]["line_id"]])
+    assert dict(zip(committed.line_id, committed.quantity))[orders[0]["line_id"]] == pack
     again = client.post(f"/runs/{run_id}/release")
     assert again.status_code == 409 and "released" in again.json()["error"]
     late = client.post(f"/runs/{run_id}/decisions", json={"decisions": [
@@ -318,6 +323,9 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     with pytest.raises(decisions.DecisionError, match="released"):
         decisions.release(runtime, record, PLANNER)
     assert [m["kind"] for _, m in runtime.publisher.sent] == ["transfer"]
+    committed = wh.query("SELECT line_id, quantity, expected_arrival FROM `{dataset}.committed_lines` "
+                         "WHERE run_id = @r", {"r": run_id})
+    assert list(committed.line_id) == [transfer["line_id"]] and int(committed.quantity[0]) == transfer["quantity"] - 1
     rows = wh.query("SELECT action, decided_by FROM `{dataset}.plan_decisions` WHERE run_id = @r ORDER BY decision_id",
                     {"r": run_id})
     assert list(rows.action) == ["EDIT", "APPROVE", "RELEASE"] and set(rows.decided_by) == {PLANNER}

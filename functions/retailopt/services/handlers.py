@@ -33,7 +33,7 @@ WHAT_IF_FIELDS = frozenset({
     "service_level_by_category", "holding_cost_rate", "overstock_cover_days", "handling_cost_per_unit",
     "transport_cost_per_unit_km", "max_transfer_km", "min_transfer_units", "min_transfer_value",
     "routing_time_limit_s", "speed_kmh", "visit_minutes", "routing_max_route_hours", "fleet_vehicle_ids",
-    "fleet_max_vehicles", "seed",
+    "fleet_max_vehicles", "carbon_price_per_kg", "seed",
 })
 # <chain>/<YYYY-MM-DD>/_READY in the raw bucket starts a run on the files beside it.
 _DROP_RE = re.compile(r"^(?:(?P<root>[A-Za-z0-9_.=-]+(?:/[A-Za-z0-9_.=-]+)*)/)?(?P<chain>[A-Za-z0-9_-]{1,64})/"

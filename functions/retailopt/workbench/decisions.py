@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from retailopt.dispatch import ledger
 from retailopt.services import messages
 from retailopt.services.dedupe import KeyKind
 from retailopt.services.logs import log
@@ -173,10 +174,15 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
         if batch:
             runtime.publisher.publish_many("reorders", batch)
         units = sum(int(o["quantity"]) for o in orders) + sum(int(t["quantity"]) for t in transfers)
+        released_at = datetime.now(timezone.utc)
+        # The released lines: the routes of their delivery day carry them, and the next plans count
+        # them on order and in transit until their delivery closes (retailopt.dispatch.ledger).
+        ledger.commit(wh, ledger.committed_rows(run_id, run_date, orders, transfers, released_by=identity,
+                                                released_at=released_at))
         row = {"decision_id": _decision_id(), "run_id": run_id, "run_date": run["run_date"], "line_type": "RUN",
                "line_id": run_id, "action": "RELEASE", "old_quantity": None, "new_quantity": units,
                "reason": f"{len(orders)} order lines and {len(transfers)} transfer lines released",
-               "decided_by": identity, "decided_at": datetime.now(timezone.utc)}
+               "decided_by": identity, "decided_at": released_at}
         wh.insert("plan_decisions", pd.DataFrame([row]))
     except DecisionError:
         raise
