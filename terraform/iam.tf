@@ -19,8 +19,16 @@ locals {
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
   ]...)
-  # Tables a reading service writes: the api appends workbench decisions and claims releases.
-  table_writes = { "api/plan_decisions" = { service = "api", table = "plan_decisions" }, "api/processed_events" = { service = "api", table = "processed_events" } }
+  # Tables a reading service writes: the api appends workbench decisions and claims releases,
+  # commits the released lines, records the dispatched tasks and the drivers' outcomes (and, with
+  # the local Fleet Engine stand-in, its vehicles and tasks).
+  table_writes = {
+    "api/committed_lines"    = { service = "api", table = "committed_lines" }
+    "api/dispatch_tasks"     = { service = "api", table = "dispatch_tasks" }
+    "api/fleet_engine_local" = { service = "api", table = "fleet_engine_local" }
+    "api/plan_decisions"     = { service = "api", table = "plan_decisions" }
+    "api/processed_events"   = { service = "api", table = "processed_events" }
+  }
   topic_grants = merge([
     for s, a in local.access : { for t in a.publishes : "${s}/${t}" => { service = s, topic = t } }
   ]...)
@@ -116,6 +124,17 @@ resource "google_project_iam_member" "route_optimization" {
   project = var.project_id
   role    = "roles/routeoptimization.viewer"
   member  = google_service_account.service["plan"].member
+}
+
+# Dispatch through Fleet Engine Deliveries (var.fleet_engine = "cloud"): the api's release
+# creates delivery vehicles and tasks and its drivers' endpoint closes tasks. The trusted driver
+# role creates and updates delivery vehicles and tasks and reads them; unlike deliveryAdmin it
+# cannot delete any.
+resource "google_project_iam_member" "fleet_engine" {
+  count   = var.fleet_engine == "cloud" ? 1 : 0
+  project = var.project_id
+  role    = "roles/fleetengine.deliveryTrustedDriver"
+  member  = google_service_account.service["api"].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "invoker" {

@@ -57,7 +57,9 @@ locals {
   # the workbench; every other caller of the api may only read.
   service_env = {
     RETAILOPT_ARTIFACTS_BUCKET = google_storage_bucket.default["artifacts"].name
+    RETAILOPT_DRIVERS          = join(",", sort(var.drivers))
     RETAILOPT_EVENT_BUS        = "pubsub"
+    RETAILOPT_FLEET_ENGINE     = var.fleet_engine
     RETAILOPT_MAX_ATTEMPTS     = tostring(var.max_delivery_attempts - 1)
     RETAILOPT_MAX_BODY_BYTES   = "1000000"
     RETAILOPT_MAX_EVENT_AGE_S  = "86400"

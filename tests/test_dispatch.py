@@ -201,3 +201,57 @@ def test_two_days_with_a_failed_delivery_account_for_every_unit(released):
     # the day-2 plan carries none of day 1's lines (its orders are due on day 3).
     carried = pipeline.read_run_rows(wh, "carried_lines", day2.run_id)
     assert not set(carried.line_id) & set(tasks.line_id)
+
+
+def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, tmp_path):
+    from api_support import api_client
+    from retailopt.services.runtime import set_runtime
+    from retailopt.workbench import views
+    from workbench_support import workbench_runtime
+
+    data = copy_data(chain[0], tmp_path / "data")
+    runtime = workbench_runtime(data)
+    client = api_client()
+    run_id = chain[1]
+    try:
+        transfers = views.all_lines(runtime.warehouse, "transfers", run_id)
+        body = {"decisions": [{"line_type": "TRANSFER", "line_id": t["line_id"], "action": "APPROVE"}
+                              for t in transfers]}
+        assert client.post(f"/runs/{run_id}/decisions", json=body).status_code == 201
+        released = client.post(f"/runs/{run_id}/release")
+        assert released.status_code == 200, released.text
+        dispatched = released.json()["dispatch"]
+        assert dispatched["tasks"] > 0 and dispatched["created"] == dispatched["tasks"]
+        listed = client.get(f"/runs/{run_id}/tasks").json()
+        assert listed["count"] == dispatched["tasks"]
+        # Only approved lines travel: the orders were not approved (and arrive later anyway).
+        assert {ln["line_type"] for t in listed["tasks"] for ln in t["lines"]} == {"TRANSFER"}
+        delivery = next(t for t in listed["tasks"] if t["task_type"] == "DELIVERY" and t["units"] > 1)
+        partial = client.post(f"/tasks/{delivery['task_id']}/outcome",
+                              json={"outcome": "PARTIAL", "units": 1, "note": "one case damaged"})
+        assert partial.status_code == 200, partial.text
+        assert partial.json()["units_delivered"] == 1 and partial.json()["closed_by"]
+        assert client.post(f"/tasks/{delivery['task_id']}/outcome", json={"outcome": "DELIVERED"}).status_code == 409
+        other = next(t for t in listed["tasks"] if t["task_id"] != delivery["task_id"])
+        assert client.post(f"/tasks/{other['task_id']}/outcome", json={"outcome": "LOST"}).status_code == 400
+        assert client.post(f"/tasks/{other['task_id']}/outcome", json={"outcome": "FAILED"}).status_code == 400
+        assert client.post("/tasks/t000-nope/outcome", json={"outcome": "DELIVERED"}).status_code == 404
+        again = client.post(f"/runs/{run_id}/dispatch")
+        assert again.status_code == 200 and again.json()["already"] and again.json()["created"] == 0
+        task = runtime.fleet().get_task(name=f"{runtime.fleet_parent()}/tasks/{delivery['task_id']}")
+        assert task.state == fe.Task.State.CLOSED and task.task_outcome == fe.Task.TaskOutcome.SUCCEEDED
+    finally:
+        client.close()
+        set_runtime(None)
+        runtime.warehouse.close()
+    # With a planner list set, the local user is neither planner nor driver.
+    runtime = workbench_runtime(data, planners=("planner@example.com",))
+    client = api_client()
+    try:
+        refused = client.post(f"/tasks/{other['task_id']}/outcome", json={"outcome": "DELIVERED"})
+        assert refused.status_code == 403 and "driver" in refused.json()["error"]
+        assert client.post(f"/runs/{run_id}/dispatch").status_code == 403
+    finally:
+        client.close()
+        set_runtime(None)
+        runtime.warehouse.close()

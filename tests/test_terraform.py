@@ -463,11 +463,14 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
         ("google_project_iam_member", "route_optimization", "roles/routeoptimization.viewer"),
         ("google_project_iam_member", "training_jobs", "${google_project_iam_custom_role.training_jobs.name}"),
         ("google_bigquery_table_iam_member", "service", "roles/bigquery.dataEditor"),
+        # the api dispatches released routes and closes tasks (var.fleet_engine = "cloud"): no delete
+        ("google_project_iam_member", "fleet_engine", "roles/fleetengine.deliveryTrustedDriver"),
     }
-    # The api reads the dataset and writes two tables only: planners' decisions, release claims.
+    # The api reads the dataset and writes only: planners' decisions, release claims, the released
+    # lines, the dispatched tasks and their outcomes, and the local Fleet Engine stand-in's state.
     assert locals_(hcl)["table_writes"] == {
-        "api/plan_decisions": {"service": "api", "table": "plan_decisions"},
-        "api/processed_events": {"service": "api", "table": "processed_events"}}
+        f"api/{t}": {"service": "api", "table": t}
+        for t in ("committed_lines", "dispatch_tasks", "fleet_engine_local", "plan_decisions", "processed_events")}
     # The training check reads the retrain service's job states (bigquery.jobs.get), nothing else.
     assert resource(hcl, "google_project_iam_custom_role", "training_jobs")["permissions"] == ["bigquery.jobs.get"]
     assert resource(hcl, "google_project_iam_member", "training_jobs")["member"] == \

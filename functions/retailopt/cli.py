@@ -114,13 +114,28 @@ def _release(settings, run_id: str) -> str:
     from retailopt.pipeline import get_run
     from retailopt.warehouse import open_warehouse
 
+    import os
+
+    from retailopt.dispatch import fleet
+
     wh = open_warehouse(settings)
     try:
-        lines = ledger.commit_as_planned(wh, get_run(wh, run_id), released_by=f"cli:{getpass.getuser()}",
+        run = get_run(wh, run_id)
+        lines = ledger.commit_as_planned(wh, run, released_by=f"cli:{getpass.getuser()}",
                                          released_at=datetime.now(timezone.utc))
+        if os.environ.get("RETAILOPT_FLEET_ENGINE", "local") == "cloud":
+            from google.maps import fleetengine_delivery_v1 as fe
+
+            client, parent = fe.DeliveryServiceClient(), fleet.provider(settings.project)
+        else:
+            from retailopt.dispatch.local_fleet import local_client
+
+            client, parent = local_client(wh), fleet.provider(None)
+        done = fleet.dispatch_run(wh, client, run, parent=parent, visit_minutes=settings.visit_minutes)
     finally:
         wh.close()
-    return f"released: {lines} lines (the routes of their delivery days carry them)"
+    return (f"released: {lines} lines; dispatched {done.tasks} tasks on {done.vehicles} vehicles "
+            f"({done.units} units delivered today; later lines go on the routes of their delivery days)")
 
 
 def _demo(args: argparse.Namespace, sample_dir: Path) -> int:

@@ -193,7 +193,28 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
     log(logging.INFO, "plan released", step="workbench", run_id=run_id, caller=identity, orders=len(orders),
         transfers=len(transfers), units=units)
     return {"run_id": run_id, "released": True, "orders": len(orders), "transfers": len(transfers), "units": units,
-            "released_by": identity, "released_at": row["decided_at"].isoformat()}
+            "released_by": identity, "released_at": row["decided_at"].isoformat(),
+            "dispatch": dispatch(runtime, run)}
+
+
+def dispatch(runtime: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """Dispatch a released run's routes to Fleet Engine (retailopt.dispatch.fleet). A failure does
+    not undo the release: it is logged and answered, and POST /runs/{id}/dispatch tries again
+    (creating nothing twice)."""
+    from dataclasses import asdict
+
+    from retailopt.dispatch import fleet
+
+    try:
+        done = fleet.dispatch_run(runtime.warehouse, runtime.fleet(), run, parent=runtime.fleet_parent(),
+                                  visit_minutes=runtime.settings.visit_minutes)
+    except fleet.DispatchError as exc:
+        return {"error": exc.message}
+    except Exception as exc:  # Fleet Engine unreachable or refusing: the release stands
+        log(logging.ERROR, "dispatch failed", step="dispatch", run_id=run["run_id"], error=f"{type(exc).__name__}: {exc}")
+        return {"error": f"dispatch failed ({type(exc).__name__}): retry with POST /runs/{run['run_id']}/dispatch"}
+    log(logging.INFO, "plan dispatched", step="dispatch", run_id=run["run_id"], tasks=done.tasks, created=done.created)
+    return asdict(done)
 
 
 def _order_body(o: dict[str, Any]) -> dict[str, Any]:

@@ -464,6 +464,44 @@ def post_decisions(api: Any, call: HttpCall, body: dict[str, Any], run_id: str, 
     return json_reply({"run_id": run_id, "count": len(rows), "rows": rows}, 201)
 
 
+def post_dispatch(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    """Dispatch a released run (again): planners only; tasks created before are not created twice."""
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_planner(runtime, caller):
+        return json_reply({"error": f"{identity} may read the plan but not dispatch it (planner role needed)"}, 403)
+    out = decisions.dispatch(runtime, api._run(run_id, True))
+    if "error" in out:
+        return json_reply(out, 409)
+    return json_reply({"run_id": run_id, **out})
+
+
+def list_tasks(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    from retailopt.dispatch import fleet
+
+    runtime = api.runtime()
+    api._run(run_id, True)
+    tasks = fleet.tasks_of(runtime.warehouse, run_id)
+    return json_reply({"run_id": run_id, "count": len(tasks), "tasks": tasks})
+
+
+def post_task_outcome(api: Any, call: HttpCall, body: dict[str, Any], task_id: str, caller: str | None) -> Reply:
+    """A driver marks a task delivered, failed or partly delivered (drivers and planners)."""
+    from retailopt.dispatch import fleet
+
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_driver(runtime, caller):
+        return json_reply({"error": f"{identity} may not record deliveries (driver or planner role needed)"}, 403)
+    try:
+        out = fleet.close_task(runtime.warehouse, runtime.fleet(), parent=runtime.fleet_parent(), task=task_id,
+                               outcome=body["outcome"], units=body.get("units"), note=body.get("note"),
+                               identity=identity)
+    except fleet.DispatchError as exc:
+        return json_reply({"error": exc.message}, exc.status)
+    return json_reply(out)
+
+
 def post_release(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
     runtime = api.runtime()
     identity = web.identity_of(runtime, caller)
