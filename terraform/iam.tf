@@ -9,7 +9,8 @@ locals {
   # a plan for review; the api's workbench releases it: it appends planners' decisions and its
   # once-only release claim (table-level grants below) and publishes the released lines.
   access = {
-    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "reorders", "retrain"] }
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["dispatch", "import", "reorders", "retrain"] }
+    dispatch = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
     plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published"] }
@@ -126,15 +127,15 @@ resource "google_project_iam_member" "route_optimization" {
   member  = google_service_account.service["plan"].member
 }
 
-# Dispatch through Fleet Engine Deliveries (var.fleet_engine = "cloud"): the api's release
-# creates delivery vehicles and tasks and its drivers' endpoint closes tasks. The trusted driver
-# role creates and updates delivery vehicles and tasks and reads them; unlike deliveryAdmin it
-# cannot delete any.
+# Fleet Engine Deliveries (var.fleet_engine = "cloud"): the dispatch service creates delivery
+# vehicles and tasks for a released plan; the api's drivers' endpoint closes tasks (and its
+# POST /runs/{id}/dispatch retries a dispatch). The trusted driver role creates, updates and reads
+# delivery vehicles and tasks; unlike deliveryAdmin it cannot delete any.
 resource "google_project_iam_member" "fleet_engine" {
-  count   = var.fleet_engine == "cloud" ? 1 : 0
-  project = var.project_id
-  role    = "roles/fleetengine.deliveryTrustedDriver"
-  member  = google_service_account.service["api"].member
+  for_each = var.fleet_engine == "cloud" ? toset(["api", "dispatch"]) : toset([])
+  project  = var.project_id
+  role     = "roles/fleetengine.deliveryTrustedDriver"
+  member   = google_service_account.service[each.key].member
 }
 
 resource "google_cloud_run_v2_service_iam_member" "invoker" {

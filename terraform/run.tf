@@ -8,6 +8,11 @@ locals {
       target      = "api", signature = "http", cpu = "1", memory = "1Gi", timeout = "300s"
       concurrency = 80, max_instances = 3, ingress = var.api_ingress
     }
+    # A released plan's routes to Fleet Engine: a few hundred requests, well within a minute.
+    dispatch = {
+      target      = "dispatch", signature = "cloudevent", cpu = "1", memory = "1Gi", timeout = "600s"
+      concurrency = 1, max_instances = 1, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
     forecast = {
       target      = "forecast", signature = "cloudevent", cpu = "2", memory = "4Gi", timeout = "600s"
       concurrency = 1, max_instances = 2, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"

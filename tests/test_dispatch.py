@@ -203,8 +203,22 @@ def test_two_days_with_a_failed_delivery_account_for_every_unit(released):
     assert not set(carried.line_id) & set(tasks.line_id)
 
 
+def _pubsub_event(message: dict, event_id: str):
+    from cloudevents.http import CloudEvent
+    from retailopt.services import messages
+
+    now = datetime.now(timezone.utc)
+    return CloudEvent({"id": event_id, "source": "//pubsub.googleapis.com/projects/p/topics/retailopt-dispatch",
+                       "type": messages.PUBSUB_EVENT_TYPE, "time": now.isoformat()},
+                      messages.pubsub_event_data(message, event_id, now, "projects/p/subscriptions/s"))
+
+
 def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, tmp_path):
+    import functions_framework
+    from cloudevents.conversion import to_structured
+
     from api_support import api_client
+    from retailopt.services.local import main_source
     from retailopt.services.runtime import set_runtime
     from retailopt.workbench import views
     from workbench_support import workbench_runtime
@@ -220,10 +234,18 @@ def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, t
         assert client.post(f"/runs/{run_id}/decisions", json=body).status_code == 201
         released = client.post(f"/runs/{run_id}/release")
         assert released.status_code == 200, released.text
-        dispatched = released.json()["dispatch"]
-        assert dispatched["tasks"] > 0 and dispatched["created"] == dispatched["tasks"]
+        assert released.json()["dispatch"] == "published"
+        # The release event: one dispatch message, delivered (twice, as Pub/Sub may) to the
+        # dispatch service as a real CloudEvent.
+        [message] = [m for t, m in runtime.publisher.sent if t == "dispatch"]
+        assert message["kind"] == "dispatch" and message["run_id"] == run_id
+        service = functions_framework.create_app("dispatch", str(main_source())).test_client()
+        for attempt in ("evt-1", "evt-2"):
+            headers, body = to_structured(_pubsub_event(message, attempt))
+            assert service.post("/", headers=headers, data=body).status_code == 200
+        tasks_made = _stand_in_rows(runtime.warehouse)
         listed = client.get(f"/runs/{run_id}/tasks").json()
-        assert listed["count"] == dispatched["tasks"]
+        assert listed["count"] == int((tasks_made.kind == "Task").sum()) > 0
         # Only approved lines travel: the orders were not approved (and arrive later anyway).
         assert {ln["line_type"] for t in listed["tasks"] for ln in t["lines"]} == {"TRANSFER"}
         delivery = next(t for t in listed["tasks"] if t["task_type"] == "DELIVERY" and t["units"] > 1)
@@ -238,6 +260,7 @@ def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, t
         assert client.post("/tasks/t000-nope/outcome", json={"outcome": "DELIVERED"}).status_code == 404
         again = client.post(f"/runs/{run_id}/dispatch")
         assert again.status_code == 200 and again.json()["already"] and again.json()["created"] == 0
+        assert len(_stand_in_rows(runtime.warehouse)) == len(tasks_made)
         task = runtime.fleet().get_task(name=f"{runtime.fleet_parent()}/tasks/{delivery['task_id']}")
         assert task.state == fe.Task.State.CLOSED and task.task_outcome == fe.Task.TaskOutcome.SUCCEEDED
     finally:

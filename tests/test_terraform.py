@@ -369,7 +369,7 @@ def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     assert resource(hcl, "google_service_account", "service")["for_each"] == "${local.services}"
     assert run["template"][0]["scaling"][0]["min_instance_count"] == 0
     services = locals_(hcl)["services"]
-    assert set(services) == {"api", "forecast", "import", "plan", "retrain", "training"}
+    assert set(services) == {"api", "dispatch", "forecast", "import", "plan", "retrain", "training"}
     for name, spec in services.items():
         if name != "api":
             assert spec["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY", name
@@ -436,7 +436,10 @@ def test_alerts_watch_the_outcomes_the_services_log(hcl) -> None:
 # forecast and retrain touch no bucket. Every event-driven step writes the dedupe ledger.
 RAW_IMPORT_PERMISSIONS = {"storage.objects.get", "storage.objects.list", "storage.objects.update"}
 EXPECTED_ACCESS = {
-    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["import", "reorders", "retrain"]},
+    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["dispatch", "import", "reorders",
+                                                                                "retrain"]},
+    # dispatch: reads the released run, writes dispatch_tasks and the dedupe ledger
+    "dispatch": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
     "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
     "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
                "publishes": ["forecast"]},

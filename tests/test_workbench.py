@@ -322,7 +322,8 @@ def test_decisions_and_release_on_bigquery(bqemu_client, chain, tmp_path):
     decisions.release(runtime, record, PLANNER)
     with pytest.raises(decisions.DecisionError, match="released"):
         decisions.release(runtime, record, PLANNER)
-    assert [m["kind"] for _, m in runtime.publisher.sent] == ["transfer"]
+    assert [m["kind"] for t, m in runtime.publisher.sent if t == "reorders"] == ["transfer"]
+    assert [m["run_id"] for t, m in runtime.publisher.sent if t == "dispatch"] == [run_id]
     committed = wh.query("SELECT line_id, quantity, expected_arrival FROM `{dataset}.committed_lines` "
                          "WHERE run_id = @r", {"r": run_id})
     assert list(committed.line_id) == [transfer["line_id"]] and int(committed.quantity[0]) == transfer["quantity"] - 1

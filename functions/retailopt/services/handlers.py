@@ -319,6 +319,27 @@ def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers:
     return _typed(runtime, "retrain", message, info, headers, work)
 
 
+def dispatch(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    """A released run's routes to Fleet Engine (retailopt.dispatch.fleet): vehicles created once,
+    tasks with ids derived from run, route and stop, so a redelivered release event creates nothing
+    twice; the tasks are recorded in dispatch_tasks. Fleet Engine errors are retried by Pub/Sub."""
+    def work(entry: StepLog) -> Next:
+        from retailopt.dispatch import fleet
+
+        run = _known_run(runtime, message["run_id"])
+        try:
+            done = fleet.dispatch_run(runtime.warehouse, runtime.fleet(), run, parent=runtime.fleet_parent(),
+                                      visit_minutes=runtime.settings.visit_minutes)
+        except fleet.DispatchError as exc:  # not complete or not released: no retry can help
+            raise PermanentError(exc.message) from exc
+        entry.counts.update(vehicles=done.vehicles, tasks=done.tasks, created=done.created, units=done.units,
+                            already=done.already)
+        return []
+
+    # The run is COMPLETE: a rejection must not touch it (_reject fails only RUNNING runs).
+    return handle(runtime, "dispatch", message, info, headers, work)
+
+
 def check_trainings(runtime: Runtime, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The scheduled training check: how did the running trainings end? Each that ended gets one
     log line of step "retrain": outcome ok (DONE, its ML.ARIMA_EVALUATE in model_diagnostics),

@@ -33,7 +33,7 @@ SERVICE_ENV_VARS: list[str] = [
 
 # Topics are `<prefix>-<name>`. `import` carries start messages (POST /runs, Cloud Scheduler) to
 # the import service, which also receives the raw bucket's object-finalized events.
-TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders")
+TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders", "dispatch")
 
 # 7 days: a Pub/Sub subscription keeps no message longer. max_attempts: Pub/Sub delivers 5..100 times; 1 would give
 # up on the first delivery, before the step ever ran.
