@@ -263,6 +263,19 @@ def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, t
         assert len(_stand_in_rows(runtime.warehouse)) == len(tasks_made)
         task = runtime.fleet().get_task(name=f"{runtime.fleet_parent()}/tasks/{delivery['task_id']}")
         assert task.state == fe.Task.State.CLOSED and task.task_outcome == fe.Task.TaskOutcome.SUCCEEDED
+        # The workbench's deliveries page: a driver fails a task with a reason through its form.
+        from workbench_support import csrf_of
+
+        page = client.get(f"/ui/runs/{run_id}/tasks")
+        assert page.status_code == 200 and "one case damaged" in page.text and "1 of" in page.text
+        target = next(t for t in listed["tasks"] if t["task_type"] == "DELIVERY" and t["task_id"] != delivery["task_id"])
+        form = {"csrf_token": csrf_of(page.text), "task": target["task_id"], "outcome": "FAILED",
+                "note": "<b>closed</b>"}
+        posted = client.post(f"/ui/runs/{run_id}/tasks", data=form, follow_redirects=False)
+        assert posted.status_code == 303, posted.text[:300]
+        after = client.get(f"/ui/runs/{run_id}/tasks").text
+        assert "&lt;b&gt;closed&lt;/b&gt;" in after and "<b>closed" not in after
+        assert client.post(f"/ui/runs/{run_id}/tasks", data={**form, "csrf_token": "0" * 64}).status_code == 403
     finally:
         client.close()
         set_runtime(None)

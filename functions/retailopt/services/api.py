@@ -66,6 +66,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/routes\.json", {"GET": "wb_routes_data"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/(?P<kind>transfers|orders)", {"GET": "wb_lines", "POST": "wb_decide"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "wb_release"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/tasks", {"GET": "wb_tasks", "POST": "wb_task_outcome"}),
     ))
 
 _RESULT_SQL = {

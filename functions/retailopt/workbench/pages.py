@@ -33,6 +33,7 @@ WHAT_IF_FORM: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
 DONE_MESSAGES = {
     "approved": "Approved {n} line(s).", "rejected": "Rejected {n} line(s).", "edited": "Changed the quantity of {n} line(s).",
     "released": "Released: the approved lines were published.", "started": "Run {run} requested.",
+    "recorded": "Delivery outcome recorded.",
 }
 
 
@@ -433,6 +434,49 @@ def release(ctx: _Context, run_id: str) -> Reply:
     run = _complete(ctx, run_id)
     decisions.release(ctx.runtime, run, ctx.identity)
     return _redirect(f"/ui/runs/{run_id}?done=released")
+
+
+def _tasks_page(ctx: _Context, run_id: str, error: str | None = None, status: int = 200) -> Reply:
+    from retailopt.dispatch import fleet
+
+    run = _complete(ctx, run_id)
+    names = ctx.wh.query("SELECT store_id AS id, name FROM `{dataset}.stores` UNION ALL "
+                         "SELECT dc_id, name FROM `{dataset}.distribution_centers`")
+    place = dict(zip(names.id.astype(str), names.name.astype(str)))
+    tasks = [{**t, "place_name": place.get(t["location_id"], t["location_id"])}
+             for t in fleet.tasks_of(ctx.wh, run_id)]
+    return ctx.page("tasks.html", status=status, run=run, tasks=tasks, error=error,
+                    driver=web.is_driver(ctx.runtime, ctx.caller))
+
+
+@_html
+def tasks(ctx: _Context, run_id: str) -> Reply:
+    return _tasks_page(ctx, run_id)
+
+
+@_html
+def task_outcome(ctx: _Context, run_id: str) -> Reply:
+    """A driver's form: mark a delivery task delivered, partly delivered or failed."""
+    from retailopt.dispatch import fleet
+
+    form = ctx.form()
+    ctx.check_post(form, need_planner=False)
+    if not web.is_driver(ctx.runtime, ctx.caller):
+        raise ApiError(403, f"{ctx.identity} may not record deliveries (driver or planner role needed)")
+    first = {k: (v[0] if v else "") for k, v in form.items()}
+    units = first.get("units", "").strip()
+    if first.get("outcome") == "PARTIAL" and not units.isdigit():
+        return _tasks_page(ctx, run_id, "A partial delivery needs the whole number of units delivered.", 400)
+    mine = {t["task_id"] for t in fleet.tasks_of(ctx.wh, run_id)}
+    if first.get("task") not in mine:
+        return _tasks_page(ctx, run_id, f"Run {run_id} has no task {first.get('task', '')[:70]!r}.", 404)
+    try:
+        fleet.close_task(ctx.wh, ctx.runtime.fleet(), parent=ctx.runtime.fleet_parent(), task=first["task"],
+                         outcome=first.get("outcome", ""), units=int(units) if units.isdigit() else None,
+                         note=first.get("note") or None, identity=ctx.identity)
+    except fleet.DispatchError as exc:
+        return _tasks_page(ctx, run_id, exc.message, exc.status)
+    return _redirect(f"/ui/runs/{run_id}/tasks?done=recorded")
 
 
 # --- JSON ------------------------------------------------------------------------------------
