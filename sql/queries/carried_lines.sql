@@ -1,4 +1,4 @@
--- Released lines of earlier runs that the routes of @run_date carry: due that day, or due before
+-- Released lines of earlier runs that the routes of run_date carry: due that day, or due before
 -- and never dispatched (released late, or their day had no released plan). A line dispatched once
 -- (any dispatch_tasks row) is never carried again: a failed delivery goes back to its sender and
 -- the next plan plans its receiver afresh. Parameters: run_date.

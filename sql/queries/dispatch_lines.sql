@@ -1,4 +1,4 @@
--- The lines the routes of run @run_id carry, as released: the run's own lines committed by its
+-- The lines the routes of run run_id carry, as released: the run's own lines committed by its
 -- release (committed_lines, the quantity in force; a line on several loads is one row per load
 -- with its planned part) and the released lines of earlier runs its routes carry (carried_lines).
 -- Lines not released (rejected, or the run never released) are left out: nothing is dispatched

@@ -1,5 +1,5 @@
 -- Delivery tasks closed with fewer units than they carried, driven since the last complete plan
--- before @run_date (and before @run_date): the next plan lists each line as a DELIVERY_FAILED
+-- before run_date (and before run_date): the next plan lists each line as a DELIVERY_FAILED
 -- exception of its receiving position. The units went back to the sender (stock_position.sql).
 WITH previous AS (
   SELECT MAX(run_date) AS run_date

@@ -1,4 +1,4 @@
--- The transfer and order lines of run @run_id as planned (the loads of a line summed), in the
+-- The transfer and order lines of run run_id as planned (the loads of a line summed), in the
 -- columns of committed_lines: what a release without review commits.
 SELECT 'TRANSFER' AS line_type, transfer_id AS line_id, MIN(product_id) AS product_id,
   MIN(from_store_id) AS origin_id, MIN(to_store_id) AS destination_id, CAST(SUM(quantity) AS INT64) AS quantity,

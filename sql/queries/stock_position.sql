@@ -1,6 +1,6 @@
--- The stock of every store and product a plan of @run_date starts from: the latest snapshot
+-- The stock of every store and product a plan of run_date starts from: the latest snapshot
 -- (inventory) with what retailopt's own released lines (committed_lines, released by runs before
--- @run_date) and their deliveries (dispatch_tasks) changed after the snapshot's date S.
+-- run_date) and their deliveries (dispatch_tasks) changed after the snapshot's date S.
 -- A snapshot counts stock at the end of its day, and the ERP's open orders, which include a line
 -- released on or before S. So, per line of quantity q, with route_day the day its delivery tasks
 -- were driven, closed the units whose delivery task is CLOSED and delivered those the receiver took:
@@ -11,7 +11,10 @@
 --   sender on_hand     -= the open units, unless they left on or before S (dispatched by then);
 --                         -= delivered, when route_day > S (the undelivered rest came back)
 -- Positions without a snapshot are not planned, so their lines change nothing here.
-WITH snapshot AS (
+WITH plan AS (
+  SELECT @run_date AS run_date
+),
+snapshot AS (
   SELECT snapshot_date, store_id, product_id, on_hand, on_order, max_capacity
   FROM `{dataset}.inventory`
   QUALIFY ROW_NUMBER() OVER (PARTITION BY store_id, product_id ORDER BY snapshot_date DESC) = 1
@@ -25,7 +28,7 @@ delivered AS (
     SUM(IF(state = 'CLOSED', quantity, 0)) AS closed_units,
     SUM(IF(state = 'CLOSED', COALESCE(units_delivered, 0), 0)) AS delivered_units
   FROM `{dataset}.dispatch_tasks`
-  WHERE task_type = 'DELIVERY' AND run_date < @run_date
+  WHERE task_type = 'DELIVERY' AND run_date < (SELECT run_date FROM plan)
   GROUP BY source_run_id, line_type, line_id
 ),
 lines AS (
@@ -42,7 +45,7 @@ lines AS (
   FROM `{dataset}.committed_lines` AS c
   LEFT JOIN delivered AS d
     ON d.source_run_id = c.run_id AND d.line_type = c.line_type AND d.line_id = c.line_id
-  WHERE c.run_date < @run_date
+  WHERE c.run_date < (SELECT run_date FROM plan)
 ),
 receiving AS (
   SELECT
