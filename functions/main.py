@@ -35,6 +35,12 @@ def retrain(event: CloudEvent) -> None:
     entrypoints.retrain(event)
 
 
+@functions_framework.cloud_event
+def dispatch(event: CloudEvent) -> None:
+    """A released run on `<prefix>-dispatch`: its routes become Fleet Engine vehicles and tasks."""
+    entrypoints.dispatch(event)
+
+
 @functions_framework.http
 def check_trainings(request):
     """Cloud Scheduler: record how the BigQuery ML trainings started by `retrain` have ended."""

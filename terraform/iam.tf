@@ -10,7 +10,8 @@ locals {
   # once-only release claim, writes the released loads and routes (table-level grants below) and
   # publishes the released lines.
   access = {
-    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["import", "reorders", "retrain"] }
+    api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["dispatch", "import", "reorders", "retrain"] }
+    dispatch = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
     plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published"] }
@@ -20,9 +21,20 @@ locals {
   bucket_grants = merge([
     for s, a in local.access : { for b, role in a.buckets : "${s}/${b}" => { service = s, bucket = b, role = role } }
   ]...)
-  # Tables a reading service writes: the api appends workbench decisions, claims releases and
-  # writes the released plan's loads and routes.
-  table_writes = { for t in ["plan_decisions", "processed_events", "released_loads", "released_route_stops", "released_routes"] : "api/${t}" => { service = "api", table = t } }
+  # Tables a reading service writes: the api appends workbench decisions and claims releases,
+  # writes the released plan's loads and routes, commits the released lines, records the
+  # dispatched tasks and the drivers' outcomes (and, with the local Fleet Engine stand-in, its
+  # vehicles and tasks).
+  table_writes = {
+    "api/committed_lines"      = { service = "api", table = "committed_lines" }
+    "api/dispatch_tasks"       = { service = "api", table = "dispatch_tasks" }
+    "api/fleet_engine_local"   = { service = "api", table = "fleet_engine_local" }
+    "api/plan_decisions"       = { service = "api", table = "plan_decisions" }
+    "api/processed_events"     = { service = "api", table = "processed_events" }
+    "api/released_loads"       = { service = "api", table = "released_loads" }
+    "api/released_route_stops" = { service = "api", table = "released_route_stops" }
+    "api/released_routes"      = { service = "api", table = "released_routes" }
+  }
   topic_grants = merge([
     for s, a in local.access : { for t in a.publishes : "${s}/${t}" => { service = s, topic = t } }
   ]...)
@@ -119,6 +131,17 @@ resource "google_project_iam_member" "route_optimization" {
   for_each = local.routing_api ? toset(["api", "plan"]) : toset([])
   project  = var.project_id
   role     = "roles/routeoptimization.viewer"
+  member   = google_service_account.service[each.key].member
+}
+
+# Fleet Engine Deliveries (var.fleet_engine = "cloud"): the dispatch service creates delivery
+# vehicles and tasks for a released plan; the api's drivers' endpoint closes tasks (and its
+# POST /runs/{id}/dispatch retries a dispatch). The trusted driver role creates, updates and reads
+# delivery vehicles and tasks; unlike deliveryAdmin it cannot delete any.
+resource "google_project_iam_member" "fleet_engine" {
+  for_each = var.fleet_engine == "cloud" ? toset(["api", "dispatch"]) : toset([])
+  project  = var.project_id
+  role     = "roles/fleetengine.deliveryTrustedDriver"
   member   = google_service_account.service[each.key].member
 }
 

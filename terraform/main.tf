@@ -21,7 +21,8 @@ locals {
     "run.googleapis.com",
     "storage.googleapis.com",
     ], var.kms_key == null ? [] : ["cloudkms.googleapis.com"],
-    local.routing_api ? ["routeoptimization.googleapis.com"] : []
+    local.routing_api ? ["routeoptimization.googleapis.com"] : [],
+    var.fleet_engine == "cloud" ? ["fleetengine.googleapis.com"] : []
   )
   routing_api = lookup(var.settings, "routing_engine", "local") == "api"
 }

@@ -1,9 +1,10 @@
 locals {
-  # Topics are <prefix>-<name>; import, forecast, plan and retrain are each pushed to the service
-  # of the same name; published and reorders are for downstream systems (the ERP), which read
-  # them from the tables a BigQuery subscription writes (sql/schema/*_messages.sql).
-  topics         = ["forecast", "import", "plan", "published", "reorders", "retrain"]
-  event_services = toset(["forecast", "import", "plan", "retrain"])
+  # Topics are <prefix>-<name>; import, forecast, plan, retrain and dispatch (a released plan,
+  # published by the api's release) are each pushed to the service of the same name; published
+  # and reorders are for downstream systems (the ERP), which read them from the tables a BigQuery
+  # subscription writes (sql/schema/*_messages.sql).
+  topics         = ["dispatch", "forecast", "import", "plan", "published", "reorders", "retrain"]
+  event_services = toset(["dispatch", "forecast", "import", "plan", "retrain"])
   erp_tables     = { published = "published_messages", reorders = "reorder_messages" }
   # Every subscription has a dead-letter topic: the push ones and the BigQuery ones.
   dead_lettered = setunion(local.event_services, keys(local.erp_tables))

@@ -8,6 +8,11 @@ locals {
       target      = "api", signature = "http", cpu = "1", memory = "1Gi", timeout = "300s"
       concurrency = 80, max_instances = 3, ingress = var.api_ingress
     }
+    # A released plan's routes to Fleet Engine: a few hundred requests, well within a minute.
+    dispatch = {
+      target      = "dispatch", signature = "cloudevent", cpu = "1", memory = "1Gi", timeout = "600s"
+      concurrency = 1, max_instances = 1, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    }
     forecast = {
       target      = "forecast", signature = "cloudevent", cpu = "2", memory = "4Gi", timeout = "600s"
       concurrency = 1, max_instances = 2, ingress = "INGRESS_TRAFFIC_INTERNAL_ONLY"
@@ -57,7 +62,9 @@ locals {
   # the workbench; every other caller of the api may only read.
   service_env = {
     RETAILOPT_ARTIFACTS_BUCKET = google_storage_bucket.default["artifacts"].name
+    RETAILOPT_DRIVERS          = join(",", sort(var.drivers))
     RETAILOPT_EVENT_BUS        = "pubsub"
+    RETAILOPT_FLEET_ENGINE     = var.fleet_engine
     RETAILOPT_MAX_ATTEMPTS     = tostring(var.max_delivery_attempts - 1)
     RETAILOPT_MAX_BODY_BYTES   = "1000000"
     RETAILOPT_MAX_EVENT_AGE_S  = "86400"

@@ -5,6 +5,7 @@ locals {
   # validation rules on every edge). integer: whole numbers only; mapping: a JSON object whose
   # values all lie within the bounds.
   setting_bounds = {
+    carbon_price_per_kg              = { min = 0, max = 100, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     class_a_stockout_share           = { min = 0.1, max = 1, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     cost_service_level_max           = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }
     cost_service_level_min           = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }

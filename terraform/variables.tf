@@ -72,6 +72,28 @@ variable "deletion_protection" {
   nullable    = false
 }
 
+variable "drivers" {
+  description = "E-mails of the drivers (or the service account of their dispatch app) who may record delivery outcomes through the api (POST /tasks/{id}/outcome); planners may too."
+  type        = list(string)
+  default     = []
+  nullable    = false
+  validation {
+    condition     = alltrue([for d in var.drivers : can(regex("^[^@\\s,]+@[^@\\s,]+$", d))])
+    error_message = "drivers entries must be e-mail addresses."
+  }
+}
+
+variable "fleet_engine" {
+  description = "Where released routes are dispatched: \"cloud\" (Fleet Engine Deliveries of the project, Last Mile Fleet Solution enabled) or \"local\" (the stand-in kept in the warehouse)."
+  type        = string
+  default     = "local"
+  nullable    = false
+  validation {
+    condition     = contains(["local", "cloud"], var.fleet_engine)
+    error_message = "fleet_engine must be local or cloud."
+  }
+}
+
 variable "forecast_engine" {
   description = "Forecasting engine of the services: bigquery_ml (ARIMA_PLUS, or ARIMA_PLUS_XREG where the chain plans promotions, trained weekly in BigQuery) or local (the embedded engine, fitted in every run)."
   type        = string

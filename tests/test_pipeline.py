@@ -11,6 +11,7 @@ import pytest
 from retailopt import pipeline
 from retailopt.cli import main
 from retailopt.config import load_settings
+from retailopt.dispatch import ledger
 from retailopt.ingest import InputError
 from retailopt.sample import generate_sample_chain
 from retailopt.warehouse import open_warehouse
@@ -107,24 +108,47 @@ def test_a_complete_run_is_never_rewritten(completed):
         wh.close()
 
 
-def _running_copy(wh, settings, result) -> str:
+def _running_copy(wh, settings, result, run_date=None) -> str:
     """A new RUNNING run with the complete run's forecast (a complete run is never re-planned)."""
-    run_id = pipeline.start_run(wh, settings, run_date=result.run_date)
+    run_id = pipeline.start_run(wh, settings, run_date=run_date or result.run_date)
     for table in ("forecasts", "demand_windows"):
         rows = pipeline.read_run_rows(wh, table, result.run_id).drop(columns="run_id")
         pipeline.replace_run_rows(wh, table, run_id, rows)
     return run_id
 
 
-def test_fleet_what_if_routes_with_the_chosen_vehicles(completed):
+def test_routes_of_a_day_carry_what_arrives_that_day(completed):
+    """A plan's own orders arrive after the lead time, so its routes do not carry them; once
+    released, the plan of their arrival day routes them (here with a what-if fleet of one vehicle)."""
     settings, result = completed
     wh = open_warehouse(settings)
     try:
-        run_id = _running_copy(wh, settings, result)
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", result.run_id)
+        assert len(orders) and (pd.to_datetime(orders.expected_arrival) > pd.Timestamp(result.run_date)).all()
+        assert pipeline.get_run(wh, result.run_id)["kpis"]["units_arriving_later"] >= int(orders.quantity.sum())
+        stops = pipeline.read_run_rows(wh, "route_stops", result.run_id)
+        assert not set(stops.shipment_id) & set(orders.shipment_id)
+        run = pipeline.get_run(wh, result.run_id)
+        assert ledger.commit_as_planned(wh, run, released_by="test", released_at=pd.Timestamp.now(tz="UTC")) > 0
+        assert ledger.commit_as_planned(wh, run, released_by="test", released_at=pd.Timestamp.now(tz="UTC")) == 0
+        arrival = pd.Timestamp(orders.expected_arrival.min()).date()
+        run_id = _running_copy(wh, settings, result, run_date=arrival)
         fleet = pipeline.read_table(wh, "vehicles")
-        chosen = fleet.vehicle_id.iloc[0]
+        chosen = fleet.sort_values("capacity_units").vehicle_id.iloc[-1]
         pipeline.plan_step(wh, settings.replace(fleet_vehicle_ids=chosen), run_id)
-        assert set(pipeline.read_run_rows(wh, "routes", run_id).vehicle_id) == {chosen}
+        carried = pipeline.read_run_rows(wh, "carried_lines", run_id)
+        due = orders[pd.to_datetime(orders.expected_arrival) == pd.Timestamp(arrival)]
+        assert set(carried.line_id) == set(due.order_id)
+        assert int(carried.quantity.sum()) == int(due.quantity.sum())
+        assert set(carried.source_run_id) == {result.run_id}
+        routes = pipeline.read_run_rows(wh, "routes", run_id)
+        assert set(routes.vehicle_id) == {chosen}
+        routed = set(pipeline.read_run_rows(wh, "route_stops", run_id).shipment_id)
+        assert routed and routed <= set(carried.shipment_id)
+        # The released orders are on order in the new plan's stock position, not ordered again.
+        policy = pipeline.read_run_rows(wh, "inventory_policy", run_id)
+        before = pipeline.read_run_rows(wh, "inventory_policy", result.run_id)
+        assert int(policy.on_order.sum()) == int(before.on_order.sum()) + int(orders.quantity.sum())
         pipeline.fail_run(wh, run_id, "test over")
     finally:
         wh.close()
@@ -154,7 +178,7 @@ def test_failed_run_leaves_no_partial_result(small_chain, tmp_path, monkeypatch)
     def broken(*args, **kwargs):
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(pipeline, "_solve_routes", broken)
+    monkeypatch.setattr(pipeline, "solve_day_routes", broken)
     with pytest.raises(RuntimeError, match="solver exploded"):
         pipeline.run_planning(settings, small_chain)
     wh = open_warehouse(settings)

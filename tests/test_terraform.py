@@ -379,7 +379,7 @@ def test_each_service_has_its_own_identity_and_narrow_invokers(hcl) -> None:
     assert resource(hcl, "google_service_account", "service")["for_each"] == "${local.services}"
     assert run["template"][0]["scaling"][0]["min_instance_count"] == 0
     services = locals_(hcl)["services"]
-    assert set(services) == {"api", "forecast", "import", "plan", "retrain", "training"}
+    assert set(services) == {"api", "dispatch", "forecast", "import", "plan", "retrain", "training"}
     for name, spec in services.items():
         if name != "api":
             assert spec["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY", name
@@ -446,7 +446,10 @@ def test_alerts_watch_the_outcomes_the_services_log(hcl) -> None:
 # forecast and retrain touch no bucket. Every event-driven step writes the dedupe ledger.
 RAW_IMPORT_PERMISSIONS = {"storage.objects.get", "storage.objects.list", "storage.objects.update"}
 EXPECTED_ACCESS = {
-    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["import", "reorders", "retrain"]},
+    "api": {"dataset": "roles/bigquery.dataViewer", "buckets": {}, "publishes": ["dispatch", "import", "reorders",
+                                                                                "retrain"]},
+    # dispatch: reads the released run, writes dispatch_tasks and the dedupe ledger
+    "dispatch": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
     "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
     "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
                "publishes": ["forecast"]},
@@ -473,12 +476,16 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
         ("google_project_iam_member", "route_optimization", "roles/routeoptimization.viewer"),
         ("google_project_iam_member", "training_jobs", "${google_project_iam_custom_role.training_jobs.name}"),
         ("google_bigquery_table_iam_member", "service", "roles/bigquery.dataEditor"),
+        # the api dispatches released routes and closes tasks (var.fleet_engine = "cloud"): no delete
+        ("google_project_iam_member", "fleet_engine", "roles/fleetengine.deliveryTrustedDriver"),
     }
-    # The api reads the dataset and writes five tables only: planners' decisions, release claims and
-    # the released plan's loads and routes.
-    assert locals_(hcl)["table_writes"] == (
-        '${{for t in ["plan_decisions", "processed_events", "released_loads", "released_route_stops", '
-        '"released_routes"] : "api/${t}" => {service = "api", table = t}}}')
+    # The api reads the dataset and writes only: planners' decisions, release claims, the released
+    # plan's loads and routes, the released lines, the dispatched tasks and their outcomes, and the
+    # local Fleet Engine stand-in's state.
+    assert locals_(hcl)["table_writes"] == {
+        f"api/{t}": {"service": "api", "table": t}
+        for t in ("committed_lines", "dispatch_tasks", "fleet_engine_local", "plan_decisions", "processed_events",
+                  "released_loads", "released_route_stops", "released_routes")}
     # The training check reads the retrain service's job states (bigquery.jobs.get), nothing else.
     assert resource(hcl, "google_project_iam_custom_role", "training_jobs")["permissions"] == ["bigquery.jobs.get"]
     assert resource(hcl, "google_project_iam_member", "training_jobs")["member"] == \

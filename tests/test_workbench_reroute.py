@@ -47,8 +47,8 @@ def test_a_plan_is_released_as_planned_only_when_every_line_keeps_its_quantity()
 
 
 def test_plan_rows_become_load_rows():
-    loads = reroute.loads_frame(_orders(), "ORDER")
-    assert loads.columns.tolist() == reroute.LOAD_COLUMNS
+    loads = reroute.loads_frame(_orders(), "ORDER", "r")
+    assert loads.columns.tolist() == reroute.LOAD_COLUMNS and set(loads.source_run_id) == {"r"}
     assert loads.groupby("shipment_id").quantity.sum().to_dict() == {"R-DC01-S1-1": 60, "R-DC01-S1-2": 40,
                                                                       "R-DC01-S2-1": 12}
     assert set(loads.source_id) == {"DC01"} and set(loads.line_type) == {"ORDER"}

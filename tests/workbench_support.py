@@ -18,8 +18,12 @@ from retailopt.services.runtime import Runtime, set_runtime
 from retailopt.services.settings import ServiceSettings
 from retailopt.services.storage import LocalStore
 
-# Cheap, permissive transfers, so that the small chain's plan moves stock between stores.
-PLAN_SETTINGS = {"routing_time_limit_s": 1, "min_transfer_value": 0, "transfer_sender_min_daily_demand": 0}
+# Cheap, permissive transfers, so that the small chain's plan moves stock between stores, delivered
+# the same day: the routes of a plan carry what arrives on its date, here its transfers (its orders
+# arrive after the centre's lead time, on later plans' routes). A load is worth routing whatever a
+# van carrying only these few transfers costs.
+PLAN_SETTINGS = {"routing_time_limit_s": 1, "min_transfer_value": 0, "transfer_sender_min_daily_demand": 0,
+                 "transfer_lead_days": 0, "routing_penalty_factor": 1000}
 
 
 def planned_chain(folder: Path) -> tuple[Path, str]:

@@ -92,14 +92,50 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
           f"({k['positions_at_risk_before']} -> {k['positions_at_risk_after']} positions)")
     print(f"  transfers: {k['transfers']} moving {k['units_moved']} units (value {k['transfer_value']:,.2f}, "
           f"cost {k['transfer_cost']:,.2f}); orders: {k['orders']} for {k['units_ordered']} units")
-    print(f"  routes: {k['vehicles_used']} vehicles, {k['route_km']:,.1f} km, cost {k['route_cost']:,.2f}; "
+    print(f"  routes: {k['vehicles_used']} vehicles, {k['route_km']:,.1f} km, {k.get('route_co2_kg', 0):,.1f} kg CO2e, "
+          f"cost {k['route_cost']:,.2f}; "
           f"{k.get('units_routed', 0)} units on trucks, {k.get('units_unrouted', 0)} waiting for one "
           f"({k.get('shipments_unrouted', 0)} of {k.get('shipments', 0)} loads, value {k.get('value_unrouted', 0):,.2f})")
+    if getattr(args, "release", False):
+        print(f"  {_release(settings, result.run_id)}")
     for line in after(settings, result) if after else []:
         print(f"  {line}")
     print(f"  report: {result.artifacts_dir / 'report.html'}")
     print(f"summary: {result.summary_path}")
     return 0
+
+
+def _release(settings, run_id: str) -> str:
+    """Release the plan without review: every line as planned (no approval step on one machine)."""
+    import getpass
+    from datetime import datetime, timezone
+
+    from retailopt.dispatch import ledger
+    from retailopt.pipeline import get_run
+    from retailopt.warehouse import open_warehouse
+
+    import os
+
+    from retailopt.dispatch import fleet
+
+    wh = open_warehouse(settings)
+    try:
+        run = get_run(wh, run_id)
+        lines = ledger.commit_as_planned(wh, run, released_by=f"cli:{getpass.getuser()}",
+                                         released_at=datetime.now(timezone.utc))
+        if os.environ.get("RETAILOPT_FLEET_ENGINE", "local") == "cloud":
+            from google.maps import fleetengine_delivery_v1 as fe
+
+            client, parent = fe.DeliveryServiceClient(), fleet.provider(settings.project)
+        else:
+            from retailopt.dispatch.local_fleet import local_client
+
+            client, parent = local_client(wh), fleet.provider(None)
+        done = fleet.dispatch_run(wh, client, run, parent=parent, visit_minutes=settings.visit_minutes)
+    finally:
+        wh.close()
+    return (f"released: {lines} lines; dispatched {done.tasks} tasks on {done.vehicles} vehicles "
+            f"({done.units} units delivered today; later lines go on the routes of their delivery days)")
 
 
 def _demo(args: argparse.Namespace, sample_dir: Path) -> int:
@@ -160,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--replace-sales", metavar="FIRST:LAST",
                      help="the files replace every stored sale of these days (YYYY-MM-DD:YYYY-MM-DD); without "
                           "it a sales file only adds or corrects the rows it holds")
+    run.add_argument("--release", action="store_true",
+                     help="release the plan as planned once it is complete (no review step): its lines are "
+                          "committed, routed on their delivery day and counted on order by the next plans")
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
     args = parser.parse_args(argv)

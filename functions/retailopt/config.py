@@ -62,6 +62,8 @@ def _num(value: float) -> str:
 # bounds hold for every value. terraform/settings.tf and the README repeat this table; tests
 # compare them with it.
 SETTING_BOUNDS: dict[str, Bounds] = {
+    # What-if price of a kg of CO2e, added to each vehicle's cost per km (co2_kg_per_km x this).
+    "carbon_price_per_kg": Bounds(0, 100),
     "class_a_stockout_share": Bounds(0.1, 1),
     "cost_service_level_max": Bounds(0.5, 1, max_exclusive=True),
     "cost_service_level_min": Bounds(0.5, 1, max_exclusive=True),
@@ -182,6 +184,9 @@ class Settings:
     routing_max_route_hours: float = 10.0
     # Penalty of skipping a shipment = value x this factor (a shipment not worth its route is skipped).
     routing_penalty_factor: float = 1.0
+    # Price of a kg of CO2e the routes pay (0: emissions are reported, not priced): a vehicle costs
+    # cost_per_km + co2_kg_per_km x this per km, so a what-if can minimise cost plus carbon.
+    carbon_price_per_kg: float = 0.0
     # What-if fleet: route with these vehicles only (comma-separated ids; unset: the whole fleet),
     # and with at most this many of them (the largest capacities first).
     fleet_vehicle_ids: str | None = None

@@ -19,6 +19,8 @@ from retailopt import schema
 INPUT_TABLES = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales", "promotions")
 # Files a folder may leave out without a quarantine row (an absent file means an empty table).
 OPTIONAL_TABLES = ("promotions",)
+# Columns a file may leave out (added empty): columns added after files in use were written.
+OPTIONAL_COLUMNS = {"vehicles": ("co2_kg_per_km",)}
 # Files that must hold at least one valid row for a plan to be possible (routing needs a vehicle).
 REQUIRED_NONEMPTY = ("stores", "distribution_centers", "products", "vehicles", "inventory", "sales")
 
@@ -91,7 +93,7 @@ CONTRACTS: dict[str, Contract] = {
         **_units("case_pack", low=pa.Check.ge(1, error="must be >= 1")),
     }),
     "vehicles": Contract("vehicles", ("vehicle_id",), {
-        **_non_negative("capacity_kg", "cost_per_km", "cost_per_hour", "fixed_cost"),
+        **_non_negative("capacity_kg", "cost_per_km", "cost_per_hour", "fixed_cost", "co2_kg_per_km"),
         **_units("capacity_units", low=pa.Check.gt(0, error="must be > 0")),
     }, references={"depot_id": ("distribution_centers", "stores")}, time_order=(("shift_start", "shift_end"),)),
     "inventory": Contract("inventory", ("store_id", "product_id"),

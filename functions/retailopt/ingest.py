@@ -28,7 +28,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from retailopt import schema
-from retailopt.contracts import CONTRACTS, INPUT_TABLES, OPTIONAL_TABLES, REQUIRED_NONEMPTY, pandera_schema
+from retailopt.contracts import (CONTRACTS, INPUT_TABLES, OPTIONAL_COLUMNS, OPTIONAL_TABLES, REQUIRED_NONEMPTY,
+                                 pandera_schema)
 
 log = logging.getLogger(__name__)
 
@@ -522,6 +523,10 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
             if len(paths) > 1:
                 raise FileProblem(f"both {' and '.join(sorted(p.name for p in paths))} present: keep one")
             raw = read_raw(path)
+            for column in OPTIONAL_COLUMNS.get(table, ()):
+                if column not in raw.header:  # left out: every row's value is empty
+                    raw.frame[column] = None
+                    raw.header.append(column)
             problem = _header_problem(raw.header, expected)
         except FileProblem as exc:
             problem = str(exc)

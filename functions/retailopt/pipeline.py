@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 DIMENSION_TABLES = ("stores", "distribution_centers", "products", "vehicles", "promotions")
 # Tables a run writes besides `runs`; quarantine stays after a failure because it explains it.
 RESULT_TABLES = ("forecasts", "forecast_components", "demand_windows", "sales_anomalies", "inventory_policy",
-                 "plan_exceptions", "transfers", "replenishment_orders", "routes", "route_stops",
+                 "plan_exceptions", "transfers", "replenishment_orders", "carried_lines", "routes", "route_stops",
                  "plan_worklist", "plan_lines", "plan_overview")
 
 
@@ -560,7 +560,7 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
 # ---------------------------------------------------------------- plan
 
 
-def _solve_routes(request, settings: Settings):
+def solve_day_routes(request, settings: Settings):
     """The response and the problems solved (local engine: one per depot or sector, `routing/parts.py`)."""
     from retailopt.routing.engine import solve_routes_by_problem
 
@@ -579,20 +579,86 @@ def _note_exceptions(policy: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     return policy.assign(exception=merged.where(merged != "", None))
 
 
+_CARRIED_COLUMNS = ["source_run_id", "line_type", "line_id", "product_id", "origin_id", "destination_id", "quantity",
+                    "value", "expected_arrival", "shipment_id"]
+_CARRIED_AS = {
+    "TRANSFER": {"line_id": "transfer_id", "origin_id": "from_store_id", "destination_id": "to_store_id"},
+    "ORDER": {"line_id": "order_id", "origin_id": "dc_id", "destination_id": "store_id", "value": "order_value"},
+}
+
+
+def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFrame, run_date: date,
+                       fleet: pd.DataFrame, products: pd.DataFrame):
+    """Pack the vehicle loads of the run date: the run's own lines arriving that day and the released
+    lines of earlier runs due by then (`carried`) travel together; the run's lines arriving later
+    are packed apart (their loads are routed by the plan of their day). Returns the transfers,
+    orders and carried lines with `shipment_id`, and the day's transfer and order frames for the
+    request."""
+    from retailopt.routing.loads import assign_shipments
+
+    day = pd.Timestamp(run_date)
+
+    def split(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if frame is None or frame.empty:
+            return frame, frame
+        due = pd.to_datetime(frame["expected_arrival"]).fillna(day) <= day
+        return frame[due].reset_index(drop=True), frame[~due].reset_index(drop=True)
+
+    t_today, t_later = split(transfers)
+    o_today, o_later = split(orders)
+    pack = products.drop_duplicates("product_id", keep="last").set_index(
+        products.drop_duplicates("product_id", keep="last")["product_id"].astype(str))["case_pack"]
+    extra = {}
+    for kind, names in _CARRIED_AS.items():
+        part = carried[carried.line_type == kind].rename(columns=names) if len(carried) else carried.iloc[:0]
+        if kind == "ORDER" and len(part):
+            case = pd.to_numeric(part["product_id"].astype(str).map(pack), errors="coerce").fillna(1).clip(lower=1)
+            whole = (part["quantity"] % case) == 0
+            part = part.assign(cases=(part["quantity"] // case).where(whole, part["quantity"]).astype("int64"))
+        extra[kind] = part
+    def together(own: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
+        parts = [f for f in (own.assign(_own=True), other.assign(_own=False)) if len(f)]
+        return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts \
+            else own.assign(_own=True)
+
+    t_all = together(t_today, extra["TRANSFER"])
+    o_all = together(o_today, extra["ORDER"])
+    t_all, o_all = assign_shipments(t_all, o_all, fleet, products)
+    t_later, o_later = assign_shipments(t_later, o_later, fleet, products)
+    def own(frame: pd.DataFrame, later: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+        parts = [f[columns] for f in (frame[frame["_own"].astype(bool)] if len(frame) else frame, later) if len(f)]
+        return pd.concat(parts, ignore_index=True) if parts else later[columns]
+
+    own_t = own(t_all, t_later, list(t_later.columns))
+    own_o = own(o_all, o_later, list(o_later.columns))
+    carried_out = []
+    for kind, frame in (("TRANSFER", t_all), ("ORDER", o_all)):
+        part = frame[~frame["_own"].astype(bool)] if len(frame) else frame
+        if len(part):
+            back = {v: k for k, v in _CARRIED_AS[kind].items()}
+            carried_out.append(part.rename(columns=back).assign(line_type=kind)[_CARRIED_COLUMNS])
+    carried_rows = pd.concat(carried_out, ignore_index=True) if carried_out \
+        else carried.assign(shipment_id=None)[_CARRIED_COLUMNS]
+    return (own_t, own_o, carried_rows, t_all.drop(columns="_own", errors="ignore"),
+            o_all.drop(columns="_own", errors="ignore"))
+
+
 @_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
     from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
+    from retailopt.dispatch.ledger import carried_lines, failed_delivery_exceptions, stock_position
+    from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
-    from retailopt.routing.loads import assign_shipments
     from retailopt.routing.tables import locations_frame
     from retailopt.routing.unrouted import unrouted_exceptions
 
     run_date = _require_run(wh, run_id)["run_date"]
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
     products, vehicles = read_table(wh, "products"), read_table(wh, "vehicles")
-    inventory = query_file(wh, "latest_inventory")
+    # The latest snapshot with the released lines since then: on order, in transit, delivered.
+    inventory = stock_position(wh, run_date)
     daily = read_run_rows(wh, "forecasts", run_id)
     protection = read_run_rows(wh, "demand_windows", run_id)
     if protection.empty:
@@ -609,18 +675,25 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                                inventory=inventory)
     orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
                                     run_date=run_date, inventory=inventory, return_exceptions=True)
-    if len(room_cuts):
-        exceptions = pd.concat([exceptions, room_cuts], ignore_index=True)
-        policy = _note_exceptions(policy, room_cuts)
+    failed = failed_delivery_exceptions(wh, run_date)
+    noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
+        if len(room_cuts) or len(failed) else room_cuts
+    if len(noted):
+        exceptions = pd.concat([exceptions, noted], ignore_index=True)
+        policy = _note_exceptions(policy, noted)
     policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
+    # The routes of the run date carry what arrives that day: the run's own lines due today and the
+    # released lines of earlier runs due by today.
     fleet = select_fleet(vehicles, settings)
-    transfers, orders = assign_shipments(transfers, orders, fleet, products)
+    carried = carried_lines(wh, run_date)
+    transfers, orders, carried, day_transfers, day_orders = day_loads(
+        transfers, orders, carried, run_date, fleet, products)
     timings["rebalancing"] = time.perf_counter() - started
     started = time.perf_counter()
-    request = build_request(transfers, orders, stores, dcs, fleet, products,
+    request = build_request(day_transfers, day_orders, stores, dcs, fleet, products,
                             run_date=run_date, settings=settings)
-    solved = _solve_routes(request, settings)
+    solved = solve_day_routes(request, settings)
     response = solved.response
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
@@ -629,6 +702,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     if len(unrouted):
         exceptions = pd.concat([exceptions, unrouted], ignore_index=True)
         policy = _note_exceptions(policy, unrouted.drop_duplicates(["store_id", "product_id"]))
+    routes = with_emissions(routes, fleet, settings.carbon_price_per_kg)
     timings["routing"] = time.perf_counter() - started
     timings["routing_solve"] = sum(p.solve_s for p in solved.problems)
     problems = [p.as_dict() for p in solved.problems]
@@ -644,12 +718,14 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
         replace_run_rows(wh, "plan_exceptions", run_id, exceptions, run_date)
         replace_run_rows(wh, "transfers", run_id, transfers, run_date)
         replace_run_rows(wh, "replenishment_orders", run_id, orders, run_date)
+        replace_run_rows(wh, "carried_lines", run_id, carried, run_date)
         replace_run_rows(wh, "routes", run_id, routes, run_date)
         replace_run_rows(wh, "route_stops", run_id, stops, run_date)
     skipped = len(response.skipped_shipments)
     return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
-            "orders": int(len(orders)), "routes": int(len(routes)), "skipped_shipments": int(skipped),
-            "routing_problems": problems, "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
+            "orders": int(len(orders)), "carried_lines": int(len(carried)), "routes": int(len(routes)),
+            "skipped_shipments": int(skipped), "routing_problems": problems,
+            "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
 
 
 # ---------------------------------------------------------------- publish
@@ -662,11 +738,21 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
     routes = read_run_rows(wh, "routes", run_id)
     stops = read_run_rows(wh, "route_stops", run_id)
     quarantine = read_run_rows(wh, "quarantine", run_id)
+    carried = read_run_rows(wh, "carried_lines", run_id)
+
+    def due(frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows the run date's routes should carry (later ones are routed on their own day)."""
+        if frame.empty:
+            return frame
+        arrival = pd.to_datetime(frame["expected_arrival"])
+        return frame[arrival.isna() | (arrival <= pd.to_datetime(frame["run_date"]))]
+
     # A line larger than a truck is one row per vehicle load (same id): count lines, sum rows.
-    planned_units = (int(transfers.quantity.sum()) if len(transfers) else 0) + (
-        int(orders.quantity.sum()) if len(orders) else 0)
+    day_lines = [f for f in (due(transfers), due(orders), carried) if len(f)]
+    planned_units = sum(int(f.quantity.sum()) for f in day_lines)
+    later_units = sum(int(f.quantity.sum()) - int(due(f).quantity.sum()) for f in (transfers, orders) if len(f))
     routed_units = int(routes.units_carried.sum()) if len(routes) else 0
-    shipments = {str(s) for frame in (transfers, orders) if len(frame) for s in frame.shipment_id.dropna()}
+    shipments = {str(s) for frame in day_lines for s in frame.shipment_id.dropna()}
     routed_shipments = {str(s) for s in stops.shipment_id} if len(stops) else set()
 
     def unrouted(frame: pd.DataFrame, column: str) -> float:
@@ -696,13 +782,18 @@ def compute_kpis(wh: Warehouse, run_id: str) -> dict[str, Any]:
         "vehicles_used": int(routes.vehicle_id.nunique()) if len(routes) else 0,
         "route_km": round(float(routes.distance_km.sum()), 1) if len(routes) else 0.0,
         "route_cost": round(float(routes.cost.sum()), 2) if len(routes) else 0.0,
+        "route_co2_kg": round(float(routes.co2_kg.fillna(0).sum()), 1) if len(routes) else 0.0,
+        "carbon_cost": round(float(routes.carbon_cost.fillna(0).sum()), 2) if len(routes) else 0.0,
         "shipments": len(shipments),
         "shipments_unrouted": len(shipments - routed_shipments),
         "units_routed": routed_units,
         "units_unrouted": planned_units - routed_units,
         # What the loads on no route are worth: transfer value plus order value (plan_exceptions
         # UNROUTED_LOAD names each line).
-        "value_unrouted": round(unrouted(transfers, "value") + unrouted(orders, "order_value"), 2),
+        "value_unrouted": round(unrouted(due(transfers), "value") + unrouted(due(orders), "order_value")
+                                + unrouted(carried, "value"), 2),
+        "units_carried_in": int(carried.quantity.sum()) if len(carried) else 0,
+        "units_arriving_later": later_units,
         "quarantined_rows": int(quarantine.row_number.notna().sum()) if len(quarantine) else 0,
     }
 

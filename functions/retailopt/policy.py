@@ -52,9 +52,12 @@ ACTIONS = {
     # cases than the position needs to reach its reorder point.
     "SHELF_ROOM_AT_DELIVERY": "ordered only the whole cases that fit on the shelf on the delivery day; the "
                               "position stays below its reorder point until the shelf has room",
+    # Written by the plan step (retailopt.dispatch.ledger): a released line's delivery closed short.
+    "DELIVERY_FAILED": "the undelivered units are counted back at the sender (the distribution centre for an "
+                       "order); this plan covers the receiver's need again from its stock",
 }
 # Codes that still let a position send and receive transfers (informational only).
-TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET"})
+TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET", "DELIVERY_FAILED"})
 # Codes after which a distribution-centre order must not be placed.
 NO_ORDER_CODES = frozenset({"CAPACITY_BELOW_STOCK", "MISSING_COST", "UNKNOWN_PRODUCT", "NO_FORECAST"})
 _CODE_RE = re.compile(r"(?:^|; )([A-Z_]+):")

@@ -34,7 +34,7 @@ from retailopt.geo import distance_matrix_km
 from retailopt.policy import NO_ORDER_CODES, exception_codes, transfer_blocked
 
 TRANSFER_COLUMNS = ["run_date", "transfer_id", "product_id", "from_store_id", "to_store_id", "quantity",
-                    "value", "cost", "distance_km"]
+                    "value", "cost", "distance_km", "expected_arrival"]
 ORDER_COLUMNS = ["run_date", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases",
                  "order_value", "expected_arrival"]
 # Costs go to the solver as integers in 1/COST_SCALE currency units.
@@ -520,6 +520,8 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         "value": values[moved],
         "cost": flow[moved] * problem.pair_cost[moved],
         "distance_km": km[moved],
+        # Delivered (routed) on the day it arrives: run date + transfer_lead_days.
+        "expected_arrival": pd.Timestamp(delivery_day(run_date, settings.transfer_lead_days)),
     })
     out = out.sort_values(["from_store_id", "to_store_id", "product_id"], kind="mergesort").reset_index(drop=True)
     out.insert(1, "transfer_id", [f"T{run_date:%Y%m%d}-{i + 1:06d}" for i in range(len(out))])
@@ -815,6 +817,12 @@ def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, mi
     return small | weak
 
 
+def delivery_day(run_date: date, lead_days: float) -> date:
+    """The day a line planned on `run_date` arrives: it is routed and delivered that day (the
+    routes of a day carry what arrives that day), and the replay counts it on the shelf from then."""
+    return run_date + timedelta(days=int(lead_days))
+
+
 def _empty(columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
@@ -946,7 +954,7 @@ def plan_orders(policy: pd.DataFrame, transfers: pd.DataFrame, products: pd.Data
         "quantity": qty,
         "cases": cases[sel],
         "order_value": qty * unit_cost[sel],
-        "expected_arrival": [pd.Timestamp(run_date + timedelta(days=int(d))) for d in lead],
+        "expected_arrival": [pd.Timestamp(delivery_day(run_date, d)) for d in lead],
     })
     out = out.sort_values(["dc_id", "store_id", "product_id"], kind="mergesort").reset_index(drop=True)
     out.insert(1, "order_id", [f"O{run_date:%Y%m%d}-{i + 1:06d}" for i in range(len(out))])

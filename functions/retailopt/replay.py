@@ -197,6 +197,8 @@ class _Decision:
     cost: float = 0.0
     trips: int = 0
     each_cost: np.ndarray | None = None  # cost of each transfer (sums to cost)
+    # Days until each transfer arrives (the plan's expected_arrival); None: transfer_lead_days.
+    arrive_in: np.ndarray | None = None
 
 
 @dataclass
@@ -273,10 +275,12 @@ def _simulate(world: _World, decide, demand: np.ndarray | None = None, on_hand0:
                     raise AssertionError("a transfer shipped more than the sender had")
                 np.add.at(moved_out, plan.src, plan.qty)
                 np.add.at(moved_in, plan.dst, plan.qty)
-                if s.transfer_lead_days == 0:
-                    np.add.at(on_hand, plan.dst, plan.qty)
-                else:
-                    np.add.at(moved_in_at[t + s.transfer_lead_days], plan.dst, plan.qty)
+                # Received on the day the plan delivers them (rebalance.delivery_day), as the routes do.
+                days = plan.arrive_in if plan.arrive_in is not None else \
+                    np.full(len(plan.qty), s.transfer_lead_days, dtype=np.int64)
+                now = days <= 0
+                np.add.at(on_hand, plan.dst[now], plan.qty[now])
+                np.add.at(moved_in_at, (t + days[~now], plan.dst[~now]), plan.qty[~now])
                 day["units_moved"][t] = float(plan.qty.sum())
                 day["transfers"][t] = len(plan.qty)
                 day["trips"][t] = plan.trips
@@ -367,6 +371,8 @@ def _policy_rule(world: _World, chain: Chain, forecasts: dict, rebalance: bool, 
             out.src = _index_of(world.keys, tr["from_store_id"], tr["product_id"]).astype(np.int64)
             out.dst = _index_of(world.keys, tr["to_store_id"], tr["product_id"]).astype(np.int64)
             out.qty = tr["quantity"].to_numpy(dtype=np.int64)
+            out.arrive_in = (pd.to_datetime(tr["expected_arrival"]) - pd.Timestamp(day)).dt.days.to_numpy(
+                dtype=np.int64)
             out.each_cost = tr["cost"].to_numpy(dtype=float)
             out.cost = float(out.each_cost.sum())
             out.trips = int(tr[["from_store_id", "to_store_id"]].drop_duplicates().shape[0])

@@ -16,7 +16,7 @@ WITH routed AS (
 ),
 moves AS (
   SELECT transfer_id AS line_id, product_id, from_store_id AS source_id, to_store_id AS store_id, quantity,
-    CAST(NULL AS INT64) AS cases, value, cost, distance_km, CAST(NULL AS DATE) AS expected_arrival, shipment_id
+    CAST(NULL AS INT64) AS cases, value, cost, distance_km, expected_arrival, shipment_id
   FROM `{dataset}.transfers`
   WHERE run_id = @run_id AND @line_type = 'TRANSFER'
   UNION ALL
@@ -38,7 +38,8 @@ lines AS (
     MAX(m.distance_km) AS distance_km,
     MIN(m.expected_arrival) AS expected_arrival,
     COUNT(*) AS loads,
-    COUNTIF(g.shipment_id IS NULL) AS unrouted_loads
+    -- A load arriving on a later day is routed by that day's plan: not unrouted here.
+    COUNTIF(g.shipment_id IS NULL AND COALESCE(m.expected_arrival, @run_date) <= @run_date) AS unrouted_loads
   FROM moves AS m
   LEFT JOIN routed AS g ON g.shipment_id = m.shipment_id
   GROUP BY m.line_id

@@ -4,8 +4,8 @@
 -- stores at a time: the stores from parameter store_from to store_to (ids, inclusive).
 -- reason_code, first that applies:
 --   a plan_exceptions code of the position (its reason and action in exception_reasons)
---   UNROUTED_LOAD: units planned to arrive on a vehicle load no route carries (vehicle capacity
---     or shift length); the status after the plan counts them as arrived
+--   UNROUTED_LOAD: units planned to arrive on the run date on a vehicle load no route carries
+--     (vehicle capacity or shift length); the status after the plan counts them as arrived
 --   at risk after the plan:
 --     SHELF_ROOM: the shelf (inventory.max_capacity) holds less than the reorder point
 --     CASE_PACK: one case of the product does not fit the shelf room left after the plan
@@ -32,9 +32,11 @@ WITH run AS (
   FROM `{dataset}.runs`
   WHERE run_id = @run_id
 ),
+-- inbound: units the run's routes should carry today (lines arriving on a later day are routed
+-- that day, by that day's plan, so they are not unrouted here).
 moves AS (
   SELECT to_store_id AS store_id, product_id, quantity AS units_in, 0 AS units_out, 0 AS units_ordered,
-    shipment_id, TRUE AS inbound
+    shipment_id, COALESCE(expected_arrival, run_date) <= run_date AS inbound
   FROM `{dataset}.transfers`
   WHERE run_id = @run_id
     AND to_store_id BETWEEN @store_from AND @store_to
@@ -44,7 +46,7 @@ moves AS (
   WHERE run_id = @run_id
     AND from_store_id BETWEEN @store_from AND @store_to
   UNION ALL
-  SELECT store_id, product_id, 0, 0, quantity, shipment_id, TRUE
+  SELECT store_id, product_id, 0, 0, quantity, shipment_id, expected_arrival <= run_date
   FROM `{dataset}.replenishment_orders`
   WHERE run_id = @run_id
     AND store_id BETWEEN @store_from AND @store_to

@@ -12,7 +12,9 @@ CREATE TABLE IF NOT EXISTS `{dataset}.released_routes` (
   duration_minutes FLOAT64 NOT NULL,
   stop_count INT64 NOT NULL,
   units_carried INT64 NOT NULL,
-  cost FLOAT64 NOT NULL
+  cost FLOAT64 NOT NULL OPTIONS(description = 'Route cost as solved: fixed, per km, per hour, and carbon_cost when carbon_price_per_kg is set'),
+  co2_kg FLOAT64 OPTIONS(description = 'kg CO2e: distance_km x co2_kg_per_km of the vehicle'),
+  carbon_cost FLOAT64 OPTIONS(description = 'co2_kg x carbon_price_per_kg of the run (part of cost)')
 )
 PARTITION BY run_date
 CLUSTER BY vehicle_id

@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS `{dataset}.transfers` (
   value FLOAT64 NOT NULL OPTIONS(description = 'Expected gain: lost sales avoided at the receiver less those caused at the sender'),
   cost FLOAT64 NOT NULL OPTIONS(description = 'Handling and transport cost'),
   distance_km FLOAT64 NOT NULL,
+  expected_arrival DATE OPTIONS(description = 'Delivery day: run date + transfer_lead_days; the routes of that day carry it'),
   shipment_id STRING OPTIONS(description = 'Vehicle load (route shipment <consignment>-<k>) that carries this row; a line larger than a vehicle is one row per load with the same transfer_id')
 )
 PARTITION BY run_date

@@ -7,6 +7,7 @@ CREATE TABLE IF NOT EXISTS `{dataset}.vehicles` (
   cost_per_km FLOAT64 NOT NULL,
   cost_per_hour FLOAT64 NOT NULL,
   fixed_cost FLOAT64 NOT NULL,
+  co2_kg_per_km FLOAT64 OPTIONS(description = 'kg CO2e per km driven; optional column, empty: retailopt.routing.emissions.DEFAULT_CO2_KG_PER_KM (UK DESNZ/DEFRA HGV diesel factor)'),
   shift_start TIME NOT NULL,
   shift_end TIME NOT NULL
 )

@@ -13,7 +13,7 @@
 --   duration_s: finished_at - started_at in seconds (NULL while running)
 --   positions, positions_at_risk_before, positions_at_risk_after, expected_lost_units (if nothing
 --     is done), transfers (lines), units_moved, transfer_value (expected gain), transfer_cost,
---     orders (lines), units_ordered, order_value (cost), vehicles_used, route_km, route_cost,
+--     orders (lines), units_ordered, order_value (cost), vehicles_used, route_km, route_cost, route_co2_kg (kg CO2e),
 --     shipments_unrouted (vehicle loads no route carries), quarantined_rows: from kpis
 --   chain_id, forecast_engine, routing_engine, horizon_days, service_level, fleet_max_vehicles
 --     (NULL: the whole fleet): settings, from parameters
@@ -51,6 +51,7 @@ SELECT
   SAFE_CAST(JSON_VALUE(r.kpis, '$.vehicles_used') AS INT64) AS vehicles_used,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.route_km') AS FLOAT64) AS route_km,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.route_cost') AS FLOAT64) AS route_cost,
+  SAFE_CAST(JSON_VALUE(r.kpis, '$.route_co2_kg') AS FLOAT64) AS route_co2_kg,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.shipments_unrouted') AS INT64) AS shipments_unrouted,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.quarantined_rows') AS INT64) AS quarantined_rows,
   JSON_VALUE(r.parameters, '$.chain_id') AS chain_id,

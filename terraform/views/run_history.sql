@@ -35,6 +35,7 @@ SELECT
   SAFE_CAST(JSON_VALUE(r.kpis, '$.vehicles_used') AS INT64) AS vehicles_used,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.route_km') AS FLOAT64) AS route_km,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.route_cost') AS FLOAT64) AS route_cost,
+  SAFE_CAST(JSON_VALUE(r.kpis, '$.route_co2_kg') AS FLOAT64) AS route_co2_kg,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.shipments_unrouted') AS INT64) AS shipments_unrouted,
   SAFE_CAST(JSON_VALUE(r.kpis, '$.quarantined_rows') AS INT64) AS quarantined_rows,
   JSON_VALUE(r.parameters, '$.chain_id') AS chain_id,

@@ -195,6 +195,10 @@ def _vehicle(row: dict, places: dict[str, dict], run_date: date, tz: ZoneInfo,
     shift = _window(run_date, tz, _as_time(row["shift_start"], "vehicles", row, "shift_start"),
                     _as_time(row["shift_end"], "vehicles", row, "shift_end"))
     limits = {UNITS: ro.Vehicle.LoadLimit(max_load=int(row["capacity_units"]))}
+    from retailopt.routing.emissions import co2_kg_per_km  # a leaf module: no import circle
+
+    # A carbon price (what-if) makes every km cost its emissions too.
+    per_km = float(row["cost_per_km"]) + settings.carbon_price_per_kg * co2_kg_per_km(row.get("co2_kg_per_km"))
     capacity_kg = row.get("capacity_kg")
     if not is_missing(capacity_kg):
         limits[WEIGHT] = ro.Vehicle.LoadLimit(max_load=int(math.floor(float(capacity_kg))))
@@ -204,7 +208,7 @@ def _vehicle(row: dict, places: dict[str, dict], run_date: date, tz: ZoneInfo,
         start_location=_latlng(depot), end_location=_latlng(depot),
         start_time_windows=[shift], end_time_windows=[shift],
         load_limits=limits,
-        cost_per_kilometer=float(row["cost_per_km"]),
+        cost_per_kilometer=per_km,
         cost_per_hour=float(row["cost_per_hour"]),
         fixed_cost=float(row["fixed_cost"]),
         route_duration_limit=ro.Vehicle.DurationLimit(

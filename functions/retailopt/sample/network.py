@@ -89,6 +89,8 @@ def make_vehicles(rng: np.random.Generator, stores: pd.DataFrame, dc_id: str,
         "cost_per_km": np.round(rng.uniform(0.55, 0.90, n), 2),
         "cost_per_hour": np.round(rng.uniform(30.0, 40.0, n), 2),
         "fixed_cost": np.round(rng.uniform(60.0, 120.0, n), 0),
+        # Left empty: the cited default factor (retailopt.routing.emissions) stands for every vehicle.
+        "co2_kg_per_km": pd.Series([None] * n, dtype="float64"),
         "shift_start": ["06:00:00"] * n,
         "shift_end": ["16:00:00"] * n,
     })

@@ -50,6 +50,9 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (r"/retrain", {"POST": "retrain"}),
         (rf"/runs/(?P<run_id>{_RUN_ID})/decisions", {"GET": "list_decisions", "POST": "post_decisions"}),
         (rf"/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "post_release"}),
+        (rf"/runs/(?P<run_id>{_RUN_ID})/dispatch", {"POST": "post_dispatch"}),
+        (rf"/runs/(?P<run_id>{_RUN_ID})/tasks", {"GET": "list_tasks"}),
+        (r"/tasks/(?P<task_id>[A-Za-z0-9_.-]{1,64})/outcome", {"POST": "post_task_outcome"}),
         # The workbench (retailopt.workbench): HTML pages and their forms, its files, the API page.
         (r"", {"GET": "wb_runs"}),
         (r"/docs", {"GET": "wb_docs"}),
@@ -63,6 +66,7 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = tuple(
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/routes\.json", {"GET": "wb_routes_data"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/(?P<kind>transfers|orders)", {"GET": "wb_lines", "POST": "wb_decide"}),
         (rf"/ui/runs/(?P<run_id>{_RUN_ID})/release", {"POST": "wb_release"}),
+        (rf"/ui/runs/(?P<run_id>{_RUN_ID})/tasks", {"GET": "wb_tasks", "POST": "wb_task_outcome"}),
     ))
 
 _RESULT_SQL = {
@@ -307,6 +311,27 @@ class Api:
         if not blocking:
             raise _WouldBlock
         return pages.post_release(self, call, run_id, _caller)
+
+    def post_dispatch(self, call: HttpCall, blocking: bool, run_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.post_dispatch(self, call, run_id, _caller)
+
+    def list_tasks(self, call: HttpCall, blocking: bool, run_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.list_tasks(self, call, run_id, _caller)
+
+    def post_task_outcome(self, call: HttpCall, blocking: bool, task_id: str, _caller: str | None = None) -> Reply:
+        from retailopt.workbench import pages
+
+        if not blocking:
+            raise _WouldBlock
+        return pages.post_task_outcome(self, call, self._body(call, "TaskOutcome"), task_id, _caller)
 
     def wb_static(self, call: HttpCall, blocking: bool, name: str, _caller: str | None = None) -> Reply:
         from retailopt.workbench import web

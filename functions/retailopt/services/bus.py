@@ -28,6 +28,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "forecast": ("forecast",),
     "plan": ("plan",),
     "retrain": ("retrain",),
+    "dispatch": ("dispatch",),
 }
 
 Deliver = Callable[[str, Mapping[str, str], bytes], int]

@@ -93,6 +93,7 @@ import_files = _event("import", _import_dispatch)
 forecast = _event("forecast", _pubsub(handlers.forecast))
 plan = _event("plan", _pubsub(handlers.plan))
 retrain = _event("retrain", _pubsub(handlers.retrain))
+dispatch = _event("dispatch", _pubsub(handlers.dispatch))
 
 
 def check_trainings(request: flask.Request) -> flask.Response:

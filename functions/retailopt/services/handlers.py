@@ -33,7 +33,7 @@ WHAT_IF_FIELDS = frozenset({
     "service_level_by_category", "holding_cost_rate", "overstock_cover_days", "handling_cost_per_unit",
     "transport_cost_per_unit_km", "max_transfer_km", "min_transfer_units", "min_transfer_value",
     "routing_time_limit_s", "speed_kmh", "visit_minutes", "routing_max_route_hours", "fleet_vehicle_ids",
-    "fleet_max_vehicles", "seed",
+    "fleet_max_vehicles", "carbon_price_per_kg", "seed",
 })
 # <chain>/<YYYY-MM-DD>/_READY in the raw bucket starts a run on the files beside it.
 _DROP_RE = re.compile(r"^(?:(?P<root>[A-Za-z0-9_.=-]+(?:/[A-Za-z0-9_.=-]+)*)/)?(?P<chain>[A-Za-z0-9_-]{1,64})/"
@@ -317,6 +317,27 @@ def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers:
         return []
 
     return _typed(runtime, "retrain", message, info, headers, work)
+
+
+def dispatch(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:
+    """A released run's routes to Fleet Engine (retailopt.dispatch.fleet): vehicles created once,
+    tasks with ids derived from run, route and stop, so a redelivered release event creates nothing
+    twice; the tasks are recorded in dispatch_tasks. Fleet Engine errors are retried by Pub/Sub."""
+    def work(entry: StepLog) -> Next:
+        from retailopt.dispatch import fleet
+
+        run = _known_run(runtime, message["run_id"])
+        try:
+            done = fleet.dispatch_run(runtime.warehouse, runtime.fleet(), run, parent=runtime.fleet_parent(),
+                                      visit_minutes=runtime.settings.visit_minutes)
+        except fleet.DispatchError as exc:  # not complete or not released: no retry can help
+            raise PermanentError(exc.message) from exc
+        entry.counts.update(vehicles=done.vehicles, tasks=done.tasks, created=done.created, units=done.units,
+                            already=done.already)
+        return []
+
+    # The run is COMPLETE: a rejection must not touch it (_reject fails only RUNNING runs).
+    return handle(runtime, "dispatch", message, info, headers, work)
 
 
 def check_trainings(runtime: Runtime, headers: Mapping[str, str] | None = None) -> dict[str, Any]:

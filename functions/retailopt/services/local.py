@@ -26,7 +26,7 @@ from retailopt.services.runtime import Runtime, set_runtime
 from retailopt.services.settings import ServiceSettings
 from retailopt.services.storage import LocalStore
 
-EVENT_TARGETS = ("import_files", "forecast", "plan", "retrain")
+EVENT_TARGETS = ("import_files", "forecast", "plan", "retrain", "dispatch")
 
 
 def main_source() -> Path:

@@ -22,7 +22,7 @@ import jsonschema
 SCHEMA_VERSIONS = (1,)
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 STORAGE_FINALIZED_TYPE = "google.cloud.storage.object.v1.finalized"
-KINDS = ("start", "forecast", "plan", "retrain", "published", "reorder", "transfer")
+KINDS = ("start", "forecast", "plan", "retrain", "published", "reorder", "transfer", "dispatch")
 
 
 class PermanentError(Exception):

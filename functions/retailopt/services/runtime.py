@@ -39,6 +39,27 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.ledger = Ledger(self.warehouse)
+        self._fleet: Any = None
+
+    def fleet(self) -> Any:
+        """The Fleet Engine Deliveries client: the service itself (`fleet_engine = "cloud"`, the
+        project's Application Default Credentials) or the warehouse-backed stand-in; the dispatch
+        code calls both the same way."""
+        if self._fleet is None:
+            if self.service.fleet_engine == "cloud":
+                from google.maps import fleetengine_delivery_v1 as fe
+
+                self._fleet = fe.DeliveryServiceClient()
+            else:
+                from retailopt.dispatch.local_fleet import local_client
+
+                self._fleet = local_client(self.warehouse)
+        return self._fleet
+
+    def fleet_parent(self) -> str:
+        from retailopt.dispatch.fleet import provider
+
+        return provider(self.settings.project if self.service.fleet_engine == "cloud" else None)
 
 
 _lock = threading.Lock()

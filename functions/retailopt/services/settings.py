@@ -20,7 +20,9 @@ SERVICE_ENV_VARS: list[str] = [
     "RETAILOPT_ARTIFACTS_BUCKET",
     "RETAILOPT_AUTH_AUDIENCE",
     "RETAILOPT_AUTH_RUN_SERVICE",
+    "RETAILOPT_DRIVERS",
     "RETAILOPT_EVENT_BUS",
+    "RETAILOPT_FLEET_ENGINE",
     "RETAILOPT_MAX_ATTEMPTS",
     "RETAILOPT_MAX_BODY_BYTES",
     "RETAILOPT_MAX_EVENT_AGE_S",
@@ -32,7 +34,7 @@ SERVICE_ENV_VARS: list[str] = [
 
 # Topics are `<prefix>-<name>`. `import` carries start messages (POST /runs, Cloud Scheduler) to
 # the import service, which also receives the raw bucket's object-finalized events.
-TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders")
+TOPIC_NAMES: tuple[str, ...] = ("import", "forecast", "plan", "retrain", "published", "reorders", "dispatch")
 
 # 7 days: a Pub/Sub subscription keeps no message longer. max_attempts: Pub/Sub delivers 5..100 times; 1 would give
 # up on the first delivery, before the step ever ran.
@@ -70,6 +72,11 @@ class ServiceSettings:
     # edit and release; everyone else the API lets in may only read. Empty: in open local mode
     # (no token check) the local user is a planner, with a token check nobody is.
     planners: tuple[str, ...] = ()
+    # Identities that may record delivery outcomes (drivers, their dispatcher app); planners may too.
+    drivers: tuple[str, ...] = ()
+    # Where released routes are dispatched: "cloud" (Fleet Engine of the project) or "local" (the
+    # stand-in in the warehouse, retailopt.dispatch.local_fleet).
+    fleet_engine: str = "local"
 
     def __post_init__(self) -> None:
         for name in ("raw_bucket", "artifacts_bucket"):
@@ -86,6 +93,11 @@ class ServiceSettings:
         for planner in self.planners:
             if not _SA_RE.match(planner):
                 raise ConfigError(f"invalid setting planners entry {planner!r}: expected an email")
+        for driver in self.drivers:
+            if not _SA_RE.match(driver):
+                raise ConfigError(f"invalid setting drivers entry {driver!r}: expected an email")
+        if self.fleet_engine not in ("local", "cloud"):
+            raise ConfigError(f"invalid setting fleet_engine={self.fleet_engine!r}: expected local or cloud")
         if self.auth_audience is not None and not self.allowed_callers:
             raise ConfigError("invalid setting allowed_callers=(): set it when auth_audience is set")
         if self.auth_run_service is not None:
@@ -128,6 +140,8 @@ def load_service_settings(environ: Mapping[str, str] | None = None) -> ServiceSe
         auth_run_service=env.get("RETAILOPT_AUTH_RUN_SERVICE") or None,
         allowed_callers=callers,
         planners=tuple(p.strip().lower() for p in env.get("RETAILOPT_PLANNERS", "").split(",") if p.strip()),
+        drivers=tuple(p.strip().lower() for p in env.get("RETAILOPT_DRIVERS", "").split(",") if p.strip()),
+        fleet_engine=env.get("RETAILOPT_FLEET_ENGINE") or "local",
         max_event_age_s=float(_number(env, "RETAILOPT_MAX_EVENT_AGE_S", float, 86400.0)),
         max_attempts=int(_number(env, "RETAILOPT_MAX_ATTEMPTS", int, ServiceSettings.max_attempts)),
         max_body_bytes=int(_number(env, "RETAILOPT_MAX_BODY_BYTES", int, 1_000_000)),

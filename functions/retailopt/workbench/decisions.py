@@ -26,6 +26,7 @@ import pandas as pd
 
 from retailopt import pipeline
 from retailopt.config import Settings, load_settings
+from retailopt.dispatch import ledger
 from retailopt.services import messages
 from retailopt.services.dedupe import KeyKind
 from retailopt.services.handlers import WHAT_IF_FIELDS
@@ -179,16 +180,25 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
         figures = _route_figures(routed)
         if batch:
             runtime.publisher.publish_many("reorders", batch)
+        # The dispatch service turns the routes into Fleet Engine vehicles and tasks (after the
+        # commit below: a dispatch reads the committed lines; a redelivery creates nothing twice).
+        dispatch_message = messages.make_message("dispatch", chain_id=chain_id, run_id=run_id, run_date=run_date)
         units = sum(int(o["quantity"]) for o in orders) + sum(int(t["quantity"]) for t in transfers)
         how = ("routes solved again for the approved lines" if routed.re_solved else "routes as planned")
         off = figures["unrouted_loads"]
+        released_at = datetime.now(timezone.utc)
+        # The released lines: the routes of their delivery day carry them, and the next plans count
+        # them on order and in transit until their delivery closes (retailopt.dispatch.ledger).
+        ledger.commit(wh, ledger.committed_rows(run_id, run_date, orders, transfers, released_by=identity,
+                                                released_at=released_at))
         row = {"decision_id": _decision_id(), "run_id": run_id, "run_date": run["run_date"], "line_type": "RUN",
                "line_id": run_id, "action": "RELEASE", "old_quantity": None, "new_quantity": units,
                "reason": (f"{len(orders)} order lines and {len(transfers)} transfer lines released; {how}: "
                           f"{figures['vehicles']} vehicles, {figures['km']:,.1f} km"
                           + (f", {off} load{'s' if off != 1 else ''} on no route" if off else "")),
-               "decided_by": identity, "decided_at": datetime.now(timezone.utc)}
+               "decided_by": identity, "decided_at": released_at}
         wh.insert("plan_decisions", pd.DataFrame([row]))
+        runtime.publisher.publish("dispatch", dispatch_message)
     except DecisionError:
         raise
     except BaseException as exc:
@@ -198,7 +208,8 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
     log(logging.INFO, "plan released", step="workbench", run_id=run_id, caller=identity, orders=len(orders),
         transfers=len(transfers), units=units, **{f"routes_{k}": v for k, v in figures.items()})
     return {"run_id": run_id, "released": True, "orders": len(orders), "transfers": len(transfers), "units": units,
-            "routes": figures, "released_by": identity, "released_at": row["decided_at"].isoformat()}
+            "routes": figures, "released_by": identity, "released_at": row["decided_at"].isoformat(),
+            "dispatch": "published"}
 
 
 def _run_settings(base: Settings, run: dict[str, Any]) -> Settings:
@@ -214,18 +225,17 @@ def _write_released_routes(wh: Any, settings: Settings, run: dict[str, Any], ord
     release left; they count only once the RELEASE row exists)."""
     run_id, run_date = run["run_id"], pd.Timestamp(run["run_date"]).date()
     routed = reroute.released_routes(
-        settings=settings, run_date=run_date,
+        settings=settings, run_id=run_id, run_date=run_date,
         transfers=pipeline.read_run_rows(wh, "transfers", run_id),
         orders=pipeline.read_run_rows(wh, "replenishment_orders", run_id),
+        carried=pipeline.read_run_rows(wh, "carried_lines", run_id),
         approved_transfers={str(t["line_id"]): int(t["quantity"]) for t in transfers},
         approved_orders={str(o["line_id"]): int(o["quantity"]) for o in orders},
         planned_routes=pipeline.read_run_rows(wh, "routes", run_id),
         planned_stops=pipeline.read_run_rows(wh, "route_stops", run_id),
         stores=pipeline.read_table(wh, "stores"), dcs=pipeline.read_table(wh, "distribution_centers"),
         products=pipeline.read_table(wh, "products"), vehicles=pipeline.read_table(wh, "vehicles"))
-    for table, frame in (("released_loads", routed.loads), ("released_routes", routed.routes),
-                         ("released_route_stops", routed.stops)):
-        pipeline.replace_run_rows(wh, table, run_id, frame, run_date)
+    reroute.store_released(wh, run_id, run_date, routed)
     return routed
 
 
@@ -238,6 +248,26 @@ def _route_figures(routed: reroute.ReleasedRoutes) -> dict[str, Any]:
             "loads": int(routed.loads["shipment_id"].nunique()) if len(routed.loads) else 0,
             "unrouted_loads": int((~routed.loads["shipment_id"].astype(str).drop_duplicates().isin(carried)).sum())
             if len(routed.loads) else 0}
+
+
+def dispatch(runtime: Any, run: dict[str, Any]) -> dict[str, Any]:
+    """Dispatch a released run's routes to Fleet Engine (retailopt.dispatch.fleet). A failure does
+    not undo the release: it is logged and answered, and POST /runs/{id}/dispatch tries again
+    (creating nothing twice)."""
+    from dataclasses import asdict
+
+    from retailopt.dispatch import fleet
+
+    try:
+        done = fleet.dispatch_run(runtime.warehouse, runtime.fleet(), run, parent=runtime.fleet_parent(),
+                                  visit_minutes=runtime.settings.visit_minutes)
+    except fleet.DispatchError as exc:
+        return {"error": exc.message}
+    except Exception as exc:  # Fleet Engine unreachable or refusing: the release stands
+        log(logging.ERROR, "dispatch failed", step="dispatch", run_id=run["run_id"], error=f"{type(exc).__name__}: {exc}")
+        return {"error": f"dispatch failed ({type(exc).__name__}): retry with POST /runs/{run['run_id']}/dispatch"}
+    log(logging.INFO, "plan dispatched", step="dispatch", run_id=run["run_id"], tasks=done.tasks, created=done.created)
+    return asdict(done)
 
 
 def _order_body(o: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ WHAT_IF_FORM: tuple[tuple[str, str, Callable[[str], Any]], ...] = (
 DONE_MESSAGES = {
     "approved": "Approved {n} line(s).", "rejected": "Rejected {n} line(s).", "edited": "Changed the quantity of {n} line(s).",
     "released": "Released: the approved lines were published.", "started": "Run {run} requested.",
+    "recorded": "Delivery outcome recorded.",
 }
 
 
@@ -438,6 +439,49 @@ def release(ctx: _Context, run_id: str) -> Reply:
     return _redirect(f"/ui/runs/{run_id}?done=released")
 
 
+def _tasks_page(ctx: _Context, run_id: str, error: str | None = None, status: int = 200) -> Reply:
+    from retailopt.dispatch import fleet
+
+    run = _complete(ctx, run_id)
+    names = ctx.wh.query("SELECT store_id AS id, name FROM `{dataset}.stores` UNION ALL "
+                         "SELECT dc_id, name FROM `{dataset}.distribution_centers`")
+    place = dict(zip(names.id.astype(str), names.name.astype(str)))
+    tasks = [{**t, "place_name": place.get(t["location_id"], t["location_id"])}
+             for t in fleet.tasks_of(ctx.wh, run_id)]
+    return ctx.page("tasks.html", status=status, run=run, tasks=tasks, error=error,
+                    driver=web.is_driver(ctx.runtime, ctx.caller))
+
+
+@_html
+def tasks(ctx: _Context, run_id: str) -> Reply:
+    return _tasks_page(ctx, run_id)
+
+
+@_html
+def task_outcome(ctx: _Context, run_id: str) -> Reply:
+    """A driver's form: mark a delivery task delivered, partly delivered or failed."""
+    from retailopt.dispatch import fleet
+
+    form = ctx.form()
+    ctx.check_post(form, need_planner=False)
+    if not web.is_driver(ctx.runtime, ctx.caller):
+        raise ApiError(403, f"{ctx.identity} may not record deliveries (driver or planner role needed)")
+    first = {k: (v[0] if v else "") for k, v in form.items()}
+    units = first.get("units", "").strip()
+    if first.get("outcome") == "PARTIAL" and not units.isdigit():
+        return _tasks_page(ctx, run_id, "A partial delivery needs the whole number of units delivered.", 400)
+    mine = {t["task_id"] for t in fleet.tasks_of(ctx.wh, run_id)}
+    if first.get("task") not in mine:
+        return _tasks_page(ctx, run_id, f"Run {run_id} has no task {first.get('task', '')[:70]!r}.", 404)
+    try:
+        fleet.close_task(ctx.wh, ctx.runtime.fleet(), parent=ctx.runtime.fleet_parent(), task=first["task"],
+                         outcome=first.get("outcome", ""), units=int(units) if units.isdigit() else None,
+                         note=first.get("note") or None, identity=ctx.identity)
+    except fleet.DispatchError as exc:
+        return _tasks_page(ctx, run_id, exc.message, exc.status)
+    return _redirect(f"/ui/runs/{run_id}/tasks?done=recorded")
+
+
 # --- JSON ------------------------------------------------------------------------------------
 
 def _json_error(exc: decisions.DecisionError) -> Reply:
@@ -465,6 +509,44 @@ def post_decisions(api: Any, call: HttpCall, body: dict[str, Any], run_id: str, 
     except decisions.DecisionError as exc:
         return _json_error(exc)
     return json_reply({"run_id": run_id, "count": len(rows), "rows": rows}, 201)
+
+
+def post_dispatch(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    """Dispatch a released run (again): planners only; tasks created before are not created twice."""
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_planner(runtime, caller):
+        return json_reply({"error": f"{identity} may read the plan but not dispatch it (planner role needed)"}, 403)
+    out = decisions.dispatch(runtime, api._run(run_id, True))
+    if "error" in out:
+        return json_reply(out, 409)
+    return json_reply({"run_id": run_id, **out})
+
+
+def list_tasks(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:
+    from retailopt.dispatch import fleet
+
+    runtime = api.runtime()
+    api._run(run_id, True)
+    tasks = fleet.tasks_of(runtime.warehouse, run_id)
+    return json_reply({"run_id": run_id, "count": len(tasks), "tasks": tasks})
+
+
+def post_task_outcome(api: Any, call: HttpCall, body: dict[str, Any], task_id: str, caller: str | None) -> Reply:
+    """A driver marks a task delivered, failed or partly delivered (drivers and planners)."""
+    from retailopt.dispatch import fleet
+
+    runtime = api.runtime()
+    identity = web.identity_of(runtime, caller)
+    if not web.is_driver(runtime, caller):
+        return json_reply({"error": f"{identity} may not record deliveries (driver or planner role needed)"}, 403)
+    try:
+        out = fleet.close_task(runtime.warehouse, runtime.fleet(), parent=runtime.fleet_parent(), task=task_id,
+                               outcome=body["outcome"], units=body.get("units"), note=body.get("note"),
+                               identity=identity)
+    except fleet.DispatchError as exc:
+        return json_reply({"error": exc.message}, exc.status)
+    return json_reply(out)
 
 
 def post_release(api: Any, call: HttpCall, run_id: str, caller: str | None) -> Reply:

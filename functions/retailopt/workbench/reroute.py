@@ -1,9 +1,11 @@
 """The routes of a released plan: what the trucks carry once planners have decided.
 
-The plan step routes every line it proposes. At release only the approved lines go out, some with
-edited quantities: when that changes what the loads hold (a line rejected, left undecided or
-edited), the approved lines are packed into vehicle loads again and routed again with the run's
-own settings, so the trucks carry exactly what was released. When every line is approved as
+The plan step routes what arrives on the run date: its own lines due that day and the released
+lines of earlier runs due by then (carried_lines). At release only the approved lines go out,
+some with edited quantities: when that changes what the loads hold (a line rejected, left
+undecided or edited), the approved lines and the carried ones are packed into vehicle loads again
+the way the plan step packs them (`pipeline.day_loads`) and the day's loads routed again with the
+run's own settings, so the trucks carry exactly what was released. When every line is approved as
 planned, the planned loads and routes are the released ones and nothing is solved.
 
 `approved_lines` is pure (plan rows and decisions in, line rows out); `released_routes` solves.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -24,7 +26,8 @@ _PLAN = {
     "TRANSFER": ("transfers", "transfer_id", "from_store_id", "to_store_id", ("value", "cost")),
     "ORDER": ("replenishment_orders", "order_id", "dc_id", "store_id", ("order_value",)),
 }
-LOAD_COLUMNS = ["line_type", "line_id", "product_id", "source_id", "store_id", "quantity", "shipment_id"]
+LOAD_COLUMNS = ["source_run_id", "line_type", "line_id", "product_id", "source_id", "store_id", "quantity",
+                "expected_arrival", "shipment_id"]
 
 
 @dataclass(frozen=True)
@@ -72,39 +75,89 @@ def planned_as_released(rows: pd.DataFrame, line_type: str, approved: Mapping[st
     return planned == {k: int(v) for k, v in approved.items()}
 
 
-def loads_frame(rows: pd.DataFrame, line_type: str) -> pd.DataFrame:
-    """Plan rows (with shipment_id) as released_loads rows."""
+def loads_frame(rows: pd.DataFrame, line_type: str, run_id: str) -> pd.DataFrame:
+    """The run's own plan rows (with shipment_id) as released_loads rows."""
     _, id_col, origin, destination, _ = _PLAN[line_type]
-    if rows.empty:
+    if rows is None or rows.empty:
         return pd.DataFrame(columns=LOAD_COLUMNS)
-    return pd.DataFrame({"line_type": line_type, "line_id": rows[id_col].astype(str),
+    arrival = rows["expected_arrival"] if "expected_arrival" in rows.columns else pd.Series(pd.NaT, index=rows.index)
+    return pd.DataFrame({"source_run_id": run_id, "line_type": line_type, "line_id": rows[id_col].astype(str),
                          "product_id": rows["product_id"].astype(str), "source_id": rows[origin].astype(str),
                          "store_id": rows[destination].astype(str), "quantity": rows["quantity"].astype("int64"),
-                         "shipment_id": rows["shipment_id"].astype(str)})[LOAD_COLUMNS]
+                         "expected_arrival": pd.to_datetime(arrival), "shipment_id": rows["shipment_id"].astype(str)}
+                        )[LOAD_COLUMNS]
 
 
-def released_routes(*, settings: Settings, run_date: date, transfers: pd.DataFrame, orders: pd.DataFrame,
-                    approved_transfers: Mapping[str, int], approved_orders: Mapping[str, int],
-                    planned_routes: pd.DataFrame, planned_stops: pd.DataFrame, stores: pd.DataFrame,
-                    dcs: pd.DataFrame, products: pd.DataFrame, vehicles: pd.DataFrame) -> ReleasedRoutes:
-    """The loads and routes of the approved lines: the planned ones when nothing changed, otherwise
-    packed and solved again under the run's settings (time limit included)."""
+def carried_frame(carried: pd.DataFrame) -> pd.DataFrame:
+    """carried_lines rows (released lines of earlier runs on this run's routes) as released_loads rows."""
+    if carried is None or carried.empty:
+        return pd.DataFrame(columns=LOAD_COLUMNS)
+    return pd.DataFrame({"source_run_id": carried["source_run_id"].astype(str),
+                         "line_type": carried["line_type"].astype(str), "line_id": carried["line_id"].astype(str),
+                         "product_id": carried["product_id"].astype(str), "source_id": carried["origin_id"].astype(str),
+                         "store_id": carried["destination_id"].astype(str),
+                         "quantity": carried["quantity"].astype("int64"),
+                         "expected_arrival": pd.to_datetime(carried["expected_arrival"]),
+                         "shipment_id": carried["shipment_id"].astype(str)})[LOAD_COLUMNS]
+
+
+def _loads(run_id: str, transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFrame) -> pd.DataFrame:
+    parts = [f for f in (loads_frame(transfers, "TRANSFER", run_id), loads_frame(orders, "ORDER", run_id),
+                         carried_frame(carried)) if len(f)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOAD_COLUMNS)
+
+
+def released_routes(*, settings: Settings, run_id: str, run_date: date, transfers: pd.DataFrame,
+                    orders: pd.DataFrame, carried: pd.DataFrame, approved_transfers: Mapping[str, int],
+                    approved_orders: Mapping[str, int], planned_routes: pd.DataFrame, planned_stops: pd.DataFrame,
+                    stores: pd.DataFrame, dcs: pd.DataFrame, products: pd.DataFrame,
+                    vehicles: pd.DataFrame) -> ReleasedRoutes:
+    """The loads and routes of the approved lines (and the carried ones): the planned ones when
+    nothing changed, otherwise packed and solved again under the run's settings (time limit
+    included)."""
+    from retailopt import pipeline
     from retailopt.routing import build_request, response_to_tables
-    from retailopt.routing.engine import solve_routes
+    from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
-    from retailopt.routing.loads import assign_shipments
     from retailopt.routing.tables import locations_frame
 
     if planned_as_released(transfers, "TRANSFER", approved_transfers) and \
             planned_as_released(orders, "ORDER", approved_orders):
-        loads = pd.concat([loads_frame(transfers, "TRANSFER"), loads_frame(orders, "ORDER")], ignore_index=True)
-        return ReleasedRoutes(loads, planned_routes, planned_stops, re_solved=False)
+        return ReleasedRoutes(_loads(run_id, transfers, orders, carried), planned_routes, planned_stops,
+                              re_solved=False)
     moves = approved_lines(transfers, "TRANSFER", approved_transfers)
     supply = approved_lines(orders, "ORDER", approved_orders)
     fleet = select_fleet(vehicles, settings)
-    moves, supply = assign_shipments(moves, supply, fleet, products)
-    request = build_request(moves, supply, stores, dcs, fleet, products, run_date=run_date, settings=settings)
-    response = solve_routes(request, settings=settings)
+    waiting = carried.drop(columns=["run_id", "run_date"], errors="ignore") if carried is not None else carried
+    moves, supply, carried_rows, day_moves, day_supply = pipeline.day_loads(moves, supply, waiting, run_date,
+                                                                            fleet, products)
+    request = build_request(day_moves, day_supply, stores, dcs, fleet, products, run_date=run_date, settings=settings)
+    response = pipeline.solve_day_routes(request, settings).response
     routes, stops = response_to_tables(request, response, run_date=run_date, locations=locations_frame(stores, dcs))
-    loads = pd.concat([loads_frame(moves, "TRANSFER"), loads_frame(supply, "ORDER")], ignore_index=True)
-    return ReleasedRoutes(loads, routes, stops, re_solved=True)
+    routes = with_emissions(routes, fleet, settings.carbon_price_per_kg)
+    return ReleasedRoutes(_loads(run_id, moves, supply, carried_rows), routes, stops, re_solved=True)
+
+
+def store_released(wh: Any, run_id: str, run_date: date, routed: ReleasedRoutes) -> None:
+    """Write the released loads and routes, replacing any an interrupted release left (they count
+    only once the run is released)."""
+    from retailopt import pipeline
+
+    for table, frame in (("released_loads", routed.loads), ("released_routes", routed.routes),
+                         ("released_route_stops", routed.stops)):
+        pipeline.replace_run_rows(wh, table, run_id, frame, run_date)
+
+
+def release_as_planned(wh: Any, run_id: str, run_date: date) -> ReleasedRoutes:
+    """A release without review (`retailopt run --release`): the planned loads and routes, stored
+    as the released ones."""
+    from retailopt import pipeline
+
+    routed = ReleasedRoutes(
+        _loads(run_id, pipeline.read_run_rows(wh, "transfers", run_id),
+               pipeline.read_run_rows(wh, "replenishment_orders", run_id),
+               pipeline.read_run_rows(wh, "carried_lines", run_id)),
+        pipeline.read_run_rows(wh, "routes", run_id), pipeline.read_run_rows(wh, "route_stops", run_id),
+        re_solved=False)
+    store_released(wh, run_id, run_date, routed)
+    return routed

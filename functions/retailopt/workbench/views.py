@@ -43,6 +43,7 @@ REASONS: dict[str, str] = {
     "UNEXPLAINED": "unexplained",
     # plan_exceptions codes (the planner's own record of the position)
     "SHELF_ROOM_AT_DELIVERY": "shelf room at delivery",
+    "DELIVERY_FAILED": "delivery failed",
     "CAPACITY_BELOW_TARGET": "shelf below target",
     "STORE_CAPACITY": "store room, order cut",
     "CAPACITY_BELOW_STOCK": "stock above the shelf",
@@ -576,6 +577,7 @@ KPI_LABELS: dict[str, str] = {
     "vehicles_used": "Vehicles",
     "route_km": "Route km",
     "route_cost": "Route cost",
+    "route_co2_kg": "Route CO2e (kg)",
     "shipments_unrouted": "Unrouted loads",
 }
 MONEY_KPIS = {"transfer_value", "transfer_cost", "order_value", "route_cost"}

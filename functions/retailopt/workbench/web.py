@@ -90,6 +90,15 @@ def is_planner(runtime: Any, caller: str | None) -> bool:
     return caller is not None and caller.lower() in planners
 
 
+def is_driver(runtime: Any, caller: str | None) -> bool:
+    """Drivers (RETAILOPT_DRIVERS) and planners record delivery outcomes; in open local mode the
+    local user may unless a driver or planner list is set."""
+    drivers = tuple(runtime.service.drivers)
+    if runtime.verifier is None and caller is None:
+        return not drivers and is_planner(runtime, caller)
+    return caller is not None and (caller.lower() in drivers or is_planner(runtime, caller))
+
+
 # --- CSRF ------------------------------------------------------------------------------------
 
 def cookie(headers: Mapping[str, str], name: str) -> str | None:
