@@ -195,6 +195,8 @@ def test_publish_writes_the_workbench_tables_a_block_of_stores_at_a_time():
     assert [s.count for s in small if s.what.startswith("workbench: worklist INSERT")] == [1]
     assert any("wb_publish_lines" in s.what and s.count == 2 for s in small)
     assert cb.workbench_rows(SAMPLE)["plan_worklist"] == cb.MEASURED["worklist_rows"]
+    kept = cb.storage_bytes(SAMPLE)["per_table"]
+    assert kept["plan_lines"] == pytest.approx(31 * cb.MEASURED["plan_line_rows"] * cb.row_bytes(SAMPLE, "plan_lines"))
     # The plan service waits for the publish step's jobs too.
     result = cb.estimate(SAMPLE)
     plan_jobs = sum(s["count"] for s in result["statements"] if s["step"] in ("plan", "publish"))

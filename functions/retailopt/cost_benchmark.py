@@ -650,6 +650,7 @@ def storage_bytes(chain: Chain) -> dict[str, float]:
     active = longterm = 0.0
     per_table: dict[str, float] = {}
     daily = {t: runs[t] * row_bytes(chain, t) for t in _defined(RESULT_TABLES)}
+    daily.update({t: rows * row_bytes(chain, t) for t, rows in workbench_rows(chain).items()})
     daily["inventory"] = n * row_bytes(chain, "inventory")
     # reorder_messages: one row per released line, `data` holding the message JSON.
     message_row = row_bytes(chain, "reorder_messages") - column_bytes(chain, "reorder_messages", "data")
@@ -789,12 +790,17 @@ def estimate(chain: Chain) -> dict[str, Any]:
     gib_s = sum(v["gib_s"] for v in cr.values())
     requests = 3
     run_cost = vcpu_s * p["run_vcpu_second"] + gib_s * p["run_gib_second"] + requests / 1e6 * p["run_per_million_requests"]
-    retrain_week = 600 * (2 * p["run_vcpu_second"] + 8 * p["run_gib_second"]) if chain.forecast_engine == "bigquery_ml" else 0
+    # The retrain service (1 vCPU, 1 GiB) submits the training job and answers at once: a cold
+    # start and its bookkeeping jobs (training_statements, step "retrain") a week.
+    retrain_s = (a.cold_start_s + a.statement_latency_s * sum(
+        x.count for x in training_statements(chain)["weekly"] if x.step == "retrain")
+        if chain.forecast_engine == "bigquery_ml" else 0.0)
+    retrain_week = retrain_s * (p["run_vcpu_second"] + p["run_gib_second"])
     work_vcpu_s = sum(v["vcpu"] * v["cpu_work_s"] for v in cr.values())
     rows["cloud_run"] = {"per_run": run_cost + retrain_week / 7,
                          "detail": f"{vcpu_s:,.0f} vCPU-s, {gib_s:,.0f} GiB-s, {requests} requests; "
                                    f"of which CPU work {work_vcpu_s:,.0f} vCPU-s"
-                                   + (" (+ retrain: 600 s x 2 vCPU / 8 GiB a week)" if retrain_week else "")}
+                                   + (f" (+ retrain: {retrain_s:,.0f} s x 1 vCPU / 1 GiB a week)" if retrain_week else "")}
     sizes = message_sizes(chain)
     reorders, transfers = runs["replenishment_orders"], runs["transfers"]
     # The plan step publishes `forecast`, `plan` and `published`; the release publishes one message
