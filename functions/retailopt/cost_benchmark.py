@@ -625,13 +625,12 @@ def training_statements(chain: Chain) -> dict[str, list[Statement]]:
         sql_statement(chain, "retrain", "model_versions: the chain's trainings",
                       sqlfiles.read_sql("queries/model_versions.sql")),
         Statement("retrain", "model_versions INSERT (RUNNING)", 0.0),
-        Statement("training", "ML.ARIMA_EVALUATE (model read; bytes not documented: 10 MB minimum assumed)", 0.0),
-        Statement("training", "DELETE model_diagnostics WHERE model_name (every week's rows)",
-                  table_rows(chain, "model_diagnostics") * row_bytes(chain, "model_diagnostics", ("model_name",)),
-                  avoidable="scan of model_name over every partition (partitioned by trained_on)"),
-        Statement("training", f"INSERT model_diagnostics: {_batches(chain, chain.series):,} batches of "
-                  f"{a.dml_batch_rows:,} rows", 0.0, 1, _batches(chain, chain.series),
-                  avoidable="10 MB minimum per 2,000-row INSERT batch"),
+        # record_diagnostics: the model's partition (trained_on) only, then one INSERT ... SELECT
+        # from ML.ARIMA_EVALUATE inside BigQuery (its model read: 10 MB minimum assumed) and a count.
+        Statement("training", "DELETE model_diagnostics WHERE trained_on AND model_name (its partition)", 0.0),
+        Statement("training", "INSERT model_diagnostics SELECT ... FROM ML.ARIMA_EVALUATE (record_diagnostics.sql)",
+                  0.0),
+        Statement("training", "COUNT(*) of the rows written (its partition)", 0.0),
         Statement("training", "finish_training UPDATE (DONE)", 0.0),
     ]
     checks = int(24 * 60 / a.training_check_minutes)
