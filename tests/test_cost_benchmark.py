@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -108,15 +109,117 @@ def test_cli_refuses_an_empty_chain():
 
 
 def test_approving_every_line_costs_one_lookup_query_per_line():
+    from retailopt.workbench import views
+
     review = cb.review_statements(SAMPLE)
     lookups = {s.what: s for s in review if "one per line" in s.what}
-    assert lookups["decide: wb_orders lookup, one per line"].count == 2390
-    assert lookups["decide: wb_transfers lookup, one per line"].count == 54
-    # wb_orders references six tables: at least 10 MB each.
-    assert lookups["decide: wb_orders lookup, one per line"].billed >= 2390 * 6 * cb.MIN_BILLED
+    orders = lookups["decide: orders line lookup (wb_lines.sql), one per line"]
+    assert orders.count == 2390
+    assert lookups["decide: transfers line lookup (wb_lines.sql), one per line"].count == 54
+    # views.line's query: wb_lines.sql (plan_lines, plan_decisions) with the names of product,
+    # sender and store (products, stores, distribution_centers): at least 10 MB a table.
+    reads = cb.sql_reads(views._named(views._lines_sql("l.line_id = @line_id")))
+    assert set(reads) == {"plan_lines", "plan_decisions", "products", "stores", "distribution_centers"}
+    assert orders.tables == 5 and orders.billed >= 2390 * 5 * cb.MIN_BILLED
     result = cb.estimate(SAMPLE)
     assert result["review_release"]["bigquery_jobs"] == sum(s.count for s in review)
     assert result["total_per_run"] == pytest.approx(sum(c["per_run"] for c in result["components"].values()))
+
+
+def test_the_release_writes_its_loads_and_routes_and_may_solve_them_again():
+    review = cb.review_statements(LARGE)
+    whats = [s.what for s in review]
+    for table in ("released_loads", "released_routes", "released_route_stops"):
+        assert any(w.startswith(f"DELETE {table} WHERE run_id") for w in whats), table
+        (insert,) = [s for s in review if s.what.startswith(f"INSERT {table}:")]
+        assert insert.count >= 1
+    loads = cb.per_run_rows(LARGE)["replenishment_orders"] + cb.per_run_rows(LARGE)["transfers"]
+    assert [s.count for s in review if s.what.startswith("INSERT released_loads")] == [
+        math.ceil(loads / _DML_BATCH_ROWS)]
+    # The planned plan rows are read back for the solver by run_id: every earlier run's rows.
+    (orders,) = [s for s in review if s.what == "released routes: SELECT * FROM replenishment_orders WHERE run_id "
+                 "(all partitions)"]
+    assert orders.scanned == pytest.approx(cb.table_rows(LARGE, "replenishment_orders")
+                                           * cb.row_bytes(LARGE, "replenishment_orders"))
+    # When decisions changed the loads, one more request of the approved loads, priced at the
+    # month's marginal tier.
+    rv = cb.estimate(SAMPLE)["review_release"]
+    month = 30 * cb.shipments_per_run(SAMPLE)
+    extra = cb.route_opt_cost(2 * month) - cb.route_opt_cost(month)
+    assert rv["reroute_shipments"] == cb.shipments_per_run(SAMPLE)
+    assert rv["reroute_per_month"] == pytest.approx(extra + 30 * 10 * (0.000024 + 0.0000025))
+    local = cb.estimate(cb.Chain(25, 300, age_days=30, routing_engine="local"))["review_release"]
+    assert local["reroute_shipments"] == 0 and local["reroute_per_month"] < 0.01
+
+
+def test_sql_reads_takes_the_columns_from_the_statement_itself():
+    from retailopt import sqlfiles
+
+    overview = cb.sql_reads(sqlfiles.read_sql("queries/wb_publish_overview.sql"))
+    # The INSERT's target is written, not read; the figures come from these columns.
+    assert "plan_overview" not in overview
+    assert overview["plan_lines"] == ("line_type", "run_id") and overview["plan_worklist"] == ("run_id",)
+    assert set(overview["inventory_policy"]) == {"expected_lost_units", "product_id", "run_id", "status_after_plan"}
+    plain = cb.sql_reads(cb._detect_input(sqlfiles.read_sql("forecasting/detect_anomalies.sql")))
+    xreg = cb.sql_reads(cb._detect_input(sqlfiles.read_sql("forecasting/detect_anomalies_xreg.sql")))
+    assert set(plain) == {"sales"} and set(plain["sales"]) == {"store_id", "product_id", "sale_date", "units"}
+    assert set(xreg["sales"]) == set(plain["sales"]) | {"price", "on_promotion"}
+    assert set(xreg) == {"sales", "promotions", "products"}
+    # An UPDATE ... FROM (query): the query's columns and the target's it names.
+    from retailopt.workbench import store
+
+    assert cb.sql_reads(store._RANK_UPDATE) == {"plan_worklist": (
+        "category", "product_id", "reason_code", "run_id", "store_id", "value_at_risk")}
+
+
+def test_the_forecast_step_reads_the_regressors_and_detects_anomalies_on_the_model():
+    xreg = {s.what: s for s in cb.daily_statements(SAMPLE)}
+    plain = {s.what: s for s in cb.daily_statements(cb.Chain(25, 300, age_days=30, xreg=False))}
+    assert any(w.startswith("ML.DETECT_ANOMALIES x2 (detect_anomalies_xreg.sql)") for w in xreg)
+    assert any(w.startswith("ML.DETECT_ANOMALIES x2 (detect_anomalies.sql)") for w in plain)
+    features = [s for w, s in xreg.items() if "future regressors" in w]
+    assert len(features) == 2 and all(s.scanned > 0 and s.tables == 3 for s in features)
+    assert not any("future regressors" in w for w in plain)
+    assert "model_versions: the chain's trainings (select_model)" in xreg
+    # Anomaly rows are written with either engine (about 1 % of the 28 days).
+    assert cb.per_run_rows(SAMPLE)["sales_anomalies"] == pytest.approx(7500 * 28 * 0.01)
+
+
+def test_publish_writes_the_workbench_tables_a_block_of_stores_at_a_time():
+    from retailopt.workbench import store
+
+    small = [s for s in cb.daily_statements(SAMPLE) if s.step == "publish"]
+    large = [s for s in cb.daily_statements(LARGE) if s.step == "publish"]
+    (block,) = [s for s in large if s.what.startswith("workbench: worklist INSERT")]
+    assert block.count == 20_000_000 // store.BLOCK_POSITIONS
+    assert [s.count for s in small if s.what.startswith("workbench: worklist INSERT")] == [1]
+    assert any("wb_publish_lines" in s.what and s.count == 2 for s in small)
+    assert cb.workbench_rows(SAMPLE)["plan_worklist"] == cb.MEASURED["worklist_rows"]
+    kept = cb.storage_bytes(SAMPLE)["per_table"]
+    assert kept["plan_lines"] == pytest.approx(31 * cb.MEASURED["plan_line_rows"] * cb.row_bytes(SAMPLE, "plan_lines"))
+    # The plan service waits for the publish step's jobs too.
+    result = cb.estimate(SAMPLE)
+    plan_jobs = sum(s["count"] for s in result["statements"] if s["step"] in ("plan", "publish"))
+    assert result["cloud_run"]["plan"]["bigquery_jobs"] == plan_jobs
+
+
+def test_training_evaluation_and_the_scheduled_check():
+    assert cb.training_bytes(SAMPLE)["input_bytes"] > cb.training_bytes(
+        cb.Chain(25, 300, age_days=30, xreg=False))["input_bytes"]
+    ts = cb.training_statements(LARGE)
+    # ML.ARIMA_EVALUATE is written by one INSERT ... SELECT, whatever the number of series.
+    (diag,) = [s for s in ts["weekly"] if s.what.startswith("INSERT model_diagnostics")]
+    assert diag.count == 1 and "ML.ARIMA_EVALUATE" in diag.what
+    assert "FROM ML.ARIMA_EVALUATE" in __import__("retailopt.sqlfiles", fromlist=["x"]).read_sql(
+        "forecasting/arima_evaluate.sql")
+    (check,) = ts["daily"]
+    assert check.count == 24 * 60 // 10
+    result = cb.estimate(SAMPLE)
+    assert result["components"]["cloud_scheduler"]["per_month"] == pytest.approx(0.30)
+    assert "bqml_evaluate_and_check" in result["components"]
+    local = cb.estimate(cb.Chain(25, 300, age_days=30, forecast_engine="local"))
+    assert local["components"]["cloud_scheduler"]["per_month"] == pytest.approx(0.20)
+    assert "bqml_evaluate_and_check" not in local["components"]
 
 
 def test_scaling_rules_reproduce_the_measured_sample_run():

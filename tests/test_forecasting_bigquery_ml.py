@@ -18,7 +18,7 @@ from retailopt.forecasting import bigquery_ml as bq
 from retailopt.ingest import InputError
 from retailopt.warehouse.bigquery import BigQueryWarehouse
 
-from bqml_support import EXPLAIN_OUT, FORECAST_OUT, evaluate_rows_for, replace_table_function
+from bqml_support import EVALUATE_OUT, EXPLAIN_OUT, FORECAST_OUT, evaluate_rows_for, replace_table_function
 
 CHAIN = "acme"
 UTC = dt.timezone.utc
@@ -303,15 +303,42 @@ def test_components_and_diagnostics_readers():
     xreg = rows.assign(attribution_on_promotion=[0.0, 1.25], attribution_price=[-0.1, -0.1])
     comp = bq.read_component_rows(xreg, model="arimax_acme_20250302")
     assert comp.holiday_effect.tolist() == [0.0, 1.25]
-    ev = pd.DataFrame({"store_id": ["S1"], "product_id": ["P1"], "non_seasonal_p": [1], "non_seasonal_d": [1],
-                       "non_seasonal_q": [2], "has_drift": [False], "log_likelihood": [-10.0], "AIC": [26.0],
-                       "variance": [1.2], "seasonal_periods": [["WEEKLY", "YEARLY"]],
-                       "has_holiday_effect": [True], "has_spikes_and_dips": [False],
-                       "has_step_changes": [False], "error_message": [""]})
-    diag = bq.read_evaluate_rows(ev, model="arima_acme_20250302")
-    assert diag.loc[0, "model"] == "ARIMA(1,1,2)" and diag.loc[0, "seasonal_periods"] == "WEEKLY,YEARLY"
-    assert diag.loc[0, "trained_on"] == pd.Timestamp("2025-03-02")
-    assert bq.read_evaluate_rows(ev, model="arimax_acme_20250302").loc[0, "model"] == "ARIMA_XREG(1,1,2)"
+
+
+@pytest.mark.parametrize("xreg", [False, True], ids=["ARIMA_PLUS", "ARIMA_PLUS_XREG"])
+def test_diagnostics_are_written_by_bigquery_from_ml_arima_evaluate(env, monkeypatch, xreg):
+    """record_diagnostics.sql on the emulator, ML.ARIMA_EVALUATE replaced by a table of its output
+    columns: one INSERT ... SELECT, whatever the number of series; the model's earlier rows are
+    replaced, another model's kept."""
+    client, wh, settings = env
+    version = _version(settings, dt.date(2025, 3, 2), bq.RUNNING, xreg=xreg)
+    other = _version(settings, dt.date(2025, 2, 23), bq.DONE)
+    table = f"`{settings.project}.{settings.dataset}.ml_evaluate_out`"
+    client.query(f"CREATE TABLE {table} {EVALUATE_OUT}").result()
+    client.query(f"""INSERT INTO {table} VALUES
+        ('S1', 'P1', 1, 1, 2, FALSE, -10.0, 26.0, 1.2, ['WEEKLY', 'YEARLY'], TRUE, FALSE, FALSE, NULL),
+        ('S2', 'P1', NULL, NULL, NULL, NULL, NULL, NULL, NULL, ['WEEKLY'], NULL, NULL, NULL, 'too short')""").result()
+    real = bq.evaluate_statement
+    sent: list[str] = []
+
+    def evaluated(*args, **kwargs):
+        sent.append(real(*args, **kwargs).sql)
+        return replace_table_function(real(*args, **kwargs), "ARIMA_EVALUATE", "ml_evaluate_out", settings)
+
+    monkeypatch.setattr(bq, "evaluate_statement", evaluated)
+    assert bq.record_diagnostics(wh, settings, other) == 2
+    assert bq.record_diagnostics(wh, settings, version) == 2
+    assert bq.record_diagnostics(wh, settings, version) == 2  # replaced, not added
+    assert version.model_name in sent[-1]
+    diag = wh.query("SELECT * FROM `{dataset}.model_diagnostics` WHERE model_name = @m ORDER BY store_id",
+                    {"m": version.model_name})
+    kind = "ARIMA_XREG" if xreg else "ARIMA"
+    assert diag.model.tolist() == [f"{kind}(1,1,2)", kind]
+    assert diag.seasonal_periods.tolist() == ["WEEKLY,YEARLY", "WEEKLY"]
+    assert diag.trained_on.astype(str).unique().tolist() == ["2025-03-02"] and set(diag.engine) == {"bigquery_ml"}
+    assert diag.aic.iloc[0] == 26.0 and diag.error_message.iloc[1] == "too short"
+    assert diag.demand_class.isna().all() and diag.dispersion.isna().all()
+    assert len(wh.query("SELECT * FROM `{dataset}.model_diagnostics`")) == 4
 
 
 # --- the forecast step ---------------------------------------------------------------------------

@@ -123,6 +123,7 @@ def _statements() -> dict[str, bq.Statement]:
         out["forecast" + suffix] = bq.forecast_statement(s, v, RUN_DATE)
         out["explain_forecast" + suffix] = bq.explain_statement(s, v, RUN_DATE, 28)
         out["arima_evaluate" + suffix] = bq.evaluate_statement(s, v.model_name)
+        out["record_diagnostics" + suffix] = bq.diagnostics_statement(s, v)
     out["future_features"] = bq.features_statement(s, _version(True), RUN_DATE)
     out["promoted_days"] = bq.promoted_days_statement(s, _version(True), RUN_DATE)
     for name in ("promotion_use",):
@@ -267,6 +268,25 @@ def test_ml_functions_get_their_documented_arguments(kind, xreg):
     create = _parse(_create(True).sql)
     assert set(features) == set(create.expression.named_selects) - {"units"}
     assert statement.params["data_end"] == dt.date(2025, 3, 1)
+
+
+@pytest.mark.parametrize("xreg", [False, True], ids=["ARIMA_PLUS", "ARIMA_PLUS_XREG"])
+def test_diagnostics_are_inserted_from_ml_arima_evaluate_with_every_column(xreg):
+    """record_diagnostics.sql: one INSERT ... SELECT from ML.ARIMA_EVALUATE, a value for every
+    model_diagnostics column, every value a parameter or a column of the function's output."""
+    from retailopt import schema
+
+    statement = _statements()["record_diagnostics" + ("_xreg" if xreg else "")]
+    tree = _parse(statement.sql)
+    assert isinstance(tree, exp.Insert)
+    columns = [c.name for c in tree.this.expressions]
+    assert columns == schema.table("model_diagnostics").column_names
+    assert len(tree.expression.expressions) == len(columns)
+    assert [c.this for c in _ml_calls(tree)] == ["ML.ARIMA_EVALUATE"]
+    assert set(statement.params) == {"model_name", "trained_on", "kind"}
+    assert statement.params["kind"] == ("ARIMA_XREG" if xreg else "ARIMA")
+    assert {p.name for p in tree.find_all(exp.Parameter)} | set(re.findall(r"@(\w+)", statement.sql)) == set(
+        statement.params)
 
 
 def test_forecast_horizon_reaches_the_end_of_the_run_from_the_training_data():

@@ -3,9 +3,12 @@
 Benchmark code: nothing in the planning run imports it. For a chain of `--stores` x `--products`
 it models the rows every table holds after `--age-days` daily runs, the bytes BigQuery bills
 for each statement the cloud services issue in one run (columns and types from `sql/schema/`
-through `retailopt.schema`, sizes by BigQuery's logical-byte rules), the weekly ARIMA_PLUS
-training, Cloud Run time, Pub/Sub, Cloud Storage, Route Optimization shipments and log volume,
-and prices them. `docs/cost.md` is made from its output and says where every input comes from:
+through `retailopt.schema`, sizes by BigQuery's logical-byte rules; for the statements kept in
+`sql/`, the columns each reads are taken from the SQL itself with sqlglot, `sql_reads`), the
+weekly ARIMA_PLUS / ARIMA_PLUS_XREG training with its evaluation and the scheduled training
+check, the workbench tables written at publish, the release (its loads and routes, and the Route
+Optimization request when decisions changed the loads), Cloud Run time, Pub/Sub, Cloud Storage,
+Route Optimization shipments and log volume, and prices them. `docs/cost.md` is made from its output and says where every input comes from:
 prices in `PRICES` (with their source pages), figures measured on the sample chain in `MEASURED`,
 everything else in `Assumptions`.
 """
@@ -19,7 +22,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from retailopt import schema
+from retailopt import schema, sqlfiles
 
 MIB = 2 ** 20
 GIB = 2 ** 30
@@ -75,6 +78,10 @@ MEASURED = {
     "drop_bytes": {"inventory.csv": 227_024, "sales.parquet": 4_138_461, "products.csv": 20_692,
                    "stores.csv": 1_912, "vehicles.csv": 780, "distribution_centers.csv": 142,
                    "promotions.csv": 1_722},
+    # The sample run's workbench tables (`retailopt demo --replay-weeks 0`, code of 8f3693e, whose
+    # plan had 2,209 order and 55 transfer lines and 1,867 anomaly days, 0.89 % of 28 x 7,500):
+    "worklist_rows": 1744,
+    "plan_line_rows": 2264,
     "engine_series_per_s_at_scale": 675.0,  # docs/forecasting.md: --suite scale, 30,490 series
     # bigquery_ml.read_forecast_rows + protection_from_daily on 7,500 synthetic series x 28 days
     # (docs/cost.md): 0.17 s + 18.38 s; 1,000 series took 1.28 s, 2,000 took 2.87 s (worse than linear).
@@ -136,6 +143,8 @@ class Assumptions:
     log_entries_per_run: int = 20       # step lines, request logs, cold-start lines (see docs/cost.md)
     log_entry_bytes: int = 1500
     audit_entry_bytes: int = 3000       # BigQuery data-access audit entry per job (lower bound)
+    training_check_minutes: int = 10    # terraform/scheduler.tf: the training check's schedule
+    training_check_s: float = 2.0       # billed time of one check (a request, one BigQuery job)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,9 @@ class Chain:
     forecast_engine: str = "bigquery_ml"  # or "local"
     routing_engine: str = "api"         # or "local"
     assumptions: Assumptions = field(default_factory=Assumptions)
+    # The chain keeps a promotion plan (the sample does): its weekly model is ARIMA_PLUS_XREG
+    # (bigquery_ml.plan_training), whose forecast, explanation and detection read the regressors.
+    xreg: bool = True
 
     @property
     def series(self) -> int:
@@ -160,8 +172,13 @@ class Chain:
             return 1 + max(3, len(str(self.stores)))      # sample: S{i:03d}
         if column == "product_id":
             return 1 + max(4, len(str(self.products)))    # sample: P{i:04d}
-        if column == "model":
-            return 21.0 if self.forecast_engine == "bigquery_ml" else 12.04  # demand_arima_YYYYMMDD
+        if column in ("model", "model_name"):
+            # bigquery_ml.model_name: arimax_<chain>_YYYYMMDD (ARIMA_PLUS_XREG) or arima_<chain>_YYYYMMDD
+            if self.forecast_engine == "bigquery_ml" or column == "model_name":
+                return len(f"{'arimax' if self.xreg else 'arima'}_default_20260115")
+            return 12.04
+        if column == "chain_id":
+            return len("default")
         return STRING_LEN.get(column, DEFAULT_LEN)
 
 
@@ -189,9 +206,9 @@ def per_run_rows(chain: Chain) -> dict[str, float]:
         "forecasts": n * a.horizon_days,
         "forecast_components": n * (a.component_days + a.horizon_days),
         "demand_windows": n,
-        # Local engine: days of the last 28 outside a 99% interval, about 1% by construction (not
-        # measured); the bigquery_ml branch writes none.
-        "sales_anomalies": n * 0.01 * 28 if chain.forecast_engine == "local" else 0,
+        # Days of the last 28 outside a 99% interval: about 1% by construction (not measured), with
+        # either engine (the bigquery_ml branch reads them from ML.DETECT_ANOMALIES).
+        "sales_anomalies": n * 0.01 * 28,
         "inventory_policy": n,
         "plan_exceptions": n * MEASURED["plan_exception_rows"] / MEASURED["series"],
         "replenishment_orders": n * MEASURED["order_rows"] / MEASURED["series"],
@@ -200,6 +217,97 @@ def per_run_rows(chain: Chain) -> dict[str, float]:
         "route_stops": MEASURED["route_stops"] * per_store,
         "quarantine": 0,
     }
+
+
+def workbench_rows(chain: Chain) -> dict[str, float]:
+    """Rows one run's publish writes into the workbench tables, scaled by series from the sample run."""
+    scale = chain.series / MEASURED["series"]
+    return {"plan_worklist": MEASURED["worklist_rows"] * scale, "plan_lines": MEASURED["plan_line_rows"] * scale,
+            "plan_overview": 1.0}
+
+
+def table_rows(chain: Chain, table: str) -> float:
+    """Rows `table` holds on the run's day: `age_days` earlier runs and this one's, the history
+    of sales, a snapshot a day, the dimension files, the weekly models' diagnostics."""
+    a, n, days = chain.assumptions, chain.series, chain.age_days + 1
+    runs = {**per_run_rows(chain), **workbench_rows(chain)}
+    if table in runs:
+        return runs[table] * days
+    if table in ("released_loads", "released_routes", "released_route_stops"):
+        planned = {"released_loads": runs["replenishment_orders"] + runs["transfers"],
+                   "released_routes": runs["routes"], "released_route_stops": runs["route_stops"]}[table]
+        return planned * days
+    dims = dimension_rows(chain)
+    if table in dims:
+        return dims[table]
+    if table == "sales":
+        return a.sales_rows_per_series_day * n * (a.history_days + chain.age_days)
+    if table == "inventory":
+        return n * days
+    if table == "runs":
+        return days
+    if table == "plan_decisions":  # every line approved once, and a RELEASE row per run
+        return (runs["replenishment_orders"] + runs["transfers"] + 1) * days
+    if table == "model_diagnostics":
+        return n * (1 + chain.age_days // 7)
+    if table == "model_versions":
+        return 1 + chain.age_days // 7
+    raise KeyError(f"no row count rule for table {table}")
+
+
+def sql_reads(sql: str) -> dict[str, tuple[str, ...]]:
+    """The columns a statement reads per table, from its SQL (sqlglot, BigQuery dialect, columns
+    qualified with the tables of `sql/schema/`). The target of an INSERT is not read."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import traverse_scope
+
+    known = {"d": {t: {c.name: c.type for c in schema.table(t).columns} for t in schema.all_tables()}}
+    tree = sqlglot.parse_one(sql.replace("{dataset}", "d"), read="bigquery")
+    if isinstance(tree, exp.Update):
+        # UPDATE ... FROM (query) WHERE: the query's reads, and the target's columns it names
+        # (sqlglot builds no scope for an UPDATE).
+        out: dict[str, set[str]] = {}
+        source = tree.args.get("from_") or tree.args.get("from")
+        if source is not None:
+            for sub in source.find_all(exp.Subquery):
+                for t, cols in sql_reads(sub.this.sql(dialect="bigquery")).items():
+                    out.setdefault(t, set()).update(cols)
+                break
+        alias = tree.this.alias_or_name
+        named = {c.name for c in tree.find_all(exp.Column) if c.table == alias}
+        out.setdefault(tree.this.name, set()).update(named)
+        return {t: tuple(sorted(c for c in cols if c in schema.table(t).column_names)) for t, cols in out.items()}
+    target = None
+    if isinstance(tree, (exp.Insert, exp.Update, exp.Delete)):
+        target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    tree = qualify(tree, schema=known, dialect="bigquery", validate_qualify_columns=False, identify=False)
+    out: dict[str, set[str]] = {}
+    for scope in traverse_scope(tree):
+        for alias, (_, source) in scope.selected_sources.items():
+            if isinstance(source, exp.Table) and source is not target:
+                out.setdefault(source.name, set()).update(c.name for c in scope.columns if c.table == alias)
+    return {t: tuple(sorted(c for c in cols if c in schema.table(t).column_names) or [schema.table(t).column_names[0]])
+            for t, cols in out.items()}
+
+
+def sql_statement(chain: Chain, step: str, what: str, sql: str, rows: dict[str, float] | None = None,
+                  count: int = 1, avoidable: str | None = None) -> "Statement":
+    """A statement kept in `sql/` (or built from it): the columns it reads per table (`sql_reads`),
+    over `rows[table]` rows where a filter prunes, else every row the table holds (a filter on
+    run_id prunes nothing unless the table is clustered by it: see `run_clustered`)."""
+    reads = sql_reads(sql)
+    rows = rows or {}
+    scanned = sum((rows[t] if t in rows else table_rows(chain, t)) * row_bytes(chain, t, cols)
+                  for t, cols in reads.items())
+    return Statement(step, what, scanned, max(1, len(reads)), count, avoidable)
+
+
+def run_clustered(chain: Chain, table: str) -> float:
+    """Rows read of a table clustered by run_id first, for a run_id filter: the run's own rows
+    (block pruning taken as exact, an assumption)."""
+    return table_rows(chain, table) / (chain.age_days + 1)
 
 
 def dimension_rows(chain: Chain) -> dict[str, float]:
@@ -300,8 +408,23 @@ def daily_statements(chain: Chain) -> list[Statement]:
                          avoidable="reads all past snapshots to keep the latest"))
     out.append(Statement("forecast", "stores, distribution_centers", 0.0, 1, 2))
     if chain.forecast_engine == "bigquery_ml":
-        out.append(Statement("forecast", "ML.FORECAST (model read; bytes not documented: 10 MB minimum assumed)", 0.0))
-        out.append(Statement("forecast", "ML.EXPLAIN_FORECAST (idem)", 0.0))
+        out.append(sql_statement(chain, "forecast", "model_versions: the chain's trainings (select_model)",
+                                 sqlfiles.read_sql("queries/model_versions.sql")))
+        if chain.xreg:
+            # The model's own reads are not documented (10 MB minimum assumed, as for ARIMA_PLUS);
+            # its table argument, the future regressors, reads history_days partitions of sales.
+            features = sqlfiles.read_sql("forecasting/future_features.sql")
+            history = {"sales": sales_day * a.history_days}
+            for fn in ("ML.FORECAST", "ML.EXPLAIN_FORECAST"):
+                out.append(sql_statement(chain, "forecast", f"{fn} with the future regressors "
+                                         "(future_features.sql) as its table argument", features, history))
+            out.append(sql_statement(chain, "forecast", "promoted_days: the regressors' promoted series-days",
+                                     sqlfiles.read_sql("forecasting/promoted_days.sql").replace("{features}", features),
+                                     history))
+        else:
+            out.append(Statement("forecast", "ML.FORECAST (model read; bytes not documented: 10 MB minimum assumed)", 0.0))
+            out.append(Statement("forecast", "ML.EXPLAIN_FORECAST (idem)", 0.0))
+        out.append(detect_statement(chain))
     else:
         hist = sales_day * a.history_days
         out.append(Statement("forecast", f"sales_history: {a.history_days} partitions, 6 columns",
@@ -332,58 +455,188 @@ def daily_statements(chain: Chain) -> list[Statement]:
     chart_s = table_scan("sales", sales_day * 91, ("store_id", "product_id", "sale_date", "units")) / chain.stores
     out.append(Statement("plan", "report: 6 forecast charts (forecasts by run, store, product)", chart_f, 1, 6))
     out.append(Statement("plan", "report: 6 charts' sales history (91 days, one store)", chart_s, 1, 6))
-    read_run("plan", "replenishment_orders", ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity",
-                                              "cases", "order_value", "expected_arrival"),
-             what="reorder messages: replenishment_orders WHERE run_id (all partitions)")
+    out.extend(publish_statements(chain))
     return out
+
+
+def _detect_input(sql: str) -> str:
+    """The new-data query of a detect statement's second ML.DETECT_ANOMALIES call."""
+    def closing(text: str, at: int) -> int:
+        depth = 0
+        for i in range(at, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                return i
+        raise ValueError("unbalanced parentheses")
+
+    sql = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    call = [i for i in range(len(sql)) if sql.startswith("ML.DETECT_ANOMALIES(", i)][-1]
+    struct = sql.index("STRUCT(", call) + len("STRUCT")
+    start = sql.index("(", closing(sql, struct) + 1)
+    return sql[start + 1:closing(sql, start)]
+
+
+def detect_statement(chain: Chain) -> Statement:
+    """ML.DETECT_ANOMALIES on the run's model (sql/forecasting/detect_anomalies[_xreg].sql): the
+    model's own reads are not documented (10 MB minimum), its new data joins sales on sale_date
+    without a constant filter (every partition read), and the promotion flags of the 28 days."""
+    a = chain.assumptions
+    sales_day = a.sales_rows_per_series_day * chain.series
+    path = "forecasting/detect_anomalies_xreg.sql" if chain.xreg else "forecasting/detect_anomalies.sql"
+    new_data = sql_statement(chain, "forecast", "", _detect_input(sqlfiles.read_sql(path)))
+    promoted = sales_day * 28 * row_bytes(chain, "sales", ("store_id", "product_id", "sale_date", "on_promotion"))
+    return Statement("forecast", f"ML.DETECT_ANOMALIES x2 ({path.split('/')[1]}): new data and the days' "
+                     "promotion flags", new_data.scanned + promoted, new_data.tables + 1,
+                     avoidable="the new data's join on sale_date reads every partition of sales")
+
+
+def publish_statements(chain: Chain) -> list[Statement]:
+    """The publish step's reorder read and its workbench tables (workbench/store.publish): the
+    worklist a block of stores at a time, its ranks, the lines and the figures."""
+    from retailopt.workbench import store
+
+    n = chain.series
+    out: list[Statement] = []
+    cols = ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases", "order_value",
+            "expected_arrival")
+    out.append(Statement("plan", "reorder messages: replenishment_orders WHERE run_id (all partitions)",
+                         table_rows(chain, "replenishment_orders") * row_bytes(chain, "replenishment_orders", cols),
+                         avoidable="reads every earlier run's rows to find this run's"))
+    # The three tables are clustered by run_id: a first attempt's DELETE reads the run's (no) blocks.
+    out.append(Statement("publish", "workbench: DELETE plan_overview, plan_lines, plan_worklist WHERE run_id "
+                         "(clustered by run_id)", 0.0, 1, 3))
+    out.append(Statement("publish", "workbench: store blocks (inventory_policy WHERE run_id GROUP BY store_id)",
+                         table_rows(chain, "inventory_policy") * row_bytes(chain, "inventory_policy",
+                                                                           ("run_id", "store_id")),
+                         avoidable="reads every earlier run's rows to find this run's"))
+    blocks = max(1, math.ceil(n / store.BLOCK_POSITIONS))
+    out.append(sql_statement(chain, "publish", f"workbench: worklist INSERT (wb_worklist.sql), {blocks:,} "
+                             "block(s) of stores", store._worklist_insert(),
+                             {"runs": 1.0, "inventory": n * (chain.age_days + 1)}, count=blocks,
+                             avoidable="each block reads every earlier run's rows (run_id does not prune) "
+                                       "and every inventory snapshot up to the run date"))
+    out.append(sql_statement(chain, "publish", "workbench: worklist ranks UPDATE", store._RANK_UPDATE,
+                             {"plan_worklist": 2 * run_clustered(chain, "plan_worklist")}))
+    out.append(sql_statement(chain, "publish", "workbench: lines INSERT (wb_publish_lines.sql), TRANSFER and ORDER",
+                             sqlfiles.read_sql("queries/wb_publish_lines.sql"), count=2,
+                             avoidable="reads every earlier run's lines to find this run's"))
+    out.append(sql_statement(chain, "publish", "workbench: figures INSERT (wb_publish_overview.sql)",
+                             sqlfiles.read_sql("queries/wb_publish_overview.sql"),
+                             {"plan_worklist": run_clustered(chain, "plan_worklist"),
+                              "plan_lines": run_clustered(chain, "plan_lines")},
+                             avoidable="reads every earlier run's inventory_policy rows"))
+    out.append(Statement("publish", "workbench: plan_overview row read back (clustered by run_id)", 0.0))
+    return out
+
+
+def _lines_statement(chain: Chain, what: str, count: int, *, one_line: bool) -> Statement:
+    """views.line / views.all_lines: wb_lines.sql (plan_lines and plan_decisions, both clustered by
+    run_id: the run's rows) with the names of product, sender and store."""
+    from retailopt.workbench import views
+
+    inner = views._lines_sql("l.line_id = @line_id") if one_line else views._lines_sql()
+    return sql_statement(chain, "review" if one_line else "release", what, views._named(inner),
+                         {"plan_lines": run_clustered(chain, "plan_lines"),
+                          "plan_decisions": run_clustered(chain, "plan_decisions")}, count=count)
 
 
 def review_statements(chain: Chain) -> list[Statement]:
     """BigQuery jobs of a planner approving every line in the workbench, then releasing the run.
 
-    `decisions.decide` takes at most MAX_BATCH lines a request and looks each line up with one
-    `wb_orders` / `wb_transfers` query; `release` reads all lines once more and publishes them.
+    `decisions.decide` takes at most MAX_BATCH lines a request: `check_open`, one `views.line`
+    lookup per line (wb_lines.sql on plan_lines, clustered by run_id), one plan_decisions INSERT.
+    `release` reads the approved lines of both kinds, reads the run's plan rows and dimension
+    tables for the released loads and routes (`decisions._write_released_routes`), replaces
+    released_loads, released_routes and released_route_stops, and inserts the RELEASE row.
     """
     from retailopt.workbench.decisions import MAX_BATCH
 
     runs = per_run_rows(chain)
-    age = chain.age_days
-    dims = dimension_rows(chain)
-
-    def scan(t: str, rows: float, cols: tuple[str, ...] | None = None) -> float:
-        return max(MIN_BILLED, rows * row_bytes(chain, t, cols))
-
-    decisions = scan("plan_decisions", runs["replenishment_orders"] + runs["transfers"])  # clustered by run_id
-    stops = scan("route_stops", runs["route_stops"] * (age + 1), ("run_id", "shipment_id"))
-    small = sum(scan(t, dims[t]) for t in ("products", "stores"))
-    order_cols = ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases", "order_value",
-                  "expected_arrival", "shipment_id")
-    wb_orders = (scan("replenishment_orders", runs["replenishment_orders"] * (age + 1), order_cols) + stops
-                 + decisions + small + scan("distribution_centers", dims["distribution_centers"]))
-    wb_transfers = scan("transfers", runs["transfers"] * (age + 1)) + stops + decisions + small
     out = []
-    for kind, lines, cost in (("orders", runs["replenishment_orders"], wb_orders),
-                              ("transfers", runs["transfers"], wb_transfers)):
+    for kind, lines in (("orders", runs["replenishment_orders"]), ("transfers", runs["transfers"])):
         requests = int(math.ceil(lines / MAX_BATCH))
-        out.append(Statement("review", f"decide: wb_{kind} lookup, one per line", cost, 1, int(math.ceil(lines)),
-                             avoidable="one query per decided line, each reading every run's lines"))
-        out.append(Statement("review", f"decide: check_open and plan_decisions INSERT, per {MAX_BATCH} {kind}",
-                             decisions, 1, 2 * requests))
+        out.append(_lines_statement(chain, f"decide: {kind} line lookup (wb_lines.sql), one per line",
+                                    int(math.ceil(lines)), one_line=True))
+        out.append(Statement("review", f"decide: check_open (released(), plan_decisions) and plan_decisions "
+                             f"INSERT, per {MAX_BATCH} {kind}", 0.0, 1, 3 * requests))
     out.append(Statement("release", "ledger claim, check_open, released()", 0.0, 1, 5))
-    out.append(Statement("release", "wb_orders and wb_transfers of the whole run", wb_orders + wb_transfers, 1, 1))
+    for kind in ("orders", "transfers"):
+        out.append(_lines_statement(chain, f"all approved {kind} (wb_lines.sql with names)", 1, one_line=False))
+    for t in ("transfers", "replenishment_orders", "routes", "route_stops"):
+        out.append(Statement("release", f"released routes: SELECT * FROM {t} WHERE run_id (all partitions)",
+                             table_rows(chain, t) * row_bytes(chain, t),
+                             avoidable="reads every earlier run's rows to find this run's"))
+    out.append(Statement("release", "released routes: stores, distribution_centers, products, vehicles", 0.0, 1, 4))
+    released = {"released_loads": runs["replenishment_orders"] + runs["transfers"],
+                "released_routes": runs["routes"], "released_route_stops": runs["route_stops"]}
+    for t, rows in released.items():
+        if t == "released_loads":  # clustered by run_id: a first release's DELETE reads no block
+            out.append(Statement("release", f"DELETE {t} WHERE run_id (clustered by run_id)", 0.0))
+        else:
+            out.append(Statement("release", f"DELETE {t} WHERE run_id (all partitions)",
+                                 rows * chain.age_days * row_bytes(chain, t, ("run_id",)),
+                                 avoidable="scan of run_id over every partition (no run_id pruning)"))
+        k = _batches(chain, rows)
+        out.append(Statement("release", f"INSERT {t}: {k:,} batches of {chain.assumptions.dml_batch_rows:,} rows",
+                             0.0, 1, k))
     out.append(Statement("release", "RELEASE row INSERT and ledger finish", 0.0, 1, 2))
     return out
 
 
+def reroute_shipments(chain: Chain) -> float:
+    """Shipments of the Route Optimization request a release sends when decisions changed what the
+    trucks carry (workbench/reroute.py): the approved lines packed again, taken as the planned
+    loads (all lines approved at changed quantities)."""
+    return shipments_per_run(chain)
+
+
 def training_bytes(chain: Chain) -> dict[str, float]:
-    """Bytes the weekly CREATE MODEL's input query reads (sql/forecasting/create_model.sql)."""
+    """Bytes the weekly CREATE MODEL's input query reads (sql/forecasting/create_model.sql, or
+    create_model_xreg.sql with the regressors): its series CTE reads history_days partitions, its
+    LEFT JOIN of sales has no date filter and reads every partition (counted separately, as two
+    scans of the table)."""
     a = chain.assumptions
     day = a.sales_rows_per_series_day * chain.series
-    # series CTE: 730 partitions, 3 columns; the LEFT JOIN side has no date filter: all partitions.
     series = day * a.history_days * row_bytes(chain, "sales", ("store_id", "product_id", "sale_date"))
-    joined = day * (a.history_days + chain.age_days) * row_bytes(
-        chain, "sales", ("store_id", "product_id", "sale_date", "units"))
-    return {"input_bytes": series + joined, "billed_bytes": (series + joined) * a.candidate_models}
+    joined_cols = ("store_id", "product_id", "sale_date", "units") + (("price", "on_promotion") if chain.xreg else ())
+    joined = day * (a.history_days + chain.age_days) * row_bytes(chain, "sales", joined_cols)
+    extra = 0.0
+    if chain.xreg:  # promotions (twice: store-level and chain-wide days) and products' price
+        dims = dimension_rows(chain)
+        extra = (2 * dims["promotions"] * row_bytes(chain, "promotions")
+                 + dims["products"] * row_bytes(chain, "products", ("product_id", "price")))
+    input_bytes = series + joined + extra
+    return {"input_bytes": input_bytes, "billed_bytes": input_bytes * a.candidate_models}
+
+
+def training_statements(chain: Chain) -> dict[str, list[Statement]]:
+    """The BigQuery jobs around the weekly training ("weekly": submit and, when the check sees it
+    DONE, ML.ARIMA_EVALUATE into model_diagnostics) and the training check every
+    `training_check_minutes` ("daily": the running trainings, none most of the time)."""
+    a = chain.assumptions
+    dims = dimension_rows(chain)
+    sales_day = a.sales_rows_per_series_day * chain.series
+    weekly = [
+        sql_statement(chain, "retrain", "last_sale_before", sqlfiles.read_sql("queries/last_sale_before.sql"),
+                      {"sales": sales_day * (a.history_days + chain.age_days)}),
+        sql_statement(chain, "retrain", "promotion_use: promotion plan and promoted history days",
+                      sqlfiles.read_sql("forecasting/promotion_use.sql"),
+                      {"sales": sales_day * a.history_days, "promotions": dims["promotions"]}),
+        sql_statement(chain, "retrain", "model_versions: the chain's trainings",
+                      sqlfiles.read_sql("queries/model_versions.sql")),
+        Statement("retrain", "model_versions INSERT (RUNNING)", 0.0),
+        # record_diagnostics: the model's partition (trained_on) only, then one INSERT ... SELECT
+        # from ML.ARIMA_EVALUATE inside BigQuery (its model read: 10 MB minimum assumed) and a count.
+        Statement("training", "DELETE model_diagnostics WHERE trained_on AND model_name (its partition)", 0.0),
+        Statement("training", "INSERT model_diagnostics SELECT ... FROM ML.ARIMA_EVALUATE (record_diagnostics.sql)",
+                  0.0),
+        Statement("training", "COUNT(*) of the rows written (its partition)", 0.0),
+        Statement("training", "finish_training UPDATE (DONE)", 0.0),
+    ]
+    checks = int(24 * 60 / a.training_check_minutes)
+    daily = [sql_statement(chain, "training", f"training check: running_trainings, {checks} a day",
+                           sqlfiles.read_sql("queries/running_trainings.sql"), count=checks)]
+    return {"weekly": weekly, "daily": daily}
 
 
 def storage_bytes(chain: Chain) -> dict[str, float]:
@@ -396,6 +649,7 @@ def storage_bytes(chain: Chain) -> dict[str, float]:
     active = longterm = 0.0
     per_table: dict[str, float] = {}
     daily = {t: runs[t] * row_bytes(chain, t) for t in _defined(RESULT_TABLES)}
+    daily.update({t: rows * row_bytes(chain, t) for t, rows in workbench_rows(chain).items()})
     daily["inventory"] = n * row_bytes(chain, "inventory")
     # reorder_messages: one row per released line, `data` holding the message JSON.
     message_row = row_bytes(chain, "reorder_messages") - column_bytes(chain, "reorder_messages", "data")
@@ -449,7 +703,8 @@ def message_sizes(chain: Chain) -> dict[str, int]:
 def cloud_run(chain: Chain, statements: list[Statement]) -> dict[str, dict[str, float]]:
     """Billed instance seconds per service: measured CPU work (scaled) + BigQuery waits + start."""
     a = chain.assumptions
-    jobs = {s: sum(x.count for x in statements if x.step == s) for s in ("import", "forecast", "plan")}
+    jobs = {s: sum(x.count for x in statements if x.step == s) for s in ("import", "forecast", "plan", "publish")}
+    jobs["plan"] += jobs.pop("publish")  # the publish step runs in the plan service
     step = MEASURED["step_s"]
     import_rows_measured = MEASURED["sales_rows"] + MEASURED["series"]
     daily_import_rows = chain.series * (1 + a.sales_rows_per_series_day)
@@ -508,6 +763,23 @@ def estimate(chain: Chain) -> dict[str, Any]:
                                  "detail": f"weekly: {tr['input_bytes'] / GIB:,.1f} GiB input x "
                                            f"{a.candidate_models} candidates = {tr['billed_bytes'] / GIB:,.1f} GiB billed, "
                                            f"${week:,.2f}/week"}
+        ts = training_statements(chain)
+        weekly_b = sum(x.billed for x in ts["weekly"])
+        daily_b = sum(x.billed for x in ts["daily"])
+        checks = sum(x.count for x in ts["daily"])
+        # The training service (1 vCPU, 1 GiB): each check, and the week's evaluation and
+        # diagnostics writes, one BigQuery job round trip each.
+        weekly_jobs = sum(x.count for x in ts["weekly"] if x.step == "training")
+        check_s = checks * a.training_check_s + weekly_jobs * a.statement_latency_s / 7
+        check_run = check_s * (p["run_vcpu_second"] + p["run_gib_second"])
+        per_run = ((weekly_b / 7 + daily_b) / TIB * p["bq_query_per_tib"] + check_run
+                   + checks / 1e6 * p["run_per_million_requests"])
+        rows["bqml_evaluate_and_check"] = {
+            "per_run": per_run,
+            "detail": f"weekly ML.ARIMA_EVALUATE into model_diagnostics and bookkeeping "
+                      f"({sum(x.count for x in ts['weekly']):,} jobs, {weekly_b / GIB:,.2f} GiB); "
+                      f"training check every {a.training_check_minutes} min ({checks} jobs and requests a day, "
+                      f"{daily_b / GIB:,.2f} GiB); {check_s:,.0f} s a day of the training service"}
         upper = forecast_output_bytes(chain)
         rows["bqml_forecast_explain"] = {"per_run": 2 * MIN_BILLED / TIB * p["bq_query_per_tib"],
                                          "detail": f"10 MB minimum each; upper bound if billed by output rows: "
@@ -517,12 +789,17 @@ def estimate(chain: Chain) -> dict[str, Any]:
     gib_s = sum(v["gib_s"] for v in cr.values())
     requests = 3
     run_cost = vcpu_s * p["run_vcpu_second"] + gib_s * p["run_gib_second"] + requests / 1e6 * p["run_per_million_requests"]
-    retrain_week = 600 * (2 * p["run_vcpu_second"] + 8 * p["run_gib_second"]) if chain.forecast_engine == "bigquery_ml" else 0
+    # The retrain service (1 vCPU, 1 GiB) submits the training job and answers at once: a cold
+    # start and its bookkeeping jobs (training_statements, step "retrain") a week.
+    retrain_s = (a.cold_start_s + a.statement_latency_s * sum(
+        x.count for x in training_statements(chain)["weekly"] if x.step == "retrain")
+        if chain.forecast_engine == "bigquery_ml" else 0.0)
+    retrain_week = retrain_s * (p["run_vcpu_second"] + p["run_gib_second"])
     work_vcpu_s = sum(v["vcpu"] * v["cpu_work_s"] for v in cr.values())
     rows["cloud_run"] = {"per_run": run_cost + retrain_week / 7,
                          "detail": f"{vcpu_s:,.0f} vCPU-s, {gib_s:,.0f} GiB-s, {requests} requests; "
                                    f"of which CPU work {work_vcpu_s:,.0f} vCPU-s"
-                                   + (" (+ retrain: 600 s x 2 vCPU / 8 GiB a week)" if retrain_week else "")}
+                                   + (f" (+ retrain: {retrain_s:,.0f} s x 1 vCPU / 1 GiB a week)" if retrain_week else "")}
     sizes = message_sizes(chain)
     reorders, transfers = runs["replenishment_orders"], runs["transfers"]
     # The plan step publishes `forecast`, `plan` and `published`; the release publishes one message
@@ -565,12 +842,20 @@ def estimate(chain: Chain) -> dict[str, Any]:
     rows["route_optimization"] = {"per_run": ro_month / month, "per_month": ro_month,
                                   "detail": f"{shipments:,.0f} shipments per run (Fleet Routing SKU)"
                                   if chain.routing_engine == "api" else "local OR-Tools solver: no API call"}
-    rows["cloud_scheduler"] = {"per_run": 2 * p["scheduler_per_job_month"] / month,
-                               "per_month": 2 * p["scheduler_per_job_month"], "detail": "2 jobs (planning, retrain)"}
-    log_bytes = a.log_entries_per_run * a.log_entry_bytes + jobs * a.audit_entry_bytes
+    sched = 3 if chain.forecast_engine == "bigquery_ml" else 2
+    rows["cloud_scheduler"] = {"per_run": sched * p["scheduler_per_job_month"] / month,
+                               "per_month": sched * p["scheduler_per_job_month"],
+                               "detail": f"{sched} jobs (planning, retrain"
+                                         + (", training check)" if sched == 3 else ")")}
+    check_jobs = (sum(x.count for x in training_statements(chain)["daily"])
+                  if chain.forecast_engine == "bigquery_ml" else 0)
+    log_bytes = (a.log_entries_per_run * a.log_entry_bytes + jobs * a.audit_entry_bytes
+                 + check_jobs * (a.audit_entry_bytes + a.log_entry_bytes))
     rows["cloud_logging"] = {"per_run": log_bytes / GIB * p["logging_per_gib"],
                              "detail": f"{a.log_entries_per_run} service entries + {jobs:,} BigQuery audit "
-                                       f"entries = {log_bytes / MIB:,.1f} MiB"}
+                                       f"entries" + (f" + {check_jobs} training checks (a request log and an audit "
+                                                     "entry each)" if check_jobs else "")
+                                       + f" = {log_bytes / MIB:,.1f} MiB"}
     for r in rows.values():
         r.setdefault("per_month", r["per_run"] * month)
     review = review_statements(chain)
@@ -579,6 +864,12 @@ def estimate(chain: Chain) -> dict[str, Any]:
     review_api_s = review_jobs * a.statement_latency_s  # the api service (1 vCPU, 1 GiB) waits for them
     review_run = (review_bytes / TIB * p["bq_query_per_tib"]
                   + review_api_s * (p["run_vcpu_second"] + p["run_gib_second"]))
+    # When decisions changed what the trucks carry, the release sends one more Route Optimization
+    # request (the approved loads) and the api waits for the solver's time limit.
+    shipments_month = shipments_per_run(chain) * month if chain.routing_engine == "api" else 0.0
+    extra = reroute_shipments(chain) * month if chain.routing_engine == "api" else 0.0
+    reroute_month = route_opt_cost(shipments_month + extra) - route_opt_cost(shipments_month)
+    reroute_run = reroute_month / month + a.routing_time_limit_s * (p["run_vcpu_second"] + p["run_gib_second"])
     total_run = sum(r["per_run"] for r in rows.values())
     total_month = sum(r["per_month"] for r in rows.values())
     return {"chain": {"stores": chain.stores, "products": chain.products, "series": chain.series,
@@ -590,8 +881,12 @@ def estimate(chain: Chain) -> dict[str, Any]:
             "total_per_run": total_run, "total_per_month": total_month,
             "review_release": {"per_run": review_run, "per_month": review_run * month, "bigquery_jobs": review_jobs,
                                "billed_bytes": review_bytes, "api_seconds": review_api_s,
-                               "lines": runs["replenishment_orders"] + runs["transfers"]},
-            "statements": [asdict(s) | {"billed": s.billed} for s in stmts + review]}
+                               "lines": runs["replenishment_orders"] + runs["transfers"],
+                               "reroute_per_run": reroute_run, "reroute_per_month": reroute_run * month,
+                               "reroute_shipments": reroute_shipments(chain) if chain.routing_engine == "api" else 0},
+            "statements": [asdict(s) | {"billed": s.billed} for s in stmts + review + (
+                training_statements(chain)["weekly"] + training_statements(chain)["daily"]
+                if chain.forecast_engine == "bigquery_ml" else [])]}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -606,6 +901,9 @@ def render(result: dict[str, Any]) -> str:
     lines.append(f"| + review and release (every line approved in the workbench) | {rv['per_run']:,.4f} | "
                  f"{rv['per_month']:,.2f} | {rv['lines']:,.0f} lines: {rv['bigquery_jobs']:,} BigQuery jobs, "
                  f"{rv['billed_bytes'] / GIB:,.1f} GiB billed, {rv['api_seconds']:,.0f} s of api time |")
+    lines.append(f"| + if decisions changed the loads: the release's Route Optimization request | "
+                 f"{rv['reroute_per_run']:,.4f} | {rv['reroute_per_month']:,.2f} | "
+                 f"{rv['reroute_shipments']:,.0f} shipments solved again |")
     lines += ["", "Cloud Run per service (wall = cold start + measured CPU work scaled + BigQuery jobs x latency):"]
     for name, v in result["cloud_run"].items():
         lines.append(f"  {name:<9} {v['wall_s']:>12,.0f} s wall, {v['cpu_work_s']:>10,.1f} s CPU work, "

@@ -435,15 +435,30 @@ def check_trainings(wh: Any, settings: Settings, *, client: bigquery.Client | No
     return finished, still_running
 
 
+def diagnostics_statement(settings: Settings, version: ModelVersion) -> Statement:
+    """sql/forecasting/record_diagnostics.sql with the model's ML.ARIMA_EVALUATE query inlined."""
+    evaluate = evaluate_statement(settings, version.model_name)
+    trained_on, xreg = parse_model_name(_check_model(version.model_name))
+    text = sqlfiles.read_sql("forecasting/record_diagnostics.sql").replace("{evaluate}", evaluate.sql)
+    return Statement(sqlfiles.render(text, settings.dataset, settings.project),
+                     {**evaluate.params, "model_name": version.model_name, "trained_on": trained_on,
+                      "kind": "ARIMA_XREG" if xreg else "ARIMA"})
+
+
 def record_diagnostics(wh: Any, settings: Settings, version: ModelVersion, *,
                        client: bigquery.Client | None = None) -> int:
-    """ML.ARIMA_EVALUATE of a trained model into `model_diagnostics` (its rows replaced)."""
+    """ML.ARIMA_EVALUATE of a trained model into `model_diagnostics` (its rows replaced), written
+    by one INSERT ... SELECT inside BigQuery (sql/forecasting/record_diagnostics.sql); returns the
+    rows written."""
     client = client or wh.client
-    rows = run(client, evaluate_statement(settings, version.model_name))
-    diagnostics = read_evaluate_rows(rows, model=version.model_name)
-    wh.execute("DELETE FROM `{dataset}.model_diagnostics` WHERE model_name = @model_name",
-               {"model_name": version.model_name})
-    return wh.insert("model_diagnostics", diagnostics)
+    statement = diagnostics_statement(settings, version)
+    params = {"model_name": statement.params["model_name"], "trained_on": statement.params["trained_on"]}
+    wh.execute("DELETE FROM `{dataset}.model_diagnostics` WHERE trained_on = @trained_on "
+               "AND model_name = @model_name", params)
+    run(client, statement)
+    written = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.model_diagnostics` WHERE trained_on = @trained_on "
+                       "AND model_name = @model_name", params)
+    return int(written.n.iloc[0])
 
 
 # --------------------------------------------------------------------------- forecasting
@@ -588,35 +603,6 @@ def read_component_rows(rows: pd.DataFrame, *, model: str) -> pd.DataFrame:
         "model": model,
     })
     return out.loc[:, COMPONENT_COLUMNS]
-
-
-def read_evaluate_rows(rows: pd.DataFrame, *, model: str) -> pd.DataFrame:
-    """ML.ARIMA_EVALUATE rows -> `model_diagnostics` columns."""
-    parsed = parse_model_name(_check_model(model))
-    out = pd.DataFrame({
-        "model_name": model,
-        "trained_on": pd.Timestamp(parsed[0]),
-        "store_id": rows["store_id"].astype(str).to_numpy(),
-        "product_id": rows["product_id"].astype(str).to_numpy(),
-        "engine": "bigquery_ml",
-    })
-    p, d, q = (rows[c].astype("Int64") for c in ("non_seasonal_p", "non_seasonal_d", "non_seasonal_q"))
-    kind = "ARIMA_XREG" if parsed[1] else "ARIMA"
-    out["model"] = [f"{kind}({t[0]},{t[1]},{t[2]})" if not any(pd.isna(v) for v in t) else kind for t in zip(p, d, q)]
-    out["demand_class"] = None
-    out["non_seasonal_p"], out["non_seasonal_d"], out["non_seasonal_q"] = p.to_numpy(), d.to_numpy(), q.to_numpy()
-    out["has_drift"] = rows["has_drift"].astype("boolean").to_numpy()
-    out["log_likelihood"] = rows["log_likelihood"].astype(float).to_numpy()
-    out["aic"] = rows["AIC"].astype(float).to_numpy()
-    out["variance"] = rows["variance"].astype(float).to_numpy()
-    out["seasonal_periods"] = [",".join(v) if isinstance(v, (list, tuple, np.ndarray)) else v
-                               for v in rows["seasonal_periods"]]
-    for c in ("has_holiday_effect", "has_spikes_and_dips", "has_step_changes"):
-        out[c] = rows[c].astype("boolean").to_numpy()
-    out["smoothing_parameter"] = np.nan
-    out["dispersion"] = np.nan
-    out["error_message"] = rows["error_message"].to_numpy() if "error_message" in rows else None
-    return out.loc[:, DIAGNOSTIC_COLUMNS]
 
 
 def local_diagnostics(series: pd.DataFrame, *, trained_on: date, model_name_: str = "local") -> pd.DataFrame:
