@@ -13,7 +13,9 @@ SELECT
   r.stop_count,
   r.units_carried,
   r.cost,
-  COUNT(*) OVER () AS total
+  -- A scalar count, not COUNT(*) OVER (): that window over these joins hit a DuckDB 1.5 internal
+  -- error now and then, which invalidates the database for the whole process.
+  (SELECT COUNT(*) FROM `{dataset}.routes` WHERE run_id = @run_id) AS total
 FROM `{dataset}.routes` AS r
 LEFT JOIN `{dataset}.distribution_centers` AS dc ON dc.dc_id = r.depot_id
 LEFT JOIN `{dataset}.stores` AS st ON st.store_id = r.depot_id
