@@ -222,6 +222,20 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     if use_fr.any():
         idx = np.flatnonzero(use_fr)
         level[idx] = demand.take(idx).fill_rate_level(fr[idx], review_mean[idx])
+    # Where costs decide and stock comes in cases, the reorder point is where a whole case stops
+    # paying for itself (`WindowDemand.case_level`): ordering a case now rather than a review
+    # later adds its sales over the window and a review period's holding on what is left of it.
+    # With single units that is the newsvendor level itself; with a case of months of cover it
+    # is lower. Never below the level of cost_service_level_min.
+    margin = price - unit_cost
+    by_case = np.flatnonzero((kind == "cost") & ~np.isfinite(by_cat) & (case_pack > 1) & (margin > 0) & (unit_cost > 0))
+    if len(by_case):
+        d = demand.take(by_case)
+        floor = d.csl_level(np.full(len(by_case), settings.cost_service_level_min))
+        hold = settings.holding_cost_rate * unit_cost[by_case] * review / 365.0
+        level[by_case] = np.minimum(level[by_case], d.case_level(case_pack[by_case], margin[by_case], hold,
+                                                                 lo=np.minimum(floor, level[by_case]),
+                                                                 hi=level[by_case]))
     reorder = level
     order_up_to = reorder + cycle_stock(mean_daily, review_mean, unit_cost, settings)
     # The shelf must hold the stock on the day an order placed now arrives, after the lead time's
