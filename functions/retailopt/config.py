@@ -63,9 +63,9 @@ def _num(value: float) -> str:
 # compare them with it.
 SETTING_BOUNDS: dict[str, Bounds] = {
     "class_a_stockout_share": Bounds(0.1, 1),
+    "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "cost_service_level_max": Bounds(0.5, 1, max_exclusive=True),
     "cost_service_level_min": Bounds(0.5, 1, max_exclusive=True),
-    "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "fill_rate_by_class": Bounds(0.5, 1, max_exclusive=True),
     "fleet_max_vehicles": Bounds(1, 10_000),
     "handling_cost_per_unit": Bounds(0, 1e6),

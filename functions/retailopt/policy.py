@@ -295,15 +295,17 @@ def cycle_stock(mean_daily: np.ndarray, review_demand: np.ndarray, unit_cost: np
     review period), so ordering at every review needs nothing above it (S = s). Ordering only
     every k-th review saves order lines at the cost of (k - 1) review periods' demand held on
     top: k is the whole number of review periods that costs least per day, order cost /
-    (k x review period) + holding x k x review demand / 2, i.e. one of the two whole numbers
-    around EOQ / review demand (EOQ = sqrt(2 x annual demand x order cost / (holding rate x unit
-    cost))). Adding the EOQ itself on top of s would count the review period's demand twice."""
+    (k x review period) + holding x k x review demand / 2. That cost is convex in k, so k is one
+    of the two whole numbers around its continuous minimum sqrt(2 x order cost / (holding x
+    review period x review demand)), which is EOQ / review demand (EOQ = sqrt(2 x annual demand
+    x order cost / (holding rate x unit cost))). Adding the EOQ itself on top of s would count
+    the review period's demand twice."""
     review = float(settings.review_period_days)
     rd = np.where(np.isfinite(review_demand) & (review_demand > 0), review_demand, 0.0)
     h_day = settings.holding_cost_rate * np.where(unit_cost > 0, unit_cost, np.nan) / 365.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        eoq = np.sqrt(2.0 * 365.0 * mean_daily * settings.order_cost_per_line / (365.0 * h_day))
-        ratio = np.where((rd > 0) & np.isfinite(eoq), eoq / rd, 1.0)
+        best = np.sqrt(2.0 * settings.order_cost_per_line / (h_day * review * rd))
+        ratio = np.where((rd > 0) & np.isfinite(best), best, 1.0)
     lo = np.maximum(np.floor(ratio), 1.0)
     hi = lo + 1.0
 
