@@ -7,9 +7,9 @@ locals {
   setting_bounds = {
     carbon_price_per_kg              = { min = 0, max = 100, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     class_a_stockout_share           = { min = 0.1, max = 1, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
+    confidence_level                 = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }
     cost_service_level_max           = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }
     cost_service_level_min           = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }
-    confidence_level                 = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = false }
     fill_rate_by_class               = { min = 0.5, max = 1, min_exclusive = false, max_exclusive = true, integer = false, mapping = true }
     fleet_max_vehicles               = { min = 1, max = 10000, min_exclusive = false, max_exclusive = false, integer = true, mapping = false }
     handling_cost_per_unit           = { min = 0, max = 1000000, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }

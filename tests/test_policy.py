@@ -254,8 +254,9 @@ def _cost_based(rows, **settings):
 def test_cost_based_service_level_is_the_newsvendor_critical_ratio():
     """Unset service_level: each product's target is margin / (margin + holding over a review
     period), and its reorder point the window demand's quantile at that level."""
-    rows = [{"product": "FAST", "mean": 80.0, "std": 15.0, "unit_cost": 20.0, "price": 21.0},
-            {"product": "SLOW", "mean": 4.0, "unit_cost": 50.0, "price": 52.0}]
+    # Single units: a case would lower the level where it pays only as a whole (next test).
+    rows = [{"product": "FAST", "mean": 80.0, "std": 15.0, "unit_cost": 20.0, "price": 21.0, "case_pack": 1},
+            {"product": "SLOW", "mean": 4.0, "unit_cost": 50.0, "price": 52.0, "case_pack": 1}]
     pol = _cost_based(rows, holding_cost_rate=0.5, review_period_days=14)
     for r in rows:
         cu, co = r["price"] - r["unit_cost"], 0.5 * r["unit_cost"] * 14 / 365
@@ -315,8 +316,8 @@ def test_cost_based_service_level_stays_within_its_bounds():
 
 def test_a_fixed_service_level_wins_over_the_costs():
     """service_level, a class's own target and a category's override all beat the cost rule."""
-    rows = [{"product": "THIN", "mean": 30.0, "unit_cost": 10.0, "price": 10.2, "category": "dairy"},
-            {"product": "WIDE", "mean": 30.0, "unit_cost": 10.0, "price": 20.0, "category": "snacks"}]
+    rows = [{"product": "THIN", "mean": 30.0, "unit_cost": 10.0, "price": 10.2, "category": "dairy", "case_pack": 1},
+            {"product": "WIDE", "mean": 30.0, "unit_cost": 10.0, "price": 20.0, "category": "snacks", "case_pack": 1}]
     by_cost = _cost_based(rows, holding_cost_rate=3.0)
     assert by_cost.at["THIN", "service_level"] < 0.9 < by_cost.at["WIDE", "service_level"]
     fixed = _cost_based(rows, holding_cost_rate=3.0, service_level=0.9, **UNIFORM)
@@ -329,3 +330,53 @@ def test_a_fixed_service_level_wins_over_the_costs():
     classes = abc_classes(pd.Series({"THIN": 30 * 10.2, "WIDE": 30 * 20.0}))
     own = _cost_based(rows, holding_cost_rate=3.0, service_level_by_class={classes["THIN"]: 0.93})
     assert own.at["THIN", "service_level"] == 0.93
+
+
+def test_where_costs_decide_a_case_of_months_of_cover_is_ordered_only_when_it_pays():
+    """Reorder point = the smallest stock at which ordering a whole case now rather than a review
+    later no longer pays (its extra sales' margin against a review period's holding on what is
+    left of it): checked against a brute-force Poisson computation."""
+    review, rate = 7, 0.25
+    row = {"product": "SLOW", "mean": 0.9, "unit_cost": 5.0, "price": 8.0}  # 0.1 a day over 9 days
+    single = _cost_based([{**row, "case_pack": 1}], holding_cost_rate=rate)
+    big = _cost_based([{**row, "case_pack": 24}], holding_cost_rate=rate)
+    d = stats.poisson(0.9)
+    k = np.arange(200)
+
+    def loss(x):
+        return float((np.maximum(k - x, 0) * d.pmf(k)).sum())
+
+    margin, hold = 3.0, rate * 5.0 * review / 365
+    pays = [margin * (loss(x) - loss(x + 24)) >= hold * (24 - (loss(x) - loss(x + 24))) for x in range(10)]
+    expected = pays.index(False)
+    ratio = min(margin / (margin + hold), 0.99)  # the default ceiling
+    newsvendor = int(d.ppf(ratio))
+    assert single.at["SLOW", "reorder_point"] == newsvendor  # one unit at a time: the newsvendor level
+    assert big.at["SLOW", "reorder_point"] == expected < newsvendor
+    assert big.at["SLOW", "service_level"] == single.at["SLOW", "service_level"] == pytest.approx(ratio)
+    # A fixed service level is the user's: the case does not lower it.
+    fixed = _cost_based([{**row, "case_pack": 24}], holding_cost_rate=rate, service_level=0.97, **UNIFORM)
+    assert fixed.at["SLOW", "reorder_point"] == int(d.ppf(0.97))
+    # Never below the level of the lower bound of the cost-based service level.
+    floor = _cost_based([{**row, "case_pack": 24}], holding_cost_rate=rate, cost_service_level_min=0.95)
+    assert floor.at["SLOW", "reorder_point"] == int(d.ppf(0.95)) > expected
+    # A fast mover whose case is a small share of its window demand keeps the newsvendor level.
+    fast = [{"product": "FAST", "mean": 300.0, "std": 40.0, "unit_cost": 5.0, "price": 8.0}]
+    assert _cost_based([{**fast[0], "case_pack": 6}], holding_cost_rate=rate).at["FAST", "reorder_point"] == \
+        _cost_based([{**fast[0], "case_pack": 1}], holding_cost_rate=rate).at["FAST", "reorder_point"]
+
+
+def test_case_level_with_a_single_unit_is_the_critical_ratio_quantile():
+    rng = np.random.default_rng(3)
+    mean = rng.uniform(0.5, 40, 30)
+    wd = WindowDemand.from_forecast(mean, np.sqrt(mean * 1.5), np.zeros((30, 5)), discrete=np.ones(30, dtype=bool))
+    margin, holding = rng.uniform(0.5, 5, 30), rng.uniform(0.001, 0.5, 30)
+    ratio = margin / (margin + holding)
+    level = wd.csl_level(ratio)
+    got = wd.case_level(np.ones(30), margin, holding, lo=np.zeros(30), hi=level + 5)
+    # P(D <= x) >= ratio at the level; the case rule stops where P(D > x) margin < P(D <= x) holding.
+    assert np.array_equal(got, level) or np.all(np.abs(got - level) <= 1)
+    cdf = 1 - wd.loss(got) + wd.loss(got + 1)  # P(D <= x) = 1 - (L(x) - L(x + 1))
+    assert np.all(cdf > ratio - 1e-9)
+    below = 1 - wd.loss(got - 1) + wd.loss(got)
+    assert np.all((below <= ratio + 1e-9) | (got == 0))

@@ -237,3 +237,26 @@ def test_a_chain_with_weekly_sales_replays_with_the_engine_forecasting_weeks(tmp
     for _, r in res.iterrows():
         assert r["demand_units"] == held_out["units"].sum()
         assert r["sold_units"] + r["lost_units"] == pytest.approx(r["demand_units"])
+
+
+def test_the_oracle_forecaster_is_the_actual_demand_and_loses_nothing_once_orders_can_arrive():
+    """`--forecaster oracle` (a diagnostic): the window quantiles are the demand that happened;
+    the policy planned on it loses nothing after its first orders arrive, so what it still costs
+    against the hindsight plan is its rules', not forecast error."""
+    from retailopt.replay import oracle_forecast
+
+    demand = np.arange(40, dtype=float).reshape(2, 20)
+    keys = pd.DataFrame({"store_id": ["A", "B"], "product_id": ["P", "P"]})
+    daily, prot = oracle_forecast(demand, 15, np.array([3, 8]), keys, date(2026, 1, 1), 8)
+    # 20 recorded days: past the last, the trailing mean (of days 0..14 here: 7 and 27).
+    assert prot["demand_mean"].tolist() == [15 + 16 + 17, 35 + 36 + 37 + 38 + 39 + 3 * 27]
+    assert (prot[["q50", "q80", "q90", "q95", "q99"]].to_numpy() == prot[["demand_mean"]].to_numpy()).all()
+    assert daily["forecast_mean"].tolist()[:8] == [15, 16, 17, 18, 19, 7, 7, 7]
+    res = run_replay(tiny_chain(), settings=Settings(slow_mover_daily_demand=0), weeks=3, forecaster="oracle",
+                     strategies=("dc_only",), warmup_days=10, **QUIET)
+    row = res.iloc[0]
+    assert row["forecaster"] == "oracle"
+    assert row["lost_units"] > 0  # B opens empty: nothing can arrive before the lead time
+    assert row["steady_lost_units"] == 0
+    with pytest.raises(ValueError, match="oracle"):
+        run_replay(tiny_chain(), settings=Settings(), weeks=3, forecaster="crystal ball", **QUIET)

@@ -538,6 +538,8 @@ def _bound_cases() -> list[tuple[str, str, str, bool]]:
                 cases.append((f"{name}_{i}", "settings", "{ %s = %s }" % (name, _hcl_value(json.dumps({"k": value}))), ok))
             else:
                 cases.append((f"{name}_{i}", "settings", "{ %s = %s }" % (name, _hcl_value(str(value))), ok))
+        if name == "service_level":  # unset: each product's target comes from its costs
+            cases.append((f"{name}_unset", "service_level", "null", True))
         if name not in ("service_level", "service_level_by_category"):
             mapping = _config_type(name).startswith("Mapping")
             for j, text in enumerate(["inf", "nan", "-inf", "1e400", "fast"]):
@@ -603,8 +605,8 @@ def test_terraform_refuses_exactly_what_config_refuses(tmp_path) -> None:
         elif variable == "service_level_by_category":
             level = json.loads(re.fullmatch(r"\{ dairy = (.*) \}", value).group(1))
             environ = {"RETAILOPT_SERVICE_LEVEL_BY_CATEGORY": json.dumps({"dairy": level})}
-        else:
-            environ = {"RETAILOPT_SERVICE_LEVEL": value}
+        else:  # run.tf passes a null service_level as an empty variable, which config reads as unset
+            environ = {"RETAILOPT_SERVICE_LEVEL": "" if value == "null" else value}
         try:
             config.load_settings(environ=environ)
             accepted = True

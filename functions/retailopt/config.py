@@ -65,9 +65,9 @@ SETTING_BOUNDS: dict[str, Bounds] = {
     # What-if price of a kg of CO2e, added to each vehicle's cost per km (co2_kg_per_km x this).
     "carbon_price_per_kg": Bounds(0, 100),
     "class_a_stockout_share": Bounds(0.1, 1),
+    "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "cost_service_level_max": Bounds(0.5, 1, max_exclusive=True),
     "cost_service_level_min": Bounds(0.5, 1, max_exclusive=True),
-    "confidence_level": Bounds(0.5, 1, max_exclusive=True),
     "fill_rate_by_class": Bounds(0.5, 1, max_exclusive=True),
     "fleet_max_vehicles": Bounds(1, 10_000),
     "handling_cost_per_unit": Bounds(0, 1e6),

@@ -102,6 +102,35 @@ class WindowDemand:
             out[c] = np.ceil(_continuous_quantile(self.knots[c], self.tail[c], p[c]) - 1e-9)
         return np.maximum(out, 0.0)
 
+    def case_level(self, pack: np.ndarray, margin: np.ndarray, holding: np.ndarray, lo: np.ndarray,
+                   hi: np.ndarray) -> np.ndarray:
+        """Smallest integer x in [lo, hi] at which a case of `pack` units no longer pays: where
+        margin x (L(x) - L(x + pack)), the margin of the sales it adds, falls below
+        holding x (pack - (L(x) - L(x + pack))), the holding of the units of it left over (hi
+        where it still pays at hi - 1). L(x) - L(x + pack) decreases in x (L is convex), so the
+        test is monotone and an integer bisection finds the point."""
+        pack = np.asarray(pack, dtype=np.float64)
+        margin = np.asarray(margin, dtype=np.float64)
+        holding = np.asarray(holding, dtype=np.float64)
+
+        def pays(x: np.ndarray) -> np.ndarray:
+            gained = self.loss(x) - self.loss(x + pack)
+            return margin * gained >= holding * (pack - gained)
+
+        lo = np.asarray(lo, dtype=np.float64).copy()
+        hi = np.maximum(np.asarray(hi, dtype=np.float64), lo).copy()
+        # Invariant: the case pays at lo (else the answer is lo) and not at hi (or hi is the cap).
+        done = ~pays(lo) | (hi <= lo)
+        out = np.where(done, lo, hi)
+        active = ~done & (hi - lo > 1)
+        while active.any():
+            mid = np.floor((lo + hi) / 2)
+            good = pays(mid)
+            lo = np.where(active & good, mid, lo)
+            hi = np.where(active & ~good, mid, hi)
+            active = active & (hi - lo > 1)
+        return np.where(done, out, hi)
+
     def fill_rate_level(self, fill_rate: np.ndarray, cycle_demand: np.ndarray) -> np.ndarray:
         """Smallest integer S with expected shortage L(S) <= (1 - fill rate) * cycle demand."""
         fr = np.broadcast_to(np.asarray(fill_rate, dtype=np.float64), self.mean.shape)

@@ -225,6 +225,20 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
     if use_fr.any():
         idx = np.flatnonzero(use_fr)
         level[idx] = demand.take(idx).fill_rate_level(fr[idx], review_mean[idx])
+    # Where costs decide and stock comes in cases, the reorder point is where a whole case stops
+    # paying for itself (`WindowDemand.case_level`): ordering a case now rather than a review
+    # later adds its sales over the window and a review period's holding on what is left of it.
+    # With single units that is the newsvendor level itself; with a case of months of cover it
+    # is lower. Never below the level of cost_service_level_min.
+    margin = price - unit_cost
+    by_case = np.flatnonzero((kind == "cost") & ~np.isfinite(by_cat) & (case_pack > 1) & (margin > 0) & (unit_cost > 0))
+    if len(by_case):
+        d = demand.take(by_case)
+        floor = d.csl_level(np.full(len(by_case), settings.cost_service_level_min))
+        hold = settings.holding_cost_rate * unit_cost[by_case] * review / 365.0
+        level[by_case] = np.minimum(level[by_case], d.case_level(case_pack[by_case], margin[by_case], hold,
+                                                                 lo=np.minimum(floor, level[by_case]),
+                                                                 hi=level[by_case]))
     reorder = level
     order_up_to = reorder + cycle_stock(mean_daily, review_mean, unit_cost, settings)
     # The shelf must hold the stock on the day an order placed now arrives, after the lead time's
@@ -284,15 +298,17 @@ def cycle_stock(mean_daily: np.ndarray, review_demand: np.ndarray, unit_cost: np
     review period), so ordering at every review needs nothing above it (S = s). Ordering only
     every k-th review saves order lines at the cost of (k - 1) review periods' demand held on
     top: k is the whole number of review periods that costs least per day, order cost /
-    (k x review period) + holding x k x review demand / 2, i.e. one of the two whole numbers
-    around EOQ / review demand (EOQ = sqrt(2 x annual demand x order cost / (holding rate x unit
-    cost))). Adding the EOQ itself on top of s would count the review period's demand twice."""
+    (k x review period) + holding x k x review demand / 2. That cost is convex in k, so k is one
+    of the two whole numbers around its continuous minimum sqrt(2 x order cost / (holding x
+    review period x review demand)), which is EOQ / review demand (EOQ = sqrt(2 x annual demand
+    x order cost / (holding rate x unit cost))). Adding the EOQ itself on top of s would count
+    the review period's demand twice."""
     review = float(settings.review_period_days)
     rd = np.where(np.isfinite(review_demand) & (review_demand > 0), review_demand, 0.0)
     h_day = settings.holding_cost_rate * np.where(unit_cost > 0, unit_cost, np.nan) / 365.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        eoq = np.sqrt(2.0 * 365.0 * mean_daily * settings.order_cost_per_line / (365.0 * h_day))
-        ratio = np.where((rd > 0) & np.isfinite(eoq), eoq / rd, 1.0)
+        best = np.sqrt(2.0 * settings.order_cost_per_line / (h_day * review * rd))
+        ratio = np.where((rd > 0) & np.isfinite(best), best, 1.0)
     lo = np.maximum(np.floor(ratio), 1.0)
     hi = lo + 1.0
 

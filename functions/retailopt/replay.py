@@ -111,6 +111,30 @@ def empirical_quantile_forecast(history: np.ndarray, window: np.ndarray, keys: p
     return daily, prot
 
 
+def oracle_forecast(demand_all: np.ndarray, upto: int, window: np.ndarray, keys: pd.DataFrame, start: date,
+                    horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A diagnostic, not a forecaster: the demand that did happen from column `upto` on, as a
+    forecast without error (every window quantile equal to the actual window sum; days past the
+    recorded ones at the trailing 28-day mean). Replaying the policy with it separates what
+    forecast error costs from what the policy's own rules cost: the gap that remains to the
+    hindsight plan is the rules'. Planned as a point mass only with slow_mover_daily_demand=0
+    (a slow mover is otherwise given a Poisson demand around the actual window sum)."""
+    future = demand_all[:, upto:upto + horizon].astype(np.float64)
+    if future.shape[1] < horizon:
+        trailing = demand_all[:, max(upto - 28, 0):upto].mean(axis=1) if upto > 0 else np.zeros(len(demand_all))
+        future = np.concatenate([future, np.repeat(trailing[:, None], horizon - future.shape[1], axis=1)], axis=1)
+    csum = np.concatenate([np.zeros((len(future), 1)), np.cumsum(future, axis=1)], axis=1)
+    sums = csum[np.arange(len(future)), np.minimum(window, horizon)]
+    prot = keys.assign(window_days=window, demand_mean=sums, demand_std=0.0,
+                       **{c: sums for c in QUANTILE_COLUMNS}, model="oracle")
+    daily = pd.DataFrame({
+        "store_id": np.repeat(keys["store_id"].to_numpy(), horizon),
+        "product_id": np.repeat(keys["product_id"].to_numpy(), horizon),
+        "forecast_date": np.tile(pd.date_range(start, periods=horizon, freq="D"), len(keys)),
+        "forecast_mean": future.ravel()})
+    return daily, prot
+
+
 def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeIndex, upto: int,
                  keys: pd.DataFrame, window: np.ndarray, price: np.ndarray, day: date,
                  settings: Settings, promo_all: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -120,8 +144,10 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
     days ahead as the plan: a planner knows their own promotions in advance."""
     if forecaster == "empirical":
         return empirical_quantile_forecast(demand_all[:, :upto], window, keys, day, int(window.max()))
+    if forecaster == "oracle":
+        return oracle_forecast(demand_all, upto, window, keys, day, int(window.max()))
     if forecaster != "engine":
-        raise ValueError(f"forecaster={forecaster!r}: expected 'engine' or 'empirical'")
+        raise ValueError(f"forecaster={forecaster!r}: expected 'engine', 'empirical' or 'oracle'")
     from retailopt.forecasting import forecast as engine
 
     hist = demand_all[:, :upto]
@@ -806,8 +832,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="chain files (stores.csv, ..., sales.parquet); default: generate the sample chain")
     parser.add_argument("--weeks", type=int, default=6, help="held-out weeks to replay (default 6)")
     parser.add_argument("--cadence", type=int, default=None, help="days between re-plans (default: review period)")
-    parser.add_argument("--forecaster", choices=("engine", "empirical"), default="engine",
-                        help="retailopt.forecasting (default) or the empirical window-quantile stand-in")
+    parser.add_argument("--forecaster", choices=("engine", "empirical", "oracle"), default="engine",
+                        help="retailopt.forecasting (default), the empirical window-quantile stand-in, or "
+                             "oracle: the actual demand, a diagnostic of what forecast error costs")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--min-days", type=float, default=None, help="min/max rule: reorder below this cover")
     parser.add_argument("--max-days", type=float, default=None, help="min/max rule: order up to this cover")
