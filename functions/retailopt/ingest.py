@@ -88,9 +88,9 @@ class StagedRows:
     last_day: date | None = None
 
 
-# A Parquet file of a fact table with more rows than this is validated in chunks of this many rows
+# A sales Parquet file with more rows than this is validated in chunks of this many rows
 # and its valid rows staged in the warehouse chunk by chunk: memory stays bounded by the chunk.
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 500_000
 STAGED_TABLES = {"sales": "sale_date"}  # (the day is part of the key)
 
 

@@ -721,6 +721,22 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - started, 3)
 
 
+def _release_memory() -> None:
+    """Give the import's freed buffers back to the system before the forecast starts its workers
+    (the allocators keep them otherwise, and the process tree's peak counts them)."""
+    import ctypes
+    import gc
+
+    import pyarrow
+
+    gc.collect()
+    pyarrow.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def artifacts_prefix(run_id: str) -> str:
     """Where a run's artifacts go in the artifacts bucket, and under `<data dir>/artifacts` on one
     machine, for `retailopt run` and `retailopt serve` alike: runs/<run id>."""
@@ -744,6 +760,7 @@ def run_planning(settings: Settings, data: Path | None = None,
             progress("import")
             with _timed(timings, "import"):
                 import_counts = import_step(wh, settings, None, data, replace_sales=replace_sales)
+                _release_memory()
             run_id = import_counts["run_id"]
         else:
             run_id = start_run(wh, settings)

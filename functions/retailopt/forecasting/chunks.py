@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 # Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB.
-CHUNK_SERIES = 3000
+CHUNK_SERIES = 2000
 
 
 @dataclass
