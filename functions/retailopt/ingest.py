@@ -86,6 +86,7 @@ class StagedRows:
     rows: int = 0
     first_day: date | None = None  # the table's date column over the staged rows
     last_day: date | None = None
+    checked_in_sql: bool = False  # no bad row: checked in one pass and staged without row checks
 
 
 # A sales Parquet file with more rows than this is validated in chunks of this many rows
@@ -584,6 +585,9 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
     found with the keys of the earlier chunks' valid rows, kept as sorted int64 codes (8 bytes a
     row), and quarantined as a duplicate like one within a chunk."""
     contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
+    clean = _clean_file(path, valid_ids, as_of, chunk_rows)
+    if clean is not None:
+        return _stage_clean(table, path, clean, stage, chunk_rows)
     key = list(contract.key)
     stores = {s: i for i, s in enumerate(sorted(valid_ids.get("stores", ())))}
     products = {p: i for i, p in enumerate(sorted(valid_ids.get("products", ())))}
@@ -621,6 +625,62 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
     if len(q):
         q = q.sort_values("row_number", kind="stable", ignore_index=True)
     return staged, q, offset
+
+
+# Arrow types a sales file has when it was written typed (by retailopt generate-sample, say).
+_TYPED_SALES = {"sale_date": pa.date32(), "store_id": pa.string(), "product_id": pa.string(), "units": pa.int64(),
+                "price": pa.float64(), "on_promotion": pa.bool_()}
+
+
+def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_rows: int) -> StagedRows | None:
+    """The days of a typed sales Parquet file with no bad row, checked in one pass by an in-memory
+    DuckDB (`sql/ingest/sales_file_check.sql`, streaming over the file); None when a column is
+    not of its plain type or any row breaks a rule (the row-by-row validation then reports it)."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from retailopt import sqlfiles
+    from retailopt.contracts import ID_PATTERN, MAX_UNITS
+
+    arrow_schema = pq.ParquetFile(path).schema_arrow
+    if [name.strip() for name in arrow_schema.names] != list(_TYPED_SALES) or any(
+            arrow_schema.field(name).type != kind for name, kind in _TYPED_SALES.items()):
+        return None
+    conn = duckdb.connect(":memory:", config={"memory_limit": "512MB", "threads": 2})
+    try:
+        conn.register("file_rows", ds.dataset(path, format="parquet"))
+        for name, table in (("known_stores", "stores"), ("known_products", "products")):
+            conn.register(name, pa.table({"id": pa.array(sorted(valid_ids.get(table, ())), pa.string())}))
+        (statement,) = sqlfiles.to_duckdb(sqlfiles.read_sql("ingest/sales_file_check.sql"))
+        rows_in, bad, repeated, first, last = conn.execute(statement, {
+            "as_of": as_of, "max_units": MAX_UNITS, "bad_id_chars": ID_PATTERN}).fetchone()
+    finally:
+        conn.close()
+    if bad or repeated or not rows_in:
+        return None
+    return StagedRows(rows=int(rows_in), first_day=first, last_day=last, checked_in_sql=True)
+
+
+def _stage_clean(table: str, path: Path, clean: StagedRows, stage: Callable[[str, pd.DataFrame], None],
+                 chunk_rows: int) -> tuple[StagedRows, pd.DataFrame, int]:
+    """Stage a file `_clean_file` passed, `chunk_rows` at a time, typed as the validation types it."""
+    staged = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        chunk = pa.Table.from_batches([batch]).rename_columns(list(_TYPED_SALES))
+        frame = pd.DataFrame({
+            "sale_date": pd.to_datetime(chunk["sale_date"].to_numpy()).normalize(),
+            "store_id": _to_pandas(pa.table({"v": pc.utf8_trim(chunk["store_id"], " ")}))["v"],
+            "product_id": _to_pandas(pa.table({"v": pc.utf8_trim(chunk["product_id"], " ")}))["v"],
+            "units": pd.array(chunk["units"].to_numpy(), dtype="Int64"),
+            "price": chunk["price"].to_numpy(),
+            "on_promotion": pd.array(chunk["on_promotion"].to_numpy(zero_copy_only=False), dtype="boolean"),
+        })
+        stage(table, frame)
+        staged += len(frame)
+    if staged != clean.rows:  # the file changed between the check and the read
+        raise InputError(f"{path}: the file changed while it was read ({clean.rows} rows, then {staged})",
+                         _file_problem(path.name, "the file changed while it was read"))
+    return clean, _combine([]), staged
 
 
 def _key_codes(valid: pd.DataFrame, day_col: str, stores: dict[str, int], products: dict[str, int]) -> np.ndarray:
