@@ -469,13 +469,16 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
 
 def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None,
                 stage: Callable[[str, pd.DataFrame], None] | None = None,
+                stage_file: Callable[[str, Path], int | None] | None = None,
                 chunk_rows: int | None = None) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check.
 
     `stored` names the tables the warehouse already holds rows of (with their ids, for tables
     keyed by one column): a folder may leave those files out, as a daily drop of sales and stock
     does, and their stored rows stay and are referenced. With `stage`, a sales Parquet file of more than `chunk_rows` rows is read and validated `chunk_rows` at a time and
-    each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`.
+    each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`;
+    a file with no bad row goes whole to `stage_file(table, path)` when that stages it (returns
+    the rows staged, or None to have it staged by chunks).
     """
     stored = stored or {}
     chunk_rows = chunk_rows or CHUNK_ROWS
@@ -510,7 +513,7 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
                 and _parquet_rows(path) > chunk_rows:
             problem = _header_problem(_parquet_header(path), expected)
             if problem is None:
-                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows)
+                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file)
                 quarantined.append(q)
                 result_staged[table] = staged
                 messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
@@ -578,7 +581,8 @@ def _parquet_header(path: Path) -> list[str]:
 
 
 def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of: date,
-                   stage: Callable[[str, pd.DataFrame], None], chunk_rows: int
+                   stage: Callable[[str, pd.DataFrame], None], chunk_rows: int,
+                   stage_file: Callable[[str, Path], int | None] | None = None
                    ) -> tuple[StagedRows, pd.DataFrame, int]:
     """Validate a large Parquet file `chunk_rows` rows at a time (the same checks and messages as a
     whole file) and hand each chunk's valid rows to `stage`. A key repeated in a later chunk is
@@ -587,7 +591,13 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
     contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
     clean = _clean_file(path, valid_ids, as_of, chunk_rows)
     if clean is not None:
-        return _stage_clean(table, path, clean, stage, chunk_rows)
+        whole = stage_file(table, path) if stage_file is not None else None
+        if whole is None:
+            return _stage_clean(table, path, clean, stage, chunk_rows)
+        if whole != clean.rows:  # the file changed between the check and the load
+            raise InputError(f"{path}: the file changed while it was read ({clean.rows} rows, then {whole})",
+                             _file_problem(path.name, "the file changed while it was read"))
+        return clean, _combine([]), whole
     key = list(contract.key)
     stores = {s: i for i, s in enumerate(sorted(valid_ids.get("stores", ())))}
     products = {p: i for i, p in enumerate(sorted(valid_ids.get("products", ())))}
@@ -643,7 +653,7 @@ def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_r
     from retailopt.contracts import ID_PATTERN, MAX_UNITS
 
     arrow_schema = pq.ParquetFile(path).schema_arrow
-    if [name.strip() for name in arrow_schema.names] != list(_TYPED_SALES) or any(
+    if list(arrow_schema.names) != list(_TYPED_SALES) or any(
             arrow_schema.field(name).type != kind for name, kind in _TYPED_SALES.items()):
         return None
     conn = duckdb.connect(":memory:", config={"memory_limit": "512MB", "threads": 2})
@@ -652,13 +662,36 @@ def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_r
         for name, table in (("known_stores", "stores"), ("known_products", "products")):
             conn.register(name, pa.table({"id": pa.array(sorted(valid_ids.get(table, ())), pa.string())}))
         (statement,) = sqlfiles.to_duckdb(sqlfiles.read_sql("ingest/sales_file_check.sql"))
-        rows_in, bad, repeated, first, last = conn.execute(statement, {
+        rows_in, bad, first, last = conn.execute(statement, {
             "as_of": as_of, "max_units": MAX_UNITS, "bad_id_chars": ID_PATTERN}).fetchone()
     finally:
         conn.close()
-    if bad or repeated or not rows_in:
+    if bad or not rows_in or _has_repeated_key(path, valid_ids, chunk_rows):
         return None
     return StagedRows(rows=int(rows_in), first_day=first, last_day=last, checked_in_sql=True)
+
+
+def _has_repeated_key(path: Path, valid_ids: dict[str, set[str]], chunk_rows: int) -> bool:
+    """Whether a (day, store, product) key occurs twice in a file whose ids are all known: each key
+    as one int64 (8 bytes a row), sorted once."""
+    stores = pa.array(sorted(valid_ids.get("stores", ())), pa.string())
+    products = pa.array(sorted(valid_ids.get("products", ())), pa.string())
+    codes = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows,
+                                                   columns=["sale_date", "store_id", "product_id"]):
+        s = pc.index_in(batch.column(1), value_set=stores)
+        p = pc.index_in(batch.column(2), value_set=products)
+        if s.null_count or p.null_count:  # an unknown id: not clean (the check counts it too)
+            return True
+        days = batch.column(0).cast(pa.int32()).to_numpy().astype(np.int64) + 200_000  # >= 0 from 1678 on
+        codes.append((days * max(1, len(stores)) + s.to_numpy().astype(np.int64)) * max(1, len(products))
+                     + p.to_numpy().astype(np.int64))
+    if not codes:
+        return False
+    keys = np.concatenate(codes)
+    del codes
+    keys.sort()
+    return bool((keys[1:] == keys[:-1]).any())
 
 
 def _stage_clean(table: str, path: Path, clean: StagedRows, stage: Callable[[str, pd.DataFrame], None],

@@ -26,7 +26,8 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
-from retailopt.loading import DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_rows
+from retailopt.loading import (DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_parquet_file,
+                               stage_rows)
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
@@ -336,7 +337,8 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     load_id = new_load_id()
     try:
         result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh),
-                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id))
+                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id),
+                             stage_file=lambda table, path: stage_parquet_file(wh, table, path, load_id))
     except BaseException as exc:
         drop_staged(wh, "sales", load_id)
         if run_id is not None and isinstance(exc, InputError):
