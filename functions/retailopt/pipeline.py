@@ -501,8 +501,8 @@ FORECAST_TABLES = ("forecasts", "demand_windows", "forecast_components", "sales_
 def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: date, positions: pd.DataFrame,
                     window: pd.DataFrame) -> dict[str, Any]:
     """The local engine in chunks of whole stores (`forecasting/chunks.py`): each chunk's history
-    read from the warehouse alone, forecast in a worker process, its rows written as they come, all
-    in one transaction, so a failure leaves none of them."""
+    read from the warehouse alone, forecast in a worker process, its rows written as they come
+    (a transaction a chunk); a failure removes the rows written so far."""
     from retailopt.forecasting.chunks import ChunkResult, forecast_in_chunks
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
     from retailopt.forecasting.promotions import promotion_days
@@ -527,10 +527,13 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
         return promotion_days(planned, keys, run_date, settings.horizon_days) if len(planned) else None
 
     def write(chunk: ChunkResult) -> None:
-        wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
-        wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
-        wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
-        wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
+        # One transaction a chunk: the embedded warehouse holds a transaction's rows in memory,
+        # and a chain's forecast is millions of rows.
+        with _results_of_running_run(wh, run_id, FORECAST_TABLES):
+            wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
+            wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
+            wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
+            wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
 
     params = {"run_date": run_date, "horizon_days": settings.horizon_days,
               "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
@@ -538,8 +541,14 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
               "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS}
     with _results_of_running_run(wh, run_id, FORECAST_TABLES):
         _remove_results(wh, run_id, FORECAST_TABLES)
+    try:
         counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,
                                     write=write, params=params)
+    except BaseException:
+        # A step that stops half way leaves none of its rows (the run is failed by its caller).
+        if _status(wh, run_id) != "COMPLETE":
+            _remove_results(wh, run_id, FORECAST_TABLES)
+        raise
     counts["series"] = int(len(positions))
     return counts
 
