@@ -15,12 +15,17 @@ def test_per_step_splits_the_samples_at_each_step_start():
                     {"step": "import", "wall_s": 2.0, "peak_mb": 900.0},
                     {"step": "forecast", "wall_s": 2.0, "peak_mb": 1200.0}]
     assert benchmark.per_step([("plan", 10.0)], 10.05, samples)[0]["peak_mb"] is None  # too short to sample
+    with_cpu = [(t, mb, 2.0 * t) for t, mb in samples]  # two busy cores
+    assert [r["cpu_s"] for r in benchmark.per_step(starts, 5.0, with_cpu)] == [1.0, 4.0, 4.0]
 
 
 def test_tree_memory_counts_this_process():
     import os
 
     assert benchmark._tree_rss_mb(os.getpid()) > 10
+    before = benchmark._tree(os.getpid())[1]
+    sum(i * i for i in range(3_000_000))
+    assert benchmark._tree(os.getpid())[1] > before
 
 
 def test_bench_run_reports_every_step_of_a_small_chain(tmp_path, capsys):
@@ -30,7 +35,8 @@ def test_bench_run_reports_every_step_of_a_small_chain(tmp_path, capsys):
     assert code == 0  # no target for this size
     figures = json.loads(out.read_text())
     assert [row["step"] for row in figures["steps"]] == ["setup", "import", "forecast", "plan", "publish"]
-    assert all(row["wall_s"] >= 0 for row in figures["steps"])
+    assert all(row["wall_s"] >= 0 and row["cpu_s"] >= 0 for row in figures["steps"])
+    assert figures["cpu_s"] > 0
     assert sum(row["wall_s"] for row in figures["steps"]) <= figures["wall_s"]
     assert figures["peak_rss_mb"] >= max(row["peak_mb"] or 0 for row in figures["steps"]) > 50
     # The first plan of a chain routes only what arrives that day (DC orders arrive after their lead

@@ -85,3 +85,42 @@ def test_a_failing_chunk_fails_the_whole_forecast(chain):
     with pytest.raises(RuntimeError, match="warehouse gone"):
         forecast_in_chunks(positions, window, read_history=read_history, plan_for=lambda keys: None,
                            write=lambda c: None, params=PARAMS, chunk_series=90, workers=2, show_progress=False)
+
+
+def test_the_forecast_step_writes_chunk_by_chunk_and_a_failing_chunk_leaves_no_row(tmp_path, monkeypatch):
+    from retailopt import pipeline
+    from retailopt.config import load_settings
+    from retailopt.forecasting import chunks
+    from retailopt.sample import generate_sample_chain
+    from retailopt.warehouse import open_warehouse
+
+    data = tmp_path / "chain"
+    generate_sample_chain(data, n_stores=4, n_products=12, days=120)
+    settings = load_settings({"data_dir": str(tmp_path / "w")})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        run_id = pipeline.import_step(wh, settings, None, data)["run_id"]
+        monkeypatch.setattr(chunks, "CHUNK_SERIES", 12)  # a store a chunk
+        monkeypatch.setattr(chunks, "available_cores", lambda: 1)  # in this process, so the fault below applies
+        counts = pipeline.forecast_step(wh, settings, run_id)
+        assert counts["chunks"] == 4 and counts["series"] == 48
+        rows = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.forecasts` WHERE run_id = @r", {"r": run_id})
+        assert int(rows.n.iloc[0]) == 48 * settings.horizon_days
+
+        real, calls = chunks.forecast_chunk, []
+
+        def third_fails(*args):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("worker lost")
+            return real(*args)
+
+        monkeypatch.setattr(chunks, "forecast_chunk", third_fails)
+        with pytest.raises(RuntimeError, match="worker lost"):
+            pipeline.forecast_step(wh, settings, run_id)
+        for table in ("forecasts", "demand_windows", "forecast_components"):
+            rows = wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{table}` WHERE run_id = @r", {"r": run_id})
+            assert int(rows.n.iloc[0]) == 0, table
+    finally:
+        wh.close()

@@ -9,6 +9,7 @@ import shutil
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -78,13 +79,17 @@ def test_chunks_accept_and_quarantine_what_a_whole_file_read_does(bad_folder):
     assert info.last_day == staged.sale_date.max().date()
 
 
-def test_the_import_step_stages_chunks_and_loads_the_same_warehouse(bad_folder, tmp_path, monkeypatch):
+@pytest.mark.parametrize("clean", [False, True])
+def test_the_import_step_stages_chunks_and_loads_the_same_warehouse(bad_folder, chain, tmp_path, monkeypatch,
+                                                                    clean):
+    folder = chain if clean else bad_folder
+
     def imported(name: str, chunk_rows: int):
         monkeypatch.setattr(ingest, "CHUNK_ROWS", chunk_rows)
         settings = load_settings({"data_dir": str(tmp_path / name), "run_date": "2026-11-22"})
         wh = open_warehouse(settings)
         wh.ensure_schema()
-        counts = pipeline.import_step(wh, settings, None, bad_folder)
+        counts = pipeline.import_step(wh, settings, None, folder)
         return wh, counts
 
     wh_whole, whole = imported("whole", 10**9)
@@ -100,7 +105,7 @@ def test_the_import_step_stages_chunks_and_loads_the_same_warehouse(bad_folder, 
         pd.testing.assert_frame_equal(q[0], q[1])
         # A second drop of the same file corrects stored rows through the MERGE path: nothing added.
         again = pipeline.import_step(wh_chunks, load_settings({"data_dir": str(tmp_path / "chunks"),
-                                                               "run_date": "2026-11-22"}), None, bad_folder)
+                                                               "run_date": "2026-11-22"}), None, folder)
         assert again["sales"]["added"] == 0 and again["sales"]["replaced"] == chunks["sales"]["accepted"]
         assert int(wh_chunks.query("SELECT COUNT(*) AS n FROM `{dataset}.sales_staging`").n.iloc[0]) == 0
     finally:
@@ -123,3 +128,63 @@ def test_a_failed_import_leaves_nothing_in_staging(chain, tmp_path, monkeypatch)
         assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`").n.iloc[0]) == 0
     finally:
         wh.close()
+
+
+def test_a_clean_typed_file_is_checked_in_one_pass_and_staged_as_the_validation_types_it(chain):
+    whole = load_inputs(chain, as_of=AS_OF)
+    staged_rows: list[pd.DataFrame] = []
+    chunked = load_inputs(chain, as_of=AS_OF, chunk_rows=40, stage=lambda table, rows: staged_rows.append(rows))
+    info = chunked.staged["sales"]
+    assert info.checked_in_sql and info.rows == len(whole.frames["sales"]) and chunked.quarantine.empty
+    staged = pd.concat(staged_rows, ignore_index=True).sort_values(KEY).reset_index(drop=True)
+    expected = whole.frames["sales"].sort_values(KEY).reset_index(drop=True)
+    pd.testing.assert_frame_equal(staged, expected, check_dtype=False)
+    for column in ("store_id", "product_id"):
+        assert staged[column].astype(str).tolist() == expected[column].astype(str).tolist()
+    assert (info.first_day, info.last_day) == (expected.sale_date.min().date(), expected.sale_date.max().date())
+
+
+def _typed(chain) -> pd.DataFrame:
+    return pq.read_table(chain / "sales.parquet").to_pandas()
+
+
+BREAKS = {
+    "negative units": lambda t: t.assign(units=t.units.where(t.index != 7, -1)),
+    "units over the limit": lambda t: t.assign(units=t.units.where(t.index != 7, 10**12 + 1)),
+    "unknown store": lambda t: t.assign(store_id=t.store_id.where(t.index != 7, "S999")),
+    "future day": lambda t: t.assign(sale_date=t.sale_date.where(t.index != 7, dt.date(2030, 1, 1))),
+    "before 1678": lambda t: t.assign(sale_date=t.sale_date.where(t.index != 7, dt.date(1500, 1, 1))),
+    "repeated key": lambda t: pd.concat([t, t.iloc[[3]]], ignore_index=True),
+    "no-break space in an id": lambda t: t.assign(store_id=t.store_id.where(t.index != 7, t.store_id[7] + "\u00a0")),
+    "tab before an id": lambda t: t.assign(product_id=t.product_id.where(t.index != 7, "\t" + t.product_id[7])),
+    "blank id": lambda t: t.assign(product_id=t.product_id.where(t.index != 7, "   ")),
+    "nan price": lambda t: t.assign(price=t.price.where(t.index != 7, float("nan"))),
+    "infinite price": lambda t: t.assign(price=t.price.where(t.index != 7, float("inf"))),
+    "negative price": lambda t: t.assign(price=t.price.where(t.index != 7, -0.5)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_one_bad_row_sends_the_file_to_the_row_by_row_validation(chain, tmp_path, name):
+    typed = BREAKS[name](_typed(chain))
+    path = tmp_path / "sales.parquet"
+    table = pa.Table.from_pandas(typed, preserve_index=False).cast(pa.schema(list(ingest._TYPED_SALES.items())))
+    pq.write_table(table, path)
+    ids = {"stores": {"S001", "S002", "S003"}, "products": set(_typed(chain).product_id)}
+    assert ingest._clean_file(path, ids, AS_OF, 20) is None
+    ok = tmp_path / "ok.parquet"
+    pq.write_table(pa.Table.from_pandas(_typed(chain), preserve_index=False), ok)
+    assert ingest._clean_file(ok, ids, AS_OF, 20) is not None  # the same check passes the clean file
+
+
+def test_a_null_in_a_typed_column_or_an_untyped_column_is_not_clean(chain, tmp_path):
+    ids = {"stores": {"S001", "S002", "S003"}, "products": set(_typed(chain).product_id)}
+    table = pa.Table.from_pandas(_typed(chain), preserve_index=False)
+    prices = table["price"].to_pylist()
+    prices[5] = None
+    with_null = table.set_column(table.schema.get_field_index("price"), "price", pa.array(prices, pa.float64()))
+    pq.write_table(with_null, tmp_path / "null.parquet")
+    assert ingest._clean_file(tmp_path / "null.parquet", ids, AS_OF, 20) is None
+    as_text = table.set_column(table.schema.get_field_index("units"), "units", pc.cast(table["units"], pa.string()))
+    pq.write_table(as_text, tmp_path / "text.parquet")
+    assert ingest._clean_file(tmp_path / "text.parquet", ids, AS_OF, 20) is None

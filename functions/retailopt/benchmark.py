@@ -25,9 +25,11 @@ TARGETS = {(25, 300): (26.0, 1024.0), (100, 1000): (180.0, 4096.0), (500, 2000):
 SAMPLE_S = 0.1
 
 
-def _tree_rss_mb(root: int) -> float:
-    """Resident memory of `root` and its descendants, in MB (Linux /proc)."""
-    total, todo, seen = 0, [root], set()
+def _tree(root: int) -> tuple[float, float]:
+    """Resident memory (MB) and CPU seconds used so far of `root` and its descendants (Linux /proc;
+    the CPU of children already gone is in their parent's cutime/cstime)."""
+    total, cpu, todo, seen = 0, 0.0, [root], set()
+    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         pid = todo.pop()
         if pid in seen:
@@ -36,12 +38,19 @@ def _tree_rss_mb(root: int) -> float:
         try:
             with open(f"/proc/{pid}/statm") as f:
                 total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu += sum(int(x) for x in fields[11:15]) / tick  # utime, stime, cutime, cstime
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
             continue
-    return total / 2**20
+    return total / 2**20, cpu
+
+
+def _tree_rss_mb(root: int) -> float:
+    return _tree(root)[0]
 
 
 class _Sampler(threading.Thread):
@@ -51,19 +60,25 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            self.samples.append((time.time(), _tree_rss_mb(self.pid)))
+            mb, cpu = _tree(self.pid)
+            self.samples.append((time.time(), mb, cpu))
             self.stop.wait(SAMPLE_S)
 
 
-def per_step(starts: list[tuple[str, float]], end: float, samples: list[tuple[float, float]]
-             ) -> list[dict]:
-    """Each step's wall time and the peak memory sampled while it ran (pure)."""
+def per_step(starts: list[tuple[str, float]], end: float, samples: list[tuple]) -> list[dict]:
+    """Each step's wall time, the peak memory sampled while it ran and, when samples carry the
+    tree's CPU seconds, the CPU it used (a figure a busy machine does not inflate). Pure."""
     out = []
     for k, (step, begin) in enumerate(starts):
         finish = starts[k + 1][1] if k + 1 < len(starts) else end
-        inside = [mb for t, mb in samples if begin <= t <= finish]
-        out.append({"step": step, "wall_s": round(finish - begin, 2),
-                    "peak_mb": round(max(inside), 1) if inside else None})
+        inside = [x for x in samples if begin <= x[0] <= finish]
+        row = {"step": step, "wall_s": round(finish - begin, 2),
+               "peak_mb": round(max(x[1] for x in inside), 1) if inside else None}
+        if samples and len(samples[0]) > 2:
+            before = [x[2] for x in samples if x[0] <= begin]
+            upto = [x[2] for x in samples if x[0] <= finish]
+            row["cpu_s"] = round((upto[-1] if upto else 0.0) - (before[-1] if before else 0.0), 1)
+        out.append(row)
     return out
 
 
@@ -101,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--products", type=int, default=300)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--sample", type=Path, default=None,
-                        help="plan this folder of input files instead of generating a chain")
+                        help="plan this folder of input files instead of generating a chain (--stores and "
+                             "--products then say its size, for the targets)")
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a setting for the run")
     parser.add_argument("--out", type=Path, default=Path("bench-run.json"))
@@ -140,25 +156,29 @@ def main(argv: list[str] | None = None) -> int:
     end = next(e for e in events if e["step"] == "end")
     starts = [(e["step"], e["t"]) for e in events if e["step"] != "end"]
     steps = per_step(starts, end["t"], sampler.samples)
-    peak_mb = max([mb for _, mb in sampler.samples] + [peak_single_mb])
+    peak_mb = max([x[1] for x in sampler.samples] + [peak_single_mb])
+    cpu_s = sampler.samples[-1][2] if sampler.samples else None
+    load = os.getloadavg()
     summary = json.loads(Path(end["summary"]).read_text())
     kpis = summary["kpis"]
-    size = (args.stores, args.products) if args.sample is None else None
-    target_s, target_mb = TARGETS.get(size, (None, None)) if size else (None, None)
+    # With --sample, --stores and --products say the folder's size (for the targets).
+    target_s, target_mb = TARGETS.get((args.stores, args.products), (None, None))
     meets = target_s is None or (wall <= target_s and peak_mb <= target_mb)
     problems_path = Path(end["summary"]).parent / "routing_problems.json"
     problems = json.loads(problems_path.read_text()) if problems_path.exists() else []
     figures = {"stores": args.stores, "products": args.products, "days": args.days,
                "sample": str(args.sample) if args.sample else None, "settings": args.set,
-               "wall_s": round(wall, 2), "peak_rss_mb": round(peak_mb, 1), "steps": steps,
+               "wall_s": round(wall, 2), "peak_rss_mb": round(peak_mb, 1), "cpu_s": cpu_s,
+               "load_average_1_5_15": [round(x, 2) for x in load], "cores": os.cpu_count(), "steps": steps,
                "steps_s": summary["timings_s"], "routing_problems": problems, "kpis": kpis,
                "target_wall_s": target_s, "target_peak_mb": target_mb, "meets_targets": meets}
     target = f" (target <= {target_s:.0f} s, <= {target_mb:.0f} MB)" if target_s else ""
-    print(f"whole run: {wall:.1f} s, peak memory {peak_mb:.0f} MB{target}")
-    print(f"  {'step':<12} {'wall s':>8} {'peak MB':>8}")
+    print(f"whole run: {wall:.1f} s, peak memory {peak_mb:.0f} MB{target}; CPU {cpu_s or 0:.0f} s; "
+          f"load average {load[0]:.1f} on {os.cpu_count()} cores (other work slows the wall times)")
+    print(f"  {'step':<12} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
     for row in steps:
         peak = f"{row['peak_mb']:8.0f}" if row["peak_mb"] is not None else f"{'-':>8}"
-        print(f"  {row['step']:<12} {row['wall_s']:8.2f} {peak}")
+        print(f"  {row['step']:<12} {row['wall_s']:8.2f} {row.get('cpu_s', 0):8.1f} {peak}")
     for step in ("policy", "rebalancing", "routing", "routing_solve"):
         if step in summary["timings_s"]:
             print(f"    {step:<14} {summary['timings_s'][step]:8.2f} s")

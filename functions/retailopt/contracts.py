@@ -73,7 +73,8 @@ def _never(pattern: str, error: str) -> pa.Check:
 # One rule for every id: letters, marks, digits, punctuation, symbols and the plain space (so
 # "Café-12" is an id). Anything else (zero-width and bidirectional marks, U+FEFF, other control or
 # format characters, non-breaking and other unusual spaces) makes two ids that look alike differ.
-ID_CHARACTERS = _never(r"[^\p{L}\p{M}\p{N}\p{P}\p{S} ]", "id contains invisible or control characters")
+ID_PATTERN = r"[^\p{L}\p{M}\p{N}\p{P}\p{S} ]"  # a character an id may not hold (RE2)
+ID_CHARACTERS = _never(ID_PATTERN, "id contains invisible or control characters")
 # Names and other text may hold any character but the control ones (tab and line breaks are fine).
 TEXT_CHARACTERS = _never(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", "contains control characters")
 

@@ -87,11 +87,12 @@ class StagedRows:
     rows: int = 0
     first_day: date | None = None  # the table's date column over the staged rows
     last_day: date | None = None
+    checked_in_sql: bool = False  # no bad row: checked in one pass and staged without row checks
 
 
-# A Parquet file of a fact table with more rows than this is validated in chunks of this many rows
+# A sales Parquet file with more rows than this is validated in chunks of this many rows
 # and its valid rows staged in the warehouse chunk by chunk: memory stays bounded by the chunk.
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 500_000
 STAGED_TABLES = {"sales": "sale_date"}  # (the day is part of the key)
 
 
@@ -469,13 +470,16 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
 
 def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None,
                 stage: Callable[[str, pd.DataFrame], None] | None = None,
+                stage_file: Callable[[str, Path], int | None] | None = None,
                 chunk_rows: int | None = None) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check.
 
     `stored` names the tables the warehouse already holds rows of (with their ids, for tables
     keyed by one column): a folder may leave those files out, as a daily drop of sales and stock
     does, and their stored rows stay and are referenced. With `stage`, a sales Parquet file of more than `chunk_rows` rows is read and validated `chunk_rows` at a time and
-    each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`.
+    each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`;
+    a file with no bad row goes whole to `stage_file(table, path)` when that stages it (returns
+    the rows staged, or None to have it staged by chunks).
     """
     stored = stored or {}
     chunk_rows = chunk_rows or CHUNK_ROWS
@@ -510,7 +514,7 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
                 and _parquet_rows(path) > chunk_rows:
             problem = _header_problem(_parquet_header(path), expected)
             if problem is None:
-                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows)
+                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file)
                 quarantined.append(q)
                 result_staged[table] = staged
                 messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
@@ -582,13 +586,23 @@ def _parquet_header(path: Path) -> list[str]:
 
 
 def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of: date,
-                   stage: Callable[[str, pd.DataFrame], None], chunk_rows: int
+                   stage: Callable[[str, pd.DataFrame], None], chunk_rows: int,
+                   stage_file: Callable[[str, Path], int | None] | None = None
                    ) -> tuple[StagedRows, pd.DataFrame, int]:
     """Validate a large Parquet file `chunk_rows` rows at a time (the same checks and messages as a
     whole file) and hand each chunk's valid rows to `stage`. A key repeated in a later chunk is
     found with the keys of the earlier chunks' valid rows, kept as sorted int64 codes (8 bytes a
     row), and quarantined as a duplicate like one within a chunk."""
     contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
+    clean = _clean_file(path, valid_ids, as_of, chunk_rows)
+    if clean is not None:
+        whole = stage_file(table, path) if stage_file is not None else None
+        if whole is None:
+            return _stage_clean(table, path, clean, stage, chunk_rows)
+        if whole != clean.rows:  # the file changed between the check and the load
+            raise InputError(f"{path}: the file changed while it was read ({clean.rows} rows, then {whole})",
+                             _file_problem(path.name, "the file changed while it was read"))
+        return clean, _combine([]), whole
     key = list(contract.key)
     stores = {s: i for i, s in enumerate(sorted(valid_ids.get("stores", ())))}
     products = {p: i for i, p in enumerate(sorted(valid_ids.get("products", ())))}
@@ -626,6 +640,85 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
     if len(q):
         q = q.sort_values("row_number", kind="stable", ignore_index=True)
     return staged, q, offset
+
+
+# Arrow types a sales file has when it was written typed (by retailopt generate-sample, say).
+_TYPED_SALES = {"sale_date": pa.date32(), "store_id": pa.string(), "product_id": pa.string(), "units": pa.int64(),
+                "price": pa.float64(), "on_promotion": pa.bool_()}
+
+
+def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_rows: int) -> StagedRows | None:
+    """The days of a typed sales Parquet file with no bad row, checked in one pass by an in-memory
+    DuckDB (`sql/ingest/sales_file_check.sql`, streaming over the file); None when a column is
+    not of its plain type or any row breaks a rule (the row-by-row validation then reports it)."""
+    import duckdb
+    import pyarrow.dataset as ds
+
+    from retailopt import sqlfiles
+    from retailopt.contracts import ID_PATTERN, MAX_UNITS
+
+    arrow_schema = pq.ParquetFile(path).schema_arrow
+    if list(arrow_schema.names) != list(_TYPED_SALES) or any(
+            arrow_schema.field(name).type != kind for name, kind in _TYPED_SALES.items()):
+        return None
+    conn = duckdb.connect(":memory:", config={"memory_limit": "512MB", "threads": 2})
+    try:
+        conn.register("file_rows", ds.dataset(path, format="parquet"))
+        for name, table in (("known_stores", "stores"), ("known_products", "products")):
+            conn.register(name, pa.table({"id": pa.array(sorted(valid_ids.get(table, ())), pa.string())}))
+        (statement,) = sqlfiles.to_duckdb(sqlfiles.read_sql("ingest/sales_file_check.sql"))
+        rows_in, bad, first, last = conn.execute(statement, {
+            "as_of": as_of, "max_units": MAX_UNITS, "bad_id_chars": ID_PATTERN}).fetchone()
+    finally:
+        conn.close()
+    if bad or not rows_in or _has_repeated_key(path, valid_ids, chunk_rows):
+        return None
+    return StagedRows(rows=int(rows_in), first_day=first, last_day=last, checked_in_sql=True)
+
+
+def _has_repeated_key(path: Path, valid_ids: dict[str, set[str]], chunk_rows: int) -> bool:
+    """Whether a (day, store, product) key occurs twice in a file whose ids are all known: each key
+    as one int64 (8 bytes a row), sorted once."""
+    stores = pa.array(sorted(valid_ids.get("stores", ())), pa.string())
+    products = pa.array(sorted(valid_ids.get("products", ())), pa.string())
+    codes = []
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows,
+                                                   columns=["sale_date", "store_id", "product_id"]):
+        s = pc.index_in(batch.column(1), value_set=stores)
+        p = pc.index_in(batch.column(2), value_set=products)
+        if s.null_count or p.null_count:  # an unknown id: not clean (the check counts it too)
+            return True
+        days = batch.column(0).cast(pa.int32()).to_numpy().astype(np.int64) + 200_000  # >= 0 from 1678 on
+        codes.append((days * max(1, len(stores)) + s.to_numpy().astype(np.int64)) * max(1, len(products))
+                     + p.to_numpy().astype(np.int64))
+    if not codes:
+        return False
+    keys = np.concatenate(codes)
+    del codes
+    keys.sort()
+    return bool((keys[1:] == keys[:-1]).any())
+
+
+def _stage_clean(table: str, path: Path, clean: StagedRows, stage: Callable[[str, pd.DataFrame], None],
+                 chunk_rows: int) -> tuple[StagedRows, pd.DataFrame, int]:
+    """Stage a file `_clean_file` passed, `chunk_rows` at a time, typed as the validation types it."""
+    staged = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+        chunk = pa.Table.from_batches([batch]).rename_columns(list(_TYPED_SALES))
+        frame = pd.DataFrame({
+            "sale_date": pd.to_datetime(chunk["sale_date"].to_numpy()).normalize(),
+            "store_id": _to_pandas(pa.table({"v": pc.utf8_trim(chunk["store_id"], " ")}))["v"],
+            "product_id": _to_pandas(pa.table({"v": pc.utf8_trim(chunk["product_id"], " ")}))["v"],
+            "units": pd.array(chunk["units"].to_numpy(), dtype="Int64"),
+            "price": chunk["price"].to_numpy(),
+            "on_promotion": pd.array(chunk["on_promotion"].to_numpy(zero_copy_only=False), dtype="boolean"),
+        })
+        stage(table, frame)
+        staged += len(frame)
+    if staged != clean.rows:  # the file changed between the check and the read
+        raise InputError(f"{path}: the file changed while it was read ({clean.rows} rows, then {staged})",
+                         _file_problem(path.name, "the file changed while it was read"))
+    return clean, _combine([]), staged
 
 
 def _key_codes(valid: pd.DataFrame, day_col: str, stores: dict[str, int], products: dict[str, int]) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 
@@ -101,6 +102,21 @@ def stage_rows(wh: Warehouse, table: str, frame: pd.DataFrame, load_id: str) -> 
     """Add validated rows of one import to `<table>_staging` (a chunk at a time for a large file)."""
     staging = sqlfiles.check_table_name(f"{table}_staging")
     return wh.insert(staging, frame.assign(load_id=load_id))
+
+
+def stage_parquet_file(wh: Warehouse, table: str, path: Path, load_id: str) -> int | None:
+    """Stage a whole sales Parquet file that passed the file check in one statement, when the
+    warehouse can read the file in place (the embedded one); None otherwise (stage it by chunks)."""
+    scanning = getattr(wh, "scanning", None)
+    if scanning is None or table != "sales":
+        return None
+    import pyarrow.dataset as ds
+
+    with scanning("file_rows", ds.dataset(path, format="parquet")):
+        wh.execute(sqlfiles.read_sql("ingest/stage_sales_file.sql"), {"load_id": load_id})
+    staging = sqlfiles.check_table_name(f"{table}_staging")
+    return int(wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{staging}` WHERE load_id = @load_id",
+                        {"load_id": load_id}).n.iloc[0])
 
 
 def drop_staged(wh: Warehouse, table: str, load_id: str) -> None:

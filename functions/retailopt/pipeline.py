@@ -28,7 +28,8 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
-from retailopt.loading import DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_rows
+from retailopt.loading import (DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_parquet_file,
+                               stage_rows)
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
@@ -338,7 +339,8 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     load_id = new_load_id()
     try:
         result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh),
-                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id))
+                             stage=lambda table, rows: stage_rows(wh, table, rows, load_id),
+                             stage_file=lambda table, path: stage_parquet_file(wh, table, path, load_id))
     except BaseException as exc:
         drop_staged(wh, "sales", load_id)
         if run_id is not None and isinstance(exc, InputError):
@@ -502,8 +504,8 @@ FORECAST_TABLES = ("forecasts", "demand_windows", "forecast_components", "sales_
 def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: date, positions: pd.DataFrame,
                     window: pd.DataFrame) -> dict[str, Any]:
     """The local engine in chunks of whole stores (`forecasting/chunks.py`): each chunk's history
-    read from the warehouse alone, forecast in a worker process, its rows written as they come, all
-    in one transaction, so a failure leaves none of them."""
+    read from the warehouse alone, forecast in a worker process, its rows written as they come
+    (a transaction a chunk); a failure removes the rows written so far."""
     from retailopt.forecasting.chunks import ChunkResult, forecast_in_chunks
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
     from retailopt.forecasting.frequency import resolve_frequency
@@ -539,10 +541,13 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
         return promotion_days(planned, keys, run_date, settings.horizon_days)
 
     def write(chunk: ChunkResult) -> None:
-        wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
-        wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
-        wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
-        wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
+        # One transaction a chunk: the embedded warehouse holds a transaction's rows in memory,
+        # and a chain's forecast is millions of rows.
+        with _results_of_running_run(wh, run_id, FORECAST_TABLES):
+            wh.insert("forecasts", chunk.daily.assign(run_id=run_id))
+            wh.insert("demand_windows", chunk.protection.assign(run_id=run_id, run_date=run_date))
+            wh.insert("forecast_components", chunk.components.assign(run_id=run_id))
+            wh.insert("sales_anomalies", chunk.anomalies.assign(run_id=run_id, run_date=run_date))
 
     params = {"run_date": run_date, "horizon_days": settings.horizon_days,
               "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
@@ -551,8 +556,14 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
               "frequency": freq, "history_days": settings.history_days}
     with _results_of_running_run(wh, run_id, FORECAST_TABLES):
         _remove_results(wh, run_id, FORECAST_TABLES)
+    try:
         counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,
                                     write=write, params=params)
+    except BaseException:
+        # A step that stops half way leaves none of its rows (the run is failed by its caller).
+        if _status(wh, run_id) != "COMPLETE":
+            _remove_results(wh, run_id, FORECAST_TABLES)
+        raise
     counts["series"] = int(len(positions))
     return counts
 
@@ -827,6 +838,22 @@ def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
         timings[name] = round(time.perf_counter() - started, 3)
 
 
+def _release_memory() -> None:
+    """Give the import's freed buffers back to the system before the forecast starts its workers
+    (the allocators keep them otherwise, and the process tree's peak counts them)."""
+    import ctypes
+    import gc
+
+    import pyarrow
+
+    gc.collect()
+    pyarrow.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
+
+
 def artifacts_prefix(run_id: str) -> str:
     """Where a run's artifacts go in the artifacts bucket, and under `<data dir>/artifacts` on one
     machine, for `retailopt run` and `retailopt serve` alike: runs/<run id>."""
@@ -850,6 +877,7 @@ def run_planning(settings: Settings, data: Path | None = None,
             progress("import")
             with _timed(timings, "import"):
                 import_counts = import_step(wh, settings, None, data, replace_sales=replace_sales)
+                _release_memory()
             run_id = import_counts["run_id"]
         else:
             run_id = start_run(wh, settings)

@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 # Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB.
-CHUNK_SERIES = 3000
+CHUNK_SERIES = 2000
 
 
 @dataclass
@@ -114,12 +114,12 @@ def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
                        read_history: Callable[[str, str], pd.DataFrame],
                        plan_for: Callable[[pd.DataFrame], pd.DataFrame | None],
                        write: Callable[[ChunkResult], None], params: dict[str, Any],
-                       chunk_series: int = CHUNK_SERIES, workers: int | None = None,
+                       chunk_series: int | None = None, workers: int | None = None,
                        show_progress: bool | None = None) -> dict[str, Any]:
     """Forecast every position chunk by chunk; `write` receives each chunk's rows in the order the
     chunks finish. Returns the step's counts. With one worker (or one chunk) everything runs in
     this process. A failing chunk raises (the step fails; the caller's transaction keeps nothing)."""
-    chunks = store_chunks(positions, chunk_series)
+    chunks = store_chunks(positions, chunk_series or CHUNK_SERIES)
     workers = min(workers or available_cores(), len(chunks)) or 1
     totals: dict[str, Any] = {"series": 0, "history_rows": 0, "forecast_rows": 0, "component_rows": 0,
                               "promoted_days": 0, "anomaly_rows": 0, "excluded_spike_days": 0, "models": {},

@@ -69,6 +69,17 @@ class DuckDBWarehouse:
         with self._lock:
             self._run(sql, params)
 
+    @contextlib.contextmanager
+    def scanning(self, name: str, source: Any) -> Iterator[None]:
+        """`source` (an Arrow table or dataset, e.g. a Parquet file) readable as table `name` by the
+        statements run inside the block: DuckDB streams it, nothing is copied into Python first."""
+        with self._lock:
+            self._conn.register(name, source)
+            try:
+                yield
+            finally:
+                self._conn.unregister(name)
+
     def insert(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
