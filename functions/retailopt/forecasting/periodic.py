@@ -189,34 +189,40 @@ def smooth(x: np.ndarray, obs: np.ndarray, first: np.ndarray, origins: np.ndarra
     bd = np.repeat(trend0[:, None], n_d, axis=1)
     sse_s = np.zeros((n_series, n_s))
     sse_d = np.zeros((n_series, n_d))
-    n_err = np.zeros(n_series)
     slot = {int(o): j for j, o in enumerate(origins)}
     at_s = np.zeros((n_series, len(origins), n_s))
     at_ld = np.zeros((n_series, len(origins), n_d))
     at_bd = np.zeros((n_series, len(origins), n_d))
-    n_seen = np.zeros(n_series)
-    at_seen = np.zeros((n_series, len(origins)))
+    # One-step errors are scored once the initial periods are behind (the initial state saw them).
+    scored = obs & (np.arange(n_t)[None, :] >= first[:, None] + 4)
+    n_err = scored.sum(axis=1).astype(float)
+    seen = np.cumsum(obs, axis=1)
+    n_seen = seen[:, -1].astype(float) if n_t else np.zeros(n_series)
+    at_seen = seen[:, origins].astype(float) if len(origins) else np.zeros((n_series, 0))
+    # Time-major copies (contiguous reads per step); updates only on observed periods.
+    x_t = np.ascontiguousarray(xo.T)[:, :, None]
+    act_t = np.ascontiguousarray(obs.T, dtype=float)[:, :, None]
+    sc_t = np.ascontiguousarray(scored.T, dtype=float)[:, :, None]
+    ab = a_d * b_d
+    phi1 = phi - 1.0
     for t in range(n_t):
-        act = obs[:, t][:, None]
-        xt = xo[:, t][:, None]
-        # Score one-step errors once the initial periods are behind (the initial state saw them).
-        scored = (act[:, 0] & (t >= first + 4))[:, None]
-        e_s = (xt - ls) * scored
-        pred_d = ld + phi * bd
-        e_d = (xt - pred_d) * scored
-        sse_s += e_s * e_s
-        sse_d += e_d * e_d
-        n_err += scored[:, 0]
-        new_ld = pred_d + a_d * (xt - pred_d)
-        bd = np.where(act, phi * bd + b_d * (new_ld - ld - phi * bd) * 1.0, bd)
-        # Holt's trend update: b = phi b + beta (l_new - l_old - phi b) in error-correction form.
-        ld = np.where(act, new_ld, ld)
-        ls = np.where(act, ls + a_s * (xt - ls), ls)
-        n_seen += act[:, 0]
+        act, xt, sc = act_t[t], x_t[t], sc_t[t]
+        e_s = xt - ls
+        e_d = xt - ld - phi * bd
+        tmp = e_s * sc
+        sse_s += tmp * tmp
+        tmp = e_d * sc
+        sse_d += tmp * tmp
+        # Holt's damped trend in error-correction form: l = l + phi b + alpha e,
+        # b = phi b + alpha beta e (beta as in l_new - l_old - phi b); SES: l = l + alpha e.
+        inc_l = phi * bd + a_d * e_d
+        inc_b = phi1 * bd + ab * e_d
+        ld += act * inc_l
+        bd += act * inc_b
+        ls += act * (a_s * e_s)
         if t in slot:
             j = slot[t]
             at_s[:, j], at_ld[:, j], at_bd[:, j] = ls, ld, bd
-            at_seen[:, j] = n_seen
     return dict(ls=ls, ld=ld, bd=bd, sse_s=sse_s, sse_d=sse_d, n_err=n_err, at_s=at_s, at_ld=at_ld,
                 at_bd=at_bd, n_seen=n_seen, at_seen=at_seen)
 
