@@ -186,3 +186,18 @@ def test_intervals_cover_their_level_on_held_out_weeks():
         lo, hi = res.interval(level)
         cover = ((y >= lo) & (y <= hi)).mean()
         assert abs(cover - level) < 0.07, (level, cover)
+
+
+def test_quarterly_and_month_end_data_keep_their_own_dates():
+    rng = np.random.default_rng(5)
+    for freq, start, h in (("QS", "2015-01-01", 4), ("ME", "2015-01-31", 6)):
+        dates = pd.date_range(start, periods=40, freq=freq)
+        hist = pd.DataFrame({"store_id": "S", "product_id": ["P", "Q"] * 20,
+                             "sale_date": np.repeat(dates[:20], 2), "units": rng.poisson(80, 40)})
+        keys = _keys(hist)
+        first = dates[20]
+        res = forecast(hist, keys, forecast_start=(dates[19] + pd.Timedelta(days=1)).date(), horizon=h,
+                       window_days=keys.assign(window_days=1))
+        got = pd.DatetimeIndex(res.daily.loc[res.daily.product_id == "P", "forecast_date"])
+        assert list(got) == list(pd.date_range(first, periods=h, freq=freq)), freq
+        assert res.daily["forecast_mean"].between(40, 120).all()
