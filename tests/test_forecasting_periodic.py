@@ -201,3 +201,26 @@ def test_quarterly_and_month_end_data_keep_their_own_dates():
         got = pd.DatetimeIndex(res.daily.loc[res.daily.product_id == "P", "forecast_date"])
         assert list(got) == list(pd.date_range(first, periods=h, freq=freq)), freq
         assert res.daily["forecast_mean"].between(40, 120).all()
+
+
+def test_weekly_series_on_different_weekdays_are_forecast_on_their_own_grids():
+    rng = np.random.default_rng(9)
+    fri = pd.date_range(end="2024-12-27", periods=120, freq="W-FRI")
+    wed = pd.date_range(end="2024-12-25", periods=90, freq="W-WED")
+    hist = pd.concat([
+        pd.DataFrame({"store_id": "S", "product_id": "F", "sale_date": fri, "units": rng.poisson(40, 120)}),
+        pd.DataFrame({"store_id": "S", "product_id": "W", "sale_date": wed, "units": rng.poisson(90, 90)}),
+    ], ignore_index=True)
+    keys = pd.DataFrame({"store_id": ["S", "S", "S"], "product_id": ["W", "F", "new"]})
+    res = forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3,
+                   window_days=keys.assign(window_days=1))
+    d = res.daily
+    assert list(d["product_id"].drop_duplicates()) == ["W", "F", "new"]
+    assert list(d.loc[d.product_id == "F", "forecast_date"]) == list(pd.date_range("2025-01-03", periods=3, freq="W-FRI"))
+    assert list(d.loc[d.product_id == "W", "forecast_date"]) == list(pd.date_range("2025-01-01", periods=3, freq="W-WED"))
+    assert d.loc[d.product_id == "W", "forecast_mean"].mean() > 1.5 * d.loc[d.product_id == "F", "forecast_mean"].mean()
+    assert set(res.series["frequency"]) == {"W-FRI", "W-WED"}
+    # An alias names one grid: the same history is irregular for it.
+    with pytest.raises(ValueError, match="not on its grid"):
+        forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3, frequency="W-FRI",
+                 window_days=keys.assign(window_days=1))

@@ -212,3 +212,46 @@ def periods_for_days(days, freq: Frequency):
     out = np.maximum(np.ceil(np.asarray(days, dtype=float) / freq.period_days - 1e-9), 1).astype(int)
     return out
 
+
+
+def series_frequencies(history: pd.DataFrame, value: str | None = None) -> pd.Series | None:
+    """The alias of each series' own grid (index store_id, product_id), when the series are all
+    of one kind (say weekly) but not on one grid (Fridays for some, Wednesdays for others); None
+    when that is not the case (then the history's dates are irregular). ``value``: the setting
+    (None, "auto" or a word such as "weekly"; an explicit alias gives None)."""
+    if value is not None and not isinstance(value, Frequency):
+        text = str(value).strip().lower()
+        if text not in _AUTO and text not in WORDS:
+            return None
+    elif isinstance(value, Frequency):
+        return None
+    frame = pd.DataFrame({"store_id": history["store_id"].astype(str), "product_id": history["product_id"].astype(str),
+                          "sale_date": pd.to_datetime(history["sale_date"])})
+    aliases = {}
+    for key, dates in frame.groupby(["store_id", "product_id"], sort=False)["sale_date"]:
+        unique = _unique_dates(dates)
+        if len(unique) <= 2:
+            continue  # too few dates to tell: such series join a group below
+        try:
+            aliases[key] = infer_frequency(unique)
+        except ValueError:
+            return None
+    if not aliases:
+        return None
+    kinds = {f.kind for f in aliases.values()}
+    if len(kinds) != 1 or "daily" in kinds:
+        return None
+    if value is not None and str(value).strip().lower() in WORDS and make_frequency(value).kind not in kinds:
+        return None
+    out = pd.Series({k: f.alias for k, f in aliases.items()})
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["store_id", "product_id"])
+    if out.nunique() <= 1:
+        return None
+    # Series with too few dates take the grid their dates fit, else the most common one.
+    common = out.value_counts().idxmax()
+    for key, dates in frame.groupby(["store_id", "product_id"], sort=False)["sale_date"]:
+        if key not in out.index:
+            unique = _unique_dates(dates)
+            fits = [a for a in out.unique() if _on_grid(unique, a).all()]
+            out.loc[key] = fits[0] if fits else common
+    return out

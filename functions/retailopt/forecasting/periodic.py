@@ -336,7 +336,10 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     by_lead = np.divide(e2.sum(axis=1), m2.sum(axis=1), out=np.full((n_series, h), np.nan),
                         where=m2.sum(axis=1) > 0)
     ratio = by_lead / np.where(has & (rel_s > 0), rel_s, np.nan)[:, None]
-    growth = np.nanmedian(np.where(np.isfinite(ratio), ratio, np.nan), axis=0) if has.any() else np.ones(h)
+    finite = np.isfinite(ratio)
+    growth = np.ones(h)
+    for k in np.flatnonzero(finite.any(axis=0)):  # a lead no series scored keeps 1
+        growth[k] = np.median(ratio[finite[:, k], k])
     growth = np.where(np.isfinite(growth), growth, 1.0)
     growth = np.maximum.accumulate(np.maximum(growth, 1e-3))
     growth = growth / growth.mean()
