@@ -220,6 +220,13 @@ def test_weekly_series_on_different_weekdays_are_forecast_on_their_own_grids():
     assert list(d.loc[d.product_id == "W", "forecast_date"]) == list(pd.date_range("2025-01-01", periods=3, freq="W-WED"))
     assert d.loc[d.product_id == "W", "forecast_mean"].mean() > 1.5 * d.loc[d.product_id == "F", "forecast_mean"].mean()
     assert set(res.series["frequency"]) == {"W-FRI", "W-WED"}
+    # Two days apart, as the M4 weekly series' Wednesdays and Fridays.
+    wed2 = pd.date_range(end="2024-12-25", periods=120, freq="W-WED")
+    both = pd.concat([hist[hist.product_id == "F"],
+                      pd.DataFrame({"store_id": "S", "product_id": "W2", "sale_date": wed2, "units": rng.poisson(90, 120)})])
+    keys2 = pd.DataFrame({"store_id": ["S", "S"], "product_id": ["F", "W2"]})
+    res2 = forecast(both, keys2, forecast_start=date(2024, 12, 28), horizon=2, window_days=keys2.assign(window_days=1))
+    assert set(res2.series["frequency"]) == {"W-FRI", "W-WED"} and len(res2.daily) == 4
     # An alias names one grid: the same history is irregular for it.
     with pytest.raises(ValueError, match="not on its grid"):
         forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3, frequency="W-FRI",

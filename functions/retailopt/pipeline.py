@@ -425,7 +425,7 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
     from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
     from retailopt.forecasting.anomalies import recent as recent_anomalies
     from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS
-    from retailopt.forecasting.frequency import resolve_frequency
+    from retailopt.forecasting.frequency import history_frequency
     from retailopt.forecasting.periodic import forecast_for_days
     from retailopt.forecasting.promotions import promotion_days
 
@@ -470,7 +470,8 @@ def forecast_step(wh: Warehouse, settings: Settings, run_id: str) -> dict[str, A
         history["store_id"] = history["store_id"].astype("category")
         history["product_id"] = history["product_id"].astype("category")
         history_rows = len(history)
-        freq = resolve_frequency(settings.data_frequency, history["sale_date"])
+        # Several weekly grids are forecast grid by grid; daily sales on some days only stay daily.
+        freq = history_frequency(settings.data_frequency, history)[0]
         # A product without history anywhere takes its category's rate (forecasting docs).
         products = read_table(wh, "products")
         positions = positions.merge(products[["product_id", "category"]].astype(str).drop_duplicates("product_id"),

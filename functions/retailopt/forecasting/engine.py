@@ -45,7 +45,7 @@ from .components import COMPONENT_COLUMNS, components_frame
 from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrations
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
-from .frequency import Frequency, resolve_frequency, series_frequencies
+from .frequency import Frequency, history_frequency
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
 # A trailing zero run at least this long (a quarter) and implausible under the series model means
@@ -139,14 +139,10 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     if not 0 < confidence_level < 1:
         raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
     _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
-    try:
-        freq = resolve_frequency(frequency, history["sale_date"])
-    except ValueError:
-        # Weekly series anchored on different weekdays (or monthly on starts and ends) in one
-        # call: each group of series on one grid is forecast on its own dates.
-        groups = series_frequencies(history, frequency)
-        if groups is None:
-            raise
+    # Weekly series anchored on different weekdays (or monthly on starts and ends) in one call:
+    # each group of series on one grid is forecast on its own dates (``groups``).
+    freq, groups = history_frequency(frequency, history)
+    if groups is not None:
         return _forecast_by_grid(history, positions, groups, forecast_start=forecast_start, horizon=horizon,
                                  window_days=window_days, confidence_level=confidence_level,
                                  holiday_country=holiday_country, holiday_subdivision=holiday_subdivision,

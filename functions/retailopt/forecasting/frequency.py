@@ -255,3 +255,49 @@ def series_frequencies(history: pd.DataFrame, value: str | None = None) -> pd.Se
             fits = [a for a in out.unique() if _on_grid(unique, a).all()]
             out.loc[key] = fits[0] if fits else common
     return out
+
+
+def sparse_daily(dates) -> bool:
+    """Dates never a week apart: daily sales on some days only (a store open two days a week, a
+    product selling every few days), not weekly or monthly data."""
+    unique = _unique_dates(dates)
+    if len(unique) <= 1:
+        return True
+    gaps = np.diff(unique.to_numpy().astype("datetime64[D]").astype(np.int64))
+    return bool(gaps.max() < 7)
+
+
+def fallback_frequency(value, history: pd.DataFrame) -> Frequency:
+    """What to forecast by when the history's dates fit no single grid (``resolve_frequency``
+    raised): the kind shared by every series' own grid (weekly series anchored on different
+    weekdays; the engine then forecasts each grid on its own), or daily for daily sales on some
+    days only when the setting allows (auto or daily); otherwise the original error."""
+    groups = series_frequencies(history, value)
+    if groups is not None:
+        return make_frequency(make_frequency(groups.iloc[0]).kind)
+    auto = value is None or (isinstance(value, str) and value.strip().lower() in _AUTO + ("daily", "day", "d"))
+    if auto and sparse_daily(history["sale_date"]):
+        return make_frequency("D")
+    return resolve_frequency(value, history["sale_date"])  # raises the error that names the dates
+
+
+def history_frequency(value, history: pd.DataFrame) -> tuple[Frequency, pd.Series | None]:
+    """The frequency to forecast ``history`` by, and, when its series sit on several grids of one
+    kind (weekly series on different weekdays), each series' alias (else None).
+
+    Weekly series on two weekdays a couple of days apart look daily in the pooled dates (a
+    median gap of two days), so a daily inference on data with at most three weekdays is checked
+    series by series."""
+    try:
+        freq = resolve_frequency(value, history["sale_date"])
+    except ValueError:
+        groups = series_frequencies(history, value)
+        if groups is not None:
+            return make_frequency(make_frequency(groups.iloc[0]).kind), groups
+        return fallback_frequency(value, history), None
+    auto = value is None or (isinstance(value, str) and value.strip().lower() in _AUTO)
+    if freq.daily and auto and len(np.unique(_unique_dates(history["sale_date"]).dayofweek)) <= 3:
+        groups = series_frequencies(history, value)
+        if groups is not None:
+            return make_frequency(make_frequency(groups.iloc[0]).kind), groups
+    return freq, None

@@ -615,7 +615,8 @@ def forecast_for_days(history: pd.DataFrame, positions: pd.DataFrame, freq: Freq
     res = forecast(history, positions, forecast_start=forecast_start,
                    horizon=int(periods_for_days(horizon_days, freq)),
                    window_days=w.assign(window_days=periods_for_days(w["window_days"].to_numpy(), freq)),
-                   frequency=freq,
+                   # The kind, not the alias: series on several weekly grids are forecast per grid.
+                   frequency=freq.kind,
                    max_history_periods=None if history_days is None else int(periods_for_days(history_days, freq)),
                    **kwargs)
     days = res.protection[["store_id", "product_id"]].merge(
