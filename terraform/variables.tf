@@ -247,4 +247,10 @@ variable "settings" {
     ])
     error_message = "numeric settings must be finite numbers within their bounds (whole numbers for integer settings; for a mapping, a JSON object of such numbers): ${join(", ", [for k, b in local.setting_bounds : "${k} ${b.min}${b.min_exclusive ? "<" : ""}..${b.max_exclusive ? "<" : ""}${b.max}" if contains(keys(var.settings), k)])}."
   }
+  # The data frequency as retailopt.config reads it (forecasting/frequency.py); in the cloud it
+  # sets ARIMA_PLUS's data_frequency and the training's gap-filling grid.
+  validation {
+    condition     = can(regex("^(|auto|daily|weekly|monthly|quarterly|D|W|W-(MON|TUE|WED|THU|FRI|SAT|SUN)|MS|ME|QS|QE)$", lookup(var.settings, "data_frequency", "")))
+    error_message = "settings.data_frequency must be auto, daily, weekly, monthly, quarterly or a pandas alias (D, W-FRI, MS, ME, QS, QE)."
+  }
 }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from retailopt.forecasting.benchmark import main
 
 
@@ -15,3 +17,37 @@ def test_scale_mode_writes_figures(tmp_path, capsys):
     assert rows[0]["series_per_s"] > 0 and rows[0]["peak_rss_mb"] > 0
     assert 0 < rows[0]["coverage_95"] <= 1 and rows[0]["rmsse"] > 0
     assert "local_engine" in capsys.readouterr().out
+
+
+def test_weekly_suite_scores_the_engine_and_a_peer_on_the_real_series(tmp_path):
+    import pytest
+
+    from retailopt.forecasting.benchmark import WEEKLY_MONTHLY_DIR
+
+    if not (WEEKLY_MONTHLY_DIR / "m4_weekly.csv").exists():
+        pytest.skip("the shared weekly/monthly benchmark series are not on this machine")
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "weekly", "--baselines", "SeasonalNaive", "--out", str(out)]) == 0
+    rows = {(r["suite"], r["method"]): r for r in json.loads(out.read_text())["rows"]}
+    engine, peer = rows[("weekly", "local_engine")], rows[("weekly", "SeasonalNaive")]
+    assert engine["n_series"] == peer["n_series"] == 13
+    for key in ("rmsse", "mase", "wape", "bias", "coverage_80", "coverage_95"):
+        assert np.isfinite(engine[key]), key
+    assert 0.6 < engine["coverage_80"] < 1 and 0.8 < engine["coverage_95"] <= 1
+    assert engine["rmsse"] < peer["rmsse"]
+    assert rows[("weekly:bike_sales_weekly", "local_engine")]["n_series"] == 9
+
+
+def test_periodic_files_are_read_right_aligned(tmp_path):
+    import pandas as pd
+
+    from retailopt.forecasting.benchmark import _load_periodic
+
+    path = tmp_path / "x.csv"
+    pd.DataFrame({"unique_id": ["a"] * 5 + ["b"] * 3,
+                  "ds": list(pd.date_range("2024-01-01", periods=5, freq="MS")) + list(pd.date_range("2024-03-01", periods=3, freq="MS")),
+                  "y": [1, 2, 3, 4, 5, 7, 8, 9]}).to_csv(path, index=False)
+    ids, dates, y, start = _load_periodic(path, 2)
+    assert ids == ["a", "b"] and list(start) == [0, 2]
+    assert y.tolist() == [[1, 2, 3, 4, 5], [0, 0, 7, 8, 9]]
+    assert dates[1][0] == pd.Timestamp("2024-03-01")

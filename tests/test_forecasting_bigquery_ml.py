@@ -5,6 +5,8 @@ checked in test_forecasting_bigquery_ml_sql.py."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import uuid
 
@@ -148,6 +150,26 @@ def test_xreg_training_rows_carry_the_regular_price_and_every_promotion_day(env)
         ("S2", "P2", "2025-01-03"): (1.0, 7.0, 1), ("S2", "P2", "2025-01-04"): (0.0, 7.0, 1),
         ("S2", "P2", "2025-01-05"): (2.0, 7.0, 0),
     }
+
+
+@pytest.mark.parametrize("frequency, dates, expected", [
+    ("weekly", ["2024-12-06", "2024-12-20", "2025-01-03"],
+     {"2024-12-06": 3.0, "2024-12-13": 0.0, "2024-12-20": 5.0, "2024-12-27": 0.0, "2025-01-03": 2.0}),
+    ("monthly", ["2024-09-01", "2024-11-01", "2025-01-01"],
+     {"2024-09-01": 3.0, "2024-10-01": 0.0, "2024-11-01": 5.0, "2024-12-01": 0.0, "2025-01-01": 2.0}),
+])
+def test_training_rows_are_gap_filled_on_the_data_frequencys_grid(env, frequency, dates, expected):
+    """The SELECT of the ARIMA_PLUS statement, run alone on weekly or monthly sales: a missing
+    week or month is a zero row, and no day between two periods gets one."""
+    client, wh, settings = env
+    settings = dataclasses.replace(settings, data_frequency=frequency, history_days=400)
+    _sales(wh, [("S1", "P1", d, u, 2.0, False) for d, u in zip(dates, (3, 5, 2))])
+    statement = bq.create_model_statement(settings, "arima_acme_20250106", data_start=dt.date(2024, 1, 1),
+                                          data_end=dt.date(2025, 1, 5), horizon=49)
+    select = statement.sql[statement.sql.index(") AS\n") + len(") AS\n"):]
+    rows = bq.run(client, bq.Statement(select, statement.params))
+    got = {str(r.sale_date)[:10]: r.units for r in rows.itertuples()}
+    assert got == expected
 
 
 def test_future_regressors_cover_every_series_and_forecast_day(env):

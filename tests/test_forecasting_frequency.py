@@ -72,3 +72,51 @@ def test_positions_in_the_season():
     freq = make_frequency("W-FRI")
     assert freq.periods(pd.DatetimeIndex(["2024-01-06"]))[0] == freq.periods(pd.DatetimeIndex(["2024-01-12"]))[0]
     assert freq.next_on_or_after(pd.Timestamp("2024-01-06")) == pd.Timestamp("2024-01-12")
+
+
+def _history(dates_by_series: dict[str, pd.DatetimeIndex]) -> pd.DataFrame:
+    return pd.concat([pd.DataFrame({"store_id": "S", "product_id": p, "sale_date": d, "units": 3})
+                      for p, d in dates_by_series.items()], ignore_index=True)
+
+
+def test_fallback_when_no_single_grid_fits():
+    from retailopt.forecasting.frequency import fallback_frequency, history_frequency
+
+    fri = pd.date_range("2024-01-05", periods=20, freq="W-FRI")
+    wed = pd.date_range("2024-01-03", periods=20, freq="W-WED")
+    mixed = _history({"F": fri, "W": wed})
+    # Pooled, Wednesdays and Fridays look daily (a median gap of two days) ...
+    assert resolve_frequency(None, mixed["sale_date"]).daily
+    # ... but each series is weekly on its own weekday: weekly, each grid forecast on its own.
+    freq, groups = history_frequency(None, mixed)
+    assert freq.kind == "weekly" and sorted(groups) == ["W-FRI", "W-WED"]
+    assert fallback_frequency("weekly", mixed).kind == "weekly"
+    assert history_frequency("weekly", mixed)[0].kind == "weekly"
+    # A daily chain stays daily without looking at its series.
+    daily = _history({"P": pd.date_range("2024-01-01", periods=30, freq="D")})
+    assert history_frequency(None, daily)[0].daily and history_frequency(None, daily)[1] is None
+    # A market stall selling on Mondays and Thursdays: daily sales on some days only.
+    days = pd.date_range("2024-01-01", periods=120, freq="D")
+    market = _history({"P": days[(days.dayofweek == 0) | (days.dayofweek == 3)]})
+    with pytest.raises(ValueError):
+        resolve_frequency(None, market["sale_date"])
+    assert fallback_frequency(None, market).daily and fallback_frequency("daily", market).daily
+    assert history_frequency(None, market)[0].daily
+    # Irregular and more than a week apart: refused, naming the dates.
+    odd = _history({"P": pd.DatetimeIndex(["2024-01-01", "2024-01-09", "2024-01-20", "2024-02-03"])})
+    with pytest.raises(ValueError, match="irregular"):
+        fallback_frequency(None, odd)
+    with pytest.raises(ValueError, match="not on its grid"):
+        fallback_frequency("W-FRI", mixed)
+
+
+def test_sparse_daily_sales_are_forecast_daily():
+    from datetime import date
+
+    from retailopt.forecasting import forecast
+
+    days = pd.date_range("2024-01-01", periods=140, freq="D")
+    hist = _history({"P": days[(days.dayofweek == 0) | (days.dayofweek == 3)]})
+    keys = hist[["store_id", "product_id"]].drop_duplicates()
+    res = forecast(hist, keys, forecast_start=date(2024, 5, 20), horizon=7, window_days=keys.assign(window_days=7))
+    assert len(res.daily) == 7 and (pd.to_datetime(res.daily["forecast_date"]).diff().dropna() == pd.Timedelta(days=1)).all()

@@ -186,3 +186,48 @@ def test_intervals_cover_their_level_on_held_out_weeks():
         lo, hi = res.interval(level)
         cover = ((y >= lo) & (y <= hi)).mean()
         assert abs(cover - level) < 0.07, (level, cover)
+
+
+def test_quarterly_and_month_end_data_keep_their_own_dates():
+    rng = np.random.default_rng(5)
+    for freq, start, h in (("QS", "2015-01-01", 4), ("ME", "2015-01-31", 6)):
+        dates = pd.date_range(start, periods=40, freq=freq)
+        hist = pd.DataFrame({"store_id": "S", "product_id": ["P", "Q"] * 20,
+                             "sale_date": np.repeat(dates[:20], 2), "units": rng.poisson(80, 40)})
+        keys = _keys(hist)
+        first = dates[20]
+        res = forecast(hist, keys, forecast_start=(dates[19] + pd.Timedelta(days=1)).date(), horizon=h,
+                       window_days=keys.assign(window_days=1))
+        got = pd.DatetimeIndex(res.daily.loc[res.daily.product_id == "P", "forecast_date"])
+        assert list(got) == list(pd.date_range(first, periods=h, freq=freq)), freq
+        assert res.daily["forecast_mean"].between(40, 120).all()
+
+
+def test_weekly_series_on_different_weekdays_are_forecast_on_their_own_grids():
+    rng = np.random.default_rng(9)
+    fri = pd.date_range(end="2024-12-27", periods=120, freq="W-FRI")
+    wed = pd.date_range(end="2024-12-25", periods=90, freq="W-WED")
+    hist = pd.concat([
+        pd.DataFrame({"store_id": "S", "product_id": "F", "sale_date": fri, "units": rng.poisson(40, 120)}),
+        pd.DataFrame({"store_id": "S", "product_id": "W", "sale_date": wed, "units": rng.poisson(90, 90)}),
+    ], ignore_index=True)
+    keys = pd.DataFrame({"store_id": ["S", "S", "S"], "product_id": ["W", "F", "new"]})
+    res = forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3,
+                   window_days=keys.assign(window_days=1))
+    d = res.daily
+    assert list(d["product_id"].drop_duplicates()) == ["W", "F", "new"]
+    assert list(d.loc[d.product_id == "F", "forecast_date"]) == list(pd.date_range("2025-01-03", periods=3, freq="W-FRI"))
+    assert list(d.loc[d.product_id == "W", "forecast_date"]) == list(pd.date_range("2025-01-01", periods=3, freq="W-WED"))
+    assert d.loc[d.product_id == "W", "forecast_mean"].mean() > 1.5 * d.loc[d.product_id == "F", "forecast_mean"].mean()
+    assert set(res.series["frequency"]) == {"W-FRI", "W-WED"}
+    # Two days apart, as the M4 weekly series' Wednesdays and Fridays.
+    wed2 = pd.date_range(end="2024-12-25", periods=120, freq="W-WED")
+    both = pd.concat([hist[hist.product_id == "F"],
+                      pd.DataFrame({"store_id": "S", "product_id": "W2", "sale_date": wed2, "units": rng.poisson(90, 120)})])
+    keys2 = pd.DataFrame({"store_id": ["S", "S"], "product_id": ["F", "W2"]})
+    res2 = forecast(both, keys2, forecast_start=date(2024, 12, 28), horizon=2, window_days=keys2.assign(window_days=1))
+    assert set(res2.series["frequency"]) == {"W-FRI", "W-WED"} and len(res2.daily) == 4
+    # An alias names one grid: the same history is irregular for it.
+    with pytest.raises(ValueError, match="not on its grid"):
+        forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3, frequency="W-FRI",
+                 window_days=keys.assign(window_days=1))

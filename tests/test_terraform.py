@@ -591,6 +591,21 @@ def test_the_documented_defaults_pass_their_own_validation(tmp_path) -> None:
                                ("alert_model_age", {"alert_thresholds": "{ model_age_days = 0 }"}, ["alert_thresholds"])])
 
 
+def test_terraform_refuses_the_data_frequencies_config_refuses(tmp_path) -> None:
+    cases = [("freq_weekly", "weekly", True), ("freq_alias", "W-FRI", True), ("freq_month_end", "ME", True),
+             ("freq_auto", "auto", True), ("freq_hourly", "h", False), ("freq_fortnight", "2W", False),
+             ("freq_word", "fortnightly", False)]
+    _terraform_test(tmp_path, [(case, {"settings": "{ data_frequency = \"%s\" }" % value}, [] if ok else ["settings"])
+                               for case, value, ok in cases])
+    for _, value, ok in cases:
+        try:
+            config.load_settings(environ={"RETAILOPT_DATA_FREQUENCY": value})
+            accepted = True
+        except config.ConfigError:
+            accepted = False
+        assert accepted == ok, value
+
+
 def test_terraform_refuses_exactly_what_config_refuses(tmp_path) -> None:
     """Real Terraform evaluates the variables' validation rules on each setting's edges, and
     config.py is asked about the same values."""

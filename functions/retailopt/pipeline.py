@@ -514,7 +514,10 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
     since = run_date - timedelta(days=settings.history_days)
     # The sales' frequency (daily, weekly, monthly...) from their distinct dates, read alone.
     dates = query_file(wh, "sale_dates", {"since": since, "until": run_date})["sale_date"]
-    freq = resolve_frequency(settings.data_frequency, pd.to_datetime(dates))
+    try:
+        freq = resolve_frequency(settings.data_frequency, pd.to_datetime(dates))
+    except ValueError:  # weekly series on several weekdays: each chunk finds its grids (history_frequency)
+        freq = None
     # A product without history anywhere takes its category's rate (docs/forecasting.md).
     products = read_table(wh, "products")
     positions = positions.merge(products[["product_id", "category"]].astype(str).drop_duplicates("product_id"),
@@ -536,7 +539,7 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
         # No promotion in the horizon means no plan: the engine then keeps past promotions in the
         # level instead of assuming the horizon is promotion-free (docs/forecasting.md). Planned
         # promotions are daily-only.
-        if not len(planned) or not freq.daily:
+        if not len(planned) or (freq is not None and not freq.daily):
             return None
         return promotion_days(planned, keys, run_date, settings.horizon_days)
 
@@ -553,7 +556,7 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
               "confidence_level": settings.confidence_level, "holiday_country": settings.holiday_country,
               "holiday_subdivision": settings.holiday_subdivision, "seed": settings.seed,
               "exclude_anomalies": settings.exclude_anomalies, "component_days": COMPONENT_HISTORY_DAYS,
-              "frequency": freq, "history_days": settings.history_days}
+              "frequency": freq, "data_frequency": settings.data_frequency, "history_days": settings.history_days}
     with _results_of_running_run(wh, run_id, FORECAST_TABLES):
         _remove_results(wh, run_id, FORECAST_TABLES)
     try:

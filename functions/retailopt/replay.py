@@ -161,9 +161,10 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
         pr, pc = np.nonzero(promo_all[:, upto:upto + horizon])
         plan = pd.DataFrame({"store_id": keys["store_id"].to_numpy()[pr], "product_id": keys["product_id"].to_numpy()[pr],
                              "sale_date": all_days[upto:upto + horizon][pc], "on_promotion": True})
-    from retailopt.forecasting.frequency import resolve_frequency
+    from retailopt.forecasting.frequency import history_frequency
 
-    freq = resolve_frequency(settings.data_frequency, history["sale_date"])
+    # Several weekly grids are forecast grid by grid; daily sales on some days only stay daily.
+    freq = history_frequency(settings.data_frequency, history)[0]
     if not freq.daily:  # weekly or monthly sales: forecast in periods, windows restated in days
         from retailopt.forecasting.periodic import forecast_for_days
 

@@ -77,6 +77,10 @@ def forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.Da
     run_date: date = params["run_date"]
     history_rows = len(history)
     freq = params.get("frequency")
+    if freq is None and len(history):  # the chain's dates fit no one grid: this chunk's series decide
+        from retailopt.forecasting.frequency import history_frequency
+
+        freq = history_frequency(params.get("data_frequency"), history)[0]
     if freq is not None and not freq.daily:
         # Weekly or monthly sales: horizon, history and window in whole periods, the window's demand
         # restated for its own days; anomalies and planned promotions are daily-only.

@@ -45,7 +45,7 @@ from .components import COMPONENT_COLUMNS, components_frame
 from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrations
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
-from .frequency import Frequency, resolve_frequency
+from .frequency import Frequency, history_frequency
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
 # A trailing zero run at least this long (a quarter) and implausible under the series model means
@@ -139,7 +139,15 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
     if not 0 < confidence_level < 1:
         raise ValueError(f"confidence_level={confidence_level}: expected 0 < level < 1")
     _require(history, "history", ["store_id", "product_id", "sale_date", "units"])
-    freq = resolve_frequency(frequency, history["sale_date"])
+    # Weekly series anchored on different weekdays (or monthly on starts and ends) in one call:
+    # each group of series on one grid is forecast on its own dates (``groups``).
+    freq, groups = history_frequency(frequency, history)
+    if groups is not None:
+        return _forecast_by_grid(history, positions, groups, forecast_start=forecast_start, horizon=horizon,
+                                 window_days=window_days, confidence_level=confidence_level,
+                                 holiday_country=holiday_country, holiday_subdivision=holiday_subdivision,
+                                 holidays=holidays, max_history_periods=max_history_periods,
+                                 variance_scale=variance_scale)
     if not freq.daily:
         from .periodic import forecast_periodic
 
@@ -197,6 +205,32 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
         if component_days > 0 else pd.DataFrame(columns=COMPONENT_COLUMNS)
     return ForecastResult(daily=daily, protection=protection, series=series, calibration=calibration,
                           components=components)
+
+
+def _forecast_by_grid(history: pd.DataFrame, positions: pd.DataFrame, groups: pd.Series,
+                      **kwargs) -> ForecastResult:
+    """One forecast per grid (``groups``: store_id, product_id -> alias), merged back into the
+    order of ``positions``; positions without history join the largest group."""
+    keys = positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates(["store_id", "product_id"])
+    index = pd.MultiIndex.from_frame(keys)
+    alias = pd.Series(groups.reindex(index).to_numpy(), index=range(len(keys)))
+    alias = alias.fillna(groups.value_counts().idxmax())
+    pos = positions.assign(store_id=positions["store_id"].astype(str), product_id=positions["product_id"].astype(str))
+    pos = pos.drop_duplicates(["store_id", "product_id"])
+    row_alias = groups.reindex(pd.MultiIndex.from_arrays([history["store_id"].astype(str),
+                                                          history["product_id"].astype(str)])).to_numpy()
+    parts = []
+    for name in pd.unique(alias.to_numpy()):
+        sel = (alias == name).to_numpy()
+        parts.append(forecast(history.loc[row_alias == name], pos.loc[sel], frequency=name, **kwargs))
+    order = pd.Series(np.arange(len(keys)), index=index)
+    merged = []
+    for name in ("daily", "protection", "series"):
+        frame = pd.concat([getattr(p, name) for p in parts], ignore_index=True)
+        rank = order.reindex(pd.MultiIndex.from_frame(frame[["store_id", "product_id"]])).to_numpy()
+        merged.append(frame.iloc[np.argsort(rank, kind="stable")].reset_index(drop=True))
+    return ForecastResult(*merged, calibration=merge_calibrations([p.calibration for p in parts],
+                                                                       MAX_CALIBRATION_DAYS))
 
 
 def _forecast_in_chunks(history: pd.DataFrame, keys: pd.DataFrame, max_chunk_series: int,

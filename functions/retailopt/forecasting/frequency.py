@@ -212,3 +212,92 @@ def periods_for_days(days, freq: Frequency):
     out = np.maximum(np.ceil(np.asarray(days, dtype=float) / freq.period_days - 1e-9), 1).astype(int)
     return out
 
+
+
+def series_frequencies(history: pd.DataFrame, value: str | None = None) -> pd.Series | None:
+    """The alias of each series' own grid (index store_id, product_id), when the series are all
+    of one kind (say weekly) but not on one grid (Fridays for some, Wednesdays for others); None
+    when that is not the case (then the history's dates are irregular). ``value``: the setting
+    (None, "auto" or a word such as "weekly"; an explicit alias gives None)."""
+    if value is not None and not isinstance(value, Frequency):
+        text = str(value).strip().lower()
+        if text not in _AUTO and text not in WORDS:
+            return None
+    elif isinstance(value, Frequency):
+        return None
+    frame = pd.DataFrame({"store_id": history["store_id"].astype(str), "product_id": history["product_id"].astype(str),
+                          "sale_date": pd.to_datetime(history["sale_date"])})
+    aliases = {}
+    for key, dates in frame.groupby(["store_id", "product_id"], sort=False)["sale_date"]:
+        unique = _unique_dates(dates)
+        if len(unique) <= 2:
+            continue  # too few dates to tell: such series join a group below
+        try:
+            aliases[key] = infer_frequency(unique)
+        except ValueError:
+            return None
+    if not aliases:
+        return None
+    kinds = {f.kind for f in aliases.values()}
+    if len(kinds) != 1 or "daily" in kinds:
+        return None
+    if value is not None and str(value).strip().lower() in WORDS and make_frequency(value).kind not in kinds:
+        return None
+    out = pd.Series({k: f.alias for k, f in aliases.items()})
+    out.index = pd.MultiIndex.from_tuples(out.index, names=["store_id", "product_id"])
+    if out.nunique() <= 1:
+        return None
+    # Series with too few dates take the grid their dates fit, else the most common one.
+    common = out.value_counts().idxmax()
+    for key, dates in frame.groupby(["store_id", "product_id"], sort=False)["sale_date"]:
+        if key not in out.index:
+            unique = _unique_dates(dates)
+            fits = [a for a in out.unique() if _on_grid(unique, a).all()]
+            out.loc[key] = fits[0] if fits else common
+    return out
+
+
+def sparse_daily(dates) -> bool:
+    """Dates never a week apart: daily sales on some days only (a store open two days a week, a
+    product selling every few days), not weekly or monthly data."""
+    unique = _unique_dates(dates)
+    if len(unique) <= 1:
+        return True
+    gaps = np.diff(unique.to_numpy().astype("datetime64[D]").astype(np.int64))
+    return bool(gaps.max() < 7)
+
+
+def fallback_frequency(value, history: pd.DataFrame) -> Frequency:
+    """What to forecast by when the history's dates fit no single grid (``resolve_frequency``
+    raised): the kind shared by every series' own grid (weekly series anchored on different
+    weekdays; the engine then forecasts each grid on its own), or daily for daily sales on some
+    days only when the setting allows (auto or daily); otherwise the original error."""
+    groups = series_frequencies(history, value)
+    if groups is not None:
+        return make_frequency(make_frequency(groups.iloc[0]).kind)
+    auto = value is None or (isinstance(value, str) and value.strip().lower() in _AUTO + ("daily", "day", "d"))
+    if auto and sparse_daily(history["sale_date"]):
+        return make_frequency("D")
+    return resolve_frequency(value, history["sale_date"])  # raises the error that names the dates
+
+
+def history_frequency(value, history: pd.DataFrame) -> tuple[Frequency, pd.Series | None]:
+    """The frequency to forecast ``history`` by, and, when its series sit on several grids of one
+    kind (weekly series on different weekdays), each series' alias (else None).
+
+    Weekly series on two weekdays a couple of days apart look daily in the pooled dates (a
+    median gap of two days), so a daily inference on data with at most three weekdays is checked
+    series by series."""
+    try:
+        freq = resolve_frequency(value, history["sale_date"])
+    except ValueError:
+        groups = series_frequencies(history, value)
+        if groups is not None:
+            return make_frequency(make_frequency(groups.iloc[0]).kind), groups
+        return fallback_frequency(value, history), None
+    auto = value is None or (isinstance(value, str) and value.strip().lower() in _AUTO)
+    if freq.daily and auto and len(np.unique(_unique_dates(history["sale_date"]).dayofweek)) <= 3:
+        groups = series_frequencies(history, value)
+        if groups is not None:
+            return make_frequency(make_frequency(groups.iloc[0]).kind), groups
+    return freq, None
