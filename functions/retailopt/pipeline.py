@@ -568,6 +568,12 @@ def _routes_of_the_day(transfers: pd.DataFrame, orders: pd.DataFrame, carried: p
     o_all = together(o_today, extra["ORDER"])
     t_all, o_all = assign_shipments(t_all, o_all, fleet, products)
     t_later, o_later = assign_shipments(t_later, o_later, fleet, products)
+    # A later day's loads are labelled with their day: the same consignment (a centre and a store)
+    # also has loads today, carried from earlier runs, under the plain labels.
+    for frame in (t_later, o_later):
+        if len(frame):
+            frame["shipment_id"] = (frame["shipment_id"].astype(str) + "@"
+                                    + pd.to_datetime(frame["expected_arrival"]).dt.strftime("%Y%m%d"))
     def own(frame: pd.DataFrame, later: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         parts = [f[columns] for f in (frame[frame["_own"].astype(bool)] if len(frame) else frame, later) if len(f)]
         return pd.concat(parts, ignore_index=True) if parts else later[columns]
