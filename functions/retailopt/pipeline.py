@@ -559,6 +559,7 @@ def _routes_of_the_day(transfers: pd.DataFrame, orders: pd.DataFrame, carried: p
             whole = (part["quantity"] % case) == 0
             part = part.assign(cases=(part["quantity"] // case).where(whole, part["quantity"]).astype("int64"))
         extra[kind] = part
+
     def together(own: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
         parts = [f for f in (own.assign(_own=True), other.assign(_own=False)) if len(f)]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts \
@@ -574,6 +575,7 @@ def _routes_of_the_day(transfers: pd.DataFrame, orders: pd.DataFrame, carried: p
         if len(frame):
             frame["shipment_id"] = (frame["shipment_id"].astype(str) + "@"
                                     + pd.to_datetime(frame["expected_arrival"]).dt.strftime("%Y%m%d"))
+
     def own(frame: pd.DataFrame, later: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         parts = [f[columns] for f in (frame[frame["_own"].astype(bool)] if len(frame) else frame, later) if len(f)]
         return pd.concat(parts, ignore_index=True) if parts else later[columns]
