@@ -291,3 +291,32 @@ def test_release_dispatches_and_drivers_record_outcomes_through_the_api(chain, t
         client.close()
         set_runtime(None)
         runtime.warehouse.close()
+
+
+def test_serve_dispatches_a_release_through_its_event_bus(chain, tmp_path):
+    """`serve`: the release's dispatch message goes over the in-process bus to the dispatch target."""
+    from retailopt.config import load_settings
+    from retailopt.services.local import start_local
+    from retailopt.services.runtime import set_runtime
+    from retailopt.workbench import views
+
+    settings = load_settings({"data_dir": copy_data(chain[0], tmp_path / "data"), **PLAN_SETTINGS}, environ={})
+    local = start_local(settings, backoff_s=0.05)
+    try:
+        api = local.api_client()
+        run_id = chain[1]
+        lines = views.all_lines(local.runtime.warehouse, "transfers", run_id)
+        decided = api.post(f"/runs/{run_id}/decisions", json={"decisions": [
+            {"line_type": "TRANSFER", "line_id": t["line_id"], "action": "APPROVE"} for t in lines]})
+        assert decided.status_code == 201, decided.text
+        assert api.post(f"/runs/{run_id}/release").status_code == 200
+        assert local.wait_idle(120) and local.bus.dead_letters == []
+        tasks = api.get(f"/runs/{run_id}/tasks").json()
+        stops = local.runtime.warehouse.query("SELECT COUNT(*) AS n FROM `{dataset}.route_stops` WHERE run_id = @r",
+                                              {"r": run_id})
+        assert tasks["count"] == int(stops.n.iloc[0]) > 0
+        assert sum(t["units"] for t in tasks["tasks"] if t["task_type"] == "DELIVERY") == sum(
+            int(t["quantity"]) for t in lines)
+    finally:
+        local.close()
+        set_runtime(None)

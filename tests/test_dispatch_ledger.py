@@ -29,6 +29,8 @@ def _rows(wh) -> None:
         ("R1", date(2026, 1, 15), "TRANSFER", "T2", "A", "C", 10, date(2026, 1, 15)),
         ("R1", date(2026, 1, 15), "ORDER", "O1", "DC", "B", 30, date(2026, 1, 15)),
         ("R1", date(2026, 1, 15), "ORDER", "O2", "DC", "C", 40, date(2026, 1, 17)),
+        # order DC->A 50: 20 of it on a route (its task still open), 30 on a load no route carried
+        ("R1", date(2026, 1, 15), "ORDER", "O3", "DC", "A", 50, date(2026, 1, 15)),
         # released before the snapshot (the ERP counts it on order): delivered on the 15th in full
         ("R0", date(2026, 1, 13), "ORDER", "O0", "DC", "A", 5, date(2026, 1, 15)),
     ]
@@ -37,14 +39,20 @@ def _rows(wh) -> None:
          "destination_id": to, "quantity": q, "value": 1.0, "expected_arrival": a, "released_at": AT,
          "released_by": "p@x"} for r, d, t, i, o, to, q, a in committed]))
     tasks = [("T1", "TRANSFER", "A", "B", 20, 20, "SUCCEEDED", None), ("T2", "TRANSFER", "A", "C", 10, 0, "FAILED", "closed"),
-             ("O1", "ORDER", "DC", "B", 30, 12, "SUCCEEDED", "damaged"), ("O0", "ORDER", "DC", "A", 5, 5, "SUCCEEDED", None)]
+             ("O1", "ORDER", "DC", "B", 30, 12, "SUCCEEDED", "damaged"), ("O0", "ORDER", "DC", "A", 5, 5, "SUCCEEDED", None),
+             ("O3", "ORDER", "DC", "A", 20, 0, "SUCCEEDED", None)]
     wh.insert("dispatch_tasks", pd.DataFrame([
         {"run_id": "R1", "run_date": date(2026, 1, 15), "task_id": f"d-{i}", "task_type": "DELIVERY", "vehicle_id": "V",
          "route_id": "r", "stop_sequence": 2, "location_id": to, "shipment_id": f"s-{i}", "planned_time": AT,
          "source_run_id": "R0" if i == "O0" else "R1", "line_type": t, "line_id": i, "product_id": "P",
          "origin_id": o, "destination_id": to, "quantity": q, "state": "CLOSED", "outcome": out,
          "units_delivered": got, "closed_at": AT, "closed_by": "d@x", "note": note}
-        for i, t, o, to, q, got, out, note in tasks]))
+        for i, t, o, to, q, got, out, note in tasks]).assign(
+            state=lambda f: f.state.where(f.line_id != "O3", "OPEN"),
+            outcome=lambda f: f.outcome.where(f.line_id != "O3", None),
+            units_delivered=lambda f: f.units_delivered.where(f.line_id != "O3", None),
+            closed_at=lambda f: f.closed_at.where(f.line_id != "O3", None),
+            closed_by=lambda f: f.closed_by.where(f.line_id != "O3", None)))
     wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {"run_id": "R1", "run_date": date(2026, 1, 15),
                                                              "started_at": AT, "parameters": "{}"})
     wh.execute(sqlfiles.read_sql("queries/finish_run.sql"), {"run_id": "R1", "status": "COMPLETE", "finished_at": AT,
@@ -52,10 +60,11 @@ def _rows(wh) -> None:
 
 
 # Worked out by hand, for the plan of Jan 16 (snapshot of the 14th: on hand 100, on order 10 each):
-#   A: sent T1 (20 delivered), T2 failed (back: 0 net); O0 delivered 5, which the snapshot had on order
+#   A: sent T1 (20 delivered), T2 failed (back: 0 net); O0 delivered 5, which the snapshot had on
+#      order; O3 50 released, none closed: on order
 #   B: T1 +20; O1 12 of 30 delivered, the rest is not coming
 #   C: T2 failed (nothing); O2 40 released, open: on order
-EXPECTED = {"A": (100 - 20 + 5, 10 - 5), "B": (100 + 20 + 12, 10), "C": (100, 10 + 40)}
+EXPECTED = {"A": (100 - 20 + 5, 10 - 5 + 50), "B": (100 + 20 + 12, 10), "C": (100, 10 + 40)}
 
 
 def _check(wh) -> None:
@@ -64,9 +73,12 @@ def _check(wh) -> None:
     failed = ledger.failed_delivery_exceptions(wh, date(2026, 1, 16))
     assert sorted(zip(failed.store_id, failed.reason_code)) == [("B", "DELIVERY_FAILED"), ("C", "DELIVERY_FAILED")]
     assert failed.reason.str.contains("12 of 30 units").any() and failed.reason.str.contains("closed").any()
-    # The 17th's routes carry O2 (released, never dispatched); nothing dispatched is carried again.
-    assert list(ledger.carried_lines(wh, date(2026, 1, 17)).line_id) == ["O2"]
-    assert ledger.carried_lines(wh, date(2026, 1, 16)).empty
+    # The 16th's routes carry the 30 units of O3 no route took; the 17th's O2 too (released, never
+    # dispatched); no unit dispatched once is carried again.
+    day16 = ledger.carried_lines(wh, date(2026, 1, 16))
+    assert list(zip(day16.line_id, day16.quantity)) == [("O3", 30)]
+    day17 = ledger.carried_lines(wh, date(2026, 1, 17))
+    assert list(zip(day17.line_id, day17.quantity)) == [("O2", 40), ("O3", 30)]
 
 
 def test_the_ledger_on_the_embedded_warehouse(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 import shutil
 
 import pandas as pd
@@ -322,3 +323,21 @@ def test_a_chain_with_weekly_sales_is_forecast_per_week_and_planned(tmp_path):
     assert (both["window_days"] == both["lead_time_days"] + both["review_period_days"]).all()
     weekly_total = fc.groupby(dates)["forecast_mean"].sum().iloc[0]
     assert policy["mean_daily_demand"].sum() == pytest.approx(weekly_total / 7, rel=0.25)
+
+
+def test_a_later_days_loads_never_share_a_label_with_todays():
+    """A centre's order to a store released two days ago (carried, due today) and today's order to
+    the same store (due in two days) are one consignment: today's request carries only the first,
+    and the second's load is labelled with its day, so a stop of today's routes names one of them."""
+    from test_routing import RUN, _orders, _products, _vehicles
+
+    today = _orders().assign(expected_arrival=pd.Timestamp(RUN) + pd.Timedelta(days=2))
+    carried = pd.DataFrame([{"source_run_id": "R0", "line_type": "ORDER", "line_id": "O0", "product_id": "P1",
+                             "origin_id": "DC1", "destination_id": "S4", "quantity": 60, "value": 120.0,
+                             "expected_arrival": pd.Timestamp(RUN)}])
+    empty = pd.DataFrame(columns=["run_date", "transfer_id", "product_id", "from_store_id", "to_store_id", "quantity",
+                                  "value", "cost", "distance_km", "expected_arrival"])
+    t, o, c, day_t, day_o = pipeline.day_loads(empty, today, carried, RUN, _vehicles(), _products())
+    assert list(c.shipment_id) == ["O-DC1-S4-1"] and list(day_o.order_id) == ["O0"] and day_t.empty
+    assert list(o.shipment_id) == [f"O-DC1-S4-1@{RUN + timedelta(days=2):%Y%m%d}"]
+    assert list(o.order_id) == ["O1"] and int(o.quantity.sum()) == 48 and t.empty

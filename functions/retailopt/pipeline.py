@@ -630,6 +630,7 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
             whole = (part["quantity"] % case) == 0
             part = part.assign(cases=(part["quantity"] // case).where(whole, part["quantity"]).astype("int64"))
         extra[kind] = part
+
     def together(own: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
         parts = [f for f in (own.assign(_own=True), other.assign(_own=False)) if len(f)]
         return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0] if parts \
@@ -639,6 +640,13 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
     o_all = together(o_today, extra["ORDER"])
     t_all, o_all = assign_shipments(t_all, o_all, fleet, products)
     t_later, o_later = assign_shipments(t_later, o_later, fleet, products)
+    # A later day's loads are labelled with their day: the same consignment (a centre and a store)
+    # also has loads today, carried from earlier runs, under the plain labels.
+    for frame in (t_later, o_later):
+        if len(frame):
+            frame["shipment_id"] = (frame["shipment_id"].astype(str) + "@"
+                                    + pd.to_datetime(frame["expected_arrival"]).dt.strftime("%Y%m%d"))
+
     def own(frame: pd.DataFrame, later: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         parts = [f[columns] for f in (frame[frame["_own"].astype(bool)] if len(frame) else frame, later) if len(f)]
         return pd.concat(parts, ignore_index=True) if parts else later[columns]

@@ -1,7 +1,8 @@
--- Released lines of earlier runs that the routes of run_date carry: due that day, or due before
--- and never dispatched (released late, or their day had no released plan). A line dispatched once
--- (any dispatch_tasks row) is never carried again: a failed delivery goes back to its sender and
--- the next plan plans its receiver afresh. Parameters: run_date.
+-- Released lines of earlier runs that the routes of the day run_date carry: due that day, or due
+-- before and not dispatched in full (released late, their day had no released plan, or part of
+-- them was on a load no route carried): the units no delivery task has carried yet. A unit
+-- dispatched once is never carried again: a failed delivery goes back to its sender and the
+-- next plan plans its receiver afresh. Parameters: run_date.
 SELECT
   c.run_id AS source_run_id,
   c.line_type,
@@ -9,17 +10,18 @@ SELECT
   c.product_id,
   c.origin_id,
   c.destination_id,
-  c.quantity,
-  c.value,
+  c.quantity - COALESCE(d.dispatched, 0) AS quantity,
+  c.value * (c.quantity - COALESCE(d.dispatched, 0)) / c.quantity AS value,
   c.expected_arrival
 FROM `{dataset}.committed_lines` AS c
 LEFT JOIN (
-  SELECT DISTINCT source_run_id, line_type, line_id
+  SELECT source_run_id, line_type, line_id, SUM(quantity) AS dispatched
   FROM `{dataset}.dispatch_tasks`
+  WHERE task_type = 'DELIVERY'
+  GROUP BY source_run_id, line_type, line_id
 ) AS d
   ON d.source_run_id = c.run_id AND d.line_type = c.line_type AND d.line_id = c.line_id
 WHERE c.run_date < @run_date
   AND c.expected_arrival <= @run_date
-  AND c.quantity > 0
-  AND d.line_id IS NULL
+  AND c.quantity > COALESCE(d.dispatched, 0)
 ORDER BY c.line_type, c.run_id, c.line_id

@@ -7,4 +7,6 @@ SELECT source_run_id, line_type, line_id, product_id, source_id AS origin_id, st
   quantity AS planned, quantity AS released, shipment_id
 FROM `{dataset}.released_loads`
 WHERE run_id = @run_id
+  -- Loads due later travel on their own day (a later plan carries them).
+  AND COALESCE(expected_arrival, run_date) <= run_date
 ORDER BY source_run_id, line_type, line_id, shipment_id
