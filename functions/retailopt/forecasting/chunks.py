@@ -21,8 +21,16 @@ from typing import Any, Callable
 import pandas as pd
 from tqdm import tqdm
 
-# Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB.
+# Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB. A chunk
+# also has a fixed cost (interval calibration on a sample of up to 300,000 scored days, about a
+# second), so the worker pool, which runs only on chains of POOL_MIN_SERIES and more, takes
+# larger chunks.
 CHUNK_SERIES = 2000
+POOL_CHUNK_SERIES = 5000
+# Fewer series than this are forecast in this process: starting a worker (a new interpreter
+# importing numpy and pandas, a few seconds) pays off only when each has minutes of work, and one
+# process holds one chunk at a time instead of one per worker (the sample chain: 7,500 series).
+POOL_MIN_SERIES = 20_000
 
 
 @dataclass
@@ -121,10 +129,13 @@ def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
                        chunk_series: int | None = None, workers: int | None = None,
                        show_progress: bool | None = None) -> dict[str, Any]:
     """Forecast every position chunk by chunk; `write` receives each chunk's rows in the order the
-    chunks finish. Returns the step's counts. With one worker (or one chunk) everything runs in
+    chunks finish. Returns the step's counts. `workers` defaults to the available cores from
+    `POOL_MIN_SERIES` positions on, else 1; with one worker (or one chunk) everything runs in
     this process. A failing chunk raises (the step fails; the caller's transaction keeps nothing)."""
-    chunks = store_chunks(positions, chunk_series or CHUNK_SERIES)
-    workers = min(workers or available_cores(), len(chunks)) or 1
+    if workers is None:
+        workers = available_cores() if len(positions) >= POOL_MIN_SERIES else 1
+    chunks = store_chunks(positions, chunk_series or (POOL_CHUNK_SERIES if workers > 1 else CHUNK_SERIES))
+    workers = min(workers, len(chunks)) or 1
     totals: dict[str, Any] = {"series": 0, "history_rows": 0, "forecast_rows": 0, "component_rows": 0,
                               "promoted_days": 0, "anomaly_rows": 0, "excluded_spike_days": 0, "models": {},
                               "chunks": len(chunks), "workers": workers}
