@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import numpy as np
@@ -96,6 +97,7 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
                 "--set", "routing_time_limit_s=1"]) == 0
     out = capsys.readouterr().out
     assert "(c) policy + rebalancing" in out and "replay_results" in out
+    assert re.search(r"arriving later: [\d,]+ units of this plan are due after", out)  # DC orders' lead time
     wh = open_warehouse(Settings(data_dir=tmp_path))
     try:
         table = wh.query("SELECT strategy, lost_units, days FROM `{dataset}.replay_results` ORDER BY strategy")

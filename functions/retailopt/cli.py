@@ -96,6 +96,10 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
           f"cost {k['route_cost']:,.2f}; "
           f"{k.get('units_routed', 0)} units on trucks, {k.get('units_unrouted', 0)} waiting for one "
           f"({k.get('shipments_unrouted', 0)} of {k.get('shipments', 0)} loads, value {k.get('value_unrouted', 0):,.2f})")
+    if k.get("units_arriving_later"):
+        # Lines arrive after their lead time: the routes of their delivery day carry them, once released.
+        print(f"  arriving later: {k['units_arriving_later']:,} units of this plan are due after {result.run_date} "
+              "and travel on the routes of their delivery day once the plan is released (docs/dispatch.md)")
     if getattr(args, "release", False):
         print(f"  {_release(settings, result.run_id)}")
     for line in after(settings, result) if after else []:
