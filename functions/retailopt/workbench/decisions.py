@@ -194,7 +194,7 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
         row = {"decision_id": _decision_id(), "run_id": run_id, "run_date": run["run_date"], "line_type": "RUN",
                "line_id": run_id, "action": "RELEASE", "old_quantity": None, "new_quantity": units,
                "reason": (f"{len(orders)} order lines and {len(transfers)} transfer lines released; {how}: "
-                          f"{figures['vehicles']} vehicles, {figures['km']:,.1f} km"
+                          f"{figures['vehicles']} vehicle{'' if figures['vehicles'] == 1 else 's'}, {figures['km']:,.1f} km"
                           + (f", {off} load{'s' if off != 1 else ''} on no route" if off else "")),
                "decided_by": identity, "decided_at": released_at}
         wh.insert("plan_decisions", pd.DataFrame([row]))

@@ -39,7 +39,7 @@ document.addEventListener("DOMContentLoaded", function () {
         L.circleMarker([stop.lat, stop.lon], {
           radius: delivery ? 6 : 5, color: route.colour, weight: 2, fillColor: delivery ? "#ffffff" : route.colour,
           fillOpacity: 1
-        }).bindTooltip(tip(route, stop), { direction: "top", offset: [0, -6] }).addTo(map);
+        }).bindTooltip(tip(route, stop), { direction: "auto", offset: [0, -6] }).addTo(map);
         bounds.push([stop.lat, stop.lon]);
       });
     });
