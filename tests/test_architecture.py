@@ -104,3 +104,18 @@ def test_every_routing_module_is_listed_in_docs():
         if path.name in ("__init__.py",):
             continue
         assert re.search(rf"`{re.escape(path.name)}`", text), f"docs/routing.md does not list {path.name}"
+
+
+def test_domain_modules_never_import_the_benchmarks():
+    graph = import_graph()
+    domain = {m: deps for m, deps in graph.items() if not m.startswith("retailopt.benchmarks")}
+    offenders = {m: sorted(d for d in deps if d.startswith("retailopt.benchmarks")) for m, deps in domain.items()}
+    assert not {m: d for m, d in offenders.items() if d}
+
+
+def test_every_benchmarks_module_is_listed_in_the_architecture_page():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `benchmarks/`"))
+    for path in sorted((PACKAGE / "benchmarks").glob("*.py")):
+        if path.name != "__init__.py":
+            assert f"`{path.name}`" in row, f"docs/architecture.md does not list benchmarks/{path.name}"

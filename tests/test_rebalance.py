@@ -505,7 +505,7 @@ def test_categorical_ids_and_policy_capacity_give_the_same_plan():
 
 
 def test_benchmark_command_runs_small(tmp_path, capsys):
-    from retailopt.rebalance_benchmark import main as bench
+    from retailopt.benchmarks.rebalance import main as bench
 
     out = tmp_path / "bench.json"
     assert bench(["--stores", "60", "--products", "40", "--imbalance", "0.2", "--out", str(out)]) == 0

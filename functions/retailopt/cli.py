@@ -20,13 +20,13 @@ DELEGATED = {
     "solve-routes": ("retailopt.routing.cli", "Solve an OptimizeToursRequest JSON file locally"),
     "replay": ("retailopt.replay", "Replay held-out demand to compare planning policies"),
     "serve": ("retailopt.services.serve", "Run the HTTP API and event handlers on this machine"),
-    "bench-run": ("retailopt.benchmark", "Benchmark the whole planning run (time, memory)"),
-    "bench-forecast": ("retailopt.forecasting.benchmark", "Benchmark the forecasting engine"),
-    "bench-rebalance": ("retailopt.rebalance_benchmark", "Benchmark rebalancing at 20 million positions"),
-    "bench-routing": ("retailopt.routing.benchmark", "Benchmark the routing solver on Li & Lim"),
-    "bench-api": ("retailopt.services.load_benchmark", "Load-test the HTTP API on loopback"),
-    "bench-faults": ("retailopt.fault_benchmark", "Corrupted files, killed runs, hostile API requests"),
-    "bench-workbench": ("retailopt.workbench_benchmark", "Time every workbench page on a 20-million-position plan"),
+    "bench-run": ("retailopt.benchmarks.run", "Benchmark the whole planning run (time, memory)"),
+    "bench-forecast": ("retailopt.benchmarks.forecasting", "Benchmark the forecasting engine"),
+    "bench-rebalance": ("retailopt.benchmarks.rebalance", "Benchmark rebalancing at 20 million positions"),
+    "bench-routing": ("retailopt.benchmarks.routing", "Benchmark the routing solver on Li & Lim"),
+    "bench-api": ("retailopt.benchmarks.api", "Load-test the HTTP API on loopback"),
+    "bench-faults": ("retailopt.benchmarks.faults", "Corrupted files, killed runs, hostile API requests"),
+    "bench-workbench": ("retailopt.benchmarks.workbench", "Time every workbench page on a 20-million-position plan"),
 }
 STEPS = ("import", "forecast", "plan", "publish")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from retailopt import benchmark
+from retailopt.benchmarks import run as benchmark
 
 
 def test_per_step_splits_the_samples_at_each_step_start():

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from retailopt.forecasting.benchmark import main
+from retailopt.benchmarks.forecasting import main
 
 
 def test_scale_mode_writes_figures(tmp_path, capsys):
@@ -22,7 +22,7 @@ def test_scale_mode_writes_figures(tmp_path, capsys):
 def test_weekly_suite_scores_the_engine_and_a_peer_on_the_real_series(tmp_path):
     import pytest
 
-    from retailopt.forecasting.benchmark import WEEKLY_MONTHLY_DIR
+    from retailopt.benchmarks.forecasting import WEEKLY_MONTHLY_DIR
 
     if not (WEEKLY_MONTHLY_DIR / "m4_weekly.csv").exists():
         pytest.skip("the shared weekly/monthly benchmark series are not on this machine")
@@ -41,7 +41,7 @@ def test_weekly_suite_scores_the_engine_and_a_peer_on_the_real_series(tmp_path):
 def test_periodic_files_are_read_right_aligned(tmp_path):
     import pandas as pd
 
-    from retailopt.forecasting.benchmark import _load_periodic
+    from retailopt.benchmarks.forecasting import _load_periodic
 
     path = tmp_path / "x.csv"
     pd.DataFrame({"unique_id": ["a"] * 5 + ["b"] * 3,

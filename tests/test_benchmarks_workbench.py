@@ -10,7 +10,7 @@ import random
 
 import duckdb
 
-from retailopt import workbench_benchmark
+from retailopt.benchmarks import workbench as workbench_benchmark
 
 
 def test_the_benchmark_builds_a_plan_serves_it_and_times_every_page(tmp_path):

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from retailopt import cost_benchmark as cb
+from retailopt.benchmarks import cost as cb
 from retailopt import schema
 from retailopt.config import Settings
 from retailopt.forecasting.components import COMPONENT_HISTORY_DAYS

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from retailopt.routing import benchmark as bench
+from retailopt.benchmarks import routing as bench
 
 
 def _write_instance(path, pairs: int = 6, seed: int = 3) -> None:

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .engine import forecast
-from .metrics import naive_scales
-from .synthetic import matrix_to_history, synthetic_matrix
+from retailopt.forecasting.engine import forecast
+from retailopt.forecasting.metrics import naive_scales
+from retailopt.forecasting.synthetic import matrix_to_history, synthetic_matrix
 
 M5_DIR = Path("/work/shared/benchmarks/m5_sample")
 # Real weekly and monthly series (../shared/benchmarks/weekly_monthly from the project root; its

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - started:.1f} s (not counted)")
     steps_file = work / "bench-steps.jsonl"
     steps_file.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "retailopt.benchmark", "--child", "--data", str(sample),
+    command = [sys.executable, "-m", "retailopt.benchmarks.run", "--child", "--data", str(sample),
                "--data-dir", str(work / "run"), "--steps-file", str(steps_file)]
     for item in args.set:
         command += ["--set", item]

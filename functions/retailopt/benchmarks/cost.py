@@ -1,4 +1,4 @@
-"""`python -m retailopt.cost_benchmark`: the Google Cloud bill of one daily planning run.
+"""`python -m retailopt.benchmarks.cost`: the Google Cloud bill of one daily planning run.
 
 Benchmark code: nothing in the planning run imports it. For a chain of `--stores` x `--products`
 it models the rows every table holds after `--age-days` daily runs, the bytes BigQuery bills
@@ -912,7 +912,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retailopt.cost_benchmark", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m retailopt.benchmarks.cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stores", type=int, default=25)
     parser.add_argument("--products", type=int, default=300)
     parser.add_argument("--age-days", type=int, default=365, help="earlier daily runs the tables hold")
