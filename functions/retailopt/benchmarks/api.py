@@ -30,6 +30,7 @@ from typing import Any
 
 import jwt
 import requests
+import uvloop
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 AUDIENCE = "https://retailopt-api.local"
@@ -62,6 +63,12 @@ def _keys(folder: Path) -> tuple[str, Path]:
     return token, jwks
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))]
@@ -81,6 +88,10 @@ async def _load(port: int, token: str, paths: list[str], concurrency: int, total
     rounds = max(1, total // concurrency)
     barrier = asyncio.Barrier(concurrency) if burst else None
 
+    # One request's bytes per path, built once: the client's work per request must stay small.
+    requests_by_index = [(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                          f"Authorization: Bearer {token}\r\n\r\n").encode() for path in paths]
+
     async def client() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await start.wait()
@@ -88,26 +99,27 @@ async def _load(port: int, token: str, paths: list[str], concurrency: int, total
             for i in (range(rounds) if burst else counter):
                 if barrier is not None:
                     await barrier.wait()  # the whole round starts together
-                request = (f"GET {paths[i % len(paths)]} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                           f"Authorization: Bearer {token}\r\n\r\n").encode()
+                request = requests_by_index[i % len(paths)]
                 t0 = time.perf_counter()
                 try:
-                    writer.write(request)
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                    status = int(head.split(b" ", 2)[1])
-                    length = 0
-                    for line in head.split(b"\r\n")[1:]:
-                        name, _, value = line.partition(b":")
-                        if name.strip().lower() == b"content-length":
-                            length = int(value)
-                    await asyncio.wait_for(reader.readexactly(length), 30)
+                    # One timeout scope per request (asyncio.wait_for would start a task per read).
+                    async with asyncio.timeout(30):
+                        writer.write(request)
+                        head = await reader.readuntil(b"\r\n\r\n")
+                        status = int(head.split(b" ", 2)[1])
+                        length = 0
+                        for line in head.split(b"\r\n")[1:]:
+                            name, _, value = line.partition(b":")
+                            if name.strip().lower() == b"content-length":
+                                length = int(value)
+                        await reader.readexactly(length)
                     latencies.append(time.perf_counter() - t0)
                     if status != expect:
                         errors.append(f"HTTP {status}")
                     if b"connection: close" in head.lower():
                         writer.close()
                         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                     latencies.append(time.perf_counter() - t0)
                     errors.append(type(exc).__name__)
                     writer.close()
@@ -206,7 +218,7 @@ def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Pop
         return 1
 
     port = int(base.rsplit(":", 1)[1])
-    scenarios = {name: _scenario(args, port, token, run_id, name) for name in args.scenarios}
+    scenarios = {name: _scenario(args, port, token, run_id, name, server.pid) for name in args.scenarios}
     figures = {
         "benchmark": "bench-api", "concurrency": args.concurrency, "requests": args.requests,
         "scenarios": scenarios, "chain_run_s": round(chain_s, 1), "run_id": run_id,
@@ -216,7 +228,7 @@ def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Pop
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
     columns = ("burst_p50_ms", "burst_p99_ms", "burst_errors", "p50_ms", "p99_ms", "max_ms", "throughput_rps",
-               "errors")
+               "server_cpu_us", "client_cpu_us", "errors")
     print(f"{'scenario':<10}" + "".join(f"{c:>16}" for c in columns))
     for name, row in scenarios.items():
         print(f"{name:<10}" + "".join(f"{row[c]!s:>16}" for c in columns))
@@ -227,17 +239,24 @@ def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Pop
     return 0 if figures["meets_target"] else 1
 
 
-def _scenario(args: argparse.Namespace, port: int, token: str, run_id: str, name: str) -> dict[str, Any]:
+def _scenario(args: argparse.Namespace, port: int, token: str, run_id: str, name: str,
+              server_pid: int) -> dict[str, Any]:
     templates, expect = SCENARIOS[name]
     # Misses: every request asks for another id, so no per-id cache can answer them.
     count = args.requests if name == "misses" else len(templates)
     paths = [templates[i % len(templates)].format(run=run_id, unknown=f"{CHAIN}-00000000-miss{i:06d}")
              for i in range(count)]
     # One unmeasured round first: it fills the caches and starts the server's threads.
-    asyncio.run(_load(port, token, paths, args.concurrency, args.concurrency, burst=True, expect=expect))
-    burst, burst_errors, _ = asyncio.run(
+    # The load generator runs on uvloop like the server: on two shared cores a slower client's
+    # own CPU time would be counted as the server's latency.
+    uvloop.run(_load(port, token, paths, args.concurrency, args.concurrency, burst=True, expect=expect))
+    burst, burst_errors, _ = uvloop.run(
         _load(port, token, paths, args.concurrency, args.requests, burst=True, expect=expect))
-    latencies, errors, wall = asyncio.run(_load(port, token, paths, args.concurrency, args.requests, expect=expect))
+    # CPU per request, server and client apart: unlike latency, it hardly depends on what else
+    # the machine runs, so it compares server versions on a busy machine.
+    server_cpu, client_cpu = _cpu_s(server_pid), time.process_time()
+    latencies, errors, wall = uvloop.run(_load(port, token, paths, args.concurrency, args.requests, expect=expect))
+    server_cpu, client_cpu = _cpu_s(server_pid) - server_cpu, time.process_time() - client_cpu
     row = {
         "paths": list(templates), "expected_status": expect,
         "burst_requests": len(burst), "burst_errors": len(burst_errors),
@@ -249,6 +268,8 @@ def _scenario(args: argparse.Namespace, port: int, token: str, run_id: str, name
         "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
         "max_ms": round(1000 * max(latencies), 1),
         "throughput_rps": round(len(latencies) / wall, 1),
+        "server_cpu_us": round(1e6 * server_cpu / len(latencies)),
+        "client_cpu_us": round(1e6 * client_cpu / len(latencies)),
     }
     row["meets_target"] = (row["burst_p99_ms"] < args.target_p99_ms and row["p99_ms"] < args.target_p99_ms
                            and not burst_errors and not errors)
