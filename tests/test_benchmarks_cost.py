@@ -108,19 +108,20 @@ def test_cli_refuses_an_empty_chain():
         cb.main(["--stores", "0"])
 
 
-def test_approving_every_line_costs_one_lookup_query_per_line():
+def test_approving_every_line_costs_one_lookup_query_per_request_and_kind():
     from retailopt.workbench import views
+    from retailopt.workbench.decisions import MAX_BATCH
 
     review = cb.review_statements(SAMPLE)
-    lookups = {s.what: s for s in review if "one per line" in s.what}
-    orders = lookups["decide: orders line lookup (wb_lines.sql), one per line"]
-    assert orders.count == 2390
-    assert lookups["decide: transfers line lookup (wb_lines.sql), one per line"].count == 54
-    # views.line's query: wb_lines.sql (plan_lines, plan_decisions) with the names of product,
-    # sender and store (products, stores, distribution_centers): at least 10 MB a table.
-    reads = cb.sql_reads(views._named(views._lines_sql("l.line_id = @line_id")))
+    lookups = {s.what: s for s in review if "line lookup" in s.what}
+    orders = lookups[f"decide: orders line lookup (wb_lines.sql), one per {MAX_BATCH} lines"]
+    assert orders.count == 3  # 2,390 order lines in requests of 1,000
+    assert lookups[f"decide: transfers line lookup (wb_lines.sql), one per {MAX_BATCH} lines"].count == 1
+    # views.lines_by_id's query: wb_lines.sql (plan_lines, plan_decisions) with the names of
+    # product, sender and store (products, stores, distribution_centers): at least 10 MB a table.
+    reads = cb.sql_reads(views._named(views._lines_sql("l.line_id IN UNNEST(@line_ids)")))
     assert set(reads) == {"plan_lines", "plan_decisions", "products", "stores", "distribution_centers"}
-    assert orders.tables == 5 and orders.billed >= 2390 * 5 * cb.MIN_BILLED
+    assert orders.tables == 5 and orders.billed >= 3 * 5 * cb.MIN_BILLED
     result = cb.estimate(SAMPLE)
     assert result["review_release"]["bigquery_jobs"] == sum(s.count for s in review)
     assert result["total_per_run"] == pytest.approx(sum(c["per_run"] for c in result["components"].values()))

@@ -530,11 +530,11 @@ def publish_statements(chain: Chain) -> list[Statement]:
 
 
 def _lines_statement(chain: Chain, what: str, count: int, *, one_line: bool) -> Statement:
-    """views.line / views.all_lines: wb_lines.sql (plan_lines and plan_decisions, both clustered by
+    """views.lines_by_id / views.all_lines: wb_lines.sql (plan_lines and plan_decisions, both clustered by
     run_id: the run's rows) with the names of product, sender and store."""
     from retailopt.workbench import views
 
-    inner = views._lines_sql("l.line_id = @line_id") if one_line else views._lines_sql()
+    inner = views._lines_sql("l.line_id IN UNNEST(@line_ids)") if one_line else views._lines_sql()
     return sql_statement(chain, "review" if one_line else "release", what, views._named(inner),
                          {"plan_lines": run_clustered(chain, "plan_lines"),
                           "plan_decisions": run_clustered(chain, "plan_decisions")}, count=count)
@@ -543,8 +543,9 @@ def _lines_statement(chain: Chain, what: str, count: int, *, one_line: bool) -> 
 def review_statements(chain: Chain) -> list[Statement]:
     """BigQuery jobs of a planner approving every line in the workbench, then releasing the run.
 
-    `decisions.decide` takes at most MAX_BATCH lines a request: `check_open`, one `views.line`
-    lookup per line (wb_lines.sql on plan_lines, clustered by run_id), one plan_decisions INSERT.
+    `decisions.decide` takes at most MAX_BATCH lines a request: `check_open`, one
+    `views.lines_by_id` lookup per request and kind (wb_lines.sql on plan_lines, clustered by
+    run_id), one plan_decisions INSERT.
     `release` reads the approved lines of both kinds, reads the run's plan rows and dimension
     tables for the released loads and routes (`decisions._write_released_routes`), replaces
     released_loads, released_routes and released_route_stops, and inserts the RELEASE row.
@@ -555,8 +556,8 @@ def review_statements(chain: Chain) -> list[Statement]:
     out = []
     for kind, lines in (("orders", runs["replenishment_orders"]), ("transfers", runs["transfers"])):
         requests = int(math.ceil(lines / MAX_BATCH))
-        out.append(_lines_statement(chain, f"decide: {kind} line lookup (wb_lines.sql), one per line",
-                                    int(math.ceil(lines)), one_line=True))
+        out.append(_lines_statement(chain, f"decide: {kind} line lookup (wb_lines.sql), one per {MAX_BATCH} lines",
+                                    requests, one_line=True))
         out.append(Statement("review", f"decide: check_open (released(), plan_decisions) and plan_decisions "
                              f"INSERT, per {MAX_BATCH} {kind}", 0.0, 1, 3 * requests))
     out.append(Statement("release", "ledger claim, check_open, released()", 0.0, 1, 5))

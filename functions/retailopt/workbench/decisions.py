@@ -124,13 +124,16 @@ def decide(wh: Any, run: dict[str, Any], identity: str, requests: list[Request])
         raise DecisionError(400, f"at most {MAX_BATCH} decisions at once")
     check_open(wh, run)
     run_id = run["run_id"]
-    rows: list[dict[str, Any]] = []
     for req in requests:
         if req.line_type not in LINE_KINDS:
             raise DecisionError(400, f"line_type {req.line_type!r}: expected TRANSFER or ORDER")
         if req.action not in ACTIONS:
             raise DecisionError(400, f"action {req.action!r}: expected APPROVE, REJECT or EDIT")
-        line = views.line(wh, LINE_KINDS[req.line_type], run_id, req.line_id)
+    found = {line_type: views.lines_by_id(wh, kind, run_id, [r.line_id for r in requests if r.line_type == line_type])
+             for line_type, kind in LINE_KINDS.items()}
+    rows: list[dict[str, Any]] = []
+    for req in requests:
+        line = found[req.line_type].get(req.line_id)
         if line is None:
             raise DecisionError(404, f"run {run_id} has no {req.line_type.lower()} line {req.line_id}")
         reason = (req.reason or "").strip() or None
