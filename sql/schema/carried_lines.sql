@@ -15,5 +15,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.carried_lines` (
   shipment_id STRING OPTIONS(description = 'Vehicle load of this run (route_stops.shipment_id) that carries this row; a line larger than a vehicle is one row per load')
 )
 PARTITION BY run_date
-CLUSTER BY destination_id, product_id
+CLUSTER BY run_id, destination_id, product_id
 OPTIONS(description = 'Released lines of earlier runs carried by the routes of a later run');

@@ -15,5 +15,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.demand_windows` (
   model STRING NOT NULL
 )
 PARTITION BY run_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Lead-time demand distribution per store and product');

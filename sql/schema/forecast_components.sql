@@ -19,5 +19,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.forecast_components` (
   model STRING NOT NULL
 )
 PARTITION BY component_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Forecast decomposition: trend, seasonality, holidays, spikes and dips');

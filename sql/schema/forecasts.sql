@@ -18,5 +18,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.forecasts` (
   fallback_reason STRING
 )
 PARTITION BY forecast_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Demand forecasts with prediction intervals');

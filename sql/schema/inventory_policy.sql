@@ -20,5 +20,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.inventory_policy` (
   exception STRING OPTIONS(description = 'Why the position could not be planned normally')
 )
 PARTITION BY run_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Inventory policy per store and product');

@@ -9,5 +9,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.plan_exceptions` (
   action STRING NOT NULL OPTIONS(description = 'What the plan did about it')
 )
 PARTITION BY run_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Planning exceptions per store and product');

@@ -9,4 +9,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.quarantine` (
   raw_record STRING OPTIONS(description = 'The rejected row as JSON')
 )
 PARTITION BY run_date
+CLUSTER BY run_id
 OPTIONS(description = 'Rejected input rows');

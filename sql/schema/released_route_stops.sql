@@ -14,5 +14,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.released_route_stops` (
   arrival_time TIMESTAMP NOT NULL
 )
 PARTITION BY run_date
-CLUSTER BY route_id
+CLUSTER BY run_id, route_id
 OPTIONS(description = 'Stops of released routes in visiting order');

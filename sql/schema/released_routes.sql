@@ -17,5 +17,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.released_routes` (
   carbon_cost FLOAT64 OPTIONS(description = 'co2_kg x carbon_price_per_kg of the run (part of cost)')
 )
 PARTITION BY run_date
-CLUSTER BY vehicle_id
+CLUSTER BY run_id, vehicle_id
 OPTIONS(description = 'Vehicle routes of released plans');

@@ -13,5 +13,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.replenishment_orders` (
   shipment_id STRING OPTIONS(description = 'Vehicle load (route shipment <consignment>-<k>) that carries this row; a line larger than a vehicle is one row per load with the same order_id')
 )
 PARTITION BY run_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Replenishment orders from distribution centres');

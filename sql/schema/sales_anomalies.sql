@@ -18,5 +18,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.sales_anomalies` (
   method STRING NOT NULL OPTIONS(description = 'local (the in-sample distribution of the local engine) or bigquery_ml (ML.DETECT_ANOMALIES)')
 )
 PARTITION BY run_date
-CLUSTER BY store_id, product_id
+CLUSTER BY run_id, store_id, product_id
 OPTIONS(description = 'Sales anomalies (spikes and dips) of the days before each run, per store and product');

@@ -14,5 +14,5 @@ CREATE TABLE IF NOT EXISTS `{dataset}.transfers` (
   shipment_id STRING OPTIONS(description = 'Vehicle load (route shipment <consignment>-<k>) that carries this row; a line larger than a vehicle is one row per load with the same transfer_id')
 )
 PARTITION BY run_date
-CLUSTER BY from_store_id, product_id
+CLUSTER BY run_id, from_store_id, product_id
 OPTIONS(description = 'Store-to-store transfers');

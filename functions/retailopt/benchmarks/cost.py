@@ -16,8 +16,10 @@ everything else in `Assumptions`.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
+import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -310,6 +312,29 @@ def run_clustered(chain: Chain, table: str) -> float:
     return table_rows(chain, table) / (chain.age_days + 1)
 
 
+@functools.cache
+def clustered_by_run(table: str) -> bool:
+    """Whether the table's DDL (sql/schema/) clusters it by run_id first: a run_id filter then
+    reads the run's blocks only, whatever the partitioning."""
+    match = re.search(r"^CLUSTER BY\s+(\w+)", sqlfiles.read_sql(f"schema/{table}.sql"), re.MULTILINE)
+    return bool(match) and match.group(1) == "run_id"
+
+
+def run_read(chain: Chain, step: str, what: str, table: str, cols: tuple[str, ...] | None = None) -> "Statement":
+    """A read of one run's rows of `table` by run_id: its blocks when the table is clustered by
+    run_id, else every earlier run's rows too."""
+    if clustered_by_run(table):
+        return Statement(step, f"{what} (clustered by run_id)", run_clustered(chain, table) * row_bytes(chain, table, cols))
+    return Statement(step, f"{what} (all partitions)", table_rows(chain, table) * row_bytes(chain, table, cols),
+                     avoidable="reads every earlier run's rows to find this run's")
+
+
+def run_rows(chain: Chain, sql: str) -> dict[str, float]:
+    """`sql_statement` rows for a statement of one run: its tables clustered by run_id read the
+    run's rows (the statement filters them by run_id), the others every row."""
+    return {t: run_clustered(chain, t) for t in sql_reads(sql) if clustered_by_run(t)}
+
+
 def dimension_rows(chain: Chain) -> dict[str, float]:
     per_store = chain.stores / 25
     return {"stores": chain.stores, "products": chain.products,
@@ -368,19 +393,26 @@ def daily_statements(chain: Chain) -> list[Statement]:
 
     def replace_rows(step: str, table: str, new_rows: float) -> None:
         before = runs[table] * age
-        out.append(Statement(step, f"DELETE {table} WHERE run_id (all partitions)",
-                             table_scan(table, before, ("run_id",)),
-                             avoidable="scan of run_id over every partition (no run_id pruning)"))
+        if clustered_by_run(table):  # a first attempt's DELETE finds no block of the run
+            out.append(Statement(step, f"DELETE {table} WHERE run_id (clustered by run_id)", 0.0))
+        else:
+            out.append(Statement(step, f"DELETE {table} WHERE run_id (all partitions)",
+                                 table_scan(table, before, ("run_id",)),
+                                 avoidable="scan of run_id over every partition (no run_id pruning)"))
         k = _batches(chain, new_rows)
         if k:
             out.append(Statement(step, f"INSERT {table}: {k:,} batches of {a.dml_batch_rows:,} rows", 0.0, 1, k,
                                  avoidable="10 MB minimum per 2,000-row INSERT batch"))
 
-    def read_run(step: str, table: str, cols: tuple[str, ...] | None = None, what: str = "") -> None:
-        after = runs[table] * (age + 1)
-        out.append(Statement(step, what or f"SELECT * FROM {table} WHERE run_id (all partitions)",
-                             table_scan(table, after, cols),
-                             avoidable="reads every earlier run's rows to find this run's"))
+    def read_run(step: str, table: str, cols: tuple[str, ...] | None = None, use: str = "") -> None:
+        prefix = f"{use}: " if use else ""
+        if clustered_by_run(table):
+            out.append(Statement(step, f"{prefix}SELECT * FROM {table} WHERE run_id (clustered by run_id)",
+                                 table_scan(table, runs[table], cols)))
+        else:
+            out.append(Statement(step, f"{prefix}SELECT * FROM {table} WHERE run_id (all partitions)",
+                                 table_scan(table, runs[table] * (age + 1), cols),
+                                 avoidable="reads every earlier run's rows to find this run's"))
 
     # --- import: storage event -> start handler -> import_step ---------------------------------
     ledger("import")
@@ -445,13 +477,15 @@ def daily_statements(chain: Chain) -> list[Statement]:
         replace_rows("plan", t, runs[t])
     for use in ("compute_kpis", "report"):
         for t in ("inventory_policy", "transfers", "replenishment_orders", "routes", "route_stops"):
-            read_run("plan", t, what=f"{use}: SELECT * FROM {t} WHERE run_id (all partitions)")
+            read_run("plan", t, use=use)
         control("plan", f"{use}: quarantine WHERE run_id")
     control("plan", "report: stores, distribution_centers, replay_results", 3)
-    # Six forecast charts: forecasts and 91 days of sales of one store x product each. Both tables
-    # are clustered by store_id first, so a store_id = @x filter is taken to read 1/stores of them.
+    # Six forecast charts: forecasts and 91 days of sales of one store x product each. forecasts is
+    # clustered by run_id then store_id, sales by store_id first, so a store_id = @x filter is
+    # taken to read 1/stores of the run's forecasts and of the sales days.
     chart_cols = ("run_id", "store_id", "product_id", "forecast_date", "forecast_mean", "lower_bound", "upper_bound")
-    chart_f = table_scan("forecasts", runs["forecasts"] * (age + 1), chart_cols) / chain.stores
+    chart_f = table_scan("forecasts", runs["forecasts"] * (1 if clustered_by_run("forecasts") else age + 1),
+                         chart_cols) / chain.stores
     chart_s = table_scan("sales", sales_day * 91, ("store_id", "product_id", "sale_date", "units")) / chain.stores
     out.append(Statement("plan", "report: 6 forecast charts (forecasts by run, store, product)", chart_f, 1, 6))
     out.append(Statement("plan", "report: 6 charts' sales history (91 days, one store)", chart_s, 1, 6))
@@ -499,32 +533,30 @@ def publish_statements(chain: Chain) -> list[Statement]:
     out: list[Statement] = []
     cols = ("run_id", "order_id", "dc_id", "store_id", "product_id", "quantity", "cases", "order_value",
             "expected_arrival")
-    out.append(Statement("plan", "reorder messages: replenishment_orders WHERE run_id (all partitions)",
-                         table_rows(chain, "replenishment_orders") * row_bytes(chain, "replenishment_orders", cols),
-                         avoidable="reads every earlier run's rows to find this run's"))
+    out.append(run_read(chain, "plan", "reorder messages: replenishment_orders WHERE run_id", "replenishment_orders",
+                        cols))
     # The three tables are clustered by run_id: a first attempt's DELETE reads the run's (no) blocks.
     out.append(Statement("publish", "workbench: DELETE plan_overview, plan_lines, plan_worklist WHERE run_id "
                          "(clustered by run_id)", 0.0, 1, 3))
-    out.append(Statement("publish", "workbench: store blocks (inventory_policy WHERE run_id GROUP BY store_id)",
-                         table_rows(chain, "inventory_policy") * row_bytes(chain, "inventory_policy",
-                                                                           ("run_id", "store_id")),
-                         avoidable="reads every earlier run's rows to find this run's"))
+    out.append(run_read(chain, "publish", "workbench: store blocks (inventory_policy WHERE run_id GROUP BY store_id)",
+                        "inventory_policy", ("run_id", "store_id")))
     blocks = max(1, math.ceil(n / store.BLOCK_POSITIONS))
+    worklist = store._worklist_insert()
+    unpruned = sorted(t for t in sql_reads(worklist) if t not in ("runs", "inventory") and not clustered_by_run(t))
     out.append(sql_statement(chain, "publish", f"workbench: worklist INSERT (wb_worklist.sql), {blocks:,} "
-                             "block(s) of stores", store._worklist_insert(),
-                             {"runs": 1.0, "inventory": n * (chain.age_days + 1)}, count=blocks,
-                             avoidable="each block reads every earlier run's rows (run_id does not prune) "
-                                       "and every inventory snapshot up to the run date"))
+                             "block(s) of stores", worklist,
+                             {**run_rows(chain, worklist), "runs": 1.0, "inventory": n * (chain.age_days + 1)},
+                             count=blocks,
+                             avoidable="each block reads every inventory snapshot up to the run date"
+                                       + (f" and every earlier run's rows of {', '.join(unpruned)}" if unpruned else "")))
     out.append(sql_statement(chain, "publish", "workbench: worklist ranks UPDATE", store._RANK_UPDATE,
                              {"plan_worklist": 2 * run_clustered(chain, "plan_worklist")}))
+    lines_sql = sqlfiles.read_sql("queries/wb_publish_lines.sql")
     out.append(sql_statement(chain, "publish", "workbench: lines INSERT (wb_publish_lines.sql), TRANSFER and ORDER",
-                             sqlfiles.read_sql("queries/wb_publish_lines.sql"), count=2,
-                             avoidable="reads every earlier run's lines to find this run's"))
+                             lines_sql, run_rows(chain, lines_sql), count=2))
+    overview_sql = sqlfiles.read_sql("queries/wb_publish_overview.sql")
     out.append(sql_statement(chain, "publish", "workbench: figures INSERT (wb_publish_overview.sql)",
-                             sqlfiles.read_sql("queries/wb_publish_overview.sql"),
-                             {"plan_worklist": run_clustered(chain, "plan_worklist"),
-                              "plan_lines": run_clustered(chain, "plan_lines")},
-                             avoidable="reads every earlier run's inventory_policy rows"))
+                             overview_sql, run_rows(chain, overview_sql)))
     out.append(Statement("publish", "workbench: plan_overview row read back (clustered by run_id)", 0.0))
     return out
 
@@ -564,14 +596,12 @@ def review_statements(chain: Chain) -> list[Statement]:
     for kind in ("orders", "transfers"):
         out.append(_lines_statement(chain, f"all approved {kind} (wb_lines.sql with names)", 1, one_line=False))
     for t in ("transfers", "replenishment_orders", "routes", "route_stops"):
-        out.append(Statement("release", f"released routes: SELECT * FROM {t} WHERE run_id (all partitions)",
-                             table_rows(chain, t) * row_bytes(chain, t),
-                             avoidable="reads every earlier run's rows to find this run's"))
+        out.append(run_read(chain, "release", f"released routes: SELECT * FROM {t} WHERE run_id", t))
     out.append(Statement("release", "released routes: stores, distribution_centers, products, vehicles", 0.0, 1, 4))
     released = {"released_loads": runs["replenishment_orders"] + runs["transfers"],
                 "released_routes": runs["routes"], "released_route_stops": runs["route_stops"]}
     for t, rows in released.items():
-        if t == "released_loads":  # clustered by run_id: a first release's DELETE reads no block
+        if clustered_by_run(t):  # a first release's DELETE reads no block
             out.append(Statement("release", f"DELETE {t} WHERE run_id (clustered by run_id)", 0.0))
         else:
             out.append(Statement("release", f"DELETE {t} WHERE run_id (all partitions)",
