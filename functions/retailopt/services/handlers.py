@@ -30,7 +30,7 @@ from retailopt.services.storage import READY_MARKER
 # deployment's, not the caller's.
 WHAT_IF_FIELDS = frozenset({
     "run_date", "horizon_days", "confidence_level", "history_days", "review_period_days", "service_level",
-    "service_level_by_category", "holding_cost_rate", "overstock_cover_days", "handling_cost_per_unit",
+    "service_level_by_category", "cost_service_level_min", "cost_service_level_max", "holding_cost_rate", "overstock_cover_days", "handling_cost_per_unit",
     "transport_cost_per_unit_km", "max_transfer_km", "min_transfer_units", "min_transfer_value",
     "routing_time_limit_s", "speed_kmh", "visit_minutes", "routing_max_route_hours", "fleet_vehicle_ids",
     "fleet_max_vehicles", "carbon_price_per_kg", "seed",
