@@ -23,11 +23,32 @@ class DuckDBWarehouse:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # DuckDB caches up to 80 % of RAM by default; a planning run needs far less, and the
         # process's peak memory is a budget (see `retailopt bench-run`).
-        self._conn = duckdb.connect(str(path), config={"memory_limit": "768MB"})
+        self._conn = self._connect()
         # One connection shared by threads; DuckDB serialises writes, the lock keeps a
         # transaction's statements together.
         self._lock = threading.RLock()
         self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{sqlfiles.render("{dataset}", dataset)}"')
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.path), config={"memory_limit": "768MB"})
+
+    @contextlib.contextmanager
+    def _recovering(self) -> Iterator[None]:
+        """After a DuckDB fatal error (an internal error, a failed checkpoint) the database
+        refuses every statement until it is opened again: a long-lived process (`retailopt
+        serve`) would answer errors until restarted. The file is opened again at once (what was
+        committed is kept: DuckDB replays its write-ahead log); the failed statement's error
+        still reaches the caller, whose step or request is retried as any failed one is."""
+        try:
+            yield
+        except duckdb.FatalException:
+            if str(self.path) != ":memory:":  # an in-memory database has nothing to open again
+                try:
+                    self._conn.close()
+                except duckdb.Error:
+                    pass
+                self._conn = self._connect()
+            raise
 
     def ensure_schema(self) -> None:
         with self._lock:
@@ -62,48 +83,57 @@ class DuckDBWarehouse:
         return cursor
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        with self._lock:
+        with self._lock, self._recovering():
             return self._run(sql, params).df()
 
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        with self._lock:
+        with self._lock, self._recovering():
             self._run(sql, params)
 
     @contextlib.contextmanager
     def scanning(self, name: str, source: Any) -> Iterator[None]:
         """`source` (an Arrow table or dataset, e.g. a Parquet file) readable as table `name` by the
         statements run inside the block: DuckDB streams it, nothing is copied into Python first."""
-        with self._lock:
-            self._conn.register(name, source)
+        with self._lock, self._recovering():
+            conn = self._conn
+            conn.register(name, source)
             try:
                 yield
             finally:
-                self._conn.unregister(name)
+                if conn is self._conn:  # else it went with a connection a fatal error closed
+                    conn.unregister(name)
 
     def insert(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
         data = conform(table, frame)
         columns = ", ".join(f'"{c}"' for c in data.columns)
-        with self._lock:
+        with self._lock, self._recovering():
             self._conn.register("_incoming", data)
+            conn = self._conn
             try:
-                self._conn.execute(
-                    f'INSERT INTO "{self.dataset}"."{table}" ({columns}) SELECT {columns} FROM _incoming')
+                conn.execute(f'INSERT INTO "{self.dataset}"."{table}" ({columns}) SELECT {columns} FROM _incoming')
             finally:
-                self._conn.unregister("_incoming")
+                try:
+                    conn.unregister("_incoming")
+                except duckdb.FatalException:  # the INSERT's own fatal error is the one to report
+                    pass
         return len(data)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._lock:
-            self._conn.execute("BEGIN TRANSACTION")
+        with self._lock, self._recovering():
+            conn = self._conn
+            conn.execute("BEGIN TRANSACTION")
             try:
                 yield
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A fatal error inside opened the file again: its transaction died with the
+                # old connection, and nothing of it was committed.
+                if conn is self._conn:
+                    conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
