@@ -8,13 +8,15 @@ locals {
   # training check) updates model_versions and writes model_diagnostics. The plan step announces
   # a plan for review; the api's workbench releases it: it appends planners' decisions and its
   # once-only release claim, writes the released loads and routes (table-level grants below) and
-  # publishes the released lines.
+  # publishes the released lines. With settings.release_mode = "auto" (no review step) the plan
+  # step releases the plan itself, so it also publishes the released lines and the dispatch.
+  auto_release = lookup(var.settings, "release_mode", "") == "auto"
   access = {
     api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["dispatch", "import", "reorders", "retrain"] }
     dispatch = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
-    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published"] }
+    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = concat(["published"], local.auto_release ? ["dispatch", "reorders"] : []) }
     retrain  = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     training = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
   }

@@ -253,4 +253,8 @@ variable "settings" {
     condition     = can(regex("^(|auto|daily|weekly|monthly|quarterly|D|W|W-(MON|TUE|WED|THU|FRI|SAT|SUN)|MS|ME|QS|QE)$", lookup(var.settings, "data_frequency", "")))
     error_message = "settings.data_frequency must be auto, daily, weekly, monthly, quarterly or a pandas alias (D, W-FRI, MS, ME, QS, QE)."
   }
+  validation {
+    condition     = contains(["", "review", "auto"], lookup(var.settings, "release_mode", ""))
+    error_message = "settings.release_mode must be review (a planner releases each plan) or auto (the plan step releases it as planned)."
+  }
 }

@@ -320,3 +320,48 @@ def test_serve_dispatches_a_release_through_its_event_bus(chain, tmp_path):
     finally:
         local.close()
         set_runtime(None)
+
+
+def test_without_a_review_step_the_plan_step_releases_the_plan_and_dispatch_follows(chain, tmp_path):
+    """release_mode = auto (`serve` or the cloud): the plan step's message releases the complete
+    plan as planned, its lines go out, and the dispatch service turns the routes into tasks."""
+    from retailopt.config import load_settings
+    from retailopt.services import messages
+    from retailopt.services.local import start_local
+    from retailopt.services.runtime import set_runtime
+    from retailopt.workbench import views
+
+    settings = load_settings({"data_dir": copy_data(chain[0], tmp_path / "data"), **PLAN_SETTINGS,
+                              "release_mode": "auto"}, environ={})
+    local = start_local(settings, backoff_s=0.05)
+    sent: list[tuple[str, dict]] = []
+    publish_many = local.runtime.publisher.publish_many
+    local.runtime.publisher.publish_many = lambda topic, batch: sent.extend((topic, m) for m in batch) or publish_many(
+        topic, batch)
+    try:
+        wh, run_id = local.runtime.warehouse, chain[1]
+        run = pipeline.get_run(wh, run_id)
+        assert views.released(wh, run_id) is None
+        message = messages.make_message("plan", chain_id=settings.chain_id, run_id=run_id,
+                                        run_date=pd.Timestamp(run["run_date"]).date())
+        local.runtime.publisher.publish("plan", message)
+        assert local.wait_idle(120) and local.bus.dead_letters == []
+        release = views.released(wh, run_id)
+        assert release is not None and release["decided_by"] == "auto-release"
+        planned = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.committed_lines` WHERE run_id = @r", {"r": run_id})
+        lines = [x for kind in ("orders", "transfers") for x in views.all_lines(wh, kind, run_id)
+                 if int(x["quantity"]) > 0]
+        assert int(planned.n.iloc[0]) == len(lines) > 0
+        assert len([m for topic, m in sent if topic == "reorders"]) == len(lines)
+        published = [m for topic, m in sent if topic == "published"]
+        assert published and published[-1]["summary"]["release"] == "released as planned"
+        tasks = local.api_client().get(f"/runs/{run_id}/tasks").json()
+        assert tasks["count"] > 0
+        # The same message again (a redelivery after the release) releases nothing twice.
+        local.runtime.publisher.publish("plan", {**message, "created_at": datetime.now(timezone.utc).isoformat()})
+        assert local.wait_idle(120)
+        again = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.committed_lines` WHERE run_id = @r", {"r": run_id})
+        assert int(again.n.iloc[0]) == len(lines)
+    finally:
+        local.close()
+        set_runtime(None)

@@ -453,8 +453,10 @@ EXPECTED_ACCESS = {
     "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
     "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
                "publishes": ["forecast"]},
+    # plan: announces the plan; with settings.release_mode = "auto" it releases it too (the
+    # released lines and the dispatch message), which no other deployment grants it
     "plan": {"dataset": "roles/bigquery.dataEditor", "buckets": {"artifacts": "roles/storage.objectCreator"},
-             "publishes": ["published"]},
+             "publishes": '${concat(["published"], local.auto_release ? ["dispatch", "reorders"] : [])}'},
     "retrain": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
     # the scheduled training check: updates model_versions, writes model_diagnostics
     "training": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
@@ -463,6 +465,7 @@ EXPECTED_ACCESS = {
 
 def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
     assert locals_(hcl)["access"] == EXPECTED_ACCESS
+    assert locals_(hcl)["auto_release"] == '${lookup(var.settings, "release_mode", "") == "auto"}'
     role = resource(hcl, "google_project_iam_custom_role", "raw_import")
     assert set(role["permissions"]) == RAW_IMPORT_PERMISSIONS
     # Grants to the services' identities come from these resources only, each with a known role.

@@ -193,6 +193,9 @@ class Settings:
     fleet_max_vehicles: int | None = None
     # Seed for everything random (sample data, bootstrap).
     seed: int = 42
+    # "review": a plan waits for a planner's release in the workbench (or POST /runs/{id}/release);
+    # "auto": the plan step releases every line as planned and dispatch follows (no review step).
+    release_mode: str = "review"
     # Seconds a RUNNING run may go without a heartbeat before it is marked FAILED (its process
     # died); a working step renews it every quarter of this. Longer than a Pub/Sub redelivery
     # of a crashed step (the dedupe claim's 900 s), so the cloud retries before giving up.
@@ -208,6 +211,7 @@ class Settings:
         _check(self.routing_engine in ("local", "api"), "routing_engine", self.routing_engine, "local or api")
         _check(self.exclude_anomalies in ("isolated_spikes", "none"), "exclude_anomalies", self.exclude_anomalies,
                "isolated_spikes or none")
+        _check(self.release_mode in ("review", "auto"), "release_mode", self.release_mode, "review or auto")
         _check(_is_frequency(self.data_frequency), "data_frequency", self.data_frequency,
                "auto, daily, weekly, monthly, quarterly or a pandas alias such as W-FRI, MS, ME")
         _check(self.warehouse != "bigquery" or self.project is not None, "project", self.project,

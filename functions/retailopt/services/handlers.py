@@ -260,8 +260,8 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
             entry.finish("ignored", f"run {run_id} is FAILED")
             return []
         summary: dict[str, Any] = {}
+        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
         if run.get("status") != "COMPLETE":  # COMPLETE: a retry after publishing; only re-announce
-            settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
             with tempfile.TemporaryDirectory(prefix="retailopt-artifacts-") as tmp:
                 counts = pipeline.plan_step(runtime.warehouse, settings, run_id, Path(tmp))
                 entry.counts.update(_counts(counts))
@@ -275,11 +275,33 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
         summary["artifacts_location"] = f"{runtime.artifacts_store.location}/{pipeline.artifacts_prefix(run_id)}/"
         # The orders (and transfers) go out when a planner releases the plan, only the approved
         # lines, once (retailopt.workbench.decisions.release); the plan is announced for review.
+        # Without a review step (release_mode = auto) the plan is released here, as planned.
         summary["orders"] = len(_orders(runtime, run_id))
-        summary["release"] = "pending review"
+        summary["release"] = _auto_release(runtime, run_id) if settings.release_mode == "auto" else "pending review"
         return [("published", [_next("published", message, summary=summary)])]
 
     return _typed(runtime, "plan", message, info, headers, work)
+
+
+def _auto_release(runtime: Runtime, run_id: str) -> str:
+    """Release a complete plan as planned: its orders and transfers go out and dispatch follows
+    (the same path as a planner's release). A retry finds it released and says so."""
+    # Imported here: the workbench imports this module (its what-if fields).
+    from retailopt.workbench import decisions, views
+
+    if views.released(runtime.warehouse, run_id) is not None:
+        return "released as planned"
+    try:
+        decisions.release(runtime, pipeline.get_run(runtime.warehouse, run_id), "auto-release", as_planned=True)
+    except decisions.DecisionError as exc:
+        if exc.status != 409:
+            raise
+        if views.released(runtime.warehouse, run_id) is not None:
+            return "released as planned"
+        if "being released" in exc.message:  # another attempt holds the release: try again later
+            raise BusyError(exc.message) from exc
+        return f"not released automatically: {exc.message}"
+    return "released as planned"
 
 
 def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:

@@ -156,8 +156,12 @@ def decide(wh: Any, run: dict[str, Any], identity: str, requests: list[Request])
     return rows
 
 
-def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
-    """Publish the approved lines once and record the release; 409 if the run is released."""
+def release(runtime: Any, run: dict[str, Any], identity: str, *, as_planned: bool = False) -> dict[str, Any]:
+    """Publish the approved lines once and record the release; 409 if the run is released.
+
+    `as_planned` (setting release_mode = auto, no review step): every line of the plan with its
+    planned quantity, the way `retailopt run --release` commits it; refused once a planner decided
+    on a line, since then the plan is under review."""
     wh = runtime.warehouse
     check_open(wh, run)
     run_id = run["run_id"]
@@ -172,8 +176,12 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
             runtime.ledger.finish(claim, "DONE", outcome="already released", run_id=run_id)
             raise DecisionError(409, f"run {run_id} is released")
         run_date = pd.Timestamp(run["run_date"]).date()
-        orders = [o for o in views.all_lines(wh, "orders", run_id, decision="APPROVED") if int(o["quantity"]) > 0]
-        transfers = [t for t in views.all_lines(wh, "transfers", run_id, decision="APPROVED")
+        if as_planned and any(views.decision_counts(wh, kind, run_id).get(d) for kind in LINE_KINDS.values()
+                              for d in ("APPROVED", "REJECTED")):
+            raise DecisionError(409, f"run {run_id} is under review: a planner has decided on its lines")
+        decision = None if as_planned else "APPROVED"
+        orders = [o for o in views.all_lines(wh, "orders", run_id, decision=decision) if int(o["quantity"]) > 0]
+        transfers = [t for t in views.all_lines(wh, "transfers", run_id, decision=decision)
                      if int(t["quantity"]) > 0]
         batch = [messages.make_message("reorder", chain_id=chain_id, run_id=run_id, run_date=run_date,
                                        order=_order_body(o)) for o in orders]
@@ -187,7 +195,8 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
         # commit below: a dispatch reads the committed lines; a redelivery creates nothing twice).
         dispatch_message = messages.make_message("dispatch", chain_id=chain_id, run_id=run_id, run_date=run_date)
         units = sum(int(o["quantity"]) for o in orders) + sum(int(t["quantity"]) for t in transfers)
-        how = ("routes solved again for the approved lines" if routed.re_solved else "routes as planned")
+        how = ("routes solved again for the approved lines" if routed.re_solved else
+               "as planned, no review step" if as_planned else "routes as planned")
         off = figures["unrouted_loads"]
         released_at = datetime.now(timezone.utc)
         # The released lines: the routes of their delivery day carry them, and the next plans count
