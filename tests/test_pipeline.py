@@ -233,6 +233,20 @@ def test_cli_run_prints_the_summary_path(small_chain, tmp_path, capsys):
     assert json.loads(open(summary_path).read())["status"] == "COMPLETE"
 
 
+def test_cli_run_releases_the_plan_without_a_review_step(small_chain, tmp_path, capsys):
+    """release_mode=auto (or --release): the plan is released as planned and dispatched."""
+    code = main(["run", "--data", str(small_chain), "--data-dir", str(tmp_path), "--quiet",
+                 "--set", "routing_time_limit_s=1", "--set", "release_mode=auto"])
+    out = capsys.readouterr().out
+    assert code == 0 and "released: " in out, out
+    wh = open_warehouse(load_settings({"data_dir": str(tmp_path)}, environ={}))
+    try:
+        committed = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.committed_lines`")
+        assert int(committed.n.iloc[0]) == int(out.split("released: ")[1].split(" lines")[0]) > 0
+    finally:
+        wh.close()
+
+
 def test_report_shows_the_latest_replay(completed, tmp_path):
     from retailopt import report, schema
 

@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
         # Lines arrive after their lead time: the routes of their delivery day carry them, once released.
         print(f"  arriving later: {k['units_arriving_later']:,} units of this plan are due after {result.run_date} "
               "and travel on the routes of their delivery day once the plan is released (docs/dispatch.md)")
-    if getattr(args, "release", False):
+    # release_mode=auto is a chain without a review step: the CLI releases as the services do.
+    if getattr(args, "release", False) or settings.release_mode == "auto":
         print(f"  {_release(settings, result.run_id)}")
     for line in after(settings, result) if after else []:
         print(f"  {line}")
@@ -201,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="the files replace every stored sale of these days (YYYY-MM-DD:YYYY-MM-DD); without "
                           "it a sales file only adds or corrects the rows it holds")
     run.add_argument("--release", action="store_true",
-                     help="release the plan as planned once it is complete (no review step): its lines are "
-                          "committed, routed on their delivery day and counted on order by the next plans")
+                     help="release the plan as planned once it is complete (no review step; also the "
+                          "default with release_mode=auto): its lines are committed, routed on their delivery "
+                          "day and counted on order by the next plans")
     for name, (_, text) in DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
     args = parser.parse_args(argv)
