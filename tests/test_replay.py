@@ -100,7 +100,8 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
     assert re.search(r"arriving later: [\d,]+ units of this plan are due after", out)  # DC orders' lead time
     wh = open_warehouse(Settings(data_dir=tmp_path))
     try:
-        table = wh.query("SELECT strategy, lost_units, days FROM `{dataset}.replay_results` ORDER BY strategy")
+        table = wh.query("SELECT strategy, lost_units, days, holding_cost, lost_sales_cost, steady_total_cost "
+                         "FROM `{dataset}.replay_results` ORDER BY strategy")
         run_id = wh.query("SELECT run_id FROM `{dataset}.runs`")["run_id"].iat[0]
     finally:
         wh.close()
@@ -119,6 +120,10 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
         assert f"<td>{lost_of[strategy]:,.0f}</td>" in section.split(label)[1].split("</tr>")[0]
     regret = lost_of["policy_rebalance"] - lost_of["hindsight"]
     assert f"Regret of (c) against the hindsight plan: {regret:,.0f} lost units" in section
+    # ... and where it comes from, by cost component (issue 15).
+    gap = table.set_index("strategy").loc["policy_rebalance"] - table.set_index("strategy").loc["hindsight"]
+    assert f"holding {gap['holding_cost']:+,.0f}, lost margin {gap['lost_sales_cost']:+,.0f}" in section
+    assert f"in the steady state {gap['steady_total_cost']:+,.0f} of total cost" in section
 
 
 def test_a_failed_background_replay_says_why(tmp_path):
