@@ -159,7 +159,8 @@ def _replay_section(wh: Warehouse) -> dict[str, Any] | None:
                   "components": [(label, f"{c[col] - h[col]:+,.0f}") for label, col in (
                       ("holding", "holding_cost"), ("lost margin", "lost_sales_cost"),
                       ("ordering", "ordering_cost"), ("transfers", "transfer_cost"))],
-                  "steady": f"{c['steady_total_cost'] - h['steady_total_cost']:+,.0f}"}
+                  "steady": "–" if pd.isna(c["steady_total_cost"]) or pd.isna(h["steady_total_cost"])
+                  else f"{c['steady_total_cost'] - h['steady_total_cost']:+,.0f}"}
     warmup = first["warmup_days"]
     return {"replay_id": str(first["replay_id"]), "start": pd.Timestamp(first["start_date"]).date().isoformat(),
             "end": pd.Timestamp(first["end_date"]).date().isoformat(), "days": int(first["days"]),
