@@ -100,7 +100,8 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
     assert re.search(r"arriving later: [\d,]+ units of this plan are due after", out)  # DC orders' lead time
     wh = open_warehouse(Settings(data_dir=tmp_path))
     try:
-        table = wh.query("SELECT strategy, lost_units, days FROM `{dataset}.replay_results` ORDER BY strategy")
+        table = wh.query("SELECT strategy, lost_units, days, holding_cost, lost_sales_cost, steady_total_cost "
+                         "FROM `{dataset}.replay_results` ORDER BY strategy")
         run_id = wh.query("SELECT run_id FROM `{dataset}.runs`")["run_id"].iat[0]
     finally:
         wh.close()
@@ -119,6 +120,10 @@ def test_demo_replays_beside_the_planning_run_and_its_report_shows_the_compariso
         assert f"<td>{lost_of[strategy]:,.0f}</td>" in section.split(label)[1].split("</tr>")[0]
     regret = lost_of["policy_rebalance"] - lost_of["hindsight"]
     assert f"Regret of (c) against the hindsight plan: {regret:,.0f} lost units" in section
+    # ... and where it comes from, by cost component (issue 15).
+    gap = table.set_index("strategy").loc["policy_rebalance"] - table.set_index("strategy").loc["hindsight"]
+    assert f"holding {gap['holding_cost']:+,.0f}, lost margin {gap['lost_sales_cost']:+,.0f}" in section
+    assert f"in the steady state {gap['steady_total_cost']:+,.0f} of total cost" in section
 
 
 def test_a_failed_background_replay_says_why(tmp_path):
@@ -262,3 +267,38 @@ def test_the_oracle_forecaster_is_the_actual_demand_and_loses_nothing_once_order
     assert row["steady_lost_units"] == 0
     with pytest.raises(ValueError, match="oracle"):
         run_replay(tiny_chain(), settings=Settings(), weeks=3, forecaster="crystal ball", **QUIET)
+
+
+def test_cost_components_split_the_total_into_warm_up_and_steady_state():
+    """Issue 15: every strategy's total cost by component (holding, lost margin, ordering,
+    transfers) over the warm-up days and the steady state; the parts add up to the totals, and
+    the summary gives (c)'s regret against the hindsight bound component by component."""
+    from retailopt.replay import COST_COMPONENTS, cost_components, summary_lines
+
+    chain = tiny_chain()
+    res = run_replay(chain, settings=Settings(), weeks=3, forecaster="empirical", warmup_days=10,
+                     strategies=("dc_only", "policy_rebalance", "hindsight"), hindsight_time_limit_s=20, **QUIET)
+    for _, r in res.iterrows():
+        steady = sum(r[cols[1]] for cols in COST_COMPONENTS.values())
+        assert steady == pytest.approx(r["steady_total_cost"])
+        assert r["steady_holding_cost"] + r["steady_ordering_cost"] + r["steady_transfer_cost"] == \
+            pytest.approx(r["steady_operating_cost"])
+        for name, (whole, part) in COST_COMPONENTS.items():
+            assert 0 <= r[part] <= r[whole] + 1e-9, (r["strategy"], name)
+        assert r["steady_avg_on_hand_value"] > 0 and r["end_on_hand_value"] >= 0
+    parts = cost_components(res).set_index(["strategy", "part"])
+    for name in res["strategy"]:
+        warm, steady, window = (parts.loc[(name, p)] for p in ("warm-up", "steady", "window"))
+        assert (warm + steady).to_numpy() == pytest.approx(window.to_numpy())
+        assert window["total"] == pytest.approx(res.set_index("strategy").at[name, "total_cost"])
+        assert warm["total"] > 0  # B starts empty: the first days lose sales
+    # With no warm-up the steady state is the window.
+    every = run_replay(chain, settings=Settings(), weeks=3, forecaster="empirical", warmup_days=0,
+                       strategies=("dc_only",), **QUIET).iloc[0]
+    assert every["steady_holding_cost"] == pytest.approx(every["holding_cost"])
+    assert every["steady_ordering_cost"] == pytest.approx(every["ordering_cost"])
+    assert every["steady_avg_on_hand_value"] == pytest.approx(every["avg_on_hand_value"])
+    text = "\n".join(summary_lines(res))
+    gap = parts.loc[("policy_rebalance", "steady")] - parts.loc[("hindsight", "steady")]
+    assert "regret of (c) by component" in text
+    assert f"holding {gap['holding']:>+10,.0f}" in text

@@ -56,6 +56,10 @@ RESULT_COLUMNS = [
     # refused, and the hindsight bound's proven lower bound on the total cost.
     "warmup_days", "steady_demand_units", "steady_lost_units", "steady_fill_rate", "steady_lost_sales_cost",
     "steady_operating_cost", "steady_total_cost", "refused_units", "cost_lower_bound",
+    # Where the regret comes from (issue 15): the steady state's operating cost by component, its
+    # average stock, and the stock left when the window ends (bought, held, but not yet sold).
+    "steady_holding_cost", "steady_ordering_cost", "steady_transfer_cost", "steady_avg_on_hand_value",
+    "end_on_hand_value",
 ]
 
 
@@ -569,6 +573,10 @@ def _totals(out: _Outcome, settings: Settings, warmup: int) -> dict:
         "steady_operating_cost": operating[steady].sum(),
         "steady_total_cost": operating[steady].sum() + d["lost_margin"][steady].sum(),
         "refused_units": d["refused"].sum(),
+        "steady_holding_cost": d["holding"][steady].sum(), "steady_ordering_cost": ordering[steady].sum(),
+        "steady_transfer_cost": d["transfer_cost"][steady].sum(),
+        "steady_avg_on_hand_value": d["on_hand_value"][steady].mean() if steady.start < n_days else 0.0,
+        "end_on_hand_value": d["on_hand_value"][-1] if n_days else 0.0,
     }
 
 
@@ -815,6 +823,46 @@ def summary_lines(results: pd.DataFrame) -> list[str]:
                      f"{c['total_cost'] - h['total_cost']:,.0f} total cost "
                      f"({(c['total_cost'] - h['total_cost']) / h['total_cost']:+.1%}; proven lower bound on any "
                      f"plan's total cost {h['cost_lower_bound']:,.0f})")
+        lines += regret_lines(results)
+    return lines
+
+
+COST_COMPONENTS = {"holding": ("holding_cost", "steady_holding_cost"),
+                   "lost margin": ("lost_sales_cost", "steady_lost_sales_cost"),
+                   "ordering": ("ordering_cost", "steady_ordering_cost"),
+                   "transfers": ("transfer_cost", "steady_transfer_cost")}
+
+
+def cost_components(results: pd.DataFrame) -> pd.DataFrame:
+    """Each strategy's total cost by component, over the warm-up days and the steady state
+    (rows: strategy x part; columns: the components and total). Warm-up = window - steady state;
+    the parts add up to the row's total_cost and steady_total_cost."""
+    rows = []
+    for _, r in results.iterrows():
+        steady = {name: float(r[cols[1]]) for name, cols in COST_COMPONENTS.items()}
+        whole = {name: float(r[cols[0]]) for name, cols in COST_COMPONENTS.items()}
+        for part, values in (("warm-up", {k: whole[k] - steady[k] for k in whole}), ("steady", steady),
+                             ("window", whole)):
+            rows.append({"strategy": r["strategy"], "part": part, **values, "total": sum(values.values())})
+    return pd.DataFrame(rows)
+
+
+def regret_lines(results: pd.DataFrame) -> list[str]:
+    """(c) - hindsight by cost component and part, and the two strategies' average stock: where
+    the regret comes from."""
+    r = results.set_index("strategy")
+    if not {"policy_rebalance", "hindsight"} <= set(r.index):
+        return []
+    parts = cost_components(results).set_index(["strategy", "part"])
+    lines = ["    regret of (c) by component (c - hindsight):"]
+    for part in ("warm-up", "steady", "window"):
+        gap = parts.loc[("policy_rebalance", part)] - parts.loc[("hindsight", part)]
+        lines.append(f"      {part:<8} " + "  ".join(f"{name} {gap[name]:>+10,.0f}" for name in COST_COMPONENTS)
+                     + f"  total {gap['total']:>+10,.0f}")
+    c, h = r.loc["policy_rebalance"], r.loc["hindsight"]
+    lines.append(f"      steady-state stock at cost: (c) {c['steady_avg_on_hand_value']:,.0f}, hindsight "
+                 f"{h['steady_avg_on_hand_value']:,.0f}; left at the end: (c) {c['end_on_hand_value']:,.0f}, "
+                 f"hindsight {h['end_on_hand_value']:,.0f}")
     return lines
 
 

@@ -154,7 +154,13 @@ def _replay_section(wh: Warehouse) -> dict[str, Any] | None:
         regret = {"lost_units": f"{c['lost_units'] - h['lost_units']:,.0f}",
                   "total_cost": f"{c['total_cost'] - h['total_cost']:,.0f}",
                   "share": f"{(c['total_cost'] - h['total_cost']) / h['total_cost']:+.1%}" if h["total_cost"] else "–",
-                  "bound": "–" if pd.isna(h["cost_lower_bound"]) else f"{h['cost_lower_bound']:,.0f}"}
+                  "bound": "–" if pd.isna(h["cost_lower_bound"]) else f"{h['cost_lower_bound']:,.0f}",
+                  # Where it comes from: the window's total cost by component, and the steady state.
+                  "components": [(label, f"{c[col] - h[col]:+,.0f}") for label, col in (
+                      ("holding", "holding_cost"), ("lost margin", "lost_sales_cost"),
+                      ("ordering", "ordering_cost"), ("transfers", "transfer_cost"))],
+                  "steady": "–" if pd.isna(c["steady_total_cost"]) or pd.isna(h["steady_total_cost"])
+                  else f"{c['steady_total_cost'] - h['steady_total_cost']:+,.0f}"}
     warmup = first["warmup_days"]
     return {"replay_id": str(first["replay_id"]), "start": pd.Timestamp(first["start_date"]).date().isoformat(),
             "end": pd.Timestamp(first["end_date"]).date().isoformat(), "days": int(first["days"]),

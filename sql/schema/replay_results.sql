@@ -36,7 +36,12 @@ CREATE TABLE IF NOT EXISTS `{dataset}.replay_results` (
   steady_operating_cost FLOAT64 OPTIONS(description = 'Holding + ordering + transfer cost from day warmup_days on (orders and transfers on the day placed)'),
   steady_total_cost FLOAT64 OPTIONS(description = 'steady_operating_cost + steady_lost_sales_cost'),
   refused_units FLOAT64 OPTIONS(description = 'Delivered units the shelf could not hold, sent back'),
-  cost_lower_bound FLOAT64 OPTIONS(description = 'hindsight only: proven lower bound on the total cost of any plan under the rules')
+  cost_lower_bound FLOAT64 OPTIONS(description = 'hindsight only: proven lower bound on the total cost of any plan under the rules'),
+  steady_holding_cost FLOAT64 OPTIONS(description = 'Holding cost from day warmup_days on'),
+  steady_ordering_cost FLOAT64 OPTIONS(description = 'Ordering cost (order lines) from day warmup_days on, on the day placed'),
+  steady_transfer_cost FLOAT64 OPTIONS(description = 'Transfer cost from day warmup_days on, on the day placed'),
+  steady_avg_on_hand_value FLOAT64 OPTIONS(description = 'Average on-hand value at cost from day warmup_days on'),
+  end_on_hand_value FLOAT64 OPTIONS(description = 'On-hand value at cost on the evening of the last day: stock left when the window ends')
 )
 PARTITION BY DATE(created_at)
 CLUSTER BY replay_id, strategy
