@@ -57,8 +57,11 @@ SEASONS_KEPT = 10
 SEASON_WINDOWS = (3, 5, SEASONS_KEPT)
 # Candidates averaged per series (the best ones by rolling-origin error; selection.py).
 TOP_CANDIDATES = 2
-ORIGIN_SEASONS = 2
-SELECT_ORIGINS = lambda m: max(m, 8)
+# Rolling origins: at least a season of them and at least 24 (two years of monthly data), so
+# the errors behind the intervals span more than one season's shocks; the candidates are chosen
+# on the latest season of origins (at least 8), the recent errors telling most about the next.
+MIN_ORIGINS = 24
+MIN_SELECT_ORIGINS = 8
 
 
 def seasonal_indices(y: np.ndarray, obs: np.ndarray, position: np.ndarray, m: int,
@@ -274,6 +277,18 @@ def season_windows(n_t: int, m: int) -> tuple[int, ...]:
     return tuple(sorted({min(int(k), seasons) for k in SEASON_WINDOWS}))
 
 
+def origin_min_history(n_obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Periods of history a series needs behind a rolling origin for that origin to be scored:
+    a horizon's worth, or half its own history when that is shorter (at least two).
+
+    Why: the errors are to tell how far the forecast made now will be off, and a forecast made
+    from a few periods is far worse than one from the whole history (on the 39-week bike
+    series, origins from their first weeks made the 80 % interval cover 88 % of the held-out
+    weeks). A long series has that much history at every origin; a short one keeps its later
+    origins."""
+    return np.maximum(np.minimum(int(horizon), np.asarray(n_obs) // 2), 2)
+
+
 def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future: np.ndarray, m: int,
         horizon: int, hol_hist: list[list[str]] | None = None, hol_fut: list[list[str]] | None = None
         ) -> dict:
@@ -298,10 +313,10 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     hh = np.ones(n_t)
     if hol_hist is not None and any(hol_hist):
         hh, hol_f = holiday_factors(y, obs, season, hol_hist, hol_fut or [[] for _ in range(n_f)], m)
-    # Rolling origins: the last season's periods (at least 8) from which a whole horizon of
-    # history follows, once a series has a few periods behind it.
+    # Rolling origins: the last MIN_ORIGINS periods (a season at least) from which a whole
+    # horizon of history follows, scored once a series has enough history behind them.
     h = max(int(horizon), 1)
-    n_orig = max(ORIGIN_SEASONS * m, 8)
+    n_orig = max(m, MIN_ORIGINS)
     origins = np.arange(max(n_t - h - n_orig, 0), max(n_t - h, 0))
     n_o = len(origins)
     lead = np.arange(1, h + 1)
@@ -312,8 +327,8 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     usable_base = obs & (season * hh[None, :] > 0.05)
     if n_o:
         y_o = y[:, win]
-        # Score an origin once the series has two periods behind it.
-        use_o = (origins[None, :, None] >= first[:, None, None] + 2) & usable_base[:, win]
+        use_o = (origins[None, :, None] >= first[:, None, None] + origin_min_history(n_obs, h)[:, None, None]
+                 ) & usable_base[:, win]
     else:
         y_o = np.zeros((n_series, 0, h))
         use_o = np.zeros((n_series, 0, h), dtype=bool)
@@ -368,9 +383,8 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     cand_f = paths_f.reshape(3, n_w, n_series, n_f).transpose(1, 0, 2, 3).reshape(3 * n_w, n_series, n_f)
     cand_o = paths_o.reshape(3, n_w, n_series, n_o, h).transpose(1, 0, 2, 3, 4).reshape(
         3 * n_w, n_series, n_o, h)
-    # The choice rests on the latest SELECT_ORIGINS origins only (the recent errors tell most
-    # about the next ones).
-    choose = use_o & (np.arange(n_o) >= n_o - SELECT_ORIGINS(m))[None, :, None]
+    # The choice rests on the latest season of origins only (MIN_ORIGINS).
+    choose = use_o & (np.arange(n_o) >= n_o - max(m, MIN_SELECT_ORIGINS))[None, :, None]
     sse = np.where(choose[None], (y_o[None] - cand_o) ** 2, 0.0).sum(axis=(2, 3)).T  # (S, K)
     weights = top_weights(sse, choose.any(axis=(1, 2)), TOP_CANDIDATES)
     mean = np.einsum("sk,ksf->sf", weights, cand_f)
