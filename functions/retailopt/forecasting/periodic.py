@@ -62,6 +62,7 @@ TOP_CANDIDATES = 2
 # on the latest season of origins (at least 8), the recent errors telling most about the next.
 MIN_ORIGINS = 24
 MIN_SELECT_ORIGINS = 8
+ORIGIN_BLOCK_VALUES = 4_000_000  # rolling-origin forecasts held at once (32 MB)
 
 
 def seasonal_indices(y: np.ndarray, obs: np.ndarray, position: np.ndarray, m: int,
@@ -367,6 +368,18 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     rows = np.arange(n_w * n_series)
     paths_f = component_paths(sm["ls"][rows, best_s], sm["ld"][rows, best_d], sm["bd"][rows, best_d],
                               phi, alpha, b0, sm["n_seen"], lead_f, trend_w) * s_fut[None]
+    # Candidates (K = 3 W) in a fixed order: window by window, SES, damped, Theta within each.
+    cand_f = paths_f.reshape(3, n_w, n_series, n_f).transpose(1, 0, 2, 3).reshape(3 * n_w, n_series, n_f)
+    # The choice rests on the latest season of origins only (MIN_ORIGINS).
+    choose = use_o & (np.arange(n_o) >= n_o - max(m, MIN_SELECT_ORIGINS))[None, :, None]
+    sse = np.zeros((n_series, 3 * n_w))
+    # The errors behind the intervals must not be those the choice was made on: the chosen
+    # candidates' errors on the periods that chose them are optimistic (the intervals came out
+    # too narrow on later periods, and splitting the scored periods in time did not cure it, the
+    # halves sharing their origins' level errors). The equal-weight average of all candidates
+    # involves no choice; its errors bound the chosen average's from above (it is the less
+    # accurate forecast on these series), so the intervals err on the wide side.
+    mu_o = np.zeros((n_series, n_o, h))
     if n_o:
         s_o = np.concatenate(s_o)
         usable_o = obs_w & (s_o > 0.05)
@@ -374,31 +387,26 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
         sm_o = smooth(x_o, usable_o, first_w, origins, alpha[:, None], chosen[:, None, :])
         b0_o = drift(x_o, usable_o & (t_idx[None, :] < cut))
         rep = (lambda v: np.repeat(v[:, None], n_o, 1))
-        paths_o = component_paths(sm_o["at_s"][:, :, 0], sm_o["at_ld"][:, :, 0], sm_o["at_bd"][:, :, 0],
-                                  rep(phi), rep(alpha), rep(b0_o), sm_o["at_seen"], lead,
-                                  rep(trend_w)) * s_o[:, win][None]
-    else:
-        paths_o = np.zeros((3, n_w * n_series, 0, h))
-    # Candidates (K = 3 W) in a fixed order: window by window, SES, damped, Theta within each.
-    cand_f = paths_f.reshape(3, n_w, n_series, n_f).transpose(1, 0, 2, 3).reshape(3 * n_w, n_series, n_f)
-    cand_o = paths_o.reshape(3, n_w, n_series, n_o, h).transpose(1, 0, 2, 3, 4).reshape(
-        3 * n_w, n_series, n_o, h)
-    # The choice rests on the latest season of origins only (MIN_ORIGINS).
-    choose = use_o & (np.arange(n_o) >= n_o - max(m, MIN_SELECT_ORIGINS))[None, :, None]
-    sse = np.where(choose[None], (y_o[None] - cand_o) ** 2, 0.0).sum(axis=(2, 3)).T  # (S, K)
+        # The origins' forecasts of a window and a block of series at a time: all candidates'
+        # at once would take K times the memory of one (gigabytes for tens of thousands of
+        # monthly series).
+        block = max(1, ORIGIN_BLOCK_VALUES // (3 * n_o * h))
+        for w in range(n_w):
+            for lo in range(0, n_series, block):
+                hi = min(lo + block, n_series)
+                r = slice(w * n_series + lo, w * n_series + hi)
+                paths_o = component_paths(sm_o["at_s"][r, :, 0], sm_o["at_ld"][r, :, 0], sm_o["at_bd"][r, :, 0],
+                                          rep(phi[r]), rep(alpha[r]), rep(b0_o[r]), sm_o["at_seen"][r], lead,
+                                          rep(trend_w[r])) * s_o[r][:, win][None]
+                err = np.where(choose[lo:hi][None], (y_o[lo:hi][None] - paths_o) ** 2, 0.0)
+                sse[lo:hi, 3 * w:3 * w + 3] = err.sum(axis=(2, 3)).T
+                mu_o[lo:hi] += paths_o.sum(axis=0) / (3 * n_w)
     weights = top_weights(sse, choose.any(axis=(1, 2)), TOP_CANDIDATES)
     mean = np.einsum("sk,ksf->sf", weights, cand_f)
     # The base window's future seasonal shape and the level it implies (the fallbacks borrow the
     # pooled shape, weighted by level).
     season_f = season_f * hol_f[None, :]
     lvl = np.divide(mean, season_f, out=np.zeros_like(mean), where=season_f > 0)
-    # The errors behind the intervals must not be those the choice was made on: the chosen
-    # candidates' errors on the periods that chose them are optimistic (the intervals came out
-    # too narrow on later periods, and splitting the scored periods in time did not cure it, the
-    # halves sharing their origins' level errors). The equal-weight average of all candidates
-    # involves no choice; its errors bound the chosen average's from above (it is the less
-    # accurate forecast on these series), so the intervals err on the wide side.
-    mu_o = cand_o.mean(axis=0)
     # Diagnostics: the longest window's constants.
     base = slice((n_w - 1) * n_series, n_w * n_series)
     alpha, phi, b0 = alpha[base], phi[base], b0[base]
