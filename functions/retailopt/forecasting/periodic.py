@@ -17,18 +17,25 @@ periods matrix:
    effect by the units it rests on; fixed-date holidays fall in the same season position every
    year and so mostly live in the seasonal index already, moving ones (Easter, Thanksgiving
    week) are what this adds.
-3. Level and trend on the seasonally adjusted series, three families fitted together in one
-   pass over time: simple exponential smoothing, Holt's damped trend and the Theta method (SES
-   with half the series' linear drift); each family's constants are chosen per series by
-   in-sample one-step error; the forecast is the mean of the three (a combination is more
-   robust than any single choice on short, noisy retail histories).
-4. Uncertainty from the engine's own forecasts: at the rolling origins of the last season the
-   same models forecast the next ``horizon`` periods (with seasonal factors fitted on the
-   periods before the origins only, so the errors are out of sample); their squared errors, relative to the
-   forecast, give each series' error level (shrunk towards the pooled one by the number of
-   origins) and a pooled growth with the lead time. Each period's distribution is a negative
-   binomial with that variance (Poisson at least), and the reported intervals are calibrated on
-   the mid-PITs of those rolling-origin forecasts (calibration.py).
+3. Level and trend on the seasonally adjusted series: simple exponential smoothing, Holt's
+   damped trend and the Theta method (SES with half the series' linear drift), each family's
+   constants chosen per series by in-sample one-step error, each run on the series
+   deseasonalised with the factors of each seasonal window (SEASON_WINDOWS: the last 3, 5, 10
+   seasons of ratios). Of these candidates each series averages the two with the smallest
+   squared error over its own rolling-origin forecasts of the latest season (selection.py): no
+   family or window wins everywhere, and an equal-weight average pays for the poor members.
+4. Rolling origins: the last MIN_ORIGINS periods (a season at least) from which a whole horizon
+   follows, scored once the series has enough history behind them (origin_min_history). They
+   see what a forecast made there would have seen: seasonal factors and Theta's drift fitted on
+   the periods before the first origin, level and trend run on the series deseasonalised with
+   those factors.
+5. Uncertainty from the engine's own forecasts: at those origins the equal-weight average of
+   all candidates (its errors were not used to choose, unlike the chosen ones') forecasts the
+   next ``horizon`` periods; their squared errors, relative to the forecast, give each series'
+   error level (shrunk towards the pooled one by the number of origins) and a pooled growth
+   with the lead time. Each period's distribution is a negative binomial with that variance
+   (Poisson at least), and the reported intervals are calibrated on the mid-PITs of those
+   rolling-origin forecasts (calibration.py).
 """
 
 from __future__ import annotations
