@@ -296,8 +296,9 @@ def test_intervals_cover_their_level_on_held_out_months_of_trending_and_flat_ser
 def test_rolling_origins_need_history_behind_them():
     from retailopt.forecasting.periodic import origin_min_history, season_windows
 
-    # A horizon of history, or half the series' own when shorter; never under two periods.
-    assert list(origin_min_history(np.array([200, 38, 20, 3]), 13)) == [13, 13, 10, 2]
+    # A horizon of history, or half of what the series has at the last origin (a horizon before
+    # its end) when shorter; never under two periods.
+    assert list(origin_min_history(np.array([200, 38, 25, 3]), 13)) == [13, 12, 6, 2]
     # Windows longer than the history would repeat the longest one.
     assert season_windows(180, 12) == (3, 5, 10)
     assert season_windows(104, 52) == (2,)

@@ -287,14 +287,16 @@ def season_windows(n_t: int, m: int) -> tuple[int, ...]:
 
 def origin_min_history(n_obs: np.ndarray, horizon: int) -> np.ndarray:
     """Periods of history a series needs behind a rolling origin for that origin to be scored:
-    a horizon's worth, or half its own history when that is shorter (at least two).
+    a horizon's worth, or half the history it has at the last origin when that is shorter (at
+    least two).
 
     Why: the errors are to tell how far the forecast made now will be off, and a forecast made
     from a few periods is far worse than one from the whole history (on the 39-week bike
     series, origins from their first weeks made the 80 % interval cover 88 % of the held-out
     weeks). A long series has that much history at every origin; a short one keeps its later
-    origins."""
-    return np.maximum(np.minimum(int(horizon), np.asarray(n_obs) // 2), 2)
+    origins (half of them), so it still has errors of its own."""
+    at_last = np.asarray(n_obs) - int(horizon)
+    return np.maximum(np.minimum(int(horizon), at_last // 2), 2)
 
 
 def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future: np.ndarray, m: int,
