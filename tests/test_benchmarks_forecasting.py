@@ -51,3 +51,7 @@ def test_periodic_files_are_read_right_aligned(tmp_path):
     assert ids == ["a", "b"] and list(start) == [0, 2]
     assert y.tolist() == [[1, 2, 3, 4, 5], [0, 0, 7, 8, 9]]
     assert dates[1][0] == pd.Timestamp("2024-03-01")
+    # An earlier window: each series' last period dropped before holding out.
+    ids, dates, y, start = _load_periodic(path, 1, shift=1)
+    assert y.tolist() == [[1, 2, 3, 4], [0, 0, 7, 8]] and list(start) == [0, 2]
+    assert dates[0][-1] == pd.Timestamp("2024-04-01")

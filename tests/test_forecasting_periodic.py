@@ -231,3 +231,89 @@ def test_weekly_series_on_different_weekdays_are_forecast_on_their_own_grids():
     with pytest.raises(ValueError, match="not on its grid"):
         forecast(hist, keys, forecast_start=date(2024, 12, 28), horizon=3, frequency="W-FRI",
                  window_days=keys.assign(window_days=1))
+
+
+def _drifting_season(n_years=15, shift_years=5, n_products=12, seed=11):
+    """Monthly sales whose peak moves from December to June ``shift_years`` before the end."""
+    months = pd.date_range(end="2024-12-01", periods=12 * n_years, freq="MS")
+    month = months.month.to_numpy()
+    old = 1 + 0.6 * np.cos(2 * np.pi * (month - 12) / 12)
+    new = 1 + 0.6 * np.cos(2 * np.pi * (month - 6) / 12)
+    season = np.where(np.arange(len(months)) >= len(months) - 12 * shift_years, new, old)
+    rng = np.random.default_rng(seed)
+    frames = [pd.DataFrame({"store_id": "S", "product_id": f"P{p}", "sale_date": months,
+                            "units": rng.poisson((100 + 20 * p) * season)}) for p in range(n_products)]
+    return pd.concat(frames, ignore_index=True), months
+
+
+def test_a_season_that_moved_is_followed_by_the_short_seasonal_window():
+    # Ten years of December peaks, then five of June peaks: factors averaged over ten years
+    # would peak in both; the candidates on the last three seasons win at the rolling origins.
+    hist, months = _drifting_season()
+    keys = _keys(hist)
+    h = 12
+    train = hist[hist.sale_date < months[-h]]
+    res = forecast(train, keys, forecast_start=months[-h].date(), horizon=h,
+                   window_days=keys.assign(window_days=1))
+    d = res.daily.assign(month=pd.DatetimeIndex(res.daily["forecast_date"]).month)
+    by_month = d.groupby("month")["forecast_mean"].sum()
+    assert by_month[6] > 2.5 * by_month[12]
+    actual = hist[hist.sale_date >= months[-h]].set_index(["store_id", "product_id", "sale_date"])["units"]
+    y = actual.reindex(d.set_index(["store_id", "product_id", "forecast_date"]).index).to_numpy()
+    wape = np.abs(d["forecast_mean"].to_numpy() - y).sum() / y.sum()
+    assert wape < 0.12
+
+
+def test_intervals_cover_their_level_on_held_out_months_of_trending_and_flat_series():
+    # Half the series trend (the damped trend and Theta candidates win there), half are flat
+    # (simple smoothing wins): the intervals follow the chosen forecasts' own errors, neither
+    # those of the candidates that lost (too wide) nor those the choice was made on (too narrow).
+    rng = np.random.default_rng(12)
+    months = pd.date_range(end="2024-12-01", periods=120, freq="MS")
+    season = 1 + 0.3 * np.cos(2 * np.pi * (months.month.to_numpy() - 12) / 12)
+    t = np.arange(len(months))
+    frames = []
+    for p in range(160):
+        slope = rng.normal(0.012, 0.004) if p % 2 else 0.0
+        level = rng.gamma(3, 40) * np.exp(slope * t + np.cumsum(rng.normal(0, 0.02, len(t))))
+        units = rng.poisson(level * season * rng.gamma(30, 1 / 30, len(t)))
+        frames.append(pd.DataFrame({"store_id": "S", "product_id": f"P{p}", "sale_date": months, "units": units}))
+    hist = pd.concat(frames, ignore_index=True)
+    keys = _keys(hist)
+    h = 12
+    train = hist[hist.sale_date < months[-h]]
+    res = forecast(train, keys, forecast_start=months[-h].date(), horizon=h,
+                   window_days=keys.assign(window_days=1))
+    actual = hist[hist.sale_date >= months[-h]].set_index(["store_id", "product_id", "sale_date"])["units"]
+    d = res.daily.set_index(["store_id", "product_id", "forecast_date"])
+    y = actual.reindex(d.index).to_numpy()
+    for level in (0.8, 0.95):
+        lo, hi = res.interval(level)
+        cover = ((y >= lo) & (y <= hi)).mean()
+        assert abs(cover - level) < 0.06, (level, cover)
+
+
+def test_rolling_origins_need_history_behind_them():
+    from retailopt.forecasting.periodic import origin_min_history, season_windows
+
+    # A horizon of history, or half of what the series has at the last origin (a horizon before
+    # its end) when shorter; never under two periods.
+    assert list(origin_min_history(np.array([200, 38, 25, 3]), 13)) == [13, 12, 6, 2]
+    # Windows longer than the history would repeat the longest one.
+    assert season_windows(180, 12) == (3, 5, 10)
+    assert season_windows(104, 52) == (2,)
+    assert season_windows(39, 52) == (1,)
+
+
+def test_the_origins_are_scored_in_blocks_with_the_same_result(monkeypatch):
+    from retailopt.forecasting import periodic
+
+    hist, months = _drifting_season(n_products=10, n_years=8, seed=13)
+    keys = _keys(hist)
+    args = dict(forecast_start=date(2025, 1, 1), horizon=6, window_days=keys.assign(window_days=1))
+    whole = forecast(hist, keys, **args).daily
+    # Three series per block: the last block is partial.
+    monkeypatch.setattr(periodic, "ORIGIN_BLOCK_VALUES", 3 * 3 * 24 * 6)
+    blocks = forecast(hist, keys, **args).daily
+    assert np.allclose(whole["forecast_mean"], blocks["forecast_mean"])
+    assert np.allclose(whole["upper_bound"], blocks["upper_bound"])

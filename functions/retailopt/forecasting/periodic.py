@@ -17,18 +17,25 @@ periods matrix:
    effect by the units it rests on; fixed-date holidays fall in the same season position every
    year and so mostly live in the seasonal index already, moving ones (Easter, Thanksgiving
    week) are what this adds.
-3. Level and trend on the seasonally adjusted series, three families fitted together in one
-   pass over time: simple exponential smoothing, Holt's damped trend and the Theta method (SES
-   with half the series' linear drift); each family's constants are chosen per series by
-   in-sample one-step error; the forecast is the mean of the three (a combination is more
-   robust than any single choice on short, noisy retail histories).
-4. Uncertainty from the engine's own forecasts: at the rolling origins of the last season the
-   same models forecast the next ``horizon`` periods (with seasonal factors fitted on the
-   periods before the origins only, so the errors are out of sample); their squared errors, relative to the
-   forecast, give each series' error level (shrunk towards the pooled one by the number of
-   origins) and a pooled growth with the lead time. Each period's distribution is a negative
-   binomial with that variance (Poisson at least), and the reported intervals are calibrated on
-   the mid-PITs of those rolling-origin forecasts (calibration.py).
+3. Level and trend on the seasonally adjusted series: simple exponential smoothing, Holt's
+   damped trend and the Theta method (SES with half the series' linear drift), each family's
+   constants chosen per series by in-sample one-step error, each run on the series
+   deseasonalised with the factors of each seasonal window (SEASON_WINDOWS: the last 3, 5, 10
+   seasons of ratios). Of these candidates each series averages the two with the smallest
+   squared error over its own rolling-origin forecasts of the latest season (selection.py): no
+   family or window wins everywhere, and an equal-weight average pays for the poor members.
+4. Rolling origins: the last MIN_ORIGINS periods (a season at least) from which a whole horizon
+   follows, scored once the series has enough history behind them (origin_min_history). They
+   see what a forecast made there would have seen: seasonal factors and Theta's drift fitted on
+   the periods before the first origin, level and trend run on the series deseasonalised with
+   those factors.
+5. Uncertainty from the engine's own forecasts: at those origins the equal-weight average of
+   all candidates (its errors were not used to choose, unlike the chosen ones') forecasts the
+   next ``horizon`` periods; their squared errors, relative to the forecast, give each series'
+   error level (shrunk towards the pooled one by the number of origins) and a pooled growth
+   with the lead time. Each period's distribution is a negative binomial with that variance
+   (Poisson at least), and the reported intervals are calibrated on the mid-PITs of those
+   rolling-origin forecasts (calibration.py).
 """
 
 from __future__ import annotations
@@ -42,23 +49,37 @@ from .calendar import holiday_table
 from .calibration import calibration_sample
 from .distributions import QUANTILES, count_quantiles
 from .frequency import Frequency
+from .selection import top_weights
 
 SES_ALPHAS = (0.03, 0.08, 0.15, 0.25, 0.4, 0.6, 0.8, 0.95)
 DAMPED = tuple((a, b, phi) for a in (0.1, 0.25, 0.5, 0.8) for b in (0.02, 0.08, 0.2)
                for phi in (0.8, 0.9, 0.98))
-MAX_REL_VAR = 4.0
-# Seasons drift: the seasonal factors average the ratios of the last ten seasons (ten years)
-# only. Chosen on the benchmark's weekly and monthly series (4 and 6 seasons were worse, all of
-# them worse still on the 19-year weekly ones).
-SEASONS_KEPT = 10  # largest relative error variance of a period (a CV of 200 %)
+MAX_REL_VAR = 4.0  # largest relative error variance of a period (a CV of 200 %)
+# Seasons drift: the seasonal factors average the ratios of the last ten seasons (ten years) at
+# most (all seasons were worse on the benchmark's 19-year weekly series).
+SEASONS_KEPT = 10
+# Each series chooses among these seasonal windows (in seasons of ratios kept) by its own
+# rolling-origin errors: a season that drifts is followed by the short window, a stable noisy
+# one averaged over the long one.
+SEASON_WINDOWS = (3, 5, SEASONS_KEPT)
+# Candidates averaged per series (the best ones by rolling-origin error; selection.py).
+TOP_CANDIDATES = 2
+# Rolling origins: at least a season of them and at least 24 (two years of monthly data), so
+# the errors behind the intervals span more than one season's shocks; the candidates are chosen
+# on the latest season of origins (at least 8), the recent errors telling most about the next.
+MIN_ORIGINS = 24
+MIN_SELECT_ORIGINS = 8
+ORIGIN_BLOCK_VALUES = 4_000_000  # rolling-origin forecasts held at once (32 MB)
 
 
 def seasonal_indices(y: np.ndarray, obs: np.ndarray, position: np.ndarray, m: int,
                      position_future: np.ndarray, weight: np.ndarray | None = None,
-                     upto: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     upto: int | None = None, kept: int = SEASONS_KEPT
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Multiplicative seasonal factors of history (S, T) and future (S, F), mean 1 per series,
     and the weight each series' own profile got (0: pooled profile only). With ``upto`` only
-    the periods before it inform the factors (out-of-sample factors for the rolling origins)."""
+    the periods before it inform the factors (out-of-sample factors for the rolling origins);
+    only the ratios of the last ``kept`` seasons count (0: all)."""
     n_series, n_t = y.shape
     ones = (np.ones((n_series, n_t)), np.ones((n_series, len(position_future))), np.zeros(n_series))
     if m <= 1 or n_t < 2 * m:
@@ -80,9 +101,9 @@ def seasonal_indices(y: np.ndarray, obs: np.ndarray, position: np.ndarray, m: in
     ok = full & (cma > 0)
     if upto is not None:
         ok[:, max(int(upto) - half, 0):] = False
-    if SEASONS_KEPT:
+    if kept:
         end = n_t if upto is None else int(upto)
-        ok[:, : max(end - half - SEASONS_KEPT * m, 0)] = False
+        ok[:, : max(end - half - kept * m, 0)] = False
     ratio = np.divide(yo, cma, out=np.zeros_like(yo), where=ok)
     onehot = (position[:, None] == np.arange(m)[None, :]).astype(float)  # (T, m)
     sums = ratio @ onehot
@@ -239,22 +260,43 @@ def drift(x: np.ndarray, obs: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros(len(x)), where=den > 0)
 
 
-def combined_paths(level_s: np.ndarray, level_d: np.ndarray, trend_d: np.ndarray, phi: np.ndarray,
-                   alpha: np.ndarray, b0: np.ndarray, n_seen: np.ndarray, lead: np.ndarray,
-                   use_trend: np.ndarray) -> np.ndarray:
-    """Mean of SES, damped trend and Theta forecasts at leads ``lead`` (1-based) -> (..., L).
+def component_paths(level_s: np.ndarray, level_d: np.ndarray, trend_d: np.ndarray, phi: np.ndarray,
+                    alpha: np.ndarray, b0: np.ndarray, n_seen: np.ndarray, lead: np.ndarray,
+                    use_trend: np.ndarray) -> np.ndarray:
+    """SES, damped-trend and Theta forecasts at leads ``lead`` (1-based) -> (3, ..., L).
 
     Every argument but ``lead`` has one value per forecast (any shape); series without enough
-    history for a trend (``use_trend`` False) keep the SES forecast alone."""
+    history for a trend (``use_trend`` False) get the SES forecast in all three places."""
     k = lead.astype(float)
     ses = level_s[..., None] * np.ones_like(k)
     damp_sum = np.cumsum(phi[..., None] ** k, axis=-1)
     damped = level_d[..., None] + damp_sum * trend_d[..., None]
     a = alpha[..., None]
     theta = level_s[..., None] + 0.5 * b0[..., None] * (k - 1 + 1 / a - (1 - a) ** n_seen[..., None] / a)
-    comb = (ses + damped + theta) / 3.0
-    out = np.where(use_trend[..., None], comb, ses)
+    trend = use_trend[..., None]
+    out = np.stack([ses, np.where(trend, damped, ses), np.where(trend, theta, ses)])
     return np.maximum(out, 0.0)
+
+
+def season_windows(n_t: int, m: int) -> tuple[int, ...]:
+    """The seasonal windows (SEASON_WINDOWS) that differ on ``n_t`` periods: a window longer
+    than the history keeps every ratio, so the longer ones would repeat it."""
+    seasons = -(-n_t // max(m, 1))
+    return tuple(sorted({min(int(k), seasons) for k in SEASON_WINDOWS}))
+
+
+def origin_min_history(n_obs: np.ndarray, horizon: int) -> np.ndarray:
+    """Periods of history a series needs behind a rolling origin for that origin to be scored:
+    a horizon's worth, or half the history it has at the last origin when that is shorter (at
+    least two).
+
+    Why: the errors are to tell how far the forecast made now will be off, and a forecast made
+    from a few periods is far worse than one from the whole history (on the 39-week bike
+    series, origins from their first weeks made the 80 % interval cover 88 % of the held-out
+    weeks). A long series has that much history at every origin; a short one keeps its later
+    origins (half of them), so it still has errors of its own."""
+    at_last = np.asarray(n_obs) - int(horizon)
+    return np.maximum(np.minimum(int(horizon), at_last // 2), 2)
 
 
 def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future: np.ndarray, m: int,
@@ -263,6 +305,10 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     """Fit every series of ``y`` (S, T; periods before ``first`` are not history) and forecast
     ``len(position_future)`` periods. Series need at least one observed period.
 
+    Candidates: each smoothing family (SES, damped trend, Theta) on the series deseasonalised
+    with each seasonal window (``season_windows``); each series averages the TOP_CANDIDATES
+    with the smallest squared error over its rolling-origin forecasts (selection.py).
+
     Returns mean and variance (S, F), relative error variance per lead (S, F), the scored
     rolling-origin forecasts (calib: mean, var, actual, flat) and per-series diagnostics."""
     n_series, n_t = y.shape
@@ -270,60 +316,109 @@ def fit(y: np.ndarray, first: np.ndarray, position: np.ndarray, position_future:
     t_idx = np.arange(n_t)
     obs = t_idx[None, :] >= first[:, None]
     n_obs = n_t - first
-    season, season_f, own_weight = seasonal_indices(y, obs, position, m, position_future)
+    windows = season_windows(n_t, m)
+    base_kept = windows[-1]
+    season, season_f, own_weight = seasonal_indices(y, obs, position, m, position_future, kept=base_kept)
     hol_f = np.ones(n_f)
+    hh = np.ones(n_t)
     if hol_hist is not None and any(hol_hist):
         hh, hol_f = holiday_factors(y, obs, season, hol_hist, hol_fut or [[] for _ in range(n_f)], m)
-        season = season * hh[None, :]
-    season_f = season_f * hol_f[None, :]
-    usable = obs & (season > 0.05)
-    x = np.divide(y, season, out=np.zeros_like(y, dtype=float), where=usable)
-    # Rolling origins: the last season's periods (at least 8) from which a whole horizon of
-    # history follows, once a series has a few periods behind it.
+    # Rolling origins: the last MIN_ORIGINS periods (a season at least) from which a whole
+    # horizon of history follows, scored once a series has enough history behind them.
     h = max(int(horizon), 1)
-    n_orig = max(m, 8)
+    n_orig = max(m, MIN_ORIGINS)
     origins = np.arange(max(n_t - h - n_orig, 0), max(n_t - h, 0))
-    # Pass 1 chooses each family's constants per series; pass 2 runs the chosen ones only and
-    # keeps their states at the origins (memory of one candidate, not of the grids).
-    sm = smooth(x, usable, first, origins[:0])
-    best_s = np.argmin(sm["sse_s"], axis=1)
-    best_d = np.argmin(sm["sse_d"], axis=1)
+    n_o = len(origins)
+    lead = np.arange(1, h + 1)
+    lead_f = np.arange(1, n_f + 1)
+    win = origins[:, None] + lead[None, :]  # (J, h) period index of each target
+    # A trend needs a few seasons (or, without a season, a dozen periods) to be told from noise.
+    use_trend = n_obs >= max(2 * m, 12) if m > 1 else n_obs >= 12
+    usable_base = obs & (season * hh[None, :] > 0.05)
+    if n_o:
+        y_o = y[:, win]
+        use_o = (origins[None, :, None] >= first[:, None, None] + origin_min_history(n_obs, h)[:, None, None]
+                 ) & usable_base[:, win]
+    else:
+        y_o = np.zeros((n_series, 0, h))
+        use_o = np.zeros((n_series, 0, h), dtype=bool)
+    # Every window's series are smoothed together, stacked as rows (W * S): one pass over time
+    # for all windows (the per-period overhead dominates on few series).
+    n_w = len(windows)
+    cut = int(origins[0]) + 1 if n_o else n_t
+    s_hist, s_fut, s_o = [], [], []
+    for kept in windows:
+        sh, sf = (season, season_f) if kept == base_kept else seasonal_indices(
+            y, obs, position, m, position_future, kept=kept)[:2]
+        s_hist.append(sh * hh[None, :])
+        s_fut.append(sf * hol_f[None, :])
+        if n_o:
+            # The origins see what a forecast made there would have seen: seasonal factors and
+            # Theta's drift from the periods before the first origin only, and the level and
+            # trend run on the series deseasonalised with those factors. Factors fitted on the
+            # scored periods themselves would make the errors look smaller than a forecast's
+            # (the intervals too narrow, and the short windows, which fit the last seasons most
+            # closely, chosen too often).
+            s_o.append(seasonal_indices(y, obs, position, m, position_future, upto=cut, kept=kept)[0]
+                       * hh[None, :])
+    s_hist, s_fut = np.concatenate(s_hist), np.concatenate(s_fut)  # (W*S, T), (W*S, F)
+    y_w, obs_w, first_w = np.tile(y, (n_w, 1)), np.tile(obs, (n_w, 1)), np.tile(first, n_w)
+    trend_w = np.tile(use_trend, n_w)
+    usable = obs_w & (s_hist > 0.05)
+    x = np.divide(y_w, s_hist, out=np.zeros_like(y_w, dtype=float), where=usable)
+    # Each family's constants are chosen per series and window by in-sample one-step error; the
+    # final states are those of the chosen constants.
+    sm = smooth(x, usable, first_w, origins[:0])
+    best_s, best_d = np.argmin(sm["sse_s"], axis=1), np.argmin(sm["sse_d"], axis=1)
     alpha = np.asarray(SES_ALPHAS)[best_s]
     chosen = np.asarray(DAMPED)[best_d]
     phi = chosen[:, 2]
-    sm = smooth(x, usable, first, origins, alpha[:, None], chosen[:, None, :])
-    rows = np.arange(n_series)
-    best_s = best_d = np.zeros(n_series, dtype=int)
     b0 = drift(x, usable)
-    # A trend needs a few seasons (or, without a season, a dozen periods) to be told from noise.
-    use_trend = n_obs >= max(2 * m, 12) if m > 1 else n_obs >= 12
-    lead_f = np.arange(1, n_f + 1)
-    lvl = combined_paths(sm["ls"][rows, best_s], sm["ld"][rows, best_d], sm["bd"][rows, best_d], phi,
-                         alpha, b0, sm["n_seen"], lead_f, use_trend)
-    mean = lvl * season_f
-
-    # Rolling-origin forecasts of the next h periods from each origin.
-    n_o = len(origins)
-    lead = np.arange(1, h + 1)
-    win = origins[:, None] + lead[None, :]  # (J, h) period index of each target
+    rows = np.arange(n_w * n_series)
+    paths_f = component_paths(sm["ls"][rows, best_s], sm["ld"][rows, best_d], sm["bd"][rows, best_d],
+                              phi, alpha, b0, sm["n_seen"], lead_f, trend_w) * s_fut[None]
+    # Candidates (K = 3 W) in a fixed order: window by window, SES, damped, Theta within each.
+    cand_f = paths_f.reshape(3, n_w, n_series, n_f).transpose(1, 0, 2, 3).reshape(3 * n_w, n_series, n_f)
+    # The choice rests on the latest season of origins only (MIN_ORIGINS).
+    choose = use_o & (np.arange(n_o) >= n_o - max(m, MIN_SELECT_ORIGINS))[None, :, None]
+    sse = np.zeros((n_series, 3 * n_w))
+    # The errors behind the intervals must not be those the choice was made on: the chosen
+    # candidates' errors on the periods that chose them are optimistic (the intervals came out
+    # too narrow on later periods, and splitting the scored periods in time did not cure it, the
+    # halves sharing their origins' level errors). The equal-weight average of all candidates
+    # involves no choice; its errors bound the chosen average's from above (it is the less
+    # accurate forecast on these series), so the intervals err on the wide side.
+    mu_o = np.zeros((n_series, n_o, h))
     if n_o:
-        lvl_o = combined_paths(sm["at_s"][rows, :, best_s], sm["at_ld"][rows, :, best_d],
-                               sm["at_bd"][rows, :, best_d], np.repeat(phi[:, None], n_o, 1),
-                               np.repeat(alpha[:, None], n_o, 1), np.repeat(b0[:, None], n_o, 1),
-                               sm["at_seen"], lead, np.repeat(use_trend[:, None], n_o, 1))
-        # The origins' seasonal factors know only the periods before the first origin: factors
-        # fitted on the scored periods themselves would make the errors look smaller than a
-        # forecast's (and the intervals too narrow).
-        season_o = seasonal_indices(y, obs, position, m, position_future, upto=int(origins[0]) + 1)[0]
-        if hol_hist is not None and any(hol_hist):
-            season_o = season_o * hh[None, :]
-        mu_o = lvl_o * season_o[:, win]
-        y_o = y[:, win]
-        # Score an origin once the series has two periods behind it.
-        use_o = (origins[None, :, None] >= first[:, None, None] + 2) & usable[:, win]
-    else:
-        mu_o = y_o = np.zeros((n_series, 0, h))
-        use_o = np.zeros((n_series, 0, h), dtype=bool)
+        s_o = np.concatenate(s_o)
+        usable_o = obs_w & (s_o > 0.05)
+        x_o = np.divide(y_w, s_o, out=np.zeros_like(y_w, dtype=float), where=usable_o)
+        sm_o = smooth(x_o, usable_o, first_w, origins, alpha[:, None], chosen[:, None, :])
+        b0_o = drift(x_o, usable_o & (t_idx[None, :] < cut))
+        rep = (lambda v: np.repeat(v[:, None], n_o, 1))
+        # The origins' forecasts of a window and a block of series at a time: all candidates'
+        # at once would take K times the memory of one (gigabytes for tens of thousands of
+        # monthly series).
+        block = max(1, ORIGIN_BLOCK_VALUES // (3 * n_o * h))
+        for w in range(n_w):
+            for lo in range(0, n_series, block):
+                hi = min(lo + block, n_series)
+                r = slice(w * n_series + lo, w * n_series + hi)
+                paths_o = component_paths(sm_o["at_s"][r, :, 0], sm_o["at_ld"][r, :, 0], sm_o["at_bd"][r, :, 0],
+                                          rep(phi[r]), rep(alpha[r]), rep(b0_o[r]), sm_o["at_seen"][r], lead,
+                                          rep(trend_w[r])) * s_o[r][:, win][None]
+                err = np.where(choose[lo:hi][None], (y_o[lo:hi][None] - paths_o) ** 2, 0.0)
+                sse[lo:hi, 3 * w:3 * w + 3] = err.sum(axis=(2, 3)).T
+                mu_o[lo:hi] += paths_o.sum(axis=0) / (3 * n_w)
+    weights = top_weights(sse, choose.any(axis=(1, 2)), TOP_CANDIDATES)
+    mean = np.einsum("sk,ksf->sf", weights, cand_f)
+    # The base window's future seasonal shape and the level it implies (the fallbacks borrow the
+    # pooled shape, weighted by level).
+    season_f = season_f * hol_f[None, :]
+    lvl = np.divide(mean, season_f, out=np.zeros_like(mean), where=season_f > 0)
+    # Diagnostics: the longest window's constants.
+    base = slice((n_w - 1) * n_series, n_w * n_series)
+    alpha, phi, b0 = alpha[base], phi[base], b0[base]
     # Relative squared error beyond the count noise, per series and per lead.
     e2 = np.where(use_o, (y_o - mu_o) ** 2 - mu_o, 0.0)
     m2 = np.where(use_o, mu_o ** 2, 0.0)
