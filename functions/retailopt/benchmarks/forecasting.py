@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from retailopt.forecasting.engine import forecast
-from retailopt.forecasting.metrics import naive_scales
+from retailopt.forecasting.metrics import bias_by_sales_level, naive_scales
 from retailopt.forecasting.synthetic import matrix_to_history, synthetic_matrix
 
 M5_DIR = Path("/work/shared/benchmarks/m5_sample")
@@ -50,12 +50,13 @@ def _peak_rss_mb() -> float:
 
 
 def _score(actual: np.ndarray, train: np.ndarray, mean: np.ndarray, lo80: np.ndarray, hi80: np.ndarray,
-           lo95: np.ndarray, hi95: np.ndarray, first: np.ndarray | None = None) -> dict[str, float]:
+           lo95: np.ndarray, hi95: np.ndarray, first: np.ndarray | None = None,
+           by_level: bool = False) -> dict:
     mae, mse = naive_scales(train, first)
     ok = mse > 0
     rmsse = np.sqrt(((mean - actual) ** 2).mean(axis=1)[ok] / mse[ok])
     mase = np.abs(mean - actual).mean(axis=1)[ok] / mae[ok]
-    return {
+    scores = {
         "rmsse": float(rmsse.mean()),
         "mase": float(mase.mean()),
         "wape": float(np.abs(mean - actual).sum() / max(actual.sum(), 1e-9)),
@@ -64,6 +65,9 @@ def _score(actual: np.ndarray, train: np.ndarray, mean: np.ndarray, lo80: np.nda
         "coverage_95": float(((actual >= lo95) & (actual <= hi95)).mean()),
         "n_series": int(len(actual)),
     }
+    if by_level:  # daily series: by trailing 28-day sales, not by forecast (see metrics.py)
+        scores["bias_by_sales_level"] = bias_by_sales_level(actual, mean, train)
+    return scores
 
 
 def run_engine(keys: pd.DataFrame, days: pd.DatetimeIndex, train: np.ndarray, promo: np.ndarray | None,
@@ -156,25 +160,26 @@ def chain_suite(args: argparse.Namespace) -> list[dict]:
     rows = []
     out, sec = run_engine(keys, tdays, train, promo[:, :-h], h)
     rows.append(_row("chain", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
-                                                     out["lo95"], out["hi95"]), sec, len(keys),
+                                                     out["lo95"], out["hi95"], by_level=True), sec, len(keys),
                      f"all series, {source}"))
     rng = np.random.default_rng(args.seed)
     subset = np.sort(rng.choice(len(keys), size=min(args.baseline_series, len(keys)), replace=False))
     sub = {k: v[subset] for k, v in out.items() if k != "models"}
-    rows.append(_row("chain", "local_engine", _score(actual[subset], train[subset], **sub), sec * len(subset) / len(keys),
+    rows.append(_row("chain", "local_engine", _score(actual[subset], train[subset], **sub, by_level=True), sec * len(subset) / len(keys),
                      len(subset), f"same {len(subset)}-series random subset as the baselines (time pro rata)"))
     # The same engine told the promotions planned for the held-out days (as a retailer knows
     # its circulars in advance; the baselines get no such input).
     planned, psec = run_engine(keys, tdays, train, promo[:, :-h], h, planned_promo=promo[:, -h:])
     rows.append(_row("chain", "local_engine+planned_promotions",
-                     _score(actual, train, *(planned[k] for k in ("mean", "lo80", "hi80", "lo95", "hi95"))),
+                     _score(actual, train, *(planned[k] for k in ("mean", "lo80", "hi80", "lo95", "hi95")), by_level=True),
                      psec, len(keys), "all series, planned promotions of the held-out days given"))
     rows.append(_row("chain", "local_engine+planned_promotions",
-                     _score(actual[subset], train[subset], *(planned[k][subset] for k in ("mean", "lo80", "hi80", "lo95", "hi95"))),
+                     _score(actual[subset], train[subset], *(planned[k][subset] for k in ("mean", "lo80", "hi80", "lo95", "hi95")),
+                            by_level=True),
                      psec * len(subset) / len(keys), len(subset), f"same {len(subset)}-series subset"))
     for name in args.baselines:
         b, bsec = run_baseline(name, train[subset], tdays, h)
-        rows.append(_row("chain", name, _score(actual[subset], train[subset], **b), bsec, len(subset),
+        rows.append(_row("chain", name, _score(actual[subset], train[subset], **b, by_level=True), bsec, len(subset),
                          f"random subset of {len(subset)} series, season_length=7"))
     return rows
 
@@ -197,11 +202,11 @@ def m5_suite(args: argparse.Namespace) -> list[dict]:
     rows = []
     out, sec = run_engine(keys, days, train, None, h, holidays=events)
     rows.append(_row("m5", "local_engine", _score(actual, train, out["mean"], out["lo80"], out["hi80"],
-                                                  out["lo95"], out["hi95"]), sec, len(keys),
+                                                  out["lo95"], out["hi95"], by_level=True), sec, len(keys),
                      "10 real M5 series, calendar events as holidays"))
     for name in args.baselines:
         b, bsec = run_baseline(name, train, days, h)
-        rows.append(_row("m5", name, _score(actual, train, **b), bsec, len(keys), "season_length=7"))
+        rows.append(_row("m5", name, _score(actual, train, **b, by_level=True), bsec, len(keys), "season_length=7"))
     return rows
 
 
@@ -382,6 +387,11 @@ def _print(rows: list[dict]) -> None:
     frame = pd.DataFrame(rows).reindex(columns=cols)
     with pd.option_context("display.width", 220, "display.max_colwidth", 90, "display.float_format", "{:.3f}".format):
         print(frame.to_string(index=False))
+        levels = pd.DataFrame([{"suite": r["suite"], "method": r["method"], "n_series": r["n_series"],
+                                **r["bias_by_sales_level"]} for r in rows if r.get("bias_by_sales_level")])
+        if len(levels):
+            print("bias (forecast - actual) / actual by trailing 28-day mean daily sales:")
+            print(levels.to_string(index=False))
 
 
 def main(argv: list[str] | None = None) -> int:
