@@ -794,12 +794,15 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         lvl_o = np.maximum(p2["at_origins"][rows[:, None], np.arange(n_o)[None, :], best[:, None]], 0.0)
         # Pool each level towards its store x product prior (pooling.py): a slow mover's own
         # level rests on a few units, and quiet weeks would otherwise set its forecast.
-        # Capping spikes keeps one big day from moving the level, but the capped units are
-        # demand that recurs (a lumpy item's large orders): the level is scaled back up by the
-        # trailing year's ratio of raw to capped units, so the mean forecast is not biased low
-        # by the cleaning. A ratio, not an added rate: the level is multiplicative, and a
-        # season's spikes must not lift its off-season.
+        # Capping spikes keeps one big day from moving the level, but for intermittent and lumpy
+        # series (ADI above the cut) the capped units are demand that recurs, their large
+        # orders: the level is scaled back up by the trailing year's ratio of raw to capped
+        # units, so the mean forecast is not biased low by the cleaning (a daily negative
+        # binomial fits such series badly and caps half their units). A ratio, not an added
+        # rate: the level is multiplicative. Smooth and erratic series keep the cap: their
+        # spikes are mostly events the model lacks (a season, a holiday peak), not recurring.
         excess = np.divide(yk - y_clean, season, out=np.zeros_like(yk), where=clean_obs)
+        excess[adi[ok] < ADI_CUT] = 0.0
         lvl = lvl * _spike_ratio(excess, x, clean_obs, np.asarray([n_days]))[:, 0]
         lvl_o = lvl_o * _spike_ratio(excess, x, clean_obs, origins)
         lvl, lvl_o, _ = pool_levels(lvl, v_rel, store_codes[ok], product_codes, lvl_o)

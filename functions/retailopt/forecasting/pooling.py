@@ -6,9 +6,10 @@ busy ones far above). Grouped by their trailing sales, quiet positions then sell
 forecast and busy ones less: the conditional bias of an unpooled estimate.
 
 Most of a position's rate is shared structure: how much its store sells and how much its product
-sells across the chain right now. The prior for position (s, p) is the independence model of the
-store x product table of levels, ``row_s x col_p / total``, whose row and column sums average many
-series and are far less noisy than any one of them. Each level moves towards its prior by the
+sells across the chain right now. The prior for position (s, p) is the multiplicative store x
+product model of the table of levels, ``a_s x b_p`` (the independence model, fitted to the cells
+that exist), whose store and product factors average many series and are far less noisy than any
+one of them. Each level moves towards its prior by the
 usual normal-normal weight ``tau2 / (tau2 + v)``: ``v`` is the series' own relative level error
 (measured by the engine's rolling origins) and ``tau2`` the spread of true levels around the
 prior, estimated by the method of moments (observed spread minus the estimation noise).
@@ -23,29 +24,48 @@ import numpy as np
 MIN_TAU2 = 0.01
 
 
-def independence_prior(levels: np.ndarray, store_codes: np.ndarray, product_codes: np.ndarray) -> np.ndarray:
-    """``row x col / total`` of the store x product table of ``levels`` (S,) or (S, J)."""
+def independence_prior(levels: np.ndarray, store_codes: np.ndarray, product_codes: np.ndarray,
+                       iterations: int = 30) -> np.ndarray:
+    """Store x product fit ``a_s x b_p`` of ``levels`` (S,) or (S, J), a fit per column.
+
+    Fitted by iterative proportional fitting to the cells that exist, so every store's and every
+    product's total is matched; ``row x col / total`` would be wrong as soon as a product is not
+    sold in every store (a product sold in one store only must get its own level back, not its
+    level times that store's share of the chain).
+    """
     lv = levels.reshape(len(levels), -1)
     n_store = int(store_codes.max(initial=-1)) + 1
     n_prod = int(product_codes.max(initial=-1)) + 1
-    prior = np.zeros_like(lv)
+    prior = np.zeros_like(lv, dtype=float)
     for j in range(lv.shape[1]):
         col = lv[:, j]
         row_sum = np.bincount(store_codes, col, minlength=n_store)
         col_sum = np.bincount(product_codes, col, minlength=n_prod)
-        total = col.sum()
-        if total > 0:
-            prior[:, j] = row_sum[store_codes] * col_sum[product_codes] / total
+        a = np.ones(n_store)
+        b = np.zeros(n_prod)
+        for _ in range(iterations):
+            den_b = np.bincount(product_codes, a[store_codes], minlength=n_prod)
+            b = np.divide(col_sum, den_b, out=np.zeros(n_prod), where=den_b > 0)
+            den_a = np.bincount(store_codes, b[product_codes], minlength=n_store)
+            a = np.divide(row_sum, den_a, out=np.zeros(n_store), where=den_a > 0)
+        prior[:, j] = a[store_codes] * b[product_codes]
     return prior.reshape(levels.shape)
 
 
-def prior_spread(levels: np.ndarray, prior: np.ndarray, rel_var: np.ndarray) -> float:
+def prior_spread(levels: np.ndarray, prior: np.ndarray, rel_var: np.ndarray, product_codes: np.ndarray) -> float:
     """Relative variance of true levels around the prior: the observed squared deviations less
-    the estimation noise, as a ratio of sums so the many tiny levels cannot dominate it."""
-    den = float((prior ** 2).sum())
+    the estimation noise, as a ratio of sums so the many tiny levels cannot dominate it.
+
+    Only products sold in two stores or more say anything (the prior of a product sold in one
+    store is its level); the fit uses one degree of freedom per product, hence n / (n - 1).
+    """
+    n = np.bincount(product_codes)[product_codes].astype(float)
+    use = n >= 2
+    den = float((prior[use] ** 2).sum())
     if den <= 0:
         return MIN_TAU2
-    num = float(((levels - prior) ** 2 - rel_var * levels ** 2).sum())
+    dev = (levels - prior) ** 2 * np.divide(n, n - 1, out=np.ones_like(n), where=use)
+    num = float((dev - rel_var * levels ** 2)[use].sum())
     return max(num / den, MIN_TAU2)
 
 
@@ -63,7 +83,7 @@ def pool_levels(final: np.ndarray, rel_var: np.ndarray, store_codes: np.ndarray,
     rolling-origin forecasts that calibrate the intervals are pooled as the final one is.
     """
     prior = independence_prior(final, store_codes, product_codes)
-    w = pool_weights(rel_var, prior_spread(final, prior, rel_var))
+    w = pool_weights(rel_var, prior_spread(final, prior, rel_var, product_codes))
     pooled = w * final + (1 - w) * prior
     pooled_origins = None
     if at_origins is not None:
