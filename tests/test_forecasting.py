@@ -218,17 +218,8 @@ def test_chunked_run_equals_positions_order_and_single_run():
     assert (chunked.protection[["store_id", "product_id"]].to_numpy() == keys.to_numpy()).all()
     assert (chunked.daily["store_id"].to_numpy() == whole.daily["store_id"].to_numpy()).all()
     assert (chunked.daily["product_id"].to_numpy() == whole.daily["product_id"].to_numpy()).all()
-    # Estimates pooled over stores (levels towards store x product, yearly season per product)
-    # pool within a chunk: each chunk of whole stores (15 series each: two stores per chunk of 40)
-    # is forecast exactly as that chunk alone would be.
-    stores = sorted(keys.store_id.unique())
-    for pair in (stores[i:i + 2] for i in range(0, len(stores), 2)):
-        sel = keys.store_id.isin(pair).to_numpy()
-        alone = forecast(hist[hist.store_id.isin(pair)], keys[sel], **{**kw, "window_days": keys[sel].assign(window_days=4)})
-        np.testing.assert_allclose(chunked.protection["demand_mean"].to_numpy()[sel],
-                                   alone.protection["demand_mean"].to_numpy(), rtol=1e-9)
-    # Pooling over two stores instead of six moves the levels, but not far on the whole.
-    assert np.mean(np.abs(chunked.protection["demand_mean"] / whole.protection["demand_mean"] - 1)) < 0.1
+    # Weekday profiles pool per store, so chunks of whole stores change little.
+    np.testing.assert_allclose(chunked.protection["demand_mean"], whole.protection["demand_mean"], rtol=0.05)
 
 
 def test_planned_promotions_lift_the_forecast_where_they_help():

@@ -46,7 +46,6 @@ from .calibration import CALIBRATION_COLUMNS, calibration_sample, merge_calibrat
 from .calibration import interval as calibrated_interval
 from .distributions import QUANTILES, count_quantiles
 from .frequency import Frequency, history_frequency
-from .pooling import pool_levels
 
 MIN_OBS_DAYS = 28  # fewer observed days than this: too short for weekly seasonality
 # A trailing zero run at least this long (a quarter) and implausible under the series model means
@@ -432,14 +431,13 @@ def _holiday_effects(y: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
 
 
 def _yearly_profile(x: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
-                    future: pd.DatetimeIndex, eligible: np.ndarray, order: int = 3,
-                    product: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    future: pd.DatetimeIndex, eligible: np.ndarray, order: int = 3
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Yearly multiplicative factors (S, T) and (S, F) from Fourier terms on weekly log means.
 
     Fitted by least squares for all eligible series in one solve (with a linear trend so growth
-    is not mistaken for season), then shrunk towards its ``product``'s profile (over its stores)
-    and that towards the chain profile, each in proportion to its noise, as a single series'
-    year is mostly noise.
+    is not mistaken for season), then shrunk towards the chain profile in proportion to each
+    series' noise, as a single series' year is mostly noise.
     """
     n_series, n_days = x.shape
     hist = np.ones((n_series, n_days))
@@ -469,23 +467,11 @@ def _yearly_profile(x: np.ndarray, obs: np.ndarray, days: pd.DatetimeIndex,
     # Weight by the volume of each series: chain profile from the volume-weighted mean.
     vol = scale[:, 0]
     chain = (beta * vol[:, None]).sum(axis=0) / max(vol.sum(), 1e-9)
-    noise = sigma2 / (n_weeks / 2)  # sampling variance of each series' coefficients
-    # Two levels: a product's stores share its season (a garden product peaks in spring in
-    # every store), so a series is shrunk towards its product's profile, and the product's
-    # profile towards the chain's; a slow series then keeps its product's season instead of
-    # the chain's blend of every category.
-    codes = pd.factorize(np.zeros(len(x), dtype=int)[eligible] if product is None
-                         else np.asarray(product)[eligible])[0]
-    vsum = np.maximum(np.bincount(codes, vol), 1e-9)
-    prod = np.stack([np.bincount(codes, beta[:, j] * vol) for j in range(beta.shape[1])], axis=1) / vsum[:, None]
-    prod_noise = np.bincount(codes, vol ** 2 * noise) / vsum ** 2
-    # Between-group variance of the true coefficients vs. sampling noise of each estimate.
-    spread_p = max(float(np.mean((prod - chain) ** 2) - np.mean(prod_noise)), 1e-4)
-    wp = (spread_p / (spread_p + prod_noise))[:, None]
-    prod = wp * prod + (1 - wp) * chain
-    spread = max(float(np.mean((beta - prod[codes]) ** 2) - np.mean(noise)), 1e-4)
+    # Between-series variance of the true coefficients vs. sampling noise of each estimate.
+    noise = sigma2 / (n_weeks / 2)
+    spread = max(float(np.mean((beta - chain) ** 2) - np.mean(noise)), 1e-4)
     w = (spread / (spread + noise))[:, None]
-    shrunk = w * beta + (1 - w) * prod[codes]
+    shrunk = w * beta + (1 - w) * chain
     hist_terms = _fourier(days, order)
     fut_terms = _fourier(future, order)
     fh = np.exp(shrunk @ hist_terms.T)
@@ -597,22 +583,6 @@ def _smooth_pass(x: np.ndarray, obs: np.ndarray, first: np.ndarray, ses: tuple[f
     final = np.concatenate([level, prob * size], axis=1).astype(float)
     return dict(final=final, sse_h=sse_h, n_h=n_h, n_1=n_1, lvl2=lvl2, lvl1=lvl1,
                 path=None if path is None else path.astype(float), at_origins=at_origins, tail=tail)
-
-
-def _spike_ratio(excess: np.ndarray, clean: np.ndarray, observed: np.ndarray, at: np.ndarray,
-                 days: int = 365) -> np.ndarray:
-    """(capped + excess) / capped units over the observed days of the ``days`` before each index
-    of ``at`` (S, len(at)); 1 where nothing was sold."""
-    n_series = len(excess)
-    end = np.asarray(at, dtype=int)
-    start = np.maximum(end - days, 0)
-
-    def window_sum(values: np.ndarray) -> np.ndarray:
-        cs = np.concatenate([np.zeros((n_series, 1)), np.cumsum(values * observed, axis=1)], axis=1)
-        return cs[:, end] - cs[:, start]
-
-    base = window_sum(clean)
-    return np.divide(base + window_sum(excess), base, out=np.ones_like(base), where=base > 0)
 
 
 def _runs_of_zeros_logp(y: np.ndarray, obs: np.ndarray, logp0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -738,9 +708,7 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         # Yearly seasonality on cleaned data (a stock-out must not look like a seasonal trough).
         x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
         season0 = season
-        product_codes = pd.factorize(dense.keys["product_id"].to_numpy()[ok])[0]
-        yr_hist, yr_fut = _yearly_profile(x, clean_obs, dense.days, future, n_obs[ok] >= 728,
-                                          product=product_codes)
+        yr_hist, yr_fut = _yearly_profile(x, clean_obs, dense.days, future, n_obs[ok] >= 728)
         season = season * yr_hist
         season_f = season_f * yr_fut
         x = np.divide(y_clean, season, out=np.zeros_like(yk), where=clean_obs)
@@ -792,20 +760,6 @@ def _fit(dense: _Dense, future: pd.DatetimeIndex, hol: pd.DataFrame, horizon: in
         # Calibration sample: forecast at each origin (level then x season) vs. the raw actuals.
         win = origins[:, None] + np.arange(h)[None, :]  # (J, h)
         lvl_o = np.maximum(p2["at_origins"][rows[:, None], np.arange(n_o)[None, :], best[:, None]], 0.0)
-        # Pool each level towards its store x product prior (pooling.py): a slow mover's own
-        # level rests on a few units, and quiet weeks would otherwise set its forecast.
-        # Capping spikes keeps one big day from moving the level, but for intermittent and lumpy
-        # series (ADI above the cut) the capped units are demand that recurs, their large
-        # orders: the level is scaled back up by the trailing year's ratio of raw to capped
-        # units, so the mean forecast is not biased low by the cleaning (a daily negative
-        # binomial fits such series badly and caps half their units). A ratio, not an added
-        # rate: the level is multiplicative. Smooth and erratic series keep the cap: their
-        # spikes are mostly events the model lacks (a season, a holiday peak), not recurring.
-        excess = np.divide(yk - y_clean, season, out=np.zeros_like(yk), where=clean_obs)
-        excess[adi[ok] < ADI_CUT] = 0.0
-        lvl = lvl * _spike_ratio(excess, x, clean_obs, np.asarray([n_days]))[:, 0]
-        lvl_o = lvl_o * _spike_ratio(excess, x, clean_obs, origins)
-        lvl, lvl_o, _ = pool_levels(lvl, v_rel, store_codes[ok], product_codes, lvl_o)
         calib_mu = lvl_o[:, :, None] * season[:, win]
         calib_use = scored[:, win] & (origins[None, :, None] >= first[:, None, None] + 28)
 
