@@ -191,6 +191,9 @@ def _origins_row(keys: pd.DataFrame, days: pd.DatetimeIndex, units: np.ndarray, 
     """Bias by sales level over ``n_origins`` consecutive holdouts of ``h`` days (the last one is
     the suite's): one window's groups move with the season, several average it out. Grouped by
     trailing 28-day sales and, to show the selection effect, by the forecast itself."""
+    if units.shape[1] - h * n_origins < 56:  # each origin needs its trailing 28 days and some history
+        raise SystemExit(f"bench-forecast: --origins {n_origins} x --horizon {h} leaves less than 56 training "
+                         f"days of the {units.shape[1]} (raise --days)")
     actual, mean, trailing, scores = [], [], [], []
     seconds = 0.0
     for k in range(n_origins):
