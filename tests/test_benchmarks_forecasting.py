@@ -55,3 +55,19 @@ def test_periodic_files_are_read_right_aligned(tmp_path):
     ids, dates, y, start = _load_periodic(path, 1, shift=1)
     assert y.tolist() == [[1, 2, 3, 4], [0, 0, 7, 8]] and list(start) == [0, 2]
     assert dates[0][-1] == pd.Timestamp("2024-04-01")
+
+
+def test_chain_origins_row_gives_bias_by_trailing_sales_and_by_forecast(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--suite", "chain", "--baselines", "--days", "90", "--horizon", "7", "--origins", "2",
+                 "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    single = rows[0]
+    multi = next(r for r in rows if r["method"] == "local_engine, 2 origins")
+    assert multi["n_series"] == 2 * single["n_series"] and multi["rmsse"] > 0
+    for row in (single, multi):
+        assert list(row["bias_by_sales_level"]) == ["<=0.3", "0.3-1", "1-3", ">3"]
+    # Grouped by the forecast the same forecasts fall into other groups than by trailing sales.
+    assert multi["bias_by_forecast_level"] != multi["bias_by_sales_level"]
+    printed = capsys.readouterr().out
+    assert "trailing 28-day sales" in printed and "the forecast itself" in printed

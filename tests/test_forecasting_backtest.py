@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retailopt.forecasting import ACCURACY_COLUMNS, backtest
-from retailopt.forecasting.metrics import naive_scales, series_metrics
+from retailopt.forecasting.metrics import bias_by_sales_level, naive_scales, series_metrics
 from retailopt.forecasting.synthetic import matrix_to_history, synthetic_matrix
 from retailopt.schema import table
 
@@ -55,3 +55,17 @@ def test_metrics_against_hand_computed_values():
                        hi80=np.array([[1, 2]]))
     assert m["wape"][0] == 0.5 and m["bias"][0] == 0 and m["coverage_80"][0] == 0.5
     assert np.isclose(m["rmsse"][0], np.sqrt(1 / (5 / 3))) and np.isclose(m["mase"][0], 1.0)
+
+
+def test_bias_by_sales_level_groups_by_trailing_sales_not_by_forecast():
+    # Trailing 28-day rates 0, 0.5, 2 and 5 a day: one series per group.
+    train = np.repeat(np.array([[0.0], [0.5], [2.0], [5.0]]), 40, axis=1)
+    train[0, :12] = 9.0  # sales before the trailing 28 days do not count
+    actual = np.array([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0], [10.0, 10.0]])
+    # The slow series is forecast high, so grouping by the forecast would put it elsewhere.
+    mean = np.array([[3.0, 3.0], [1.0, 1.0], [4.0, 4.0], [11.0, 11.0]])
+    b = bias_by_sales_level(actual, mean, train)
+    assert list(b) == ["<=0.3", "0.3-1", "1-3", ">3"]
+    assert b["<=0.3"] == 2.0 and b["0.3-1"] == -0.5 and b["1-3"] == 0.0 and np.isclose(b[">3"], 0.1)
+    # A group without actual sales has no relative bias.
+    assert np.isnan(bias_by_sales_level(np.zeros((1, 2)), np.ones((1, 2)), np.zeros((1, 30)))["<=0.3"])
