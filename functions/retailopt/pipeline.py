@@ -668,7 +668,8 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
 @_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
-    from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
+    from retailopt.rebalance import apply_plan, plan_orders
+    from retailopt.transfer_pricing import plan_priced_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
     from retailopt.dispatch.ledger import carried_lines, failed_delivery_exceptions, stock_position
     from retailopt.routing.emissions import with_emissions
@@ -693,8 +694,12 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                                         lead_time_days=lead_map, settings=settings)
     timings["policy"] = time.perf_counter() - started
     started = time.perf_counter()
-    transfers = plan_transfers(policy, protection, products, stores, settings=settings, run_date=run_date,
-                               inventory=inventory)
+    fleet = select_fleet(vehicles, settings)
+    # Transfers whose value covers their share of the routes that carry them; orders after, so a
+    # receiver whose transfer was not worth its route gets its distribution-centre order.
+    transfers, pricing = plan_priced_transfers(policy, protection, products, stores, dcs, fleet, settings=settings,
+                                               run_date=run_date, inventory=inventory)
+    timings["transfer_pricing"] = pricing.solve_s
     orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
                                     run_date=run_date, inventory=inventory, return_exceptions=True)
     failed = failed_delivery_exceptions(wh, run_date)
@@ -707,7 +712,6 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
     # The routes of the run date carry what arrives that day: the run's own lines due today and the
     # released lines of earlier runs due by today.
-    fleet = select_fleet(vehicles, settings)
     carried = carried_lines(wh, run_date)
     transfers, orders, carried, day_transfers, day_orders = day_loads(
         transfers, orders, carried, run_date, fleet, products)
@@ -747,6 +751,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
             "orders": int(len(orders)), "carried_lines": int(len(carried)), "routes": int(len(routes)),
             "skipped_shipments": int(skipped), "routing_problems": problems,
+            "transfer_pricing": pricing.as_dict(),
             "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
 
 
