@@ -74,3 +74,23 @@ def unrouted_value(transfers: pd.DataFrame, orders: pd.DataFrame, response: ro.O
             total += float(frame.loc[frame.shipment_id.astype(str).isin(skipped), col].sum())
     return total
 
+
+
+def skipped_own_transfers(transfers: pd.DataFrame, response: ro.OptimizeToursResponse, run_date) -> pd.Series:
+    """Rows of the run's own transfers due on `run_date` whose load no route carries (a boolean
+    mask on `transfers`). Carried lines are not in `transfers`; later lines are not routed today."""
+    if transfers is None or len(transfers) == 0 or "shipment_id" not in transfers.columns:
+        return pd.Series(False, index=getattr(transfers, "index", pd.RangeIndex(0)))
+    skipped = set(skipped_loads(response))
+    due = pd.to_datetime(transfers["expected_arrival"]).fillna(pd.Timestamp(run_date)) <= pd.Timestamp(run_date)
+    return due & transfers["shipment_id"].astype(str).isin(skipped)
+
+
+def dropped_transfer_exceptions(dropped: pd.DataFrame, response: ro.OptimizeToursResponse) -> pd.DataFrame:
+    """UNROUTED_LOAD rows for the run's own transfer lines dropped because no route carried their
+    load: the plan no longer holds them, and their receivers' orders were planned without them."""
+    rows = unrouted_exceptions(dropped, None, response)
+    if len(rows):
+        rows["action"] = ("the transfer is dropped from the plan: the receiver's distribution-centre order is "
+                          "planned without it")
+    return rows
