@@ -125,7 +125,10 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         info.solve_s += routed.solve_s
         trips = routed.trips
         net = trips["value"] - handling * trips["units"] - trips["route_cost"]
-        weak = ~trips["routed"].astype(bool) | (net < settings.min_transfer_value)
+        unrouted = ~trips["routed"].astype(bool)
+        # Without repricing only the trips no vehicle carries go (they would not travel; the rest of
+        # the routes stays as solved); with it, also those not worth their route share.
+        weak = unrouted if not reprice else unrouted | (net < settings.min_transfer_value)
         if not reprice or not weak.any() or k == rounds:
             break
         for row in trips[weak].itertuples(index=False):
@@ -143,24 +146,26 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         prices = fresh
     proxy = float(transfers["quantity"].sum() * handling
                   + (transfers["distance_km"] * transfers["quantity"]).sum() * settings.transport_cost_per_unit_km)
-    if reprice and weak.any():
-        # Still weak after the last round: dropped (stock stays put, the receiver's order comes),
-        # and the rest routed once more, so the cost charged is that of routes that carry the plan.
+    if weak.any():
+        # Still weak after the last round, or (without repricing) on no route: dropped (stock stays
+        # put, the receiver's order comes). A trip no vehicle carried leaves the routes as they are;
+        # after other drops the rest is routed once more, so the cost charged is that of routes
+        # that carry the plan.
         dropped = trips.loc[weak, ["from_store_id", "to_store_id"]]
         for row in trips[weak].itertuples(index=False):
             info.forbidden.append({"from_store_id": str(row.from_store_id), "to_store_id": str(row.to_store_id),
-                                   "round": info.rounds, "reason": "dropped after the last pricing round"})
-        key = transfers.set_index(["from_store_id", "to_store_id"]).index
-        transfers = transfers[~key.isin(dropped.set_index(["from_store_id", "to_store_id"]).index)]
-        transfers = transfers.reset_index(drop=True)
+                                   "round": info.rounds, "reason": "no vehicle carried it" if not row.routed
+                                   else "dropped after the last pricing round"})
+        transfers = transfers[~_trip_index(transfers).isin(_trip_index(dropped))].reset_index(drop=True)
         proxy = float(transfers["quantity"].sum() * handling
                       + (transfers["distance_km"] * transfers["quantity"]).sum() * settings.transport_cost_per_unit_km)
         if transfers.empty:
             info.proxy_cost = 0.0
             return transfers[TRANSFER_COLUMNS], info
-        routed = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings)
-        info.solve_s += routed.solve_s
-        trips = routed.trips
+        if not (weak <= unrouted).all():
+            routed = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings)
+            info.solve_s += routed.solve_s
+        trips = routed.trips[routed.trips["routed"].astype(bool)] if (weak <= unrouted).all() else routed.trips
     info.proxy_cost = proxy
     info.route_cost = routed.route_cost
     info.vehicles = routed.vehicles
