@@ -306,7 +306,8 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
                    stores: pd.DataFrame, *, settings: Settings, run_date: date,
                    inventory: pd.DataFrame | None = None, max_segments: int | None = None,
                    value_horizon: str = "lead_time", stats: dict | None = None,
-                   trip_prices: pd.DataFrame | None = None) -> pd.DataFrame:
+                   trip_prices: pd.DataFrame | None = None, unpriced_trip_cost: float | None = None
+                   ) -> pd.DataFrame:
     """Transfers (transfers columns without run_id). Shelf capacity comes from a `max_capacity`
     column of `policy` if present, else from `inventory`; positions with an exception neither
     send nor receive.
@@ -317,7 +318,9 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     the trip whatever it carries, so that cost is fixed per trip, not per unit: the trip's units
     cost only their handling, and a trip is kept only if its net value less its route cost is at
     least min_transfer_value (the trip-value rule of `solve_with_minimums`). +inf forbids the
-    trip (one no vehicle carried).
+    trip (one no vehicle carried). `unpriced_trip_cost`, when given, is the route cost of a trip
+    `trip_prices` does not name (an estimate from the routes solved so far) instead of the per-km
+    proxy.
 
     Each unit is valued exactly (`max_segments=None`); a number of segments gives the older
     block approximation. `stats`, when given, receives the solver's figures (see
@@ -490,6 +493,9 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     pair_s, pair_r, km = np.concatenate(parts_s), np.concatenate(parts_r), np.concatenate(parts_km)
     transport = settings.transport_cost_per_unit_km * km
     trip_fixed = np.zeros(len(km))
+    if unpriced_trip_cost is not None:
+        trip_fixed = np.full(len(km), float(unpriced_trip_cost))
+        transport = np.zeros(len(km))
     if trip_prices is not None and len(trip_prices):
         # A trip priced by its route pays that route share once, whatever it carries (its units only
         # their handling); the per-km proxy prices the trips not routed yet.
@@ -501,7 +507,7 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         at = _lookup(f_code[known] * n_st + t_code[known], pair_key)
         price = trip_prices["route_cost"].to_numpy(dtype=np.float64)[known]
         priced = at >= 0
-        trip_fixed = np.where(priced, price[np.maximum(at, 0)], 0.0)
+        trip_fixed = np.where(priced, price[np.maximum(at, 0)], trip_fixed)
         transport = np.where(priced, 0.0, transport)
         allowed_pair = np.isfinite(trip_fixed)
         pair_s, pair_r, km, transport, trip_fixed = (pair_s[allowed_pair], pair_r[allowed_pair], km[allowed_pair],

@@ -61,21 +61,27 @@ class TransferPricing:
 
 @dataclass
 class TripRoutes:
-    """Trips (store pairs) of a set of transfers as routed: route cost share, units, carried."""
+    """Trips (store pairs) of a set of transfers as routed: their cost in the routes solved."""
 
-    trips: pd.DataFrame  # from_store_id, to_store_id, units, value, route_cost, routed
-    route_cost: float
+    # from_store_id, to_store_id, units, value, marginal (what the routes save without the trip),
+    # route_cost (its share of its routes' cost, `allocate_route_cost`), routed (every load on a route)
+    trips: pd.DataFrame
+    # Per load: shipment_id, from_store_id, to_store_id, units, value, route (vehicle index; -1: none),
+    # marginal, routed
+    loads: pd.DataFrame
+    route_cost: float  # the routes' cost, all trips together
     vehicles: int
     solve_s: float
 
 
 def route_trips(transfers: pd.DataFrame, stores: pd.DataFrame, dcs: pd.DataFrame, fleet: pd.DataFrame,
                 products: pd.DataFrame, *, day: date, settings: Settings) -> TripRoutes:
-    """Route exactly `transfers` on `day` with `fleet` and share the routes' cost by trip."""
+    """Route exactly `transfers` on `day` with `fleet`: each trip's marginal cost and its share of
+    the routes' cost (handling_cost_per_unit is what a unit costs besides the route)."""
     from retailopt.routing.engine import solve_routes_by_problem
     from retailopt.routing.loads import assign_shipments
     from retailopt.routing.request import build_request
-    from retailopt.routing.shares import route_shares
+    from retailopt.routing.shares import route_costs
 
     packed, _ = assign_shipments(transfers, transfers.iloc[:0], fleet, products)
     request = build_request(packed, pd.DataFrame(), stores, dcs, fleet, products, run_date=day, settings=settings)
@@ -83,18 +89,73 @@ def route_trips(transfers: pd.DataFrame, stores: pd.DataFrame, dcs: pd.DataFrame
     started = time.perf_counter()
     response = solve_routes_by_problem(request, settings=quick).response
     solve_s = time.perf_counter() - started
-    shares = route_shares(request, response, settings.speed_kmh)
-    load = packed.groupby("shipment_id").agg(from_store_id=("from_store_id", "first"),
-                                             to_store_id=("to_store_id", "first"))
-    load["route_cost"] = load.index.map(lambda label: shares.get(str(label), 0.0))
-    load["routed"] = load.index.map(lambda label: str(label) in shares)
-    trips = packed.groupby(["from_store_id", "to_store_id"], as_index=False).agg(
+    costs = route_costs(request, response, settings.speed_kmh)
+    loads = packed.groupby("shipment_id", as_index=False).agg(
+        from_store_id=("from_store_id", "first"), to_store_id=("to_store_id", "first"),
         units=("quantity", "sum"), value=("value", "sum"))
-    by_trip = load.groupby(["from_store_id", "to_store_id"], as_index=False).agg(
+    label = loads["shipment_id"].astype(str)
+    loads["routed"] = label.isin(costs.keys())
+    loads["route"] = label.map(lambda x: costs[x].route if x in costs else -1).astype(np.int64)
+    loads["marginal"] = label.map(lambda x: costs[x].marginal if x in costs else 0.0).astype(np.float64)
+    route_total = {}
+    for cost in costs.values():  # a route's shares add up to its cost
+        route_total[cost.route] = route_total.get(cost.route, 0.0) + cost.share
+    loads["route_cost"] = allocate_route_cost(loads, route_total, settings.handling_cost_per_unit)
+    trips = loads.groupby(["from_store_id", "to_store_id"], as_index=False).agg(
+        units=("units", "sum"), value=("value", "sum"), marginal=("marginal", "sum"),
         route_cost=("route_cost", "sum"), routed=("routed", "all"))
-    trips = trips.merge(by_trip, on=["from_store_id", "to_store_id"], how="left")
     used = sum(1 for r in response.routes if len(r.visits))
-    return TripRoutes(trips=trips, route_cost=float(sum(shares.values())), vehicles=used, solve_s=solve_s)
+    return TripRoutes(trips=trips, loads=loads, route_cost=float(sum(route_total.values())), vehicles=used,
+                      solve_s=solve_s)
+
+
+def allocate_route_cost(loads: pd.DataFrame, route_total: dict[int, float], handling: float) -> np.ndarray:
+    """Each load's share of its route's cost: its marginal cost, plus the cost no single load
+    causes (the route's cost less the loads' marginal costs: fixed cost, legs shared) in
+    proportion to what each load's net value leaves over its marginal cost. So a route whose loads
+    together cover its cost charges every load no more than its net value; a route that does not
+    (the pricing forbids one of its trips) shares the rest by marginal cost. The shares of a route
+    add up to its cost."""
+    out = np.zeros(len(loads))
+    routes = loads["route"].to_numpy()
+    net = (loads["value"] - handling * loads["units"]).to_numpy(dtype=np.float64)
+    marginal = loads["marginal"].to_numpy(dtype=np.float64)
+    for route, total in route_total.items():
+        on = np.flatnonzero(routes == route)
+        m = marginal[on]
+        common = total - m.sum()
+        if common < 0 or len(on) == 1:  # marginal costs beyond the route's (rare geometry): scaled to it
+            out[on] = total * m / m.sum() if m.sum() > 0 else total / len(on)
+            continue
+        room = np.maximum(net[on] - m, 0.0)
+        weight = room if room.sum() > 0 else np.maximum(m, 1e-9)
+        out[on] = m + common * weight / weight.sum()
+    return out
+
+
+def weak_trips(routed: TripRoutes, handling: float, min_value: float) -> pd.Series:
+    """Trips to forbid (a mask on `routed.trips`): on no route; not worth their marginal cost (net
+    value less what the routes save without them below min_value); and, on each route whose trips
+    together do not cover its cost, the trip that leaves least over its marginal cost (one at a
+    time: the others' shares fall once it is gone)."""
+    trips = routed.trips
+    key = _trip_index(trips)
+    net = trips["value"] - handling * trips["units"]
+    weak = ~trips["routed"].astype(bool) | (net - trips["marginal"] < min_value)
+    loads = routed.loads[routed.loads["routed"].astype(bool)]
+    if len(loads):
+        load_key = _trip_index(loads)
+        load_weak = load_key.isin(key[weak.to_numpy()])
+        load_net = (loads["value"] - handling * loads["units"] - loads["route_cost"]).to_numpy()
+        short = pd.Series(load_net).groupby(loads["route"].to_numpy()).sum()
+        count = pd.Series(1, index=range(len(loads))).groupby(loads["route"].to_numpy()).sum()
+        for route in short.index[(short < min_value * count).to_numpy()]:
+            on = np.flatnonzero((loads["route"].to_numpy() == route) & ~load_weak)
+            if len(on):
+                left = (loads["value"] - handling * loads["units"] - loads["marginal"]).to_numpy()[on]
+                worst = load_key[on[int(np.argmin(left))]]
+                weak |= pd.Series(key == worst, index=trips.index)
+    return weak
 
 
 def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.DataFrame,
@@ -110,10 +171,11 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
     prices = pd.DataFrame(columns=["from_store_id", "to_store_id", "route_cost"])
     handling = settings.handling_cost_per_unit
     day = delivery_day(run_date, settings.transfer_lead_days)
+    estimate: float | None = None  # a trip's route cost where no route priced it yet
     for k in range(1, (rounds if reprice else 1) + 1):
         transfers = plan_transfers(policy, protection, products, stores, settings=settings, run_date=run_date,
                                    inventory=inventory, value_horizon=value_horizon,
-                                   trip_prices=prices if len(prices) else None)
+                                   trip_prices=prices if len(prices) else None, unpriced_trip_cost=estimate)
         info.rounds = k
         if fleet is None or len(fleet) == 0 or transfers.empty:
             info.proxy_cost = info.handling_cost = 0.0
@@ -124,18 +186,17 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         routed = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings)
         info.solve_s += routed.solve_s
         trips = routed.trips
-        net = trips["value"] - handling * trips["units"] - trips["route_cost"]
         unrouted = ~trips["routed"].astype(bool)
         # Without repricing only the trips no vehicle carries go (they would not travel; the rest of
-        # the routes stays as solved); with it, also those not worth their route share.
-        weak = unrouted if not reprice else unrouted | (net < settings.min_transfer_value)
+        # the routes stays as solved); with it, also those not worth their cost on the routes.
+        weak = unrouted if not reprice else weak_trips(routed, handling, settings.min_transfer_value)
         if not reprice or not weak.any() or k == rounds:
             break
         for row in trips[weak].itertuples(index=False):
             info.forbidden.append({"from_store_id": str(row.from_store_id), "to_store_id": str(row.to_store_id),
                                    "round": k, "reason": "no vehicle carried it" if not row.routed else
-                                   f"value {row.value:.2f} less handling does not cover its route share "
-                                   f"{row.route_cost:.2f}"})
+                                   f"value {row.value:.2f} less handling does not cover its marginal route "
+                                   f"cost {row.marginal:.2f} (share {row.route_cost:.2f})"})
         fresh = pd.DataFrame({"from_store_id": trips["from_store_id"].astype(str),
                               "to_store_id": trips["to_store_id"].astype(str),
                               "route_cost": np.where(weak, np.inf, trips["route_cost"])})
@@ -144,6 +205,11 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         if len(old):
             fresh = pd.concat([old, fresh[~_trip_index(fresh).isin(_trip_index(old))]], ignore_index=True)
         prices = fresh
+        # A trip the routes have not priced yet is estimated at the average share of a trip carried:
+        # the per-km proxy made every new pair look cheap, and each round found new ones to drop.
+        carried = trips["routed"].astype(bool)
+        if carried.any():
+            estimate = float(trips.loc[carried, "route_cost"].mean())
     proxy = float(transfers["quantity"].sum() * handling
                   + (transfers["distance_km"] * transfers["quantity"]).sum() * settings.transport_cost_per_unit_km)
     if weak.any():
@@ -178,9 +244,16 @@ def _trip_index(frame: pd.DataFrame) -> pd.MultiIndex:
 
 
 def _charge(transfers: pd.DataFrame, trips: pd.DataFrame, handling: float) -> pd.DataFrame:
-    """`cost` = handling + the trip's route share, spread over its lines by units."""
-    t = transfers.merge(trips[["from_store_id", "to_store_id", "units", "route_cost"]],
-                        on=["from_store_id", "to_store_id"], how="left")
-    share = t["route_cost"].fillna(0.0) * t["quantity"] / t["units"].clip(lower=1)
-    out = transfers.assign(cost=(transfers["quantity"] * handling).to_numpy() + share.to_numpy())
+    """`cost` = handling + the trip's route share, spread over its lines by value (by units where
+    the trip's value is not positive): a trip that covers its share charges no line more than its
+    line brings."""
+    t = transfers.merge(trips[["from_store_id", "to_store_id", "units", "value", "route_cost"]]
+                        .rename(columns={"value": "trip_value"}), on=["from_store_id", "to_store_id"], how="left")
+    # By value only where every line of the trip has a value of at least 0 (the weights add up to 1).
+    no_loss = (t["value"] >= 0).groupby([t["from_store_id"], t["to_store_id"]]).transform("all")
+    by_value = (t["trip_value"] > 0) & no_loss
+    weight = np.where(by_value, t["value"] / t["trip_value"].where(by_value, 1.0),
+                      t["quantity"] / t["units"].clip(lower=1))
+    share = t["route_cost"].fillna(0.0).to_numpy() * weight
+    out = transfers.assign(cost=(transfers["quantity"] * handling).to_numpy() + share)
     return out[TRANSFER_COLUMNS]

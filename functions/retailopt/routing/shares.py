@@ -15,6 +15,7 @@ drives roads; only the proportions come from these distances, the total is the A
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from google.maps import routeoptimization_v1 as ro
 
@@ -40,9 +41,25 @@ def route_shares(request: ro.OptimizeToursRequest, response: ro.OptimizeToursRes
                  speed_kmh: float) -> dict[str, float]:
     """Shipment label -> its share of its route's cost (`route_total_cost`), for every shipment a
     route carries; skipped shipments are not in it. `speed_kmh` turns saved km into saved hours."""
+    return {label: cost.share for label, cost in route_costs(request, response, speed_kmh).items()}
+
+
+@dataclass(frozen=True)
+class ShipmentCost:
+    """A routed shipment's cost: its share of the route, what the route would save without it
+    (marginal: the whole route's cost when it is the route's only shipment), and the route."""
+
+    share: float
+    marginal: float
+    route: int  # vehicle index
+
+
+def route_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResponse,
+                speed_kmh: float) -> dict[str, ShipmentCost]:
+    """Shipment label -> its `ShipmentCost`, for every shipment a route carries."""
     req = ro.OptimizeToursRequest.pb(request)
     resp = ro.OptimizeToursResponse.pb(response)
-    out: dict[str, float] = {}
+    out: dict[str, ShipmentCost] = {}
     for route in resp.routes:
         if not route.visits:
             continue
@@ -71,8 +88,10 @@ def route_shares(request: ro.OptimizeToursRequest, response: ro.OptimizeToursRes
             removal[index] = max(total_km - km, 0.0) * per_km + visits_s * per_s
         weight = sum(removal.values())
         cost = float(route.route_total_cost)
+        alone = len(removal) == 1
         for index, saved in removal.items():
             share = cost * saved / weight if weight > 0 else cost / len(removal)
             label = req.model.shipments[index].label or str(index)
-            out[label] = out.get(label, 0.0) + share
+            out[label] = ShipmentCost(share=share, marginal=cost if alone else min(saved, cost),
+                                      route=int(route.vehicle_index))
     return out
