@@ -184,6 +184,14 @@ def test_a_transfer_no_truck_carries_gives_its_receiver_its_order(completed):
         dropped = exceptions[(exceptions.reason_code == "UNROUTED_LOAD")
                              & exceptions.action.str.contains("dropped from the plan")]
         assert len(dropped), str(counts)
+        # The released orders the van had no time for stay released and are named too, with the
+        # next plan's routes to carry them.
+        carried = pipeline.read_run_rows(wh, "carried_lines", run_id)
+        waiting = carried[~carried.shipment_id.isin(set(pipeline.read_run_rows(wh, "route_stops", run_id).shipment_id))]
+        late = exceptions[(exceptions.reason_code == "UNROUTED_LOAD")
+                          & exceptions.action.str.contains("carried by the next plan")]
+        assert len(waiting) and set(zip(late.store_id, late.product_id)) == set(
+            zip(waiting.destination_id, waiting.product_id))
         transfers = pipeline.read_run_rows(wh, "transfers", run_id)
         stops = pipeline.read_run_rows(wh, "route_stops", run_id)
         # Every transfer the plan keeps is on a route; none of the dropped ones is.

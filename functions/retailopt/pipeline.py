@@ -692,7 +692,8 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.tables import locations_frame
-    from retailopt.routing.unrouted import dropped_transfer_exceptions, skipped_own_transfers, unrouted_exceptions
+    from retailopt.routing.unrouted import (carried_unrouted_exceptions, dropped_transfer_exceptions,
+                                           skipped_own_transfers, unrouted_exceptions)
 
     run_date = _require_run(wh, run_id)["run_date"]
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
@@ -748,6 +749,9 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                               unrouted_exceptions(transfers, orders, response)], ignore_index=True)
     else:
         unrouted = unrouted_exceptions(transfers, orders, response)
+    late = carried_unrouted_exceptions(carried, response)
+    if len(late):
+        unrouted = pd.concat([unrouted, late], ignore_index=True) if len(unrouted) else late
     failed = failed_delivery_exceptions(wh, run_date)
     noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
         if len(room_cuts) or len(failed) else room_cuts

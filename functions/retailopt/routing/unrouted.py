@@ -94,3 +94,21 @@ def dropped_transfer_exceptions(dropped: pd.DataFrame, response: ro.OptimizeTour
         rows["action"] = ("the transfer is dropped from the plan: the receiver's distribution-centre order is "
                           "planned without it")
     return rows
+
+
+def carried_unrouted_exceptions(carried: pd.DataFrame, response: ro.OptimizeToursResponse) -> pd.DataFrame:
+    """UNROUTED_LOAD rows for the released lines of earlier runs (`carried_lines`) on a load no
+    route of the day carries: they stay released, on order at the receiver, and the next plan's
+    routes carry them again."""
+    if carried is None or len(carried) == 0 or "shipment_id" not in carried.columns:
+        return pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    kinds = carried["line_type"].astype(str)
+    transfers = carried[kinds == "TRANSFER"].rename(columns={
+        "line_id": "transfer_id", "origin_id": "from_store_id", "destination_id": "to_store_id"})
+    orders = carried[kinds == "ORDER"].rename(columns={
+        "line_id": "order_id", "origin_id": "dc_id", "destination_id": "store_id", "value": "order_value"})
+    rows = unrouted_exceptions(transfers, orders, response)
+    if len(rows):
+        rows["action"] = ("released before and still to deliver: on order at the store until it arrives, and "
+                          "carried by the next plan's routes; add vehicles or shifts if it keeps waiting")
+    return rows
