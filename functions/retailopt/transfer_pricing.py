@@ -7,15 +7,19 @@ plan is priced by routes actually solved:
 
 1. plan the transfers (`rebalance.plan_transfers`) with the prices known so far;
 2. route exactly those transfers on their delivery day with the run's fleet (the same request
-   builder and engine as the planning run's routes, shorter time limit) and give each trip
-   (store pair) its share of the route cost (`routing.shares`: the route's cost shared by
-   removal cost, so the shares add up to the routes' cost);
-3. a trip whose value less handling does not cover its route share by min_transfer_value, or
-   that no vehicle carried, is forbidden; every trip routed is priced by its route share, a cost
-   fixed per trip (the van drives whatever it carries: more units on a trip that goes anyway
-   cost only their handling), which the plan's trip-value rule weighs;
-4. again from 1 until no trip is forbidden anew (at most `PRICING_ROUNDS`), then the plan's `cost`
-   is handling plus the route share from the last solve, which routed exactly the plan.
+   builder and engine as the planning run's routes, shorter time limit): each trip (store pair)
+   gets its marginal cost (what the routes save without it, `routing.shares.route_costs`) and its
+   share of the routes' cost (`allocate_route_cost`: marginal cost plus the cost no trip causes
+   alone, in proportion to what each trip can bear; a route's shares add up to its cost);
+3. a trip is forbidden when no vehicle carried it, when its value less handling does not cover
+   its marginal cost by min_transfer_value, or when it is the weakest trip of a route whose trips
+   together do not cover the route's cost; every other trip is priced by its share, a cost fixed
+   per trip (the van drives whatever it carries: more units on a trip that goes anyway cost only
+   their handling), which the plan's trip-value rule weighs; trips no route priced yet are
+   estimated at the average share of a trip carried;
+4. again from 1 until no trip is forbidden anew (at most `PRICING_ROUNDS`); trips still weak
+   then are dropped and the rest routed again until none is, so the plan's `cost` is handling
+   plus the share from routes that carry exactly the plan.
 
 A forbidden trip's receiver is planned again by the distribution-centre order, which the caller
 plans after the transfers (`rebalance.plan_orders`): a dropped transfer gives its receiver back
@@ -163,8 +167,8 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
                           settings: Settings, run_date: date, inventory: pd.DataFrame | None = None,
                           value_horizon: str = "lead_time", reprice: bool = True,
                           rounds: int = PRICING_ROUNDS) -> tuple[pd.DataFrame, TransferPricing]:
-    """Transfers whose value covers their share of the routes that carry them, with `cost` =
-    handling + that share. Without a fleet there is no route to price by: the per-unit proxy
+    """Transfers worth their place on the routes that carry them, with `cost` = handling + their
+    share of those routes. Without a fleet there is no route to price by: the per-unit proxy
     stands. `reprice=False` plans with the proxy only and still charges the routes solved (how
     the plan without route pricing fares on real routes)."""
     info = TransferPricing()
@@ -210,33 +214,33 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         carried = trips["routed"].astype(bool)
         if carried.any():
             estimate = float(trips.loc[carried, "route_cost"].mean())
-    proxy = float(transfers["quantity"].sum() * handling
-                  + (transfers["distance_km"] * transfers["quantity"]).sum() * settings.transport_cost_per_unit_km)
-    if weak.any():
-        # Still weak after the last round, or (without repricing) on no route: dropped (stock stays
-        # put, the receiver's order comes). A trip no vehicle carried leaves the routes as they are;
-        # after other drops the rest is routed once more, so the cost charged is that of routes
-        # that carry the plan.
-        dropped = trips.loc[weak, ["from_store_id", "to_store_id"]]
+    # Trips still weak after the last round, or (without repricing) on no route: dropped (stock
+    # stays put, the receiver's order comes) and the rest routed again, until the routes carry
+    # exactly the plan and every trip is worth its place on them (dropping only shrinks the plan).
+    for _ in range(rounds):
+        if not weak.any():
+            break
         for row in trips[weak].itertuples(index=False):
             info.forbidden.append({"from_store_id": str(row.from_store_id), "to_store_id": str(row.to_store_id),
                                    "round": info.rounds, "reason": "no vehicle carried it" if not row.routed
-                                   else "dropped after the last pricing round"})
-        transfers = transfers[~_trip_index(transfers).isin(_trip_index(dropped))].reset_index(drop=True)
-        proxy = float(transfers["quantity"].sum() * handling
-                      + (transfers["distance_km"] * transfers["quantity"]).sum() * settings.transport_cost_per_unit_km)
+                                   else "not worth its route after the last pricing round"})
+        transfers = transfers[~_trip_index(transfers).isin(_trip_index(trips[weak]))].reset_index(drop=True)
         if transfers.empty:
-            info.proxy_cost = 0.0
             return transfers[TRANSFER_COLUMNS], info
-        if not (weak <= unrouted).all():
-            routed = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings)
-            info.solve_s += routed.solve_s
-        trips = routed.trips[routed.trips["routed"].astype(bool)] if (weak <= unrouted).all() else routed.trips
-    info.proxy_cost = proxy
-    info.route_cost = routed.route_cost
+        routed = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings)
+        info.solve_s += routed.solve_s
+        trips = routed.trips
+        unrouted = ~trips["routed"].astype(bool)
+        weak = unrouted if not reprice else weak_trips(routed, handling, settings.min_transfer_value)
+    kept = trips[~weak]
+    if weak.any():  # rare: what the routes charge the trips kept (the rest travels on no plan)
+        transfers = transfers[_trip_index(transfers).isin(_trip_index(kept))].reset_index(drop=True)
+    info.proxy_cost = float(transfers["quantity"].sum() * handling + (transfers["distance_km"] * transfers["quantity"])
+                            .sum() * settings.transport_cost_per_unit_km)
+    info.route_cost = float(kept["route_cost"].sum())
     info.vehicles = routed.vehicles
     info.handling_cost = float(transfers["quantity"].sum() * handling)
-    return _charge(transfers, trips, handling), info
+    return _charge(transfers, kept, handling), info
 
 
 def _trip_index(frame: pd.DataFrame) -> pd.MultiIndex:
