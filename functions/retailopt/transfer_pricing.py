@@ -158,7 +158,7 @@ def weak_trips(routed: TripRoutes, handling: float, min_value: float) -> pd.Seri
             if len(on):
                 left = (loads["value"] - handling * loads["units"] - loads["marginal"]).to_numpy()[on]
                 worst = load_key[on[int(np.argmin(left))]]
-                weak |= pd.Series(key == worst, index=trips.index)
+                weak |= pd.Series(key.isin([worst]), index=trips.index)
     return weak
 
 
