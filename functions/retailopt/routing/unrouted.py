@@ -3,10 +3,15 @@
 When the fleet cannot carry every load, the most valuable go first (`parts.py`, and the penalty
 of each shipment in the search); the others must not vanish. Each line of a skipped load becomes a
 `plan_exceptions` row (reason code UNROUTED_LOAD) of the receiving store's position, naming the
-load, its units and value and why it has no vehicle, so the planner's worklist shows it.
+load, its units and value and why it has no vehicle, so the planner's worklist shows it: the
+run's own lines, its own transfers due that day that the plan drops (their receivers' orders
+are planned again without them), and the released lines of earlier runs the day's routes were
+to carry.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import pandas as pd
 from google.maps import routeoptimization_v1 as ro
@@ -76,7 +81,7 @@ def unrouted_value(transfers: pd.DataFrame, orders: pd.DataFrame, response: ro.O
 
 
 
-def skipped_own_transfers(transfers: pd.DataFrame, response: ro.OptimizeToursResponse, run_date) -> pd.Series:
+def skipped_own_transfers(transfers: pd.DataFrame, response: ro.OptimizeToursResponse, run_date: date) -> pd.Series:
     """Rows of the run's own transfers due on `run_date` whose load no route carries (a boolean
     mask on `transfers`). Carried lines are not in `transfers`; later lines are not routed today."""
     if transfers is None or len(transfers) == 0 or "shipment_id" not in transfers.columns:
