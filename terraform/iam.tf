@@ -123,6 +123,17 @@ resource "google_pubsub_topic_iam_member" "service" {
   member   = google_service_account.service[each.value.service].member
 }
 
+# Without a review step (settings.release_mode = "auto") the plan step releases each plan as the
+# api's workbench release does: it publishes the released lines (reorders) and the dispatch
+# message; its dataset role already covers the release's tables.
+resource "google_pubsub_topic_iam_member" "auto_release" {
+  for_each = local.auto_release ? toset(["dispatch", "reorders"]) : toset([])
+  project  = var.project_id
+  topic    = google_pubsub_topic.default[each.key].name
+  role     = "roles/pubsub.publisher"
+  member   = google_service_account.service["plan"].member
+}
+
 # Optional routing through the Route Optimization API (settings.routing_engine = "api"):
 # the viewer role is enough for the synchronous OptimizeTours call.
 # The plan step routes the plan; the api routes it again at release when planners' decisions

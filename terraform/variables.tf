@@ -253,4 +253,10 @@ variable "settings" {
     condition     = can(regex("^(|auto|daily|weekly|monthly|quarterly|D|W|W-(MON|TUE|WED|THU|FRI|SAT|SUN)|MS|ME|QS|QE)$", lookup(var.settings, "data_frequency", "")))
     error_message = "settings.data_frequency must be auto, daily, weekly, monthly, quarterly or a pandas alias (D, W-FRI, MS, ME, QS, QE)."
   }
+  # "auto": no review step, the plan step releases each plan as planned (iam.tf grants it the
+  # release's topics); "review" (the default): planners release it in the workbench.
+  validation {
+    condition     = contains(["", "review", "auto"], lookup(var.settings, "release_mode", ""))
+    error_message = "settings.release_mode must be review or auto."
+  }
 }

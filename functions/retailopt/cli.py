@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace, data: Path | None, after=None) -> int:
         # Lines arrive after their lead time: the routes of their delivery day carry them, once released.
         print(f"  arriving later: {k['units_arriving_later']:,} units of this plan are due after {result.run_date} "
               "and travel on the routes of their delivery day once the plan is released (docs/dispatch.md)")
-    if getattr(args, "release", False):
+    # No review step: `--release`, or the deployment's release_mode "auto".
+    if getattr(args, "release", False) or settings.release_mode == "auto":
         print(f"  {_release(settings, result.run_id)}")
     for line in after(settings, result) if after else []:
         print(f"  {line}")

@@ -187,6 +187,10 @@ class Settings:
     # Price of a kg of CO2e the routes pay (0: emissions are reported, not priced): a vehicle costs
     # cost_per_km + co2_kg_per_km x this per km, so a what-if can minimise cost plus carbon.
     carbon_price_per_kg: float = 0.0
+    # "review": a plan waits for a planner's release (workbench, POST /runs/{id}/release);
+    # "auto": where no review step is wanted, the planning run releases each plan as planned and
+    # its routes are dispatched (`retailopt run`, `serve` and the cloud's plan step alike).
+    release_mode: str = "review"
     # What-if fleet: route with these vehicles only (comma-separated ids; unset: the whole fleet),
     # and with at most this many of them (the largest capacities first).
     fleet_vehicle_ids: str | None = None
@@ -206,6 +210,7 @@ class Settings:
         _check(self.forecast_engine in ("local", "bigquery_ml"), "forecast_engine", self.forecast_engine,
                "local or bigquery_ml")
         _check(self.routing_engine in ("local", "api"), "routing_engine", self.routing_engine, "local or api")
+        _check(self.release_mode in ("review", "auto"), "release_mode", self.release_mode, "review or auto")
         _check(self.exclude_anomalies in ("isolated_spikes", "none"), "exclude_anomalies", self.exclude_anomalies,
                "isolated_spikes or none")
         _check(_is_frequency(self.data_frequency), "data_frequency", self.data_frequency,

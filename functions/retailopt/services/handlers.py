@@ -260,8 +260,8 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
             entry.finish("ignored", f"run {run_id} is FAILED")
             return []
         summary: dict[str, Any] = {}
+        settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
         if run.get("status") != "COMPLETE":  # COMPLETE: a retry after publishing; only re-announce
-            settings = run_settings(runtime, message.get("overrides"), message.get("run_date"))
             with tempfile.TemporaryDirectory(prefix="retailopt-artifacts-") as tmp:
                 counts = pipeline.plan_step(runtime.warehouse, settings, run_id, Path(tmp))
                 entry.counts.update(_counts(counts))
@@ -275,11 +275,35 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
         summary["artifacts_location"] = f"{runtime.artifacts_store.location}/{pipeline.artifacts_prefix(run_id)}/"
         # The orders (and transfers) go out when a planner releases the plan, only the approved
         # lines, once (retailopt.workbench.decisions.release); the plan is announced for review.
+        # Where no review step is configured (release_mode "auto") the plan step releases it as
+        # planned the same way, and the release's dispatch message sends its routes; a what-if
+        # run (overrides) is never released by itself.
         summary["orders"] = len(_orders(runtime, run_id))
-        summary["release"] = "pending review"
+        auto = settings.release_mode == "auto" and not message.get("overrides")
+        summary["release"] = _release_as_planned(runtime, run_id) if auto else "pending review"
         return [("published", [_next("published", message, summary=summary)])]
 
     return _typed(runtime, "plan", message, info, headers, work)
+
+
+AUTO_RELEASE = "auto-release"
+
+
+def _release_as_planned(runtime: Runtime, run_id: str) -> str:
+    """Release a complete plan as planned (every line, routes as planned), once: a redelivered
+    plan message finds it released and releases nothing again."""
+    from retailopt.workbench import decisions
+
+    run = pipeline.get_run(runtime.warehouse, run_id)
+    try:
+        decisions.release(runtime, run, AUTO_RELEASE, as_planned=True)
+    except decisions.DecisionError as exc:
+        if exc.status == 409 and "being released" in exc.message:  # another delivery is at it: retry later
+            raise RuntimeError(f"run {run_id} is being released") from exc
+        if exc.status == 409 and "released" in exc.message:
+            return "released as planned before"
+        raise PermanentError(f"release of run {run_id}: {exc.message}") from exc
+    return "released as planned"
 
 
 def retrain(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Mapping[str, str] | None) -> str:

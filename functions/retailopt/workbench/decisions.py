@@ -153,8 +153,10 @@ def decide(wh: Any, run: dict[str, Any], identity: str, requests: list[Request])
     return rows
 
 
-def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
-    """Publish the approved lines once and record the release; 409 if the run is released."""
+def release(runtime: Any, run: dict[str, Any], identity: str, *, as_planned: bool = False) -> dict[str, Any]:
+    """Publish the approved lines once and record the release; 409 if the run is released.
+    `as_planned`: every line not rejected, with its quantity in force (the planning run's own
+    release when no review step is configured, settings.release_mode "auto")."""
     wh = runtime.warehouse
     check_open(wh, run)
     run_id = run["run_id"]
@@ -169,9 +171,11 @@ def release(runtime: Any, run: dict[str, Any], identity: str) -> dict[str, Any]:
             runtime.ledger.finish(claim, "DONE", outcome="already released", run_id=run_id)
             raise DecisionError(409, f"run {run_id} is released")
         run_date = pd.Timestamp(run["run_date"]).date()
-        orders = [o for o in views.all_lines(wh, "orders", run_id, decision="APPROVED") if int(o["quantity"]) > 0]
-        transfers = [t for t in views.all_lines(wh, "transfers", run_id, decision="APPROVED")
-                     if int(t["quantity"]) > 0]
+        wanted = None if as_planned else "APPROVED"
+        orders = [o for o in views.all_lines(wh, "orders", run_id, decision=wanted)
+                  if int(o["quantity"]) > 0 and o.get("decision") != "REJECTED"]
+        transfers = [t for t in views.all_lines(wh, "transfers", run_id, decision=wanted)
+                     if int(t["quantity"]) > 0 and t.get("decision") != "REJECTED"]
         batch = [messages.make_message("reorder", chain_id=chain_id, run_id=run_id, run_date=run_date,
                                        order=_order_body(o)) for o in orders]
         batch += [messages.make_message("transfer", chain_id=chain_id, run_id=run_id, run_date=run_date,
