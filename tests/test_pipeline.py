@@ -293,6 +293,25 @@ def test_cli_run_prints_the_summary_path(small_chain, tmp_path, capsys):
     assert json.loads(open(summary_path).read())["status"] == "COMPLETE"
 
 
+def test_cli_run_releases_as_planned_without_a_review_step(small_chain, tmp_path, capsys, monkeypatch):
+    """release_mode "auto": `retailopt run` releases its plan as `--release` does."""
+    monkeypatch.setenv("RETAILOPT_RELEASE_MODE", "auto")
+    code = main(["run", "--data", str(small_chain), "--data-dir", str(tmp_path), "--quiet",
+                 "--set", "routing_time_limit_s=1"])
+    out = capsys.readouterr().out
+    assert code == 0 and "released: " in out
+    settings = load_settings({"data_dir": str(tmp_path)}, environ={})
+    wh = open_warehouse(settings)
+    try:
+        run_id = pipeline.latest_complete_run(wh)
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", run_id)
+        committed = wh.query("SELECT SUM(quantity) AS units FROM `{dataset}.committed_lines` "
+                             "WHERE run_id = @r AND line_type = 'ORDER'", {"r": run_id})
+        assert len(orders) and int(committed.units.iloc[0]) == int(orders.quantity.sum())
+    finally:
+        wh.close()
+
+
 def test_report_shows_the_latest_replay(completed, tmp_path):
     from retailopt import report, schema
 
