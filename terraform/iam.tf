@@ -8,15 +8,13 @@ locals {
   # training check) updates model_versions and writes model_diagnostics. The plan step announces
   # a plan for review; the api's workbench releases it: it appends planners' decisions and its
   # once-only release claim, writes the released loads and routes (table-level grants below) and
-  # publishes the released lines. With settings.release_mode = "auto" (no review step) the plan
-  # step releases the plan itself, so it also publishes the released lines and the dispatch.
-  auto_release = lookup(var.settings, "release_mode", "") == "auto"
+  # publishes the released lines.
   access = {
     api      = { dataset = "roles/bigquery.dataViewer", buckets = {}, publishes = ["dispatch", "import", "reorders", "retrain"] }
     dispatch = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     forecast = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = ["plan"] }
     import   = { dataset = "roles/bigquery.dataEditor", buckets = { raw = google_project_iam_custom_role.raw_import.name }, publishes = ["forecast"] }
-    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = concat(["published"], local.auto_release ? ["dispatch", "reorders"] : []) }
+    plan     = { dataset = "roles/bigquery.dataEditor", buckets = { artifacts = "roles/storage.objectCreator" }, publishes = ["published"] }
     retrain  = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
     training = { dataset = "roles/bigquery.dataEditor", buckets = {}, publishes = [] }
   }
@@ -123,6 +121,17 @@ resource "google_pubsub_topic_iam_member" "service" {
   topic    = google_pubsub_topic.default[each.value.topic].name
   role     = "roles/pubsub.publisher"
   member   = google_service_account.service[each.value.service].member
+}
+
+# Without a review step (settings.release_mode = "auto") the plan step releases each plan as the
+# api's workbench release does: it publishes the released lines (reorders) and the dispatch
+# message; its dataset role already covers the release's tables.
+resource "google_pubsub_topic_iam_member" "auto_release" {
+  for_each = local.auto_release ? toset(["dispatch", "reorders"]) : toset([])
+  project  = var.project_id
+  topic    = google_pubsub_topic.default[each.key].name
+  role     = "roles/pubsub.publisher"
+  member   = google_service_account.service["plan"].member
 }
 
 # Optional routing through the Route Optimization API (settings.routing_engine = "api"):

@@ -25,6 +25,8 @@ locals {
     var.fleet_engine == "cloud" ? ["fleetengine.googleapis.com"] : []
   )
   routing_api = lookup(var.settings, "routing_engine", "local") == "api"
+  # No review step: the plan step releases each plan as planned (settings.release_mode = "auto").
+  auto_release = lookup(var.settings, "release_mode", "review") == "auto"
 }
 
 data "google_project" "project" {

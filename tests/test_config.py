@@ -170,3 +170,13 @@ def test_any_value_is_either_loaded_within_bounds_or_refused_with_a_config_error
     number = getattr(loaded, name)
     assert not isinstance(number, bool) and math.isfinite(number) and SETTING_BOUNDS[name].contains(number)
     assert isinstance(number, int) if _is_int(name) else isinstance(number, float)
+
+
+def test_release_mode_is_review_or_auto():
+    """A plan waits for review unless the deployment says there is no review step."""
+    from retailopt.config import ConfigError, load_settings
+
+    assert load_settings({}, environ={}).release_mode == "review"
+    assert load_settings({}, environ={"RETAILOPT_RELEASE_MODE": "auto"}).release_mode == "auto"
+    with pytest.raises(ConfigError, match="release_mode='later'"):
+        load_settings({"release_mode": "later"}, environ={})

@@ -365,3 +365,44 @@ def test_without_a_review_step_the_plan_step_releases_the_plan_and_dispatch_foll
     finally:
         local.close()
         set_runtime(None)
+
+
+def test_without_a_review_step_serve_releases_and_dispatches_each_plan(chain, tmp_path):
+    """release_mode "auto": the plan step of `serve` releases the plan as planned (every line,
+    committed once) and its dispatch message sends the routes, with no planner's release; a
+    redelivered plan message releases nothing again."""
+    from retailopt.config import load_settings
+    from retailopt.services import handlers
+    from retailopt.services.local import start_local
+    from retailopt.services.runtime import set_runtime
+
+    data = copy_data(chain[0], tmp_path / "data")
+    settings = load_settings({"data_dir": data, **PLAN_SETTINGS, "release_mode": "auto"}, environ={})
+    local = start_local(settings, backoff_s=0.05)
+    try:
+        api = local.api_client()
+        started = api.post("/runs", json={"run_date": "2026-01-15"})
+        assert started.status_code in (200, 201, 202), started.text
+        run_id = started.json()["run_id"]
+        assert local.wait_idle(300) and local.bus.dead_letters == []
+        wh = local.runtime.warehouse
+        run = pipeline.get_run(wh, run_id)
+        assert run["status"] == "COMPLETE"
+        committed = wh.query("SELECT line_type, SUM(quantity) AS units FROM `{dataset}.committed_lines` "
+                             "WHERE run_id = @r GROUP BY line_type", {"r": run_id}).set_index("line_type").units
+        planned = {"TRANSFER": int(pipeline.read_run_rows(wh, "transfers", run_id).quantity.sum()),
+                   "ORDER": int(pipeline.read_run_rows(wh, "replenishment_orders", run_id).quantity.sum())}
+        assert {k: int(v) for k, v in committed.items()} == {k: v for k, v in planned.items() if v}
+        tasks = api.get(f"/runs/{run_id}/tasks").json()
+        stops = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.route_stops` WHERE run_id = @r", {"r": run_id})
+        assert tasks["count"] == int(stops.n.iloc[0]) > 0
+        decided = wh.query("SELECT decided_by FROM `{dataset}.plan_decisions` WHERE run_id = @r AND action = 'RELEASE'",
+                           {"r": run_id})
+        assert decided.decided_by.tolist() == ["auto-release"]
+        # A plan step retried after its release (its message redelivered) releases nothing again.
+        assert handlers._auto_release(local.runtime, run_id) == "released as planned"
+        assert wh.query("SELECT COUNT(*) AS n FROM `{dataset}.plan_decisions` WHERE run_id = @r AND action = 'RELEASE'",
+                        {"r": run_id}).n.iloc[0] == 1
+    finally:
+        local.close()
+        set_runtime(None)

@@ -155,6 +155,66 @@ def test_routes_of_a_day_carry_what_arrives_that_day(completed):
         wh.close()
 
 
+def test_a_transfer_no_truck_carries_gives_its_receiver_its_order(completed):
+    """Same-day transfers (transfer_lead_days 0) share their day's one van with the orders released
+    before: the transfers it leaves behind are dropped from the plan, and their receivers' orders
+    are planned without them. A store never gets neither: every receiver of a dropped transfer is
+    at or above its reorder point with the plan's orders, like every position the plan orders for."""
+    settings, result = completed
+    wh = open_warehouse(settings)
+    stock, vehicles = pipeline.read_table(wh, "inventory"), pipeline.read_table(wh, "vehicles")
+    try:
+        run = pipeline.get_run(wh, result.run_id)
+        ledger.commit_as_planned(wh, run, released_by="test", released_at=pd.Timestamp.now(tz="UTC"))
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", result.run_id)
+        arrival = pd.Timestamp(orders.expected_arrival.min()).date()
+        run_id = _running_copy(wh, settings, result, run_date=arrival)
+        # Since the snapshot, one store sold out and another has a surplus: transfers are worth it.
+        stores = sorted(set(stock.store_id))
+        wh.execute("UPDATE `{dataset}.inventory` SET on_hand = 0 WHERE store_id = @s", {"s": stores[0]})
+        wh.execute("UPDATE `{dataset}.inventory` SET on_hand = on_hand + 300 WHERE store_id = @s", {"s": stores[1]})
+        van = vehicles.sort_values(["capacity_units", "vehicle_id"]).vehicle_id.iloc[0]
+        # A three-hour shift: the van can drive the transfer alone (so pricing keeps it) but not
+        # beside the released orders due today, which are worth more to the search.
+        wh.execute("UPDATE `{dataset}.vehicles` SET shift_end = '09:00:00' WHERE vehicle_id = @v", {"v": van})
+        same_day = settings.replace(transfer_lead_days=0, fleet_vehicle_ids=van, routing_penalty_factor=10.0,
+                                    min_transfer_value=-1e9)
+        counts = pipeline.plan_step(wh, same_day, run_id)
+        exceptions = pipeline.read_run_rows(wh, "plan_exceptions", run_id)
+        dropped = exceptions[(exceptions.reason_code == "UNROUTED_LOAD")
+                             & exceptions.action.str.contains("dropped from the plan")]
+        assert len(dropped), str(counts)
+        # The released orders the van had no time for stay released and are named too, with the
+        # next plan's routes to carry them.
+        carried = pipeline.read_run_rows(wh, "carried_lines", run_id)
+        waiting = carried[~carried.shipment_id.isin(set(pipeline.read_run_rows(wh, "route_stops", run_id).shipment_id))]
+        late = exceptions[(exceptions.reason_code == "UNROUTED_LOAD")
+                          & exceptions.action.str.contains("carried by the next plan")]
+        assert len(waiting) and set(zip(late.store_id, late.product_id)) == set(
+            zip(waiting.destination_id, waiting.product_id))
+        transfers = pipeline.read_run_rows(wh, "transfers", run_id)
+        stops = pipeline.read_run_rows(wh, "route_stops", run_id)
+        # Every transfer the plan keeps is on a route; none of the dropped ones is.
+        assert set(transfers.shipment_id) <= set(stops.shipment_id)
+        policy = pipeline.read_run_rows(wh, "inventory_policy", run_id).set_index(["store_id", "product_id"])
+        new_orders = pipeline.read_run_rows(wh, "replenishment_orders", run_id)
+        ordered = new_orders.groupby(["store_id", "product_id"]).quantity.sum()
+        inn = transfers.groupby(["to_store_id", "product_id"]).quantity.sum()
+        for key in set(zip(dropped.store_id, dropped.product_id)):
+            row = policy.loc[key]
+            position = row.on_hand + row.on_order + ordered.get(key, 0) + inn.get(key, 0)
+            blocked = isinstance(row.exception, str) and ("STORE_CAPACITY" in row.exception
+                                                          or "SHELF_ROOM" in row.exception)
+            assert position >= row.reorder_point or blocked, (key, position, row.reorder_point)
+        pipeline.fail_run(wh, run_id, "test over")
+    finally:
+        wh.execute("DELETE FROM `{dataset}.inventory` WHERE TRUE")
+        wh.insert("inventory", stock)
+        wh.execute("DELETE FROM `{dataset}.vehicles` WHERE TRUE")
+        wh.insert("vehicles", vehicles)
+        wh.close()
+
+
 def test_orders_cut_to_a_full_store_are_plan_exceptions(completed):
     settings, result = completed
     wh = open_warehouse(settings)
@@ -233,16 +293,21 @@ def test_cli_run_prints_the_summary_path(small_chain, tmp_path, capsys):
     assert json.loads(open(summary_path).read())["status"] == "COMPLETE"
 
 
-def test_cli_run_releases_the_plan_without_a_review_step(small_chain, tmp_path, capsys):
-    """release_mode=auto (or --release): the plan is released as planned and dispatched."""
+def test_cli_run_releases_as_planned_without_a_review_step(small_chain, tmp_path, capsys, monkeypatch):
+    """release_mode "auto": `retailopt run` releases its plan as `--release` does."""
+    monkeypatch.setenv("RETAILOPT_RELEASE_MODE", "auto")
     code = main(["run", "--data", str(small_chain), "--data-dir", str(tmp_path), "--quiet",
-                 "--set", "routing_time_limit_s=1", "--set", "release_mode=auto"])
+                 "--set", "routing_time_limit_s=1"])
     out = capsys.readouterr().out
-    assert code == 0 and "released: " in out, out
-    wh = open_warehouse(load_settings({"data_dir": str(tmp_path)}, environ={}))
+    assert code == 0 and "released: " in out
+    settings = load_settings({"data_dir": str(tmp_path)}, environ={})
+    wh = open_warehouse(settings)
     try:
-        committed = wh.query("SELECT COUNT(*) AS n FROM `{dataset}.committed_lines`")
-        assert int(committed.n.iloc[0]) == int(out.split("released: ")[1].split(" lines")[0]) > 0
+        run_id = pipeline.latest_complete_run(wh)
+        orders = pipeline.read_run_rows(wh, "replenishment_orders", run_id)
+        committed = wh.query("SELECT SUM(quantity) AS units FROM `{dataset}.committed_lines` "
+                             "WHERE run_id = @r AND line_type = 'ORDER'", {"r": run_id})
+        assert len(orders) and int(committed.units.iloc[0]) == int(orders.quantity.sum())
     finally:
         wh.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date, timedelta
 
@@ -302,3 +303,37 @@ def test_cost_components_split_the_total_into_warm_up_and_steady_state():
     gap = parts.loc[("policy_rebalance", "steady")] - parts.loc[("hindsight", "steady")]
     assert "regret of (c) by component" in text
     assert f"holding {gap['holding']:>+10,.0f}" in text
+
+
+def test_rebalancing_is_charged_the_routes_solved_for_its_transfers():
+    """With a fleet the replay charges each day's transfers their handling plus the routes solved
+    to carry them (a van's fixed cost at least, per trip here: one store pair, one van a day);
+    without one, the per-unit estimate. Here the van from the centre 30 km away costs more than
+    A's pile is worth to B: planned by the per-unit estimate the transfers go and pay for their
+    van; planned by their routes they do not go, and the replay costs less."""
+    from datetime import time
+
+    chain = tiny_chain()
+    hours = {"receiving_open": time(5), "receiving_close": time(20)}
+    fleet = pd.DataFrame([{"vehicle_id": "V1", "depot_id": "D", "capacity_units": 2000, "capacity_kg": 2500.0,
+                           "cost_per_km": 0.7, "cost_per_hour": 35.0, "fixed_cost": 90.0,
+                           "shift_start": "06:00:00", "shift_end": "16:00:00"}])
+    routed = Chain(stores=chain.stores.assign(**hours),
+                   dcs=chain.dcs.assign(open_time=time(4), close_time=time(22)), products=chain.products,
+                   inventory=chain.inventory, sales=chain.sales, vehicles=fleet)
+    # The search carries a load while it costs up to ten times its value: the per-unit plan's trips
+    # are driven (and paid for), not left behind.
+    settings = Settings(routing_penalty_factor=10.0)
+    common = dict(settings=settings, weeks=3, forecaster="empirical", strategies=("policy_rebalance",), **QUIET)
+    by_proxy = run_replay(chain, **common).iloc[0]
+    by_routes = run_replay(routed, **common).iloc[0]
+    per_unit = run_replay(routed, reprice_transfers=False, **common).iloc[0]
+    handling = settings.handling_cost_per_unit
+    assert by_proxy["units_moved"] > 0 and per_unit["units_moved"] == by_proxy["units_moved"]
+    assert by_proxy["transfer_cost"] == pytest.approx(
+        by_proxy["units_moved"] * (handling + settings.transport_cost_per_unit_km * 3.0), rel=0.05)
+    assert per_unit["trips"] > 0
+    assert per_unit["transfer_cost"] >= per_unit["units_moved"] * handling + 90.0 * per_unit["trips"]
+    assert by_routes["units_moved"] == 0 and by_routes["transfer_cost"] == 0
+    assert by_routes["total_cost"] < per_unit["total_cost"]
+    assert json.loads(per_unit["parameters"])["transfer_pricing"] == "per-unit"

@@ -453,10 +453,8 @@ EXPECTED_ACCESS = {
     "forecast": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": ["plan"]},
     "import": {"dataset": "roles/bigquery.dataEditor", "buckets": {"raw": "${google_project_iam_custom_role.raw_import.name}"},
                "publishes": ["forecast"]},
-    # plan: announces the plan; with settings.release_mode = "auto" it releases it too (the
-    # released lines and the dispatch message), which no other deployment grants it
     "plan": {"dataset": "roles/bigquery.dataEditor", "buckets": {"artifacts": "roles/storage.objectCreator"},
-             "publishes": '${concat(["published"], local.auto_release ? ["dispatch", "reorders"] : [])}'},
+             "publishes": ["published"]},
     "retrain": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
     # the scheduled training check: updates model_versions, writes model_diagnostics
     "training": {"dataset": "roles/bigquery.dataEditor", "buckets": {}, "publishes": []},
@@ -465,7 +463,6 @@ EXPECTED_ACCESS = {
 
 def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
     assert locals_(hcl)["access"] == EXPECTED_ACCESS
-    assert locals_(hcl)["auto_release"] == '${lookup(var.settings, "release_mode", "") == "auto"}'
     role = resource(hcl, "google_project_iam_custom_role", "raw_import")
     assert set(role["permissions"]) == RAW_IMPORT_PERMISSIONS
     # Grants to the services' identities come from these resources only, each with a known role.
@@ -476,6 +473,8 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
         ("google_bigquery_dataset_iam_member", "service", "${each.value.dataset}"),
         ("google_storage_bucket_iam_member", "service", "${each.value.role}"),
         ("google_pubsub_topic_iam_member", "service", "roles/pubsub.publisher"),
+        # the plan step's own release, only without a review step (settings.release_mode = "auto")
+        ("google_pubsub_topic_iam_member", "auto_release", "roles/pubsub.publisher"),
         ("google_project_iam_member", "route_optimization", "roles/routeoptimization.viewer"),
         ("google_project_iam_member", "training_jobs", "${google_project_iam_custom_role.training_jobs.name}"),
         ("google_bigquery_table_iam_member", "service", "roles/bigquery.dataEditor"),
@@ -497,6 +496,9 @@ def test_each_service_account_holds_exactly_what_its_code_uses(hcl) -> None:
     assert resource(hcl, "google_project_iam_member", "route_optimization")["member"] == \
         '${google_service_account.service[each.key].member}'
     assert "toset([\"api\", \"plan\"])" in resource(hcl, "google_project_iam_member", "route_optimization")["for_each"]
+    auto = resource(hcl, "google_pubsub_topic_iam_member", "auto_release")
+    assert auto["member"] == '${google_service_account.service["plan"].member}'
+    assert auto["for_each"] == '${local.auto_release ? toset(["dispatch", "reorders"]) : toset([])}'
 
 
 # Planning settings' bounds -----------------------------------------------------------------

@@ -279,13 +279,15 @@ def test_views_answer_the_same_on_bqemulator(bqemu_client):
 def planned(tmp_path_factory):
     """Two complete runs on a generated chain, then a failed one. The second plans from two weeks
     before the last sale (so its forecast days have actual sales) and finishes last of the
-    complete runs: it is the latest plan. Transfers are made cheap so the plans move stock."""
+    complete runs: it is the latest plan. Transfers are made cheap so the plans move stock (no
+    minimum value, and the search carries a load whatever its van costs: the transfer pricing keeps
+    them)."""
     chain = tmp_path_factory.mktemp("chain")
     generate_sample_chain(chain, n_stores=5, n_products=15, days=200)
     work = tmp_path_factory.mktemp("work")
     settings = load_settings({"data_dir": str(work), "routing_time_limit_s": 2, "handling_cost_per_unit": 0.01,
-                              "transport_cost_per_unit_km": 0.001, "min_transfer_value": 0.0,
-                              "min_transfer_units": 1})
+                              "transport_cost_per_unit_km": 0.001, "min_transfer_value": -1e9,
+                              "min_transfer_units": 1, "routing_penalty_factor": 1000})
     first = pipeline.run_planning(settings, chain)
     latest = pipeline.run_planning(settings.replace(run_date=first.run_date - dt.timedelta(days=14)))
     wh = open_warehouse(settings)

@@ -21,8 +21,9 @@ from retailopt.services.storage import LocalStore
 # Cheap, permissive transfers, so that the small chain's plan moves stock between stores, delivered
 # the same day: the routes of a plan carry what arrives on its date, here its transfers (its orders
 # arrive after the centre's lead time, on later plans' routes). A load is worth routing whatever a
-# van carrying only these few transfers costs.
-PLAN_SETTINGS = {"routing_time_limit_s": 1, "min_transfer_value": 0, "transfer_sender_min_daily_demand": 0,
+# van carrying only these few transfers costs: the search carries it (penalty) and the transfer
+# pricing keeps it (no minimum value, retailopt.transfer_pricing).
+PLAN_SETTINGS = {"routing_time_limit_s": 1, "min_transfer_value": -1e9, "transfer_sender_min_daily_demand": 0,
                  "transfer_lead_days": 0, "routing_penalty_factor": 1000}
 
 

@@ -187,15 +187,16 @@ class Settings:
     # Price of a kg of CO2e the routes pay (0: emissions are reported, not priced): a vehicle costs
     # cost_per_km + co2_kg_per_km x this per km, so a what-if can minimise cost plus carbon.
     carbon_price_per_kg: float = 0.0
+    # "review": a plan waits for a planner's release (workbench, POST /runs/{id}/release);
+    # "auto": where no review step is wanted, the planning run releases each plan as planned and
+    # its routes are dispatched (`retailopt run`, `serve` and the cloud's plan step alike).
+    release_mode: str = "review"
     # What-if fleet: route with these vehicles only (comma-separated ids; unset: the whole fleet),
     # and with at most this many of them (the largest capacities first).
     fleet_vehicle_ids: str | None = None
     fleet_max_vehicles: int | None = None
     # Seed for everything random (sample data, bootstrap).
     seed: int = 42
-    # "review": a plan waits for a planner's release in the workbench (or POST /runs/{id}/release);
-    # "auto": the plan step releases every line as planned and dispatch follows (no review step).
-    release_mode: str = "review"
     # Seconds a RUNNING run may go without a heartbeat before it is marked FAILED (its process
     # died); a working step renews it every quarter of this. Longer than a Pub/Sub redelivery
     # of a crashed step (the dedupe claim's 900 s), so the cloud retries before giving up.

@@ -601,6 +601,27 @@ _CARRIED_AS = {
 }
 
 
+def _label_with_day(frame: pd.DataFrame) -> None:
+    """A later day's loads are labelled with their day: the same consignment (a centre and a store)
+    also has loads today, carried from earlier runs, under the plain labels."""
+    if len(frame):
+        frame["shipment_id"] = (frame["shipment_id"].astype(str) + "@"
+                                + pd.to_datetime(frame["expected_arrival"]).dt.strftime("%Y%m%d"))
+
+
+def pack_later_loads(orders: pd.DataFrame, run_date: date, fleet: pd.DataFrame,
+                     products: pd.DataFrame) -> pd.DataFrame:
+    """Orders planned again after the day's routes were solved, packed into loads as `day_loads`
+    packs the run's later lines. An order never arrives on its run date (lead times are at least a
+    day), so no load of the day's routes changes; one that would is packed all the same, and its
+    day's KPIs count it as waiting for a truck."""
+    from retailopt.routing.loads import assign_shipments
+
+    _, packed = assign_shipments(pd.DataFrame(), orders, fleet, products)
+    _label_with_day(packed)
+    return packed
+
+
 def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFrame, run_date: date,
                        fleet: pd.DataFrame, products: pd.DataFrame):
     """Pack the vehicle loads of the run date: the run's own lines arriving that day and the released
@@ -640,12 +661,8 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
     o_all = together(o_today, extra["ORDER"])
     t_all, o_all = assign_shipments(t_all, o_all, fleet, products)
     t_later, o_later = assign_shipments(t_later, o_later, fleet, products)
-    # A later day's loads are labelled with their day: the same consignment (a centre and a store)
-    # also has loads today, carried from earlier runs, under the plain labels.
-    for frame in (t_later, o_later):
-        if len(frame):
-            frame["shipment_id"] = (frame["shipment_id"].astype(str) + "@"
-                                    + pd.to_datetime(frame["expected_arrival"]).dt.strftime("%Y%m%d"))
+    _label_with_day(t_later)
+    _label_with_day(o_later)
 
     def own(frame: pd.DataFrame, later: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         parts = [f[columns] for f in (frame[frame["_own"].astype(bool)] if len(frame) else frame, later) if len(f)]
@@ -668,13 +685,15 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
 @_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
-    from retailopt.rebalance import apply_plan, plan_orders, plan_transfers
+    from retailopt.rebalance import apply_plan, plan_orders
+    from retailopt.transfer_pricing import plan_priced_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
     from retailopt.dispatch.ledger import carried_lines, failed_delivery_exceptions, stock_position
     from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.tables import locations_frame
-    from retailopt.routing.unrouted import unrouted_exceptions
+    from retailopt.routing.unrouted import (carried_unrouted_exceptions, dropped_transfer_exceptions,
+                                           skipped_own_transfers, unrouted_exceptions)
 
     run_date = _require_run(wh, run_id)["run_date"]
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
@@ -693,21 +712,17 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
                                         lead_time_days=lead_map, settings=settings)
     timings["policy"] = time.perf_counter() - started
     started = time.perf_counter()
-    transfers = plan_transfers(policy, protection, products, stores, settings=settings, run_date=run_date,
-                               inventory=inventory)
+    fleet = select_fleet(vehicles, settings)
+    # Transfers whose value covers their share of the routes that carry them; orders after, so a
+    # receiver whose transfer was not worth its route gets its distribution-centre order.
+    transfers, pricing = plan_priced_transfers(policy, protection, products, stores, dcs, fleet, settings=settings,
+                                               run_date=run_date, inventory=inventory)
+    timings["transfer_pricing"] = pricing.solve_s
     orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
                                     run_date=run_date, inventory=inventory, return_exceptions=True)
-    failed = failed_delivery_exceptions(wh, run_date)
-    noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
-        if len(room_cuts) or len(failed) else room_cuts
-    if len(noted):
-        exceptions = pd.concat([exceptions, noted], ignore_index=True)
-        policy = _note_exceptions(policy, noted)
-    policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
     # The routes of the run date carry what arrives that day: the run's own lines due today and the
     # released lines of earlier runs due by today.
-    fleet = select_fleet(vehicles, settings)
     carried = carried_lines(wh, run_date)
     transfers, orders, carried, day_transfers, day_orders = day_loads(
         transfers, orders, carried, run_date, fleet, products)
@@ -719,8 +734,31 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     response = solved.response
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
-    # Loads no route carries stay in the plan and are reported with their value, line by line.
-    unrouted = unrouted_exceptions(transfers, orders, response)
+    # The run's own transfers due today on a load no route carries are dropped, and the orders
+    # planned again without them: their receivers get their distribution-centre order instead of
+    # neither. Other loads no route carries stay in the plan (released lines are carried by the
+    # next plan's routes); every one is reported with its value, line by line.
+    dropped = skipped_own_transfers(transfers, response, run_date)
+    if dropped.any():
+        gone = transfers[dropped]
+        transfers = transfers[~dropped].reset_index(drop=True)
+        replanned, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
+                                           run_date=run_date, inventory=inventory, return_exceptions=True)
+        orders = pack_later_loads(replanned, run_date, fleet, products)
+        unrouted = pd.concat([dropped_transfer_exceptions(gone, response),
+                              unrouted_exceptions(transfers, orders, response)], ignore_index=True)
+    else:
+        unrouted = unrouted_exceptions(transfers, orders, response)
+    late = carried_unrouted_exceptions(carried, response)
+    if len(late):
+        unrouted = pd.concat([unrouted, late], ignore_index=True) if len(unrouted) else late
+    failed = failed_delivery_exceptions(wh, run_date)
+    noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
+        if len(room_cuts) or len(failed) else room_cuts
+    if len(noted):
+        exceptions = pd.concat([exceptions, noted], ignore_index=True)
+        policy = _note_exceptions(policy, noted)
+    policy = apply_plan(policy, transfers, orders, overstock_cover_days=settings.overstock_cover_days)
     if len(unrouted):
         exceptions = pd.concat([exceptions, unrouted], ignore_index=True)
         policy = _note_exceptions(policy, unrouted.drop_duplicates(["store_id", "product_id"]))
@@ -747,6 +785,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     return {"positions": int(len(policy)), "exceptions": int(len(exceptions)), "transfers": int(len(transfers)),
             "orders": int(len(orders)), "carried_lines": int(len(carried)), "routes": int(len(routes)),
             "skipped_shipments": int(skipped), "routing_problems": problems,
+            "transfer_pricing": pricing.as_dict(),
             "step_seconds": {k: round(v, 3) for k, v in timings.items()}}
 
 

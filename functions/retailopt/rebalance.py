@@ -305,10 +305,22 @@ def store_free_space(stores: pd.DataFrame, store_ids: pd.Index, store_codes: np.
 def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.DataFrame,
                    stores: pd.DataFrame, *, settings: Settings, run_date: date,
                    inventory: pd.DataFrame | None = None, max_segments: int | None = None,
-                   value_horizon: str = "lead_time", stats: dict | None = None) -> pd.DataFrame:
+                   value_horizon: str = "lead_time", stats: dict | None = None,
+                   trip_prices: pd.DataFrame | None = None, unpriced_trip_cost: float | None = None
+                   ) -> pd.DataFrame:
     """Transfers (transfers columns without run_id). Shelf capacity comes from a `max_capacity`
     column of `policy` if present, else from `inventory`; positions with an exception neither
     send nor receive.
+
+    A unit moved costs handling_cost_per_unit plus transport_cost_per_unit_km x distance, unless
+    `trip_prices` prices the trip (store pair) by solved routes (`transfer_pricing`): columns
+    `from_store_id, to_store_id, route_cost`, the trip's share of its route's cost. A van drives
+    the trip whatever it carries, so that cost is fixed per trip, not per unit: the trip's units
+    cost only their handling, and a trip is kept only if its net value less its route cost is at
+    least min_transfer_value (the trip-value rule of `solve_with_minimums`). +inf forbids the
+    trip (one no vehicle carried). `unpriced_trip_cost`, when given, is the route cost of a trip
+    `trip_prices` does not name (an estimate from the routes solved so far) instead of the per-km
+    proxy.
 
     Each unit is valued exactly (`max_segments=None`); a number of segments gives the older
     block approximation. `stats`, when given, receives the solver's figures (see
@@ -479,6 +491,27 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         parts_r.append(pr_[keep])
         parts_km.append(km_[keep])
     pair_s, pair_r, km = np.concatenate(parts_s), np.concatenate(parts_r), np.concatenate(parts_km)
+    transport = settings.transport_cost_per_unit_km * km
+    trip_fixed = np.zeros(len(km))
+    if unpriced_trip_cost is not None:
+        trip_fixed = np.full(len(km), float(unpriced_trip_cost))
+        transport = np.zeros(len(km))
+    if trip_prices is not None and len(trip_prices):
+        # A trip priced by its route pays that route share once, whatever it carries (its units only
+        # their handling); the per-km proxy prices the trips not routed yet.
+        n_st = len(store_ids)
+        pair_key = store_codes[rows[s_rows]][pair_s].astype(np.int64) * n_st + store_codes[rows[r_rows]][pair_r]
+        f_code, _ = _codes(trip_prices["from_store_id"], store_ids)
+        t_code, _ = _codes(trip_prices["to_store_id"], store_ids)
+        known = (f_code >= 0) & (t_code >= 0)
+        at = _lookup(f_code[known] * n_st + t_code[known], pair_key)
+        price = trip_prices["route_cost"].to_numpy(dtype=np.float64)[known]
+        priced = at >= 0
+        trip_fixed = np.where(priced, price[np.maximum(at, 0)], trip_fixed)
+        transport = np.where(priced, 0.0, transport)
+        allowed_pair = np.isfinite(trip_fixed)
+        pair_s, pair_r, km, transport, trip_fixed = (pair_s[allowed_pair], pair_r[allowed_pair], km[allowed_pair],
+                                                     transport[allowed_pair], trip_fixed[allowed_pair])
     if len(pair_s) == 0:
         return _empty(TRANSFER_COLUMNS)
 
@@ -503,14 +536,18 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         send_owner=s_own, send_cap=s_cap, send_cost=s_cost,
         recv_owner=r_own, recv_cap=r_cap, recv_gain=r_gain,
         pair_sender=pair_s, pair_receiver=pair_r,
-        pair_cost=settings.handling_cost_per_unit + settings.transport_cost_per_unit_km * km,
+        pair_cost=settings.handling_cost_per_unit + transport,
         pair_cap=np.minimum(send_r[s_rows][pair_s], need_r[r_rows][pair_r]),
         recv_store=local[store_codes[rows[r_rows]]], store_cap=store_room[used_stores])
     s_store = store_codes[rows[s_rows]][pair_s]
     r_store = store_codes[rows[r_rows]][pair_r]
-    flow = solve_with_minimums(problem, s_store, r_store, settings, info=stats)
+    flow = solve_with_minimums(problem, s_store, r_store, settings, info=stats, trip_fixed=trip_fixed)
     moved = flow > 0
     values = _unit_value(problem, flow)
+    # A trip's route cost shared by its lines in proportion to units.
+    trip_key = s_store.astype(np.int64) * len(store_ids) + r_store
+    trip_units = pd.Series(flow).groupby(trip_key).transform("sum").to_numpy(dtype=np.float64)
+    fixed_share = np.divide(trip_fixed * flow, trip_units, out=np.zeros(len(flow)), where=trip_units > 0)
     out = pd.DataFrame({
         "run_date": pd.Timestamp(run_date),
         "product_id": np.asarray(prod_ids)[r_prod[s_rows][pair_s][moved]],
@@ -518,7 +555,7 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
         "to_store_id": np.asarray(store_ids)[r_store[moved]],
         "quantity": flow[moved].astype(np.int64),
         "value": values[moved],
-        "cost": flow[moved] * problem.pair_cost[moved],
+        "cost": flow[moved] * problem.pair_cost[moved] + fixed_share[moved],
         "distance_km": km[moved],
         # Delivered (routed) on the day it arrives: run date + transfer_lead_days.
         "expected_arrival": pd.Timestamp(delivery_day(run_date, settings.transfer_lead_days)),
@@ -703,7 +740,8 @@ def _scaled_objective(problem: TransferProblem, flow: np.ndarray) -> int:
 
 def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: np.ndarray,
                         settings: Settings, exact_max_pairs: int = EXACT_MAX_PAIRS,
-                        time_limit_s: float = EXACT_TIME_LIMIT_S, info: dict | None = None) -> np.ndarray:
+                        time_limit_s: float = EXACT_TIME_LIMIT_S, info: dict | None = None,
+                        trip_fixed: np.ndarray | None = None) -> np.ndarray:
     """Optimal flow under the minimum quantity per transfer and the minimum net value per trip.
 
     1. The min-cost flow (the LP optimum without the minimums: an upper bound on the net value).
@@ -766,7 +804,8 @@ def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: 
                 inflow += np.bincount(sub.recv_store[sub.pair_receiver], weights=exact - flow[pk],
                                       minlength=len(inflow))
             flow[pk] = exact
-    final = _heuristic(problem, trip, settings, flow.copy(), min_value=settings.min_transfer_value)
+    final = _heuristic(problem, trip, settings, flow.copy(), min_value=settings.min_transfer_value,
+                       trip_fixed=trip_fixed)
     if info is not None:
         info["objective"] = plan_objective(problem, final)
         info["exact_components"] = exact_components
@@ -775,14 +814,15 @@ def solve_with_minimums(problem: TransferProblem, s_store: np.ndarray, r_store: 
 
 
 def _heuristic(problem: TransferProblem, trip: np.ndarray, settings: Settings, flow: np.ndarray,
-               min_value: float, room: np.ndarray | None = None) -> np.ndarray:
+               min_value: float, room: np.ndarray | None = None,
+               trip_fixed: np.ndarray | None = None) -> np.ndarray:
     """Forbid offending arcs and re-solve their products until no transfer is below the minimum
     quantity or in a trip worth less than min_value (MAX_ROUNDS rounds, then drop offenders)."""
     allowed = np.ones(len(problem.pair_sender), dtype=bool)
     pair_group = problem.sender_group[problem.pair_sender]
     store_cap = problem.store_cap if room is None else room
     for _ in range(MAX_ROUNDS):
-        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value)
+        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value, trip_fixed)
         if not bad.any():
             return flow
         allowed &= ~bad
@@ -797,14 +837,14 @@ def _heuristic(problem: TransferProblem, trip: np.ndarray, settings: Settings, f
         flow[pk] = solve_transfer_problem(sub, allowed[pk], sub_room)
     # Still violating after MAX_ROUNDS: drop those transfers (always feasible: stock stays put).
     while True:
-        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value)
+        bad = _violations(problem, flow, trip, settings.min_transfer_units, min_value, trip_fixed)
         if not bad.any():
             return flow
         flow = np.where(bad, 0, flow)
 
 
 def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, min_units: int,
-                min_value: float) -> np.ndarray:
+                min_value: float, trip_fixed: np.ndarray | None = None) -> np.ndarray:
     moved = flow > 0
     small = moved & (flow < min_units)
     if not np.isfinite(min_value):
@@ -812,6 +852,11 @@ def _violations(problem: TransferProblem, flow: np.ndarray, trip: np.ndarray, mi
     net = _unit_value(problem, flow) - flow * problem.pair_cost
     trips, inv = np.unique(trip[moved], return_inverse=True)
     trip_net = np.bincount(inv, weights=net[moved], minlength=len(trips))
+    if trip_fixed is not None:
+        # A trip's route cost, once per trip (every pair arc of the trip carries the same figure).
+        fixed = np.zeros(len(trips))
+        fixed[inv] = trip_fixed[moved]
+        trip_net = trip_net - fixed
     weak_trips = trips[trip_net < min_value]
     weak = moved & np.isin(trip, weak_trips)
     return small | weak

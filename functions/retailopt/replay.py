@@ -39,7 +39,7 @@ import pandas as pd
 from retailopt.config import Settings, load_settings
 from retailopt.demand_model import QUANTILE_COLUMNS
 from retailopt.policy import compute_policy
-from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, plan_transfers, projected_stock
+from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, projected_stock
 
 STRATEGIES = ("dc_only", "min_max", "min_max_tuned", "policy_rebalance", "hindsight")
 HINDSIGHT_TIME_LIMIT_S = 300.0
@@ -70,6 +70,8 @@ class Chain:
     products: pd.DataFrame
     inventory: pd.DataFrame
     sales: pd.DataFrame
+    # The fleet (vehicles.csv): transfers are priced by, and charged, the routes solved for them.
+    vehicles: pd.DataFrame | None = None
 
 
 def load_chain(data_dir: Path) -> Chain:
@@ -80,10 +82,13 @@ def load_chain(data_dir: Path) -> Chain:
     sales["sale_date"] = pd.to_datetime(sales["sale_date"])
     sales["store_id"] = sales["store_id"].astype(str)
     sales["product_id"] = sales["product_id"].astype(str)
+    vehicles = data_dir / "vehicles.csv"
     return Chain(stores=pd.read_csv(data_dir / "stores.csv", dtype=ids),
                  dcs=pd.read_csv(data_dir / "distribution_centers.csv", dtype=ids),
                  products=pd.read_csv(data_dir / "products.csv", dtype=ids),
-                 inventory=pd.read_csv(data_dir / "inventory.csv", dtype=ids), sales=sales)
+                 inventory=pd.read_csv(data_dir / "inventory.csv", dtype=ids), sales=sales,
+                 vehicles=pd.read_csv(vehicles, dtype={"vehicle_id": str, "depot_id": str})
+                 if vehicles.exists() else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +382,21 @@ def _min_max_rule(world: _World, min_days: float, max_days: float, t0: int | Non
     return decide
 
 
-def _policy_rule(world: _World, chain: Chain, forecasts: dict, rebalance: bool, value_horizon: str):
+def _transfers_at(chain: Chain, policy: pd.DataFrame, prot: pd.DataFrame, inv: pd.DataFrame, day: date,
+                  settings: Settings, value_horizon: str, reprice: bool) -> pd.DataFrame:
+    """The day's transfers, each with `cost` = handling + its share of the routes solved for them
+    (`transfer_pricing`; the replay charges that, not a per-unit estimate). `reprice=False` plans
+    with the per-unit proxy and still charges its routes. Without vehicles.csv: the proxy's cost."""
+    from retailopt.transfer_pricing import plan_priced_transfers
+
+    transfers, _ = plan_priced_transfers(policy, prot, chain.products, chain.stores, chain.dcs, chain.vehicles,
+                                         settings=settings, run_date=day, inventory=inv,
+                                         value_horizon=value_horizon, reprice=reprice)
+    return transfers
+
+
+def _policy_rule(world: _World, chain: Chain, forecasts: dict, rebalance: bool, value_horizon: str,
+                 reprice_transfers: bool = True):
     settings = world.settings
 
     def decide(t: int, on_hand: np.ndarray, on_order: np.ndarray) -> _Decision:
@@ -386,9 +405,8 @@ def _policy_rule(world: _World, chain: Chain, forecasts: dict, rebalance: bool, 
         daily, prot = forecasts[t]
         policy, _ = compute_policy(inv, chain.products, prot, daily, run_date=day, lead_time_days=world.store_lead,
                                    settings=settings)
-        tr = plan_transfers(policy, prot, chain.products, chain.stores, settings=settings, run_date=day,
-                            inventory=inv, value_horizon=value_horizon) if rebalance \
-            else pd.DataFrame(columns=TRANSFER_COLUMNS)
+        tr = _transfers_at(chain, policy, prot, inv, day, settings, value_horizon, reprice_transfers) \
+            if rebalance else pd.DataFrame(columns=TRANSFER_COLUMNS)
         orders = plan_orders(policy, tr, chain.products, chain.dcs, chain.stores, settings=settings,
                              run_date=day, inventory=inv)
         n = len(world.keys)
@@ -587,7 +605,8 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                forecasts: dict[int, tuple[pd.DataFrame, pd.DataFrame]] | None = None,
                positions_out: dict[str, pd.DataFrame] | None = None, opening: str = "snapshot",
                warmup_days: int | None = None, tune_weeks: int | None = None,
-               hindsight_time_limit_s: float = HINDSIGHT_TIME_LIMIT_S) -> pd.DataFrame:
+               hindsight_time_limit_s: float = HINDSIGHT_TIME_LIMIT_S,
+               reprice_transfers: bool = True) -> pd.DataFrame:
     """Replay the last `weeks` weeks of demand under each strategy; one replay_results row each.
 
     `opening` is "snapshot" (the inventory file's stock and open orders) or "neutral" (every
@@ -674,7 +693,8 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
     min_days = float(min_days if min_days is not None else settings.review_period_days + 3)
     max_days = float(max_days if max_days is not None else min_days + 14)
     base = {"weeks": weeks, "cadence": cadence, "opening": opening, "warmup_days": warmup,
-            "min_days": min_days, "max_days": max_days}
+            "min_days": min_days, "max_days": max_days,
+            "transfer_pricing": "routes" if reprice_transfers else "per-unit"}
     outcomes: dict[str, _Outcome] = {}
     # The hindsight row takes, product by product, the best plan known: the other strategies run first.
     for strategy in sorted(strategies, key=lambda name: name == "hindsight"):
@@ -696,7 +716,8 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
                      "plan_source_by_product": sources,
                      "relaxed_in_bound": ["store capacity_units", "min_transfer_value"]}
         else:
-            decide = _policy_rule(world, chain, forecasts, strategy == "policy_rebalance", value_horizon)
+            decide = _policy_rule(world, chain, forecasts, strategy == "policy_rebalance", value_horizon,
+                                  reprice_transfers)
         out = _simulate(world, decide)
         outcomes[strategy] = out
         totals = _totals(out, settings, warmup)
@@ -895,6 +916,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="weeks before the window the min/max grid is judged on (default: --weeks)")
     parser.add_argument("--hindsight-time-limit", type=float, default=HINDSIGHT_TIME_LIMIT_S,
                         help=f"seconds for the hindsight bound's solver (default {HINDSIGHT_TIME_LIMIT_S:g})")
+    parser.add_argument("--transfer-pricing", choices=("routes", "per-unit"), default="routes",
+                        help="plan transfers priced by their routes (default), or by the per-unit estimate; "
+                             "either way a transfer is charged its share of the routes solved for it "
+                             "(with the chain's vehicles.csv)")
     parser.add_argument("--out", type=Path, default=Path("replay_results.json"))
     parser.add_argument("--no-warehouse", action="store_true", help="do not write the replay_results table")
     parser.add_argument("--seed", type=int, default=None)
@@ -914,7 +939,8 @@ def main(argv: list[str] | None = None) -> int:
     results = run_replay(load_chain(data_dir), settings=settings, weeks=args.weeks, cadence=args.cadence,
                          forecaster=args.forecaster, strategies=strategies, min_days=args.min_days,
                          max_days=args.max_days, opening=args.opening, warmup_days=args.warmup_days,
-                         tune_weeks=args.tune_weeks, hindsight_time_limit_s=args.hindsight_time_limit)
+                         tune_weeks=args.tune_weeks, hindsight_time_limit_s=args.hindsight_time_limit,
+                         reprice_transfers=args.transfer_pricing == "routes")
     print(format_table(results))
     print("\n".join(summary_lines(results)))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,15 @@
 When the fleet cannot carry every load, the most valuable go first (`parts.py`, and the penalty
 of each shipment in the search); the others must not vanish. Each line of a skipped load becomes a
 `plan_exceptions` row (reason code UNROUTED_LOAD) of the receiving store's position, naming the
-load, its units and value and why it has no vehicle, so the planner's worklist shows it.
+load, its units and value and why it has no vehicle, so the planner's worklist shows it: the
+run's own lines, its own transfers due that day that the plan drops (their receivers' orders
+are planned again without them), and the released lines of earlier runs the day's routes were
+to carry.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import pandas as pd
 from google.maps import routeoptimization_v1 as ro
@@ -74,3 +79,41 @@ def unrouted_value(transfers: pd.DataFrame, orders: pd.DataFrame, response: ro.O
             total += float(frame.loc[frame.shipment_id.astype(str).isin(skipped), col].sum())
     return total
 
+
+
+def skipped_own_transfers(transfers: pd.DataFrame, response: ro.OptimizeToursResponse, run_date: date) -> pd.Series:
+    """Rows of the run's own transfers due on `run_date` whose load no route carries (a boolean
+    mask on `transfers`). Carried lines are not in `transfers`; later lines are not routed today."""
+    if transfers is None or len(transfers) == 0 or "shipment_id" not in transfers.columns:
+        return pd.Series(False, index=getattr(transfers, "index", pd.RangeIndex(0)))
+    skipped = set(skipped_loads(response))
+    due = pd.to_datetime(transfers["expected_arrival"]).fillna(pd.Timestamp(run_date)) <= pd.Timestamp(run_date)
+    return due & transfers["shipment_id"].astype(str).isin(skipped)
+
+
+def dropped_transfer_exceptions(dropped: pd.DataFrame, response: ro.OptimizeToursResponse) -> pd.DataFrame:
+    """UNROUTED_LOAD rows for the run's own transfer lines dropped because no route carried their
+    load: the plan no longer holds them, and their receivers' orders were planned without them."""
+    rows = unrouted_exceptions(dropped, None, response)
+    if len(rows):
+        rows["action"] = ("the transfer is dropped from the plan: the receiver's distribution-centre order is "
+                          "planned without it")
+    return rows
+
+
+def carried_unrouted_exceptions(carried: pd.DataFrame, response: ro.OptimizeToursResponse) -> pd.DataFrame:
+    """UNROUTED_LOAD rows for the released lines of earlier runs (`carried_lines`) on a load no
+    route of the day carries: they stay released, on order at the receiver, and the next plan's
+    routes carry them again."""
+    if carried is None or len(carried) == 0 or "shipment_id" not in carried.columns:
+        return pd.DataFrame(columns=EXCEPTION_COLUMNS)
+    kinds = carried["line_type"].astype(str)
+    transfers = carried[kinds == "TRANSFER"].rename(columns={
+        "line_id": "transfer_id", "origin_id": "from_store_id", "destination_id": "to_store_id"})
+    orders = carried[kinds == "ORDER"].rename(columns={
+        "line_id": "order_id", "origin_id": "dc_id", "destination_id": "store_id", "value": "order_value"})
+    rows = unrouted_exceptions(transfers, orders, response)
+    if len(rows):
+        rows["action"] = ("released before and still to deliver: on order at the store until it arrives, and "
+                          "carried by the next plan's routes; add vehicles or shifts if it keeps waiting")
+    return rows

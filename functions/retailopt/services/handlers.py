@@ -275,9 +275,12 @@ def plan(runtime: Runtime, message: dict[str, Any], info: EventInfo, headers: Ma
         summary["artifacts_location"] = f"{runtime.artifacts_store.location}/{pipeline.artifacts_prefix(run_id)}/"
         # The orders (and transfers) go out when a planner releases the plan, only the approved
         # lines, once (retailopt.workbench.decisions.release); the plan is announced for review.
-        # Without a review step (release_mode = auto) the plan is released here, as planned.
+        # Where no review step is configured (release_mode "auto") the plan step releases it as
+        # planned the same way, and the release's dispatch message sends its routes; a what-if
+        # run (overrides) is never released by itself.
         summary["orders"] = len(_orders(runtime, run_id))
-        summary["release"] = _auto_release(runtime, run_id) if settings.release_mode == "auto" else "pending review"
+        auto = settings.release_mode == "auto" and not message.get("overrides")
+        summary["release"] = _auto_release(runtime, run_id) if auto else "pending review"
         return [("published", [_next("published", message, summary=summary)])]
 
     return _typed(runtime, "plan", message, info, headers, work)
