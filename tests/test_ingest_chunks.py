@@ -188,3 +188,38 @@ def test_a_null_in_a_typed_column_or_an_untyped_column_is_not_clean(chain, tmp_p
     as_text = table.set_column(table.schema.get_field_index("units"), "units", pc.cast(table["units"], pa.string()))
     pq.write_table(as_text, tmp_path / "text.parquet")
     assert ingest._clean_file(tmp_path / "text.parquet", ids, AS_OF, 20) is None
+
+
+def test_a_clean_file_read_in_place_goes_straight_into_new_days_and_a_changed_file_loads_nothing(chain, tmp_path):
+    from retailopt.loading import load_parquet_file, new_load_id
+
+    folder = tmp_path / "incoming"
+    shutil.copytree(chain, folder)
+    result = load_inputs(folder, as_of=AS_OF, chunk_rows=40, stage=lambda table, rows: None, in_place=True)
+    info = result.staged["sales"]
+    assert info.file == folder / "sales.parquet" and info.checked_in_sql and result.quarantine.empty
+    settings = load_settings({"data_dir": str(tmp_path / "w"), "run_date": "2026-11-22"})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        # The file loses rows after the check: the load says so and leaves no row behind.
+        table = pq.read_table(info.file)
+        pq.write_table(table.slice(0, table.num_rows - 3), info.file)
+        with pytest.raises(ingest.InputError, match="changed while it was read"):
+            load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                              last=info.last_day)
+        assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`").n.iloc[0]) == 0
+        pq.write_table(table, info.file)
+        counts = load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                                   last=info.last_day)
+        assert counts.as_dict() == {"added": table.num_rows, "replaced": 0, "deleted": 0}
+        stored = wh.query("SELECT * FROM `{dataset}.sales`").sort_values(KEY).reset_index(drop=True)
+        expected = load_inputs(chain, as_of=AS_OF).frames["sales"].sort_values(KEY).reset_index(drop=True)
+        pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+        # Days already held: staged and merged (the same rows again replace, add nothing).
+        again = load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                                  last=info.last_day)
+        assert again.as_dict() == {"added": 0, "replaced": table.num_rows, "deleted": 0}
+        assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales_staging`").n.iloc[0]) == 0
+    finally:
+        wh.close()

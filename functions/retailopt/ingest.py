@@ -88,6 +88,9 @@ class StagedRows:
     first_day: date | None = None  # the table's date column over the staged rows
     last_day: date | None = None
     checked_in_sql: bool = False  # no bad row: checked in one pass and staged without row checks
+    # A checked file left for the warehouse to read in place (`load_inputs(in_place=True)`): its
+    # rows are not staged here; the load reads them from this file.
+    file: Path | None = None
 
 
 # A sales Parquet file with more rows than this is validated in chunks of this many rows
@@ -471,7 +474,7 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
 def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None,
                 stage: Callable[[str, pd.DataFrame], None] | None = None,
                 stage_file: Callable[[str, Path], int | None] | None = None,
-                chunk_rows: int | None = None) -> ImportResult:
+                chunk_rows: int | None = None, in_place: bool = False) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check.
 
     `stored` names the tables the warehouse already holds rows of (with their ids, for tables
@@ -479,7 +482,8 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
     does, and their stored rows stay and are referenced. With `stage`, a sales Parquet file of more than `chunk_rows` rows is read and validated `chunk_rows` at a time and
     each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`;
     a file with no bad row goes whole to `stage_file(table, path)` when that stages it (returns
-    the rows staged, or None to have it staged by chunks).
+    the rows staged, or None to have it staged by chunks), or, with `in_place` (the warehouse
+    reads the file itself), is not staged at all: `StagedRows.file` names it for the load.
     """
     stored = stored or {}
     chunk_rows = chunk_rows or CHUNK_ROWS
@@ -514,7 +518,8 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
                 and _parquet_rows(path) > chunk_rows:
             problem = _header_problem(_parquet_header(path), expected)
             if problem is None:
-                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file)
+                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file,
+                                                    in_place)
                 quarantined.append(q)
                 result_staged[table] = staged
                 messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
@@ -587,7 +592,7 @@ def _parquet_header(path: Path) -> list[str]:
 
 def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of: date,
                    stage: Callable[[str, pd.DataFrame], None], chunk_rows: int,
-                   stage_file: Callable[[str, Path], int | None] | None = None
+                   stage_file: Callable[[str, Path], int | None] | None = None, in_place: bool = False
                    ) -> tuple[StagedRows, pd.DataFrame, int]:
     """Validate a large Parquet file `chunk_rows` rows at a time (the same checks and messages as a
     whole file) and hand each chunk's valid rows to `stage`. A key repeated in a later chunk is
@@ -595,6 +600,9 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
     row), and quarantined as a duplicate like one within a chunk."""
     contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
     clean = _clean_file(path, valid_ids, as_of, chunk_rows)
+    if clean is not None and in_place:
+        clean.file = path
+        return clean, _combine([]), clean.rows
     if clean is not None:
         whole = stage_file(table, path) if stage_file is not None else None
         if whole is None:
