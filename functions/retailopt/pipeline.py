@@ -722,8 +722,9 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     response = solved.response
     routes, stops = response_to_tables(request, response, run_date=run_date,
                                        locations=locations_frame(stores, dcs))
-    # Loads no route carries stay in the plan and are reported with their value, line by line.
-    unrouted = unrouted_exceptions(transfers, orders, response)
+    # Loads no route carries stay in the plan and are reported with their value, line by line:
+    # the day's loads, the run's own lines due today and the released lines carried in alike.
+    unrouted = unrouted_exceptions(day_transfers, day_orders, response)
     if len(unrouted):
         exceptions = pd.concat([exceptions, unrouted], ignore_index=True)
         policy = _note_exceptions(policy, unrouted.drop_duplicates(["store_id", "product_id"]))
