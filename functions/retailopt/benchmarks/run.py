@@ -24,7 +24,12 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from retailopt.config import Settings
 
 # The figures issue 17 asks of one machine (2 cores, 24 GB): chain size -> (seconds, MB).
 TARGETS = {(25, 300): (26.0, 1024.0), (100, 1000): (180.0, 4096.0), (500, 2000): (1800.0, 16384.0)}
@@ -125,7 +130,7 @@ def _child(argv: list[str]) -> int:
 DAY_PREFIX = "delivery "
 
 
-def _release_first_plan(settings: object, run_id: str, run_date: object) -> object:
+def _release_first_plan(settings: "Settings", run_id: str, run_date: date) -> date:
     """Release the first plan as planned and return the day its distribution-centre orders arrive
     (the run date plus the longest lead time): the day whose routes carry them."""
     from datetime import datetime, timedelta, timezone
