@@ -42,5 +42,17 @@ def test_bench_run_reports_every_step_of_a_small_chain(tmp_path, capsys):
     # The first plan of a chain routes only what arrives that day (DC orders arrive after their lead
     # time): the problems are reported whether or not they hold loads.
     assert figures["routing_problems"] and {"name", "shipments", "vehicles"} <= set(figures["routing_problems"][0])
+    assert figures["kpis"]["shipments"] == 0 and figures["kpis"]["units_arriving_later"] > 0
+    # So the first plan is released and the day its centre orders arrive is planned as well.
+    day = figures["delivery_day"]
+    assert day["run_date"] == "2026-11-24"  # the run date 2026-11-22 plus the centre's two days
+    assert [row["step"] for row in day["steps"]] == ["release", "delivery setup", "delivery forecast",
+                                                     "delivery plan", "delivery publish"]
+    kpis = day["kpis"]
+    assert kpis["units_carried_in"] > 0 and kpis["shipments"] > 0
+    assert kpis["units_routed"] + kpis["units_unrouted"] >= kpis["units_carried_in"]
+    assert sum(p["routed"] for p in day["routing_problems"]) == kpis["shipments"] - kpis["shipments_unrouted"]
+    assert figures["whole_wall_s"] >= figures["wall_s"] + day["wall_s"] - 1.0
     printed = capsys.readouterr().out
     assert "forecast" in printed and "peak MB" in printed and "routing problem" in printed
+    assert "delivery day 2026-11-24" in printed

@@ -111,3 +111,19 @@ def test_intervals_hold_the_median_and_never_cover_less_than_it():
         # whose actual equals its median).
         floor = (y == median).mean()
         assert max(level, floor) - 0.01 <= cover <= max(level, floor) + 0.08
+
+
+def test_unique_rows_matches_numpy_unique_and_keeps_nan_rows_apart():
+    from retailopt.forecasting.distributions import unique_rows
+
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 4, (5000, 3)).astype(float) / 2
+    rows[:5] = np.nan  # rows with NaN: never merged, each its own
+    rows[5:8, 0] = -0.0  # the same number as 0.0
+    distinct, inverse = unique_rows(rows)
+    assert np.array_equal(distinct[inverse], rows, equal_nan=True)
+    reference = np.unique(rows[5:], axis=0)
+    assert len(distinct) == len(reference) + 5
+    assert not np.isnan(distinct[inverse[5:]]).any()
+    empty, none = unique_rows(np.zeros((0, 2)))
+    assert empty.shape == (0, 2) and none.size == 0

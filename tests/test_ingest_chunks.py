@@ -188,3 +188,127 @@ def test_a_null_in_a_typed_column_or_an_untyped_column_is_not_clean(chain, tmp_p
     as_text = table.set_column(table.schema.get_field_index("units"), "units", pc.cast(table["units"], pa.string()))
     pq.write_table(as_text, tmp_path / "text.parquet")
     assert ingest._clean_file(tmp_path / "text.parquet", ids, AS_OF, 20) is None
+
+
+def test_a_clean_file_read_in_place_goes_straight_into_new_days_and_a_changed_file_loads_nothing(chain, tmp_path):
+    from retailopt.loading import load_parquet_file, new_load_id
+
+    folder = tmp_path / "incoming"
+    shutil.copytree(chain, folder)
+    result = load_inputs(folder, as_of=AS_OF, chunk_rows=40, stage=lambda table, rows: None, in_place=True)
+    info = result.staged["sales"]
+    assert info.file == folder / "sales.parquet" and info.checked_in_sql and result.quarantine.empty
+    settings = load_settings({"data_dir": str(tmp_path / "w"), "run_date": "2026-11-22"})
+    wh = open_warehouse(settings)
+    try:
+        wh.ensure_schema()
+        # The file loses rows after the check: the load says so and leaves no row behind.
+        table = pq.read_table(info.file)
+        pq.write_table(table.slice(0, table.num_rows - 3), info.file)
+        with pytest.raises(ingest.InputError, match="changed while it was read"):
+            load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                              last=info.last_day)
+        assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`").n.iloc[0]) == 0
+        pq.write_table(table, info.file)
+        counts = load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                                   last=info.last_day)
+        assert counts.as_dict() == {"added": table.num_rows, "replaced": 0, "deleted": 0}
+        stored = wh.query("SELECT * FROM `{dataset}.sales`").sort_values(KEY).reset_index(drop=True)
+        expected = load_inputs(chain, as_of=AS_OF).frames["sales"].sort_values(KEY).reset_index(drop=True)
+        pd.testing.assert_frame_equal(stored, expected, check_dtype=False)
+        # Days already held: staged and merged (the same rows again replace, add nothing).
+        again = load_parquet_file(wh, "sales", info.file, new_load_id(), rows=info.rows, first=info.first_day,
+                                  last=info.last_day)
+        assert again.as_dict() == {"added": 0, "replaced": table.num_rows, "deleted": 0}
+        assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales_staging`").n.iloc[0]) == 0
+    finally:
+        wh.close()
+
+
+@pytest.fixture()
+def bad_csv_folder(chain, tmp_path):
+    """The chain with its sales as a CSV file holding bad values, rows of the wrong length, bytes
+    that are not UTF-8, a quoted value over two lines and keys repeated within and across blocks."""
+    folder = tmp_path / "incoming-csv"
+    shutil.copytree(chain, folder)
+    (folder / "sales.parquet").unlink()
+    sales = pq.read_table(chain / "sales.parquet").to_pandas()
+    lines = [",".join(sales.columns)]
+    for row in sales.itertuples(index=False):
+        lines.append(f"{row.sale_date},{row.store_id},{row.product_id},{row.units},{row.price},{row.on_promotion}")
+    lines[4] = lines[4].replace(",True", ",maybe").replace(",False", ",maybe")  # data row 3: not a boolean
+    lines[26] = lines[26] + ",extra"  # data row 25: seven fields
+    lines[40] = "2026-10-01,S001"  # data row 39: two fields
+    lines[47] = lines[47].replace("S00", "S\u00e9", 1)  # data row 46: unknown store (é in UTF-8)
+    lines[55] = lines[5]  # data row 54 repeats data row 4 (an earlier block)
+    day, store, product, rest = lines[60].split(",", 3)
+    lines[60] = f'{day},{store},"{product}\nX",{rest}'  # data row 60: a quoted id over two lines
+    body = "\n".join(lines[:61] + [lines[61]] + lines[61:]) + "\n"  # data row 61 repeats row 60 (same block)
+    raw = body.encode("utf-8")
+    raw = raw.replace(lines[70].encode("utf-8"), lines[70].encode("utf-8").replace(b"S00", b"S\xff0", 1))
+    (folder / "sales.csv").write_bytes(raw)
+    return folder
+
+
+def test_a_large_csv_streams_in_blocks_and_quarantines_what_a_whole_file_read_does(bad_csv_folder):
+    whole = load_inputs(bad_csv_folder, as_of=AS_OF)
+    staged_rows: list[pd.DataFrame] = []
+    size = (bad_csv_folder / "sales.csv").stat().st_size
+    chunked = load_inputs(bad_csv_folder, as_of=AS_OF, chunk_rows=20,
+                          stage=lambda table, rows: staged_rows.append(rows))
+    assert size > 20 * ingest.CSV_ROW_BYTES and "sales" in chunked.staged and chunked.frames["sales"].empty
+    assert len(staged_rows) > 3 and max(len(r) for r in staged_rows) < len(whole.frames["sales"]) / 3
+    staged = pd.concat(staged_rows, ignore_index=True)
+    pd.testing.assert_frame_equal(staged.sort_values(KEY).reset_index(drop=True),
+                                  whole.frames["sales"].sort_values(KEY).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(_by_row(chunked.quarantine), _by_row(whole.quarantine))
+    q = _by_row(chunked.quarantine)
+    reasons = {(r.row_number, r.column_name): r.reason for r in q.itertuples()}
+    # Row numbers count data rows from 1 (lines[k] is data row k); row 61 is inserted.
+    assert "not a boolean" in reasons[(4, "on_promotion")]
+    assert reasons[(26, "sale_date,store_id,product_id,units,price,on_promotion")].startswith("7 fields")
+    assert reasons[(40, "sale_date,store_id,product_id,units,price,on_promotion")].startswith("2 fields")
+    assert "unknown id" in reasons[(47, "store_id")] and "not UTF-8" in reasons[(71, "store_id")]
+    assert "unknown id" in reasons[(60, "product_id")]
+    assert "duplicate key" in reasons[(55, "sale_date,store_id,product_id")]
+    assert "duplicate key" in reasons[(62, "sale_date,store_id,product_id")]
+    assert set(q.source_file) == {"sales.csv"}
+    report = next(r for r in chunked.reports if r.table == "sales")
+    assert report.rows_in == report.rows_accepted + report.rows_quarantined == len(whole.frames["sales"]) + len(
+        whole.quarantine[whole.quarantine.source_file == "sales.csv"].row_number.unique())
+
+
+def test_a_large_csv_with_a_quote_never_closed_stops_the_import_naming_the_file_and_row(chain, tmp_path):
+    folder = tmp_path / "csv"
+    shutil.copytree(chain, folder)
+    pq.read_table(folder / "sales.parquet").to_pandas().to_csv(folder / "sales.csv", index=False)
+    (folder / "sales.parquet").unlink()
+    path = folder / "sales.csv"
+    lines = path.read_bytes().split(b"\n")
+    lines[30] = lines[30].replace(b",S00", b',"S00', 1)  # data row 30 opens a quote that never closes
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(ingest.InputError, match=r"sales\.csv.*quote opened in data row 30 is never closed"):
+        load_inputs(folder, as_of=AS_OF, chunk_rows=20, stage=lambda table, rows: None)
+    with pytest.raises(ingest.InputError, match=r"quote opened in data row 30 is never closed"):
+        load_inputs(folder, as_of=AS_OF)  # as a whole-file read says
+
+
+def test_the_import_step_loads_a_streamed_csv_as_the_same_parquet_file(chain, tmp_path, monkeypatch):
+    folder = tmp_path / "csv"
+    shutil.copytree(chain, folder)
+    pq.read_table(folder / "sales.parquet").to_pandas().to_csv(folder / "sales.csv", index=False)
+    (folder / "sales.parquet").unlink()
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 25)
+    stored = []
+    for name, source in (("parquet", chain), ("csv", folder)):
+        settings = load_settings({"data_dir": str(tmp_path / name), "run_date": "2026-11-22"})
+        wh = open_warehouse(settings)
+        try:
+            wh.ensure_schema()
+            counts = pipeline.import_step(wh, settings, None, source)
+            stored.append(wh.query("SELECT * FROM `{dataset}.sales`").sort_values(KEY).reset_index(drop=True))
+            assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales_staging`").n.iloc[0]) == 0
+        finally:
+            wh.close()
+    assert counts["sales"]["accepted"] == counts["sales"]["rows_in"] == len(stored[0]) > 25
+    pd.testing.assert_frame_equal(stored[0], stored[1])

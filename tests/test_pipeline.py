@@ -146,6 +146,29 @@ def test_routes_of_a_day_carry_what_arrives_that_day(completed):
         assert set(routes.vehicle_id) == {chosen}
         routed = set(pipeline.read_run_rows(wh, "route_stops", run_id).shipment_id)
         assert routed and routed <= set(carried.shipment_id)
+        # A carried load no route takes is a plan exception with its units and value, line by line:
+        # the same day planned again while the vehicle's shift is over before any store opens.
+        vehicles = pipeline.read_table(wh, "vehicles")
+        with wh.transaction():
+            wh.execute("UPDATE `{dataset}.vehicles` SET shift_end = '06:20:00' WHERE vehicle_id = @v", {"v": chosen})
+        try:
+            again = _running_copy(wh, settings, result, run_date=arrival)
+            pipeline.plan_step(wh, settings.replace(fleet_vehicle_ids=chosen), again)
+        finally:
+            with wh.transaction():
+                wh.execute("DELETE FROM `{dataset}.vehicles` WHERE TRUE")
+                wh.insert("vehicles", vehicles)
+        left = pipeline.read_run_rows(wh, "carried_lines", again)
+        assert len(left) and pipeline.read_run_rows(wh, "route_stops", again).empty
+        unrouted = pipeline.read_run_rows(wh, "plan_exceptions", again).query("reason_code == 'UNROUTED_LOAD'")
+        assert len(unrouted) == len(left)
+        assert set(zip(unrouted.store_id, unrouted.product_id)) == set(zip(left.destination_id, left.product_id))
+        for row in left.itertuples():
+            assert unrouted.reason.str.contains(f"load {row.shipment_id} (", regex=False).any()
+        kpis = pipeline.compute_kpis(wh, again)
+        assert kpis["shipments_unrouted"] == left.shipment_id.nunique() and kpis["units_routed"] == 0
+        assert kpis["value_unrouted"] == pytest.approx(float(left.value.sum()), abs=0.01)
+        pipeline.fail_run(wh, again, "test over")
         # The released orders are on order in the new plan's stock position, not ordered again.
         policy = pipeline.read_run_rows(wh, "inventory_policy", run_id)
         before = pipeline.read_run_rows(wh, "inventory_policy", result.run_id)

@@ -307,3 +307,22 @@ def test_weekly_variant_sums_the_same_sales_into_weeks_ending_on_the_last_day(tm
         assert Path(weekly[name]).read_bytes() == Path(daily[name]).read_bytes()
     with pytest.raises(ValueError, match="frequency"):
         generate_sample_chain(tmp_path / "x", n_stores=2, n_products=2, days=60, frequency="hourly")
+
+
+def test_box_trucks_follow_the_driving_a_week_of_sales_takes() -> None:
+    from retailopt.sample.network import TRUCK_UNITS, trucks_needed
+
+    dc = (42.0, -88.0)
+    # Four stores about 20 km east of the centre, receiving until 14:00.
+    near = pd.DataFrame({"latitude": [42.0] * 4, "longitude": [-87.76] * 4, "receiving_close": ["14:00:00"] * 4})
+    far = near.assign(longitude=-87.4)  # about 50 km
+    week = np.full(4, 10 * TRUCK_UNITS)
+    base = trucks_needed(near, week, *dc)
+    # A round trip of 40 km at 35 km/h with two 10-minute visits is about 1.5 h; 40 of them in a day
+    # that ends when the last delivery before 14:00 is back (about 8.7 h) need 7 trucks.
+    assert base == 7
+    assert trucks_needed(near, 2 * week, *dc) >= 2 * base - 1  # twice the volume, about twice the trucks
+    assert trucks_needed(far, week, *dc) > 1.5 * base  # farther stores, longer trips
+    # Earlier receiving closes leave each truck fewer trips.
+    assert trucks_needed(near.assign(receiving_close="10:00:00"), week, *dc) > base
+    assert trucks_needed(near, np.zeros(4), *dc) == 0

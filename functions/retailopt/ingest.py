@@ -88,6 +88,9 @@ class StagedRows:
     first_day: date | None = None  # the table's date column over the staged rows
     last_day: date | None = None
     checked_in_sql: bool = False  # no bad row: checked in one pass and staged without row checks
+    # A checked file left for the warehouse to read in place (`load_inputs(in_place=True)`): its
+    # rows are not staged here; the load reads them from this file.
+    file: Path | None = None
 
 
 # A sales Parquet file with more rows than this is validated in chunks of this many rows
@@ -471,7 +474,7 @@ def _quarantine_rows(source: str, raw: pd.DataFrame, problems: pd.DataFrame) -> 
 def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | None] | None = None,
                 stage: Callable[[str, pd.DataFrame], None] | None = None,
                 stage_file: Callable[[str, Path], int | None] | None = None,
-                chunk_rows: int | None = None) -> ImportResult:
+                chunk_rows: int | None = None, in_place: bool = False) -> ImportResult:
     """Read and validate every input file in `data_dir`; dimension files first so references check.
 
     `stored` names the tables the warehouse already holds rows of (with their ids, for tables
@@ -479,7 +482,8 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
     does, and their stored rows stay and are referenced. With `stage`, a sales Parquet file of more than `chunk_rows` rows is read and validated `chunk_rows` at a time and
     each chunk's valid rows go to `stage(table, rows)` (`ImportResult.staged`), not to `frames`;
     a file with no bad row goes whole to `stage_file(table, path)` when that stages it (returns
-    the rows staged, or None to have it staged by chunks).
+    the rows staged, or None to have it staged by chunks), or, with `in_place` (the warehouse
+    reads the file itself), is not staged at all: `StagedRows.file` names it for the load.
     """
     stored = stored or {}
     chunk_rows = chunk_rows or CHUNK_ROWS
@@ -514,7 +518,24 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
                 and _parquet_rows(path) > chunk_rows:
             problem = _header_problem(_parquet_header(path), expected)
             if problem is None:
-                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file)
+                staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file,
+                                                    in_place)
+                quarantined.append(q)
+                result_staged[table] = staged
+                messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
+                reports.append(FileReport(table, str(path), rows_in, staged.rows, len(q), messages))
+                for message in messages:
+                    log.warning(message)
+                continue
+        if stage is not None and len(paths) == 1 and table in STAGED_TABLES and path.suffix == ".csv" \
+                and path.stat().st_size > chunk_rows * CSV_ROW_BYTES:
+            try:
+                streamed = _stage_csv(table, path, expected, valid_ids, as_of, stage, chunk_rows)
+            except FileProblem as exc:  # as a whole-file read that fails: the import stops, naming the file
+                raise InputError(f"{path}: {exc}", _combine([*quarantined, _file_problem(path.name, str(exc))])) \
+                    from exc
+            if streamed is not None:
+                staged, q, rows_in = streamed
                 quarantined.append(q)
                 result_staged[table] = staged
                 messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
@@ -587,14 +608,15 @@ def _parquet_header(path: Path) -> list[str]:
 
 def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of: date,
                    stage: Callable[[str, pd.DataFrame], None], chunk_rows: int,
-                   stage_file: Callable[[str, Path], int | None] | None = None
+                   stage_file: Callable[[str, Path], int | None] | None = None, in_place: bool = False
                    ) -> tuple[StagedRows, pd.DataFrame, int]:
     """Validate a large Parquet file `chunk_rows` rows at a time (the same checks and messages as a
-    whole file) and hand each chunk's valid rows to `stage`. A key repeated in a later chunk is
-    found with the keys of the earlier chunks' valid rows, kept as sorted int64 codes (8 bytes a
-    row), and quarantined as a duplicate like one within a chunk."""
-    contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
+    whole file, `_stage_chunks`) and hand each chunk's valid rows to `stage`; a file with no bad
+    row is checked in one pass and staged whole, or left for the warehouse to read in place."""
     clean = _clean_file(path, valid_ids, as_of, chunk_rows)
+    if clean is not None and in_place:
+        clean.file = path
+        return clean, _combine([]), clean.rows
     if clean is not None:
         whole = stage_file(table, path) if stage_file is not None else None
         if whole is None:
@@ -603,18 +625,36 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
             raise InputError(f"{path}: the file changed while it was read ({clean.rows} rows, then {whole})",
                              _file_problem(path.name, "the file changed while it was read"))
         return clean, _combine([]), whole
+    names = _unique_names(_parquet_header(path))
+
+    def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        offset = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            chunk, problems = _plain_columns(pa.Table.from_batches([batch]).rename_columns(names))
+            frame = _to_pandas(chunk).set_axis(pd.RangeIndex(offset, offset + chunk.num_rows), axis=0)
+            offset += chunk.num_rows
+            yield frame, problems.assign(idx=frame.index[problems.idx.to_numpy(dtype=int)])
+
+    staged, q, rows_in = _stage_chunks(table, path.name, chunks(), valid_ids, as_of, stage)
+    return staged, q, rows_in
+
+
+def _stage_chunks(table: str, source: str, chunks: Iterator[tuple[pd.DataFrame, pd.DataFrame]],
+                  valid_ids: dict[str, set[str]], as_of: date, stage: Callable[[str, pd.DataFrame], None]
+                  ) -> tuple[StagedRows, pd.DataFrame, int]:
+    """Validate each chunk (a frame indexed by 0-based data row, with the problems found reading
+    it) as a whole file would be and hand its valid rows to `stage`. A key repeated in a later
+    chunk is found with the keys of the earlier chunks' valid rows, kept as sorted int64 codes
+    (8 bytes a row), and quarantined as a duplicate like one within a chunk. Returns the staged
+    rows, the quarantine and the rows read."""
+    contract, day_col = CONTRACTS[table], STAGED_TABLES[table]
     key = list(contract.key)
     stores = {s: i for i, s in enumerate(sorted(valid_ids.get("stores", ())))}
     products = {p: i for i, p in enumerate(sorted(valid_ids.get("products", ())))}
     seen: list[np.ndarray] = []
-    staged, quarantined, offset = StagedRows(), [], 0
-    parquet = pq.ParquetFile(path)
-    names = _unique_names(_parquet_header(path))
-    for batch in parquet.iter_batches(batch_size=chunk_rows):
-        chunk, problems = _plain_columns(pa.Table.from_batches([batch]).rename_columns(names))
-        frame = _to_pandas(chunk).set_axis(pd.RangeIndex(offset, offset + chunk.num_rows), axis=0)
-        problems = problems.assign(idx=frame.index[problems.idx.to_numpy(dtype=int)])
-        offset += chunk.num_rows
+    staged, quarantined, rows_in = StagedRows(), [], 0
+    for frame, problems in chunks:
+        rows_in += len(frame)
         valid, found = validate_table(table, frame, valid_ids, as_of, problems)
         codes = _key_codes(valid, day_col, stores, products)
         repeated = np.zeros(len(valid), dtype=bool)
@@ -627,7 +667,7 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
             valid = valid[~repeated]
             codes = codes[~repeated]
         seen.append(np.sort(codes))
-        quarantined.append(_quarantine_rows(path.name, frame, found))
+        quarantined.append(_quarantine_rows(source, frame, found))
         if len(valid):
             days = valid[day_col]
             first, last = days.min().date(), days.max().date()
@@ -635,11 +675,114 @@ def _stage_parquet(table: str, path: Path, valid_ids: dict[str, set[str]], as_of
             staged.last_day = last if staged.last_day is None else max(staged.last_day, last)
             stage(table, valid.reset_index(drop=True))
             staged.rows += len(valid)
-        del frame, valid, chunk
+        del frame, valid
     q = _combine(quarantined)
     if len(q):
         q = q.sort_values("row_number", kind="stable", ignore_index=True)
-    return staged, q, offset
+    return staged, q, rows_in
+
+
+# A sales CSV file larger than this many bytes a row times the chunk's rows is read in blocks of
+# that size (about `chunk_rows` rows: a sales row is 35 to 45 bytes) by pyarrow's streaming reader.
+CSV_ROW_BYTES = 40
+
+
+def _stage_csv(table: str, path: Path, expected: list[str], valid_ids: dict[str, set[str]], as_of: date,
+               stage: Callable[[str, pd.DataFrame], None], chunk_rows: int
+               ) -> tuple[StagedRows, pd.DataFrame, int] | None:
+    """A large CSV file read block by block (pyarrow's streaming reader, every column as bytes as
+    `read_raw` reads a whole file) and validated chunk by chunk (`_stage_chunks`): the same rows
+    accepted and quarantined, with the same file, row, field and reason, as a whole-file read.
+    None when the header lacks a column (the whole-file read reports it). Raises FileProblem when
+    the file as a whole cannot be read, as `read_raw` does; rows staged by then are never loaded."""
+    with path.open("rb") as f:
+        start = f.read(2)
+    encoding = "utf-16" if start in _UTF16_BOMS else "utf-8-sig"
+    raw_names, has_rows = _csv_header(path, encoding)
+    header = [name.strip() for name in raw_names]
+    missing_optional = [c for c in OPTIONAL_COLUMNS.get(table, ()) if c not in header]
+    if _header_problem(header + missing_optional, expected) is not None or not has_rows:
+        return None
+    names = _unique_names(header)
+    ragged: list[pacsv.InvalidRow] = []
+
+    def on_ragged_row(row: pacsv.InvalidRow) -> str:
+        ragged.append(row)
+        return "skip"
+
+    def check_quotes() -> None:
+        # A quote that never closes swallows the rest of the file into one value (or one row of
+        # the wrong length): the rows after it cannot be told apart (one pass over the file, once).
+        opened = _unclosed_quote(path, encoding)
+        if opened is not None:
+            where = "the header" if opened == 0 else f"data row {opened}"
+            raise FileProblem(f"a quote opened in {where} is never closed, so the rows after it cannot be told "
+                              "apart")
+
+    def chunks() -> Iterator[tuple[pd.DataFrame, pd.DataFrame]]:
+        position = 0  # the next 0-based data row a parsed row can be
+        skipped: list[int] = []  # data rows that did not fit the header, not yet passed
+        checked_quotes = False
+        with _undecodable_rows() as undecodable:
+            try:
+                reader = pacsv.open_csv(
+                    path,
+                    read_options=pacsv.ReadOptions(use_threads=False, block_size=max(chunk_rows * CSV_ROW_BYTES, 4096),
+                                                   encoding="utf16" if encoding == "utf-16" else "utf8"),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_ragged_row),
+                    convert_options=pacsv.ConvertOptions(column_types={n: pa.binary() for n in raw_names},
+                                                         strings_can_be_null=True, null_values=[""]))
+                if reader.schema.names != raw_names:
+                    raise FileProblem("the header row cannot be read (check the quotes in it)")
+                seen_ragged = 0
+                for batch in reader:
+                    new_ragged = ragged[seen_ragged:]
+                    seen_ragged = len(ragged)
+                    if any(row.number is None for row in new_ragged):
+                        raise FileProblem(f"{len(ragged)} rows do not match the header, and their row numbers "
+                                          "are unknown")
+                    skipped.extend(row.number - 2 for row in new_ragged)  # the header is line 1
+                    chunk = pa.Table.from_batches([batch])
+                    if not checked_quotes and (
+                            any(pc.any(pc.match_substring_regex(col, "[\r\n]")).as_py() for col in chunk.columns)
+                            or any("\n" in row.text or "\r" in row.text for row in new_ragged)):
+                        checked_quotes = True
+                        check_quotes()
+                    chunk, problems = _plain_columns(chunk.rename_columns(names))
+                    # This block's rows take the next data rows that are not rows skipped for their length.
+                    pending = np.array(sorted(r for r in skipped if r >= position), dtype=np.int64)
+                    index = np.delete(np.arange(position, position + chunk.num_rows + len(pending)),
+                                      pending - position)[:chunk.num_rows]
+                    position = int(index[-1]) + 1 if len(index) else position
+                    skipped[:] = [r for r in skipped if r >= position]
+                    frame = _to_pandas(chunk).set_axis(pd.Index(index), axis=0)
+                    for column in missing_optional:
+                        frame[column] = None
+                    yield frame, problems.assign(idx=index[problems.idx.to_numpy(dtype=int)])
+            except pa.ArrowInvalid as exc:
+                if "straddl" in str(exc):  # a value longer than a block: most likely a quote never closed
+                    check_quotes()
+                hint = (" (a row with a different number of fields than the header, which is also not UTF-8 "
+                        "text: save the file as UTF-8)") if undecodable else ""
+                raise FileProblem(f"cannot read file: {exc}{hint}") from exc
+        # Rows of the wrong length found in the last block, after the last batch.
+        if not checked_quotes and any("\n" in row.text or "\r" in row.text for row in ragged):
+            check_quotes()
+        if any(row.number is None for row in ragged):
+            raise FileProblem(f"{len(ragged)} rows do not match the header, and their row numbers are unknown")
+
+    staged, q, rows_in = _stage_chunks(table, path.name, chunks(), valid_ids, as_of, stage)
+    rejected = pd.DataFrame({
+        "source_file": path.name, "row_number": [row.number - 1 for row in ragged],
+        "column_name": ",".join(header),
+        "reason": [f"{row.actual_columns} fields, the header has {row.expected_columns}"
+                   + (" (a quote is not closed)" if row.text.count('"') % 2 else "") for row in ragged],
+        "raw_record": [json.dumps(row.text) for row in ragged],
+    }) if ragged else _combine([])
+    q = _combine([rejected, q])
+    if len(q):
+        q = q.sort_values("row_number", kind="stable", ignore_index=True)
+    return staged, q, rows_in + len(ragged)
 
 
 # Arrow types a sales file has when it was written typed (by retailopt generate-sample, say).

@@ -119,6 +119,37 @@ def stage_parquet_file(wh: Warehouse, table: str, path: Path, load_id: str) -> i
                         {"load_id": load_id}).n.iloc[0])
 
 
+def load_parquet_file(wh: Warehouse, table: str, path: Path, load_id: str, *, rows: int, first: date | None,
+                      last: date | None, replace: DateRange | None = None, source: str | None = None) -> LoadCounts:
+    """`load_staged_facts` for a sales file that passed the file check and was not staged yet (the
+    warehouse reads it in place, `stage_parquet_file`). Into days that hold no sales it is one
+    INSERT straight from the file: staging 38 million rows only to copy and delete them again was
+    most of a large import. Otherwise (stored days to correct, or a replacement) it is staged and
+    merged as before."""
+    scanning = getattr(wh, "scanning", None)
+    name = sqlfiles.check_table_name(table)
+    day = FACT_TABLES[table][1]
+    if scanning is not None and table == "sales" and replace is None and rows and first is not None \
+            and last is not None:
+        import pyarrow.dataset as ds
+
+        count = f"SELECT COUNT(*) AS n FROM `{{dataset}}.{name}` WHERE {day} BETWEEN @first AND @last"
+        with wh.transaction():
+            if int(wh.query(count, {"first": first, "last": last}).n.iloc[0]) == 0:
+                with scanning("file_rows", ds.dataset(path, format="parquet")):
+                    wh.execute(sqlfiles.read_sql("ingest/insert_sales_file.sql"))
+                added = int(wh.query(count, {"first": first, "last": last}).n.iloc[0])
+                if added != rows:  # the file changed since it was checked: the transaction is undone
+                    raise InputError(f"{source or path.name}: the file changed while it was read ({rows} rows, "
+                                     f"then {added})")
+                return LoadCounts(added, 0)
+    staged = stage_parquet_file(wh, table, path, load_id)
+    if staged is not None and staged != rows:
+        drop_staged(wh, table, load_id)
+        raise InputError(f"{source or path.name}: the file changed while it was read ({rows} rows, then {staged})")
+    return load_staged_facts(wh, table, load_id, rows=rows, first=first, last=last, replace=replace, source=source)
+
+
 def drop_staged(wh: Warehouse, table: str, load_id: str) -> None:
     staging = sqlfiles.check_table_name(f"{table}_staging")
     wh.execute(f"DELETE FROM `{{dataset}}.{staging}` WHERE load_id = @load_id", {"load_id": load_id})

@@ -28,8 +28,8 @@ import pandas as pd
 from retailopt import schema, sqlfiles
 from retailopt.config import Settings
 from retailopt.ingest import InputError, load_inputs
-from retailopt.loading import (DateRange, drop_staged, load_facts, load_staged_facts, new_load_id, stage_parquet_file,
-                               stage_rows)
+from retailopt.loading import (DateRange, drop_staged, load_facts, load_parquet_file, load_staged_facts, new_load_id,
+                               stage_parquet_file, stage_rows)
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
 
@@ -340,7 +340,8 @@ def import_step(wh: Warehouse, settings: Settings, run_id: str | None, source_di
     try:
         result = load_inputs(source_dir, as_of=as_of, stored=_stored_tables(wh),
                              stage=lambda table, rows: stage_rows(wh, table, rows, load_id),
-                             stage_file=lambda table, path: stage_parquet_file(wh, table, path, load_id))
+                             stage_file=lambda table, path: stage_parquet_file(wh, table, path, load_id),
+                             in_place=hasattr(wh, "scanning"))
     except BaseException as exc:
         drop_staged(wh, "sales", load_id)
         if run_id is not None and isinstance(exc, InputError):
@@ -374,9 +375,11 @@ def _load_imported(wh: Warehouse, settings: Settings, run_id: str | None, source
                 continue
             if table in result.staged:
                 staged = result.staged[table]
-                counts = load_staged_facts(wh, table, load_id, rows=staged.rows, first=staged.first_day,
-                                           last=staged.last_day, source=_source_name(result, table),
-                                           replace=replace_sales if table == "sales" else None)
+                load = functools.partial(load_staged_facts, wh, table, load_id) if staged.file is None \
+                    else functools.partial(load_parquet_file, wh, table, staged.file, load_id)
+                counts = load(rows=staged.rows, first=staged.first_day, last=staged.last_day,
+                              source=_source_name(result, table),
+                              replace=replace_sales if table == "sales" else None)
             else:
                 counts = load_facts(wh, table, result.frames[table], source=_source_name(result, table),
                                     replace=replace_sales if table == "sales" else None)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .distributions import WALK_MAX_MEAN, count_quantiles, pmf_recursion
+from .distributions import WALK_MAX_MEAN, count_quantiles, pmf_recursion, unique_rows
 
 # Bands of the daily forecast mean (units/day): discreteness, hence the PIT shape, depends on it.
 MEAN_BANDS: tuple[float, ...] = (0.0, 0.25, 0.6, 1.5, 4.0, 12.0, np.inf)
@@ -183,10 +183,8 @@ def mid_bounds(mean: np.ndarray, var: np.ndarray, t_lo: np.ndarray,
     t_lo = np.broadcast_to(np.asarray(t_lo, dtype=float), shape)
     t_hi = np.broadcast_to(np.asarray(t_hi, dtype=float), shape)
     # Forecasts repeat the same (mean, variance) for many days: solve each distinct row once.
-    rows, inverse = np.unique(np.stack([mean.ravel(), var.ravel(), t_lo.ravel(), t_hi.ravel()], axis=1),
-                              axis=0, return_inverse=True)
+    rows, inverse = unique_rows(np.stack([mean.ravel(), var.ravel(), t_lo.ravel(), t_hi.ravel()], axis=1))
     lo, hi = _mid_bounds_unique(*rows.T)
-    inverse = inverse.ravel()
     return lo[inverse].reshape(shape), hi[inverse].reshape(shape)
 
 

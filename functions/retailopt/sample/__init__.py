@@ -127,7 +127,7 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     recent = demand.units[:, :, -_RECENT_DAYS:].mean(axis=2)
     inventory = make_inventory(rng, stores, catalog.products, recent, demand.expected.mean(axis=2), end_date)
     dcs = make_distribution_centers()
-    vehicles = make_vehicles(rng, stores, str(dcs["dc_id"].iloc[0]), weekly_units=7 * float(recent.sum()))
+    vehicles = make_vehicles(rng, stores, dcs.iloc[0], weekly_units=7 * recent.sum(axis=1))
     # A generator of its own, so adding the plan left every other file byte-identical.
     promotions = _promotions_frame(
         plan_promotions(np.random.default_rng([seed, 1]), catalog.promotable, demand.promo,

@@ -35,8 +35,13 @@ def query_file(warehouse: Warehouse, name: str, params: Mapping[str, Any] | None
 _NUMPY_KINDS = {"INT64": "Int64", "FLOAT64": "float64", "BOOL": "boolean", "STRING": "string"}
 
 
-def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Order and type a frame's columns exactly as the table's DDL says; reject unknown columns."""
+def conform(table: str, frame: pd.DataFrame, *, native_dates: bool = False) -> pd.DataFrame:
+    """Order and type a frame's columns exactly as the table's DDL says; reject unknown columns.
+
+    DATE columns become `datetime.date` objects, or with `native_dates` (a warehouse that casts
+    a timestamp to its DATE column itself: DuckDB) midnight timestamps of the same local day:
+    turning millions of forecast days into Python objects, and DuckDB reading them back, took
+    most of writing them."""
     definition = schema.table(sqlfiles.check_table_name(table))
     extra = set(frame.columns) - set(definition.column_names)
     if extra:
@@ -46,7 +51,10 @@ def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
         values = frame[col.name] if col.name in frame.columns else pd.Series(None, index=frame.index, dtype=object)
         if not col.nullable and values.isna().any():
             raise ValueError(f"{table}.{col.name} is NOT NULL but {int(values.isna().sum())} rows are empty")
-        if col.type == "DATE":
+        if col.type == "DATE" and native_dates:
+            values = pd.to_datetime(values)
+            values = (values.dt.tz_localize(None) if values.dt.tz is not None else values).dt.normalize()
+        elif col.type == "DATE":
             values = pd.to_datetime(values).dt.date
         elif col.type == "TIMESTAMP":
             values = pd.to_datetime(values, utc=True)

@@ -106,7 +106,7 @@ class DuckDBWarehouse:
     def insert(self, table: str, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
-        data = conform(table, frame)
+        data = conform(table, frame, native_dates=True)
         columns = ", ".join(f'"{c}"' for c in data.columns)
         with self._lock, self._recovering():
             self._conn.register("_incoming", data)
