@@ -53,6 +53,16 @@ class InputError(Exception):
         self.quarantine = quarantine if quarantine is not None else _file_problem(None, message)
 
 
+def _record_staged(table: str, path: Path, rows_in: int, accepted: int, quarantine: pd.DataFrame,
+                   quarantined: list[pd.DataFrame], reports: list[FileReport]) -> None:
+    """A file staged in chunks: its quarantined rows kept and its report (first 20 reasons) logged."""
+    quarantined.append(quarantine)
+    messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in quarantine.head(20).itertuples()]
+    reports.append(FileReport(table, str(path), rows_in, accepted, len(quarantine), messages))
+    for message in messages:
+        log.warning(message)
+
+
 def _file_problem(source_file: str | None, reason: str, column: str | None = None) -> pd.DataFrame:
     return pd.DataFrame([{"source_file": source_file or "(input folder)", "row_number": None,
                           "column_name": column, "reason": reason, "raw_record": None}])
@@ -520,12 +530,8 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
             if problem is None:
                 staged, q, rows_in = _stage_parquet(table, path, valid_ids, as_of, stage, chunk_rows, stage_file,
                                                     in_place)
-                quarantined.append(q)
                 result_staged[table] = staged
-                messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
-                reports.append(FileReport(table, str(path), rows_in, staged.rows, len(q), messages))
-                for message in messages:
-                    log.warning(message)
+                _record_staged(table, path, rows_in, staged.rows, q, quarantined, reports)
                 continue
         if stage is not None and len(paths) == 1 and table in STAGED_TABLES and path.suffix == ".csv" \
                 and path.stat().st_size > chunk_rows * CSV_ROW_BYTES:
@@ -536,12 +542,8 @@ def load_inputs(data_dir: Path, *, as_of: date, stored: Mapping[str, set[str] | 
                     from exc
             if streamed is not None:
                 staged, q, rows_in = streamed
-                quarantined.append(q)
                 result_staged[table] = staged
-                messages = [f"{path.name} row {r.row_number}: {r.reason}" for r in q.head(20).itertuples()]
-                reports.append(FileReport(table, str(path), rows_in, staged.rows, len(q), messages))
-                for message in messages:
-                    log.warning(message)
+                _record_staged(table, path, rows_in, staged.rows, q, quarantined, reports)
                 continue
         raw: RawFile | None = None
         try:
