@@ -36,6 +36,7 @@ from google.maps import fleetengine_delivery_v1 as fe
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 from google.type import latlng_pb2
 
+from retailopt.errors import StatusError
 from retailopt.warehouse.base import query_file
 
 log = logging.getLogger(__name__)
@@ -45,13 +46,8 @@ TARGET_WINDOW = timedelta(hours=1)
 _FORBIDDEN = re.compile(r"[/:?,#]")
 
 
-class DispatchError(Exception):
+class DispatchError(StatusError):
     """A dispatch or outcome that cannot be done: `status` 400, 404 or 409, and why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

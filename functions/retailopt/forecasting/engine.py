@@ -965,6 +965,13 @@ def _protection_frame(keys: pd.DataFrame, windows: np.ndarray, mean: np.ndarray,
     m = (mean * in_window).sum(axis=1)
     noise = ((var - level_var[:, None] * mean ** 2) * in_window).sum(axis=1)
     v = noise + level_var * m ** 2
+    return protection_rows(keys, windows, m, v, model)
+
+
+def protection_rows(keys: pd.DataFrame, windows: np.ndarray, m: np.ndarray, v: np.ndarray,
+                    model: np.ndarray) -> pd.DataFrame:
+    """Protection rows from each window's demand mean `m` and variance `v`: the quantiles follow
+    from the count distribution with those moments (daily and periodic paths alike)."""
     q = count_quantiles(m, v, QUANTILES)
     out = keys.copy()
     out["window_days"] = windows.astype(int)

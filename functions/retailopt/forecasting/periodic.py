@@ -652,22 +652,14 @@ def _protection(keys: pd.DataFrame, windows: np.ndarray, mean: np.ndarray, var: 
                 rel: np.ndarray, model: np.ndarray) -> pd.DataFrame:
     """Demand summed over each window of periods: the count noise adds up, the relative error
     (level and trend) is shared by the periods of a window, so its standard deviations add."""
-    from .engine import PROTECTION_COLUMNS
+    from .engine import protection_rows
 
     in_window = np.arange(mean.shape[1])[None, :] < windows[:, None]
     m = (mean * in_window).sum(axis=1)
     noise = ((var - rel * mean ** 2) * in_window).sum(axis=1)
     shared = ((np.sqrt(np.maximum(rel, 0)) * mean) * in_window).sum(axis=1)
     v = np.maximum(noise, 0) + shared ** 2
-    q = count_quantiles(m, v, QUANTILES)
-    out = keys.copy()
-    out["window_days"] = windows.astype(int)
-    out["demand_mean"] = m
-    out["demand_std"] = np.sqrt(np.maximum(v, 0))
-    for i, level in enumerate(QUANTILES):
-        out[f"q{int(round(level * 100))}"] = q[:, i]
-    out["model"] = model
-    return out.loc[:, PROTECTION_COLUMNS]
+    return protection_rows(keys, windows, m, v, model)
 
 
 def protection_for_days(protection: pd.DataFrame, days: np.ndarray, period_days: float) -> pd.DataFrame:

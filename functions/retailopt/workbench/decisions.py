@@ -27,6 +27,7 @@ import pandas as pd
 from retailopt import pipeline
 from retailopt.config import Settings, load_settings
 from retailopt.dispatch import ledger
+from retailopt.errors import StatusError
 from retailopt.services import messages
 from retailopt.services.dedupe import KeyKind
 from retailopt.services.handlers import WHAT_IF_FIELDS
@@ -40,13 +41,8 @@ MAX_REASON = 500
 MAX_BATCH = 1000
 
 
-class DecisionError(Exception):
+class DecisionError(StatusError):
     """A decision that cannot be made: `status` 400 (invalid), 403, 404 or 409 (state)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 import pandas as pd
 
+from retailopt.errors import StatusError
 from retailopt.services.api import ApiError, HttpCall, Reply, json_reply, openapi, validate_body
 from retailopt.services.logs import log
 from retailopt.workbench import charts, decisions, store, views, web
@@ -484,7 +485,7 @@ def task_outcome(ctx: _Context, run_id: str) -> Reply:
 
 # --- JSON ------------------------------------------------------------------------------------
 
-def _json_error(exc: decisions.DecisionError) -> Reply:
+def _json_error(exc: StatusError) -> Reply:
     return json_reply({"error": exc.message}, exc.status)
 
 
@@ -545,7 +546,7 @@ def post_task_outcome(api: Any, call: HttpCall, body: dict[str, Any], task_id: s
                                outcome=body["outcome"], units=body.get("units"), note=body.get("note"),
                                identity=identity)
     except fleet.DispatchError as exc:
-        return json_reply({"error": exc.message}, exc.status)
+        return _json_error(exc)
     return json_reply(out)
 
 
