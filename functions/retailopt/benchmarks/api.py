@@ -186,20 +186,28 @@ def main(argv: list[str] | None = None) -> int:
                 server.kill()
 
 
-def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Popen, folder: Path) -> int:
-    auth = {"Authorization": f"Bearer {token}"}
-    deadline = time.monotonic() + 60
+def wait_until_serving(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+    """Wait for a `retailopt serve` subprocess to answer /healthz; RuntimeError with the end of
+    its log if it stops or the time runs out."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             if requests.get(f"{base}/healthz", timeout=10).status_code == 200:
-                break
+                return
         except requests.RequestException:
             pass
         if server.poll() is not None or time.monotonic() > deadline:
-            print((folder / "server.log").read_text()[-3000:])
-            print("error: the server did not start")
-            return 1
+            raise RuntimeError("the server did not start:\n" + log.read_text()[-3000:])
         time.sleep(0.2)
+
+
+def _run(args: argparse.Namespace, base: str, token: str, server: subprocess.Popen, folder: Path) -> int:
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        wait_until_serving(base, server, folder / "server.log", timeout_s=60)
+    except RuntimeError as exc:
+        print(f"error: {exc}")
+        return 1
 
     started = time.perf_counter()
     response = requests.post(f"{base}/runs", json={"run_date": RUN_DATE, "source_prefix": f"{CHAIN}/{RUN_DATE}"},

@@ -41,6 +41,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from retailopt.benchmarks.api import wait_until_serving
+
 RUN_DATE = date(2026, 1, 15)
 CATEGORIES = ("bakery", "beverages", "canned goods", "cereal", "cleaning", "dairy", "deli", "frozen", "grocery",
               "health", "household", "meat", "paper goods", "personal care", "pet", "produce", "seafood",
@@ -542,21 +544,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_until_serving(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=10).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start:\n" + log.read_text()[-3000:])
-        time.sleep(0.2)
-
-
 def _page_counts(data_dir: Path, built: dict[str, Any]) -> dict[str, int]:
     """How many pages the unfiltered worklist, orders and comparison have (for the deep pages)."""
     from retailopt.config import load_settings
@@ -625,7 +612,7 @@ def _bench(args: argparse.Namespace, data_dir: Path) -> int:
                                "--data-dir", str(data_dir)], stdout=open(log, "w"), stderr=subprocess.STDOUT,
                               env={**os.environ, "RETAILOPT_PLANNERS": ""})
     try:
-        _wait_until_serving(base, server, log)
+        wait_until_serving(base, server, log)
         rss_idle = _peak_rss_mb(server.pid)
         progress(f"timing {args.repeats} requests per page")
         figures = time_pages(base, page_paths(built, random.Random(args.seed), pages), args.repeats)
