@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import functions_framework
-from uvicorn.middleware.wsgi import WSGIMiddleware
+from a2wsgi import WSGIMiddleware
 
 import retailopt
 from retailopt.config import Settings
