@@ -241,6 +241,21 @@ def _timezone(run: dict) -> str:
     return str(parameters.get("timezone") or "America/Chicago") if isinstance(parameters, dict) else "America/Chicago"
 
 
+# What each timed step did, for the report's readers (the keys are the pipeline's step names; the
+# plan's parts are timed inside "plan", the solves inside their part).
+STEP_LABELS = {
+    "setup": "Setup", "import": "Import of the input files", "forecast": "Forecast", "plan": "Plan",
+    "policy": "Plan: inventory targets", "transfer_pricing": "Plan: route solves pricing the transfers",
+    "rebalancing": "Plan: transfers and distribution-centre orders", "routing": "Plan: routes",
+    "routing_solve": "Plan: route solves", "publish": "Publish",
+}
+
+
+def step_label(step: str) -> str:
+    """A step's name for people; a step this table does not know keeps its name, made readable."""
+    return STEP_LABELS.get(step) or step.replace("_", " ").capitalize()
+
+
 def render_report(wh: Warehouse, run: dict, kpis: dict, timings: dict, *, geojson: dict) -> str:
     """The report's HTML: the workbench's views of the run, then what only the report shows."""
     from retailopt.pipeline import read_run_rows, read_table
@@ -273,7 +288,8 @@ def render_report(wh: Warehouse, run: dict, kpis: dict, timings: dict, *, geojso
         map_svg=_map(stores, dcs, pd.Series(risk.n.to_numpy(), index=risk.store_id), geojson),
         charts=_forecast_charts(wh, run, names), anomalies=_anomaly_section(wh, run),
         quarantine=views.records(quarantine.sort_values(["source_file", "row_number"], na_position="first").head(200)),
-        quarantined=len(quarantine), replay=_replay_section(wh), timings=timings,
+        quarantined=len(quarantine), replay=_replay_section(wh),
+        timings={step_label(step): seconds for step, seconds in timings.items()},
         css=web.static_file("workbench.css")[0].decode("utf-8")).decode("utf-8")
 
 
