@@ -16,7 +16,10 @@ loses the sales it cannot serve from stock. Strategies:
 - `hindsight`: the best plan under the same rules with the real demand known in advance
   (`retailopt.hindsight`): a bound, not a strategy anyone could run.
 
-The forecasts at each re-planning day are shared by all strategies (made from the recorded
+Forecasters: the engine (default), an empirical stand-in, and two diagnostics that no planner
+has: `oracle` (the demand that happened) and `truth` (the generator's demand model, for sample
+chains written with --truth-days: what noise alone costs). The forecasts at each re-planning
+day are shared by all strategies (made from the recorded
 demand, not from each strategy's censored sales) so the comparison isolates the decisions.
 Every measure is also given without the first `warmup_days` (steady_*), where the opening stock
 still decides more than the strategy.
