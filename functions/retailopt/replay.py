@@ -16,7 +16,10 @@ loses the sales it cannot serve from stock. Strategies:
 - `hindsight`: the best plan under the same rules with the real demand known in advance
   (`retailopt.hindsight`): a bound, not a strategy anyone could run.
 
-The forecasts at each re-planning day are shared by all strategies (made from the recorded
+Forecasters: the engine (default), an empirical stand-in, and two diagnostics that no planner
+has: `oracle` (the demand that happened) and `truth` (the generator's demand model, for sample
+chains written with --truth-days: what noise alone costs). The forecasts at each re-planning
+day are shared by all strategies (made from the recorded
 demand, not from each strategy's censored sales) so the comparison isolates the decisions.
 Every measure is also given without the first `warmup_days` (steady_*), where the opening stock
 still decides more than the strategy.
@@ -37,9 +40,14 @@ import numpy as np
 import pandas as pd
 
 from retailopt.config import Settings, load_settings
-from retailopt.demand_model import QUANTILE_COLUMNS
+from retailopt.demand_model import QUANTILE_COLUMNS, QUANTILE_LEVELS
 from retailopt.policy import compute_policy
 from retailopt.rebalance import TRANSFER_COLUMNS, assign_dcs, plan_orders, projected_stock
+from retailopt.sample.demand import NOISE_LUMPY, NOISE_NEGATIVE_BINOMIAL
+from retailopt.sample.truth import TRUTH_FILE, TruthModel, read_truth
+
+FORECASTERS = ("engine", "empirical", "oracle", "truth")
+TRUTH_DRAWS = 2000  # samples of each window's demand under the true model (q99 within about ±0.2 points)
 
 STRATEGIES = ("dc_only", "min_max", "min_max_tuned", "policy_rebalance", "hindsight")
 HINDSIGHT_TIME_LIMIT_S = 300.0
@@ -72,6 +80,8 @@ class Chain:
     sales: pd.DataFrame
     # The fleet (vehicles.csv): transfers are priced by, and charged, the routes solved for them.
     vehicles: pd.DataFrame | None = None
+    # The generator's demand model (sample/truth.py), for the diagnostic `truth` forecaster only.
+    truth_path: Path | None = None
 
 
 def load_chain(data_dir: Path) -> Chain:
@@ -83,12 +93,14 @@ def load_chain(data_dir: Path) -> Chain:
     sales["store_id"] = sales["store_id"].astype(str)
     sales["product_id"] = sales["product_id"].astype(str)
     vehicles = data_dir / "vehicles.csv"
+    truth = data_dir / TRUTH_FILE
     return Chain(stores=pd.read_csv(data_dir / "stores.csv", dtype=ids),
                  dcs=pd.read_csv(data_dir / "distribution_centers.csv", dtype=ids),
                  products=pd.read_csv(data_dir / "products.csv", dtype=ids),
                  inventory=pd.read_csv(data_dir / "inventory.csv", dtype=ids), sales=sales,
                  vehicles=pd.read_csv(vehicles, dtype={"vehicle_id": str, "depot_id": str})
-                 if vehicles.exists() else None)
+                 if vehicles.exists() else None,
+                 truth_path=truth if truth.exists() else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,9 +156,48 @@ def oracle_forecast(demand_all: np.ndarray, upto: int, window: np.ndarray, keys:
     return daily, prot
 
 
+def truth_forecast(truth: TruthModel, window: np.ndarray, keys: pd.DataFrame, start: date, horizon: int,
+                   seed: int, draws: int = TRUTH_DRAWS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A diagnostic, not a forecaster: the generator's own demand model (sample/truth.py), the
+    best forecast anyone not knowing the future could make. Daily means are the true expected
+    units; each window's mean and standard deviation are exact, its quantiles those of `draws`
+    samples drawn like the generator draws demand (from their own random stream: the demand that
+    happened is not used). Replaying the policy with it shows the regret that the noise alone
+    forces on a policy that does not know the future; what remains between the engine's
+    forecasts and it is what the forecast could still gain."""
+    mean = truth.expected(pd.Timestamp(start), horizon)
+    w = np.minimum(window, horizon)
+    in_window = np.arange(horizon)[None, :] < w[:, None]
+    m = np.where(in_window, mean, 0.0)
+    occ = truth.noise != NOISE_NEGATIVE_BINOMIAL
+    # Exact variance per day: NB(k, m) has m + m^2/k; an occurrence B*S has p E[S^2] - (p E[S])^2.
+    k = np.where(truth.dispersion > 0, truth.dispersion, np.inf)[:, None]
+    size_mean = truth.size_mean[:, None]
+    size_var = np.where((truth.noise == NOISE_LUMPY)[:, None], size_mean + size_mean ** 2 / k, size_mean)
+    p_occ = np.clip(m / (1.0 + size_mean), 0.0, 1.0)
+    var_day = np.where(occ[:, None], p_occ * (size_var + (1.0 + size_mean) ** 2) - m ** 2, m + m ** 2 / k)
+    rng = np.random.default_rng([seed, pd.Timestamp(start).toordinal()])
+    q = np.zeros((len(keys), len(QUANTILE_COLUMNS)))
+    for lo in range(0, len(keys), 500):  # bounded memory: 500 rows x draws x one day at a time
+        rows = slice(lo, lo + 500)
+        sub = TruthModel(mean=truth.mean[rows], first_day=truth.first_day, noise=truth.noise[rows],
+                         dispersion=truth.dispersion[rows], size_mean=truth.size_mean[rows])
+        sums = sub.draw_window_sums(np.where(in_window[rows], mean[rows], np.nan), draws, rng)
+        q[rows] = np.quantile(sums, QUANTILE_LEVELS, axis=1).T
+    prot = keys.assign(window_days=window, demand_mean=m.sum(axis=1), demand_std=np.sqrt(np.maximum(var_day, 0).sum(axis=1)),
+                       **{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)}, model="truth")
+    daily = pd.DataFrame({
+        "store_id": np.repeat(keys["store_id"].to_numpy(), horizon),
+        "product_id": np.repeat(keys["product_id"].to_numpy(), horizon),
+        "forecast_date": np.tile(pd.date_range(start, periods=horizon, freq="D"), len(keys)),
+        "forecast_mean": mean.ravel()})
+    return daily, prot
+
+
 def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeIndex, upto: int,
                  keys: pd.DataFrame, window: np.ndarray, price: np.ndarray, day: date,
-                 settings: Settings, promo_all: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 settings: Settings, promo_all: np.ndarray | None = None,
+                 truth: TruthModel | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(daily, protection) forecasts made on `day` from the demand of the days before it only.
 
     With `promo_all` (series × day promotion flags) the engine also gets the promotions of the
@@ -155,8 +206,12 @@ def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeI
         return empirical_quantile_forecast(demand_all[:, :upto], window, keys, day, int(window.max()))
     if forecaster == "oracle":
         return oracle_forecast(demand_all, upto, window, keys, day, int(window.max()))
+    if forecaster == "truth":
+        if truth is None:
+            raise ValueError("forecaster 'truth' needs the chain's demand model (demand_truth.parquet)")
+        return truth_forecast(truth, window, keys, day, int(window.max()), settings.seed)
     if forecaster != "engine":
-        raise ValueError(f"forecaster={forecaster!r}: expected 'engine', 'empirical' or 'oracle'")
+        raise ValueError(f"forecaster={forecaster!r}: expected one of {', '.join(FORECASTERS)}")
     from retailopt.forecasting import forecast as engine
 
     hist = demand_all[:, :upto]
@@ -624,6 +679,11 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
         raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {', '.join(STRATEGIES)}")
     if opening not in ("snapshot", "neutral"):
         raise ValueError(f"opening={opening!r}: expected 'snapshot' or 'neutral'")
+    if forecaster not in FORECASTERS:
+        raise ValueError(f"forecaster={forecaster!r}: expected one of {', '.join(FORECASTERS)}")
+    if forecaster == "truth" and chain.truth_path is None:
+        raise ValueError(f"forecaster 'truth' needs the chain's demand model ({TRUTH_FILE}), which only "
+                         "`retailopt generate-sample --truth-days N` writes: a diagnostic, not for real chains")
     cadence = cadence or settings.review_period_days
     keys = chain.inventory[["store_id", "product_id"]].astype(str).drop_duplicates().reset_index(drop=True)
     n = len(keys)
@@ -676,6 +736,7 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
 
     # Forecasts per re-planning day, shared by the strategies.
     need_fc = any(s in ("dc_only", "policy_rebalance") for s in strategies)
+    truth = read_truth(chain.truth_path, keys) if need_fc and forecaster == "truth" else None
     if forecasts is None:
         forecasts = {}
     for t in world.replan if need_fc else []:
@@ -684,7 +745,7 @@ def run_replay(chain: Chain, *, settings: Settings, weeks: int = 6, cadence: int
         day = (start + pd.Timedelta(days=t)).date()
         started = time.perf_counter()
         forecasts[t] = _forecast_at(forecaster, demand_all, all_days, t0 + t, keys, window, price, day, settings,
-                                    promo_all)
+                                    promo_all, truth)
         log(f"forecast for {day}: {time.perf_counter() - started:.1f}s")
 
     rows = []
@@ -902,9 +963,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="chain files (stores.csv, ..., sales.parquet); default: generate the sample chain")
     parser.add_argument("--weeks", type=int, default=6, help="held-out weeks to replay (default 6)")
     parser.add_argument("--cadence", type=int, default=None, help="days between re-plans (default: review period)")
-    parser.add_argument("--forecaster", choices=("engine", "empirical", "oracle"), default="engine",
-                        help="retailopt.forecasting (default), the empirical window-quantile stand-in, or "
-                             "oracle: the actual demand, a diagnostic of what forecast error costs")
+    parser.add_argument("--forecaster", choices=FORECASTERS, default="engine",
+                        help="retailopt.forecasting (default), the empirical window-quantile stand-in, or two "
+                             "diagnostics: oracle, the actual demand (what forecast error costs), and truth, "
+                             "the generator's demand model (what noise alone costs; needs a chain generated "
+                             "with --truth-days)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--min-days", type=float, default=None, help="min/max rule: reorder below this cover")
     parser.add_argument("--max-days", type=float, default=None, help="min/max rule: order up to this cover")

@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .catalog import CATEGORIES, CLASS_NAMES, make_catalog
 from .demand import plan_promotions, simulate
 from .network import make_distribution_centers, make_inventory, make_stores, make_vehicles
 from .places import DC_PLACE, METRO_BBOX, PLACES
+from .truth import TRUTH_FILE, truth_table, write_truth
 
 __all__ = ["generate_sample_chain", "main", "METRO_BBOX", "PLACES", "DC_PLACE", "CATEGORIES",
            "CLASS_NAMES", "DEFAULT_END_DATE"]
@@ -99,13 +101,18 @@ def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str
 
 def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, n_products: int = 300,
                           days: int = 730, end_date: date = DEFAULT_END_DATE,
-                          holiday_country: str = "US", frequency: str = "daily") -> dict[str, Path]:
+                          holiday_country: str = "US", frequency: str = "daily",
+                          truth_days: int = 0) -> dict[str, Path]:
     """Write a sample chain to out_dir and return {table name: file path}.
 
     The same arguments always give byte-identical files. Sales cover `days` days ending on
     `end_date` (inclusive); the stock snapshot is taken on `end_date`. ``frequency="weekly"``
     writes the same sales summed into weeks ending on `end_date`'s weekday, one row per store x
     product x week dated by its last day (the other files are unchanged).
+
+    ``truth_days > 0`` also writes `demand_truth.parquet` (`truth.py`): the expected units of
+    the last `truth_days` days and the noise around them, a diagnostic for the replay's `truth`
+    forecaster only (the other files are unchanged).
     """
     if frequency not in ("daily", "weekly"):
         raise ValueError(f"frequency must be daily or weekly (got {frequency!r})")
@@ -113,6 +120,10 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
         raise ValueError(f"n_stores must be at least 2 (got {n_stores}): transfers need two stores")
     if n_products < 1:
         raise ValueError(f"n_products must be at least 1 (got {n_products})")
+    if truth_days < 0 or truth_days > days:
+        raise ValueError(f"truth_days must be between 0 and days={days} (got {truth_days})")
+    if truth_days and frequency != "daily":
+        raise ValueError("the demand truth is daily: truth_days needs frequency='daily'")
     if days < _RECENT_DAYS:
         raise ValueError(f"days must be at least {_RECENT_DAYS} (got {days})")
     out_dir = Path(out_dir)
@@ -123,9 +134,10 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     stores, store_size, weekly_tilt = make_stores(rng, n_stores)
     catalog = make_catalog(rng, n_products)
     demand = simulate(rng, catalog, store_size, weekly_tilt, calendar, holiday_country,
-                      expected_window=_RECENT_DAYS)
+                      expected_window=max(_RECENT_DAYS, truth_days))
     recent = demand.units[:, :, -_RECENT_DAYS:].mean(axis=2)
-    inventory = make_inventory(rng, stores, catalog.products, recent, demand.expected.mean(axis=2), end_date)
+    inventory = make_inventory(rng, stores, catalog.products, recent,
+                               demand.expected[:, :, -_RECENT_DAYS:].mean(axis=2), end_date)
     dcs = make_distribution_centers()
     vehicles = make_vehicles(rng, stores, dcs.iloc[0], weekly_units=7 * recent.sum(axis=1))
     # A generator of its own, so adding the plan left every other file byte-identical.
@@ -150,6 +162,11 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
             sales = _weekly(*sales)
         table = _sales_table(*sales, stores["store_id"].tolist(), catalog.products["product_id"].tolist())
         staged["sales"] = staging / "sales.parquet"
+        if truth_days:
+            expected = replace(demand, expected=demand.expected[:, :, -truth_days:])
+            staged["demand_truth"] = write_truth(truth_table(expected, calendar, stores["store_id"].tolist(),
+                                                             catalog.products["product_id"].tolist()),
+                                                 staging / TRUTH_FILE)
         pq.write_table(table, staged["sales"], compression="zstd", row_group_size=1 << 20)
         paths = {}
         for name, path in staged.items():
@@ -174,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frequency", choices=["daily", "weekly"], default="daily",
                         help="sales rows per day, or per week ending on --end-date's weekday "
                              "(plan it with --set data_frequency=weekly, or auto)")
+    parser.add_argument("--truth-days", type=int, default=0,
+                        help="also write demand_truth.parquet: the expected units of the last N days and "
+                             "their noise model (a diagnostic for `retailopt replay --forecaster truth`)")
     parser.add_argument("--small", action="store_true",
                         help="a tiny chain for tests and demos (4 stores, 12 products, 120 days)")
     args = parser.parse_args(argv)
@@ -183,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = generate_sample_chain(args.out, seed=args.seed, n_stores=args.stores, n_products=args.products,
                                       days=args.days, end_date=args.end_date,
-                                      holiday_country=args.holiday_country, frequency=args.frequency)
+                                      holiday_country=args.holiday_country, frequency=args.frequency,
+                                      truth_days=args.truth_days)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

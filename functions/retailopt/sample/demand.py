@@ -18,6 +18,8 @@ from .catalog import CATEGORIES, ERRATIC, INTERMITTENT, LUMPY, SMOOTH, Catalog
 
 _CAT_INDEX = {c.name: i for i, c in enumerate(CATEGORIES)}
 _GROCERY_LIKE = [_CAT_INDEX["grocery"], _CAT_INDEX["beverages"]]
+# The noise kinds of `Demand.noise` (see `simulate` for how each draws units around the mean).
+NOISE_NEGATIVE_BINOMIAL, NOISE_INTERMITTENT, NOISE_LUMPY = 0, 1, 2
 _GIFT_LIKE = [_CAT_INDEX["electronics"], _CAT_INDEX["toys"], _CAT_INDEX["apparel"]]
 
 
@@ -28,6 +30,12 @@ class Demand:
     price: np.ndarray  # (P, T) selling price of the day
     promo: np.ndarray  # (P, T) bool, on promotion
     closed: np.ndarray  # (T,) bool, stores closed (e.g. Christmas Day)
+    # The noise around `expected`, per product (read only by `truth.py`, a replay diagnostic):
+    # NOISE_* kind, the negative-binomial size k (of the day's units, or of a lumpy demand size),
+    # and the mean of a demand size above 1 (occurrence items; 0 for the others).
+    noise: np.ndarray | None = None
+    dispersion: np.ndarray | None = None
+    size_mean: np.ndarray | None = None
 
 
 def _bump(doy: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -253,7 +261,10 @@ def simulate(rng: np.random.Generator, catalog: Catalog, store_size: np.ndarray,
         size[lumpy] += rng.negative_binomial(kl, kl / (kl + sm[lumpy]))
         units[s_i, prod, t_i] = size
         expected[:, occ_idx, :] = (p_occ * (1.0 + size_mean[occ_idx])[None, :, None])[:, :, -w:]
-    return Demand(units=units, expected=expected, price=price, promo=promo, closed=closed)
+    noise = np.where(dclass == INTERMITTENT, NOISE_INTERMITTENT,
+                     np.where(dclass == LUMPY, NOISE_LUMPY, NOISE_NEGATIVE_BINOMIAL))
+    return Demand(units=units, expected=expected, price=price, promo=promo, closed=closed,
+                  noise=noise, dispersion=k, size_mean=size_mean)
 
 
 def plan_promotions(rng: np.random.Generator, promotable: np.ndarray, history_promo: np.ndarray,
