@@ -92,6 +92,7 @@ SETTING_BOUNDS: dict[str, Bounds] = {
     "slow_mover_daily_demand": Bounds(0, 1000),
     "speed_kmh": Bounds(1, 130),
     "transfer_lead_days": Bounds(0, 60),
+    "transfer_pricing_time_s": Bounds(0, 3600, min_exclusive=True),
     "transfer_sender_min_daily_demand": Bounds(0, 1000),
     "transfer_sender_reserve_days": Bounds(0, 366),
     "transport_cost_per_unit_km": Bounds(0, 1e6),
@@ -175,6 +176,10 @@ class Settings:
     # may): one store's slow-mover forecast is mostly noise, so its "surplus" usually is not one
     # (replay evidence in docs/policy.md).
     transfer_sender_min_daily_demand: float | None = None
+    # Seconds the pricing of a plan's transfers by solved routes may take in all (planning and
+    # solving, `transfer_pricing`): it ends its rounds early rather than pass this, though the first
+    # plan and solve, and the solve of the final plan, always run.
+    transfer_pricing_time_s: float = 3.0
     routing_engine: str = "local"  # "local" or "api"
     routing_time_limit_s: float = 10.0
     speed_kmh: float = 35.0
