@@ -92,6 +92,7 @@ SETTING_BOUNDS: dict[str, Bounds] = {
     "slow_mover_daily_demand": Bounds(0, 1000),
     "speed_kmh": Bounds(1, 130),
     "transfer_lead_days": Bounds(0, 60),
+    "transfer_max_wait_days": Bounds(0, 60),
     "transfer_pricing_time_s": Bounds(0, 3600, min_exclusive=True),
     "transfer_sender_min_daily_demand": Bounds(0, 1000),
     "transfer_sender_reserve_days": Bounds(0, 366),
@@ -162,6 +163,9 @@ class Settings:
     order_cost_per_line: float = 4.0
     # Days a store-to-store transfer takes to arrive.
     transfer_lead_days: int = 1
+    # Days a released transfer may wait for a truck past its delivery day; then it is cancelled
+    # (its sender keeps the units, its receiver is planned again).
+    transfer_max_wait_days: int = 2
     # Rebalancing.
     handling_cost_per_unit: float = 0.30
     transport_cost_per_unit_km: float = 0.02

@@ -656,7 +656,7 @@ def pricing_background(wh: Warehouse, policy: pd.DataFrame, products: pd.DataFra
     from retailopt.transfer_pricing import DayBackground, own_orders_due
 
     day = delivery_day(run_date, settings.transfer_lead_days)
-    carried = carried_lines(wh, day)
+    carried = carried_lines(wh, day, max_wait_days=settings.transfer_max_wait_days)
     if len(carried) and day > run_date:  # lines due by today travel on today's routes
         carried = carried[pd.to_datetime(carried["expected_arrival"]).dt.date > run_date]
     extra = _carried_frames(carried, products)
@@ -723,7 +723,8 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.rebalance import apply_plan, plan_orders
     from retailopt.transfer_pricing import plan_priced_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
-    from retailopt.dispatch.ledger import carried_lines, failed_delivery_exceptions, stock_position
+    from retailopt.dispatch.ledger import (cancelled_transfer_exceptions, carried_lines, failed_delivery_exceptions,
+                                           stock_position)
     from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.tables import locations_frame
@@ -734,7 +735,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
     products, vehicles = read_table(wh, "products"), read_table(wh, "vehicles")
     # The latest snapshot with the released lines since then: on order, in transit, delivered.
-    inventory = stock_position(wh, run_date)
+    inventory = stock_position(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
     daily = read_run_rows(wh, "forecasts", run_id)
     protection = read_run_rows(wh, "demand_windows", run_id)
     if protection.empty:
@@ -761,7 +762,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
     # The routes of the run date carry what arrives that day: the run's own lines due today and the
     # released lines of earlier runs due by today.
-    carried = carried_lines(wh, run_date)
+    carried = carried_lines(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
     transfers, orders, carried, day_transfers, day_orders = day_loads(
         transfers, orders, carried, run_date, fleet, products)
     timings["rebalancing"] = time.perf_counter() - started
@@ -791,8 +792,9 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     if len(late):
         unrouted = pd.concat([unrouted, late], ignore_index=True) if len(unrouted) else late
     failed = failed_delivery_exceptions(wh, run_date)
-    noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
-        if len(room_cuts) or len(failed) else room_cuts
+    cancelled = cancelled_transfer_exceptions(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
+    noted = pd.concat([f for f in (room_cuts, failed, cancelled) if len(f)], ignore_index=True) \
+        if len(room_cuts) or len(failed) or len(cancelled) else room_cuts
     if len(noted):
         exceptions = pd.concat([exceptions, noted], ignore_index=True)
         policy = _note_exceptions(policy, noted)
