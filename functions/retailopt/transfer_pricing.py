@@ -28,6 +28,7 @@ its order.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,16 +39,25 @@ import pandas as pd
 from retailopt.config import Settings
 from retailopt.rebalance import ORDER_COLUMNS, TRANSFER_COLUMNS, delivery_day, plan_orders, plan_transfers
 
+log = logging.getLogger(__name__)
+
 # Rounds of plan -> routes -> prices; each is one routing solve.
 PRICING_ROUNDS = 4
 # Seconds per pricing solve at most (and at most routing_time_limit_s): a plan's transfers and the
 # day's other loads are a few hundred loads at most, which the local engine routes well within this.
 PRICING_TIME_LIMIT_S = 4.0
-# The shortest solve (even past the time budget): the first answer of the local search.
+# The shortest solve (even past the time budget): the first answer of the local search, which
+# needs longer for more loads (a search stopped before its first answer carries nothing).
 MIN_SOLVE_S = 0.4
+MIN_SOLVE_PER_LOAD_S = 0.01
+
+
+def shortest_solve_s(loads: int) -> float:
+    """The shortest pricing solve for a problem of `loads` vehicle loads."""
+    return max(MIN_SOLVE_S, MIN_SOLVE_PER_LOAD_S * loads)
 # A solve takes this share of the pricing time left; the rest pays for re-planning and later rounds.
 SOLVE_SHARE = 0.7
-# The solve the charge is taken from beside the day's other loads lasts at least this long.
+# A solve beside the day's other loads lasts at least this long (see `solve_limit`).
 FINAL_SOLVE_S = 2.0
 # The day's routes without the transfers take this share of the time left (solved once; a day of
 # orders alone settles fast).
@@ -108,6 +118,7 @@ class DayBackground:
     orders: pd.DataFrame
     _packed: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
     _base: float | None = field(default=None, repr=False)
+    _routes: list[tuple[int, list[tuple[str, bool, int]]]] = field(default_factory=list, repr=False)
     base_solve_s: float = 0.0
 
     @property
@@ -135,14 +146,38 @@ class DayBackground:
         if self._base is None:
             t, o = self.packed(fleet, products)
             request = build_request(t, o, stores, dcs, fleet, products, run_date=day, settings=settings)
+            loads_n = int(sum(f["shipment_id"].nunique() for f in (t, o) if len(f)))
             quick = settings.replace(routing_time_limit_s=min(settings.routing_time_limit_s,
-                                                              max(time_limit_s, MIN_SOLVE_S)))
+                                                              max(time_limit_s, shortest_solve_s(loads_n))))
             started = time.perf_counter()
             response = solve_routes_by_problem(request, settings=quick).response
             self.base_solve_s = time.perf_counter() - started
+            self._routes = _labelled_routes(request, response)
             self._base = (sum(float(r.route_total_cost) for r in response.routes if len(r.visits))
                           + sum(float(s.penalty_cost) for s in response.skipped_shipments))
         return self._base
+
+    def inject_into(self, request) -> None:
+        """Start `request`'s search from the day's routes without the transfers (solved by
+        `base_cost`): the search then inserts the transfers into vans laid out for the day, as a
+        longer search would, instead of laying the whole day out again in a short time."""
+        from google.maps import routeoptimization_v1 as ro
+
+        index = {s.label: k for k, s in enumerate(request.model.shipments)}
+        routes = []
+        for vehicle, visits in self._routes:
+            kept = [ro.ShipmentRoute.Visit(shipment_index=index[label], is_pickup=pickup, visit_request_index=vr)
+                    for label, pickup, vr in visits if label in index]
+            if kept:
+                routes.append(ro.ShipmentRoute(vehicle_index=vehicle, visits=kept))
+        request.injected_first_solution_routes = routes
+
+
+def _labelled_routes(request, response) -> list[tuple[int, list[tuple[str, bool, int]]]]:
+    """A response's routes as (vehicle index, [(shipment label, is pickup, visit request index)])."""
+    labels = [s.label for s in request.model.shipments]
+    return [(int(r.vehicle_index), [(labels[v.shipment_index], bool(v.is_pickup), int(v.visit_request_index))
+                                    for v in r.visits]) for r in response.routes if len(r.visits)]
 
 
 BACKGROUND_PREFIX = "day:"
@@ -176,8 +211,12 @@ def route_trips(transfers: pd.DataFrame, stores: pd.DataFrame, dcs: pd.DataFrame
         if len(other_t):
             packed = pd.concat([packed, other_t], ignore_index=True)
     request = build_request(packed, other_orders, stores, dcs, fleet, products, run_date=day, settings=settings)
+    if base_cost is not None and background is not None:
+        background.inject_into(request)
     limit = min(settings.routing_time_limit_s, PRICING_TIME_LIMIT_S if time_limit_s is None else time_limit_s)
-    quick = settings.replace(routing_time_limit_s=max(limit, MIN_SOLVE_S))
+    loads_n = int(packed["shipment_id"].nunique()) + (int(other_orders["shipment_id"].nunique())
+                                                      if len(other_orders) else 0)
+    quick = settings.replace(routing_time_limit_s=max(limit, shortest_solve_s(loads_n)))
     started = time.perf_counter()
     response = solve_routes_by_problem(request, settings=quick).response
     solve_s = time.perf_counter() - started
@@ -200,6 +239,9 @@ def route_trips(transfers: pd.DataFrame, stores: pd.DataFrame, dcs: pd.DataFrame
         # without them can cost less. What the transfers add is the larger of the two, spread over
         # the routes in proportion to what each saves without them.
         added = max(sum(route_total.values()), day_cost + left_behind - base_cost)
+        log.info("transfer pricing: %d loads beside the day's, limit %.2f s: day %.2f (+%.2f left behind), "
+                 "without them %.2f, their detours %.2f: charged %.2f", loads["shipment_id"].nunique(),
+                 quick.routing_time_limit_s, day_cost, left_behind, base_cost, sum(route_total.values()), added)
         scale = added / sum(route_total.values()) if sum(route_total.values()) > 0 else 0.0
         route_total = {r: c * scale for r, c in route_total.items()}
     loads["route_cost"] = allocate_route_cost(loads, route_total, settings.handling_cost_per_unit)
@@ -273,10 +315,11 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
     without route pricing fares on real routes).
 
     The rounds share `settings.transfer_pricing_time_s` (planning and solving): each solve takes
-    half the time left (at most PRICING_TIME_LIMIT_S, at least MIN_SOLVE_S), and no round starts
-    that the time left cannot pay for (the last plan's duration and a shortest solve). The first
-    plan and solve always run, and so does the solve of the final plan when a trip was dropped, so
-    the charge always comes from routes that carry exactly the plan."""
+    SOLVE_SHARE of the time left (at most PRICING_TIME_LIMIT_S; at least MIN_SOLVE_S, or
+    FINAL_SOLVE_S beside other loads), and no round starts that the time left cannot pay for (the
+    last plan's duration and two shortest solves). The first plan and solve always run, and so
+    does the solve of the final plan when a trip was dropped, so the charge always comes from
+    routes that carry exactly the plan."""
     info = TransferPricing()
     prices = pd.DataFrame(columns=["from_store_id", "to_store_id", "route_cost"])
     handling = settings.handling_cost_per_unit
@@ -287,8 +330,15 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
     def left() -> float:
         return settings.transfer_pricing_time_s - (time.perf_counter() - started)
 
+    beside = background is not None and not background.empty
+
     def solve_limit() -> float:
-        return min(PRICING_TIME_LIMIT_S, max(MIN_SOLVE_S, left() * SOLVE_SHARE))
+        # Beside the day's other loads the charge is the difference of two searches, and a short
+        # one lays the vans out far worse than the delivery day's plan will (on the sample chain a
+        # 1.5 s search's day cost 45 % more than a 10 s one, a 2 s search's 2 % more): its
+        # difference would charge the transfers double and forbid good trips.
+        shortest = FINAL_SOLVE_S if beside else MIN_SOLVE_S
+        return min(max(PRICING_TIME_LIMIT_S, shortest), max(shortest, left() * SOLVE_SHARE))
 
     if background is not None:
         info.background_loads = _load_count(background, fleet, products)
@@ -299,6 +349,8 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
                                    inventory=inventory, value_horizon=value_horizon,
                                    trip_prices=prices if len(prices) else None, unpriced_trip_cost=estimate)
         plan_s = time.perf_counter() - planning
+        log.info("transfer pricing round %d: %d transfers planned in %.2f s, %.2f s left", k, len(transfers),
+                 plan_s, left())
         info.rounds = k
         if fleet is None or len(fleet) == 0 or transfers.empty:
             info.proxy_cost = info.handling_cost = 0.0
@@ -322,7 +374,7 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         # the routes stays as solved); with it, also those not worth their cost on the routes.
         weak = unrouted if not reprice else weak_trips(routed, handling, settings.min_transfer_value)
         # Another round costs a plan and a solve; the final plan's solve is kept for the end.
-        no_time = left() < plan_s + 2 * MIN_SOLVE_S
+        no_time = left() < plan_s + 2 * (FINAL_SOLVE_S if beside else MIN_SOLVE_S)
         if not reprice or not weak.any() or k == rounds or no_time:
             info.out_of_time = bool(no_time and reprice and weak.any() and k < rounds)
             break
@@ -367,16 +419,6 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
     kept = trips[~weak]
     if weak.any():  # rare: what the routes charge the trips kept (the rest travels on no plan)
         transfers = transfers[_trip_index(transfers).isin(_trip_index(kept))].reset_index(drop=True)
-    if base is not None and routed.time_limit_s < FINAL_SOLVE_S and len(transfers):
-        # Beside the day's other loads the charge is the difference of two searches: a short one
-        # lays the vans out worse than the delivery day's plan will, and the difference comes out
-        # high. The charge is taken from a solve of at least FINAL_SOLVE_S.
-        again = route_trips(transfers, stores, dcs, fleet, products, day=day, settings=settings,
-                            background=background, base_cost=base,
-                            time_limit_s=max(FINAL_SOLVE_S, min(PRICING_TIME_LIMIT_S, left())))
-        info.solve_s += again.solve_s
-        if again.trips["routed"].all():  # else the routes solved before, which carry every trip kept
-            routed, kept = again, again.trips
     info.proxy_cost = float(transfers["quantity"].sum() * handling + (transfers["distance_km"] * transfers["quantity"])
                             .sum() * settings.transport_cost_per_unit_km)
     info.route_cost = float(kept["route_cost"].sum())
