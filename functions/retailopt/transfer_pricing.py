@@ -54,7 +54,7 @@ MIN_SOLVE_PER_LOAD_S = 0.01
 
 def shortest_solve_s(loads: int) -> float:
     """The shortest pricing solve for a problem of `loads` vehicle loads."""
-    return max(MIN_SOLVE_S, MIN_SOLVE_PER_LOAD_S * loads)
+    return min(PRICING_TIME_LIMIT_S, max(MIN_SOLVE_S, MIN_SOLVE_PER_LOAD_S * loads))
 # A solve takes this share of the pricing time left; the rest pays for re-planning and later rounds.
 SOLVE_SHARE = 0.7
 # A solve beside the day's other loads lasts at least this long (see `solve_limit`).
@@ -404,8 +404,10 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
     # Trips still weak after the last round, or (without repricing) on no route: dropped (stock
     # stays put, the receiver's order comes) and the rest routed again, until the routes carry
     # exactly the plan and every trip is worth its place on them (dropping only shrinks the plan).
-    for _ in range(rounds):
-        if not weak.any():
+    for again in range(rounds):
+        if not weak.any() or (again and left() <= 0):
+            # Out of time after one solve of the plan without them: the trips still weak are left
+            # out below and the rest charged by the routes solved last.
             break
         for row in trips[weak].itertuples(index=False):
             info.forbidden.append({"from_store_id": str(row.from_store_id), "to_store_id": str(row.to_store_id),
@@ -422,7 +424,11 @@ def plan_priced_transfers(policy: pd.DataFrame, protection: pd.DataFrame, produc
         unrouted = ~trips["routed"].astype(bool)
         weak = unrouted if not reprice else weak_trips(routed, handling, settings.min_transfer_value)
     kept = trips[~weak]
-    if weak.any():  # rare: what the routes charge the trips kept (the rest travels on no plan)
+    if weak.any():  # out of time or rounds: what the routes charge the trips kept (the rest travels on no plan)
+        for row in trips[weak].itertuples(index=False):
+            info.forbidden.append({"from_store_id": str(row.from_store_id), "to_store_id": str(row.to_store_id),
+                                   "round": info.rounds, "reason": "still not worth its route when the pricing's "
+                                   "rounds or time ran out"})
         transfers = transfers[_trip_index(transfers).isin(_trip_index(kept))].reset_index(drop=True)
     if beside and len(transfers) and routed.time_limit_s < CHARGE_SOLVE_S:
         # The charge is the difference of two searches; the rounds' short ones decide which trips
