@@ -183,7 +183,7 @@ class Settings:
     # Seconds the pricing of a plan's transfers by solved routes may take in all (planning and
     # solving, `transfer_pricing`): it ends its rounds early rather than pass this, though the first
     # plan and solve, and the solve of the final plan, always run.
-    transfer_pricing_time_s: float = 3.0
+    transfer_pricing_time_s: float = 10.0
     routing_engine: str = "local"  # "local" or "api"
     routing_time_limit_s: float = 10.0
     speed_kmh: float = 35.0
