@@ -33,6 +33,8 @@ locals {
     slow_mover_daily_demand          = { min = 0, max = 1000, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     speed_kmh                        = { min = 1, max = 130, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     transfer_lead_days               = { min = 0, max = 60, min_exclusive = false, max_exclusive = false, integer = true, mapping = false }
+    transfer_max_wait_days           = { min = 0, max = 60, min_exclusive = false, max_exclusive = false, integer = true, mapping = false }
+    transfer_pricing_time_s          = { min = 0, max = 3600, min_exclusive = true, max_exclusive = false, integer = false, mapping = false }
     transfer_sender_min_daily_demand = { min = 0, max = 1000, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     transfer_sender_reserve_days     = { min = 0, max = 366, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }
     transport_cost_per_unit_km       = { min = 0, max = 1000000, min_exclusive = false, max_exclusive = false, integer = false, mapping = false }

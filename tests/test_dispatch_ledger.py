@@ -68,16 +68,16 @@ EXPECTED = {"A": (100 - 20 + 5, 10 - 5 + 50), "B": (100 + 20 + 12, 10), "C": (10
 
 
 def _check(wh) -> None:
-    stock = ledger.stock_position(wh, date(2026, 1, 16)).set_index("store_id")
+    stock = ledger.stock_position(wh, date(2026, 1, 16), max_wait_days=2).set_index("store_id")
     assert {s: (int(stock.on_hand[s]), int(stock.on_order[s])) for s in "ABC"} == EXPECTED
     failed = ledger.failed_delivery_exceptions(wh, date(2026, 1, 16))
     assert sorted(zip(failed.store_id, failed.reason_code)) == [("B", "DELIVERY_FAILED"), ("C", "DELIVERY_FAILED")]
     assert failed.reason.str.contains("12 of 30 units").any() and failed.reason.str.contains("closed").any()
     # The 16th's routes carry the 30 units of O3 no route took; the 17th's O2 too (released, never
     # dispatched); no unit dispatched once is carried again.
-    day16 = ledger.carried_lines(wh, date(2026, 1, 16))
+    day16 = ledger.carried_lines(wh, date(2026, 1, 16), max_wait_days=2)
     assert list(zip(day16.line_id, day16.quantity)) == [("O3", 30)]
-    day17 = ledger.carried_lines(wh, date(2026, 1, 17))
+    day17 = ledger.carried_lines(wh, date(2026, 1, 17), max_wait_days=2)
     assert list(zip(day17.line_id, day17.quantity)) == [("O2", 40), ("O3", 30)]
 
 
@@ -98,3 +98,67 @@ def test_the_ledger_on_bigquery(bqemu_client):
     wh.ensure_schema()
     _rows(wh)
     _check(wh)
+
+
+def _waiting_transfer(wh) -> None:
+    """Snapshot of the 14th: A 100 on hand, C 0 (10 on order each). Run R1 of the 15th released a
+    transfer A->C of 30 due the 16th, split over two loads: 12 units went on a route on the 16th
+    (delivered), 18 never found a truck (the 16th's and 17th's routes skipped their load). Plans
+    ran on the 15th, 16th and 17th."""
+    wh.insert("inventory", pd.DataFrame([
+        {"snapshot_date": S, "store_id": s, "product_id": "P", "on_hand": q, "on_order": 10, "max_capacity": 500}
+        for s, q in (("A", 100), ("C", 0))]))
+    wh.insert("committed_lines", pd.DataFrame([
+        {"run_id": "R1", "run_date": date(2026, 1, 15), "line_type": "TRANSFER", "line_id": "T9", "product_id": "P",
+         "origin_id": "A", "destination_id": "C", "quantity": 30, "value": 90.0,
+         "expected_arrival": date(2026, 1, 16), "released_at": AT, "released_by": "p@x"}]))
+    wh.insert("dispatch_tasks", pd.DataFrame([
+        {"run_id": "R2", "run_date": date(2026, 1, 16), "task_id": "d-T9", "task_type": "DELIVERY",
+         "vehicle_id": "V", "route_id": "r", "stop_sequence": 2, "location_id": "C", "shipment_id": "s-T9",
+         "planned_time": AT, "source_run_id": "R1", "line_type": "TRANSFER", "line_id": "T9", "product_id": "P",
+         "origin_id": "A", "destination_id": "C", "quantity": 12, "state": "CLOSED", "outcome": "SUCCEEDED",
+         "units_delivered": 12, "closed_at": AT, "closed_by": "d@x", "note": None}]))
+    for run_id, day in (("R1", 15), ("R2", 16), ("R3", 17)):
+        wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {"run_id": run_id, "run_date": date(2026, 1, day),
+                                                                 "started_at": AT, "parameters": "{}"})
+        wh.execute(sqlfiles.read_sql("queries/finish_run.sql"), {"run_id": run_id, "status": "COMPLETE",
+                                                                 "finished_at": AT, "timings": "{}", "kpis": "{}",
+                                                                 "error": None})
+
+
+def test_a_released_transfer_that_keeps_missing_trucks_is_cancelled(tmp_path):
+    """With transfer_max_wait_days 1 the 18 units without a truck are carried by the routes of the
+    16th and the 17th, then cancelled by the plans of the 18th: they stay at A, C no longer has them
+    on order (so its order comes), and the 18th's plan alone reports it. Every unit is in one
+    place each day: A + C on hand + in transit = 100 + 0 (the 12 delivered moved to C)."""
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb", dataset="retailopt")
+    wh.ensure_schema()
+    try:
+        _waiting_transfer(wh)
+        for day, carried, a, c_hand, c_order in ((16, 18, 100 - 30, 0, 10 + 30),       # nothing closed before the 16th
+                                                  (17, 18, 100 - 12 - 18, 12, 10 + 18),  # 12 delivered on the 16th
+                                                  (18, 0, 100 - 12, 12, 10)):             # 18 cancelled: back at A
+            run_date = date(2026, 1, day)
+            lines = ledger.carried_lines(wh, run_date, max_wait_days=1)
+            assert int(lines.quantity.sum()) == carried, day
+            stock = ledger.stock_position(wh, run_date, max_wait_days=1).set_index("store_id")
+            assert (int(stock.on_hand["A"]), int(stock.on_hand["C"]), int(stock.on_order["C"])) == (a, c_hand, c_order)
+            in_transit = int(stock.on_order["C"]) - 10  # the snapshot's own 10 on order are the ERP's
+            assert int(stock.on_hand["A"]) + int(stock.on_hand["C"]) + in_transit == 100, day
+            cancelled = ledger.cancelled_transfer_exceptions(wh, run_date, max_wait_days=1)
+            if day < 18:
+                assert cancelled.empty
+        assert list(zip(cancelled.store_id, cancelled.reason_code)) == [("C", "TRANSFER_CANCELLED")]
+        assert "18 of 30 units" in cancelled.reason.iat[0] and "stay at store A" in cancelled.reason.iat[0]
+        # The plan after the 18th's does not report it again; waiting longer cancels later.
+        wh.execute(sqlfiles.read_sql("queries/insert_run.sql"), {"run_id": "R4", "run_date": date(2026, 1, 18),
+                                                                 "started_at": AT, "parameters": "{}"})
+        wh.execute(sqlfiles.read_sql("queries/finish_run.sql"), {"run_id": "R4", "status": "COMPLETE",
+                                                                 "finished_at": AT, "timings": "{}", "kpis": "{}",
+                                                                 "error": None})
+        assert ledger.cancelled_transfer_exceptions(wh, date(2026, 1, 19), max_wait_days=1).empty
+        assert int(ledger.carried_lines(wh, date(2026, 1, 18), max_wait_days=2).quantity.sum()) == 18
+        with pytest.raises(ValueError, match="max_wait_days"):
+            ledger.carried_lines(wh, date(2026, 1, 18), max_wait_days=-1)
+    finally:
+        wh.close()

@@ -152,3 +152,40 @@ def test_solved_in_parts_within_the_limit_every_load_routed_or_skipped_with_its_
     if len(exceptions):
         row = exceptions.iloc[0]
         assert row.reason.startswith("load O-") and "value" in row.reason
+
+
+def test_injected_routes_start_the_search_and_are_renumbered_in_each_problem():
+    """A previous solution given as injected_first_solution_routes (the API's field) is where the
+    local search starts: a solve of 0.3 s from a 3 s solution costs no more than it. Split into
+    problems, each problem's injected routes name its own vehicles and shipments. An index out of
+    range is refused with the field's path."""
+    from google.maps import routeoptimization_v1 as ro
+
+    from retailopt.routing.model import RequestError
+    from retailopt.routing.parts import _sub_request
+
+    req, _, _ = _request(24, per_dc=3)
+    first = solve_local(req, time_limit_s=3.0)
+    cost = sum(float(r.route_total_cost) for r in first.routes)
+    again = ro.OptimizeToursRequest(req)
+    again.injected_first_solution_routes = [ro.ShipmentRoute(vehicle_index=r.vehicle_index, visits=list(r.visits))
+                                            for r in first.routes if len(r.visits)]
+    warm = solve_local(again, time_limit_s=0.3)
+    assert sum(float(r.route_total_cost) for r in warm.routes) <= cost + 1e-6
+    assert len(warm.skipped_shipments) <= len(first.skipped_shipments)
+
+    pb = ro.OptimizeToursRequest.pb(again)
+    route = next(r for r in pb.injected_first_solution_routes if len(r.visits) >= 4)
+    vehicle, shipments = route.vehicle_index, sorted({v.shipment_index for v in route.visits})
+    keep = shipments[: len(shipments) // 2]
+    sub = _sub_request(pb, [vehicle], keep, 1.0)
+    assert [r.vehicle_index for r in sub.injected_first_solution_routes] == [0]
+    renumbered = [v.shipment_index for v in sub.injected_first_solution_routes[0].visits]
+    assert sorted(set(renumbered)) == list(range(len(keep)))
+    assert len(renumbered) == 2 * len(keep)  # each kept load's pickup and delivery, the others' left out
+
+    bad = ro.OptimizeToursRequest(req)
+    bad.injected_first_solution_routes = [ro.ShipmentRoute(vehicle_index=0, visits=[
+        ro.ShipmentRoute.Visit(shipment_index=len(req.model.shipments), is_pickup=True)])]
+    with pytest.raises(RequestError, match=r"injected_first_solution_routes\[0\]\.visits\[0\]\.shipment_index"):
+        solve_local(bad, time_limit_s=0.3)

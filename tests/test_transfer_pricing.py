@@ -18,7 +18,8 @@ from retailopt.routing.engine import solve_routes_by_problem
 from retailopt.routing.loads import assign_shipments
 from retailopt.routing.request import build_request
 from retailopt.routing.shares import route_shares
-from retailopt.transfer_pricing import allocate_route_cost, plan_priced_transfers
+from retailopt.transfer_pricing import (FINAL_SOLVE_S, DayBackground, allocate_route_cost, own_orders_due,
+                                      plan_priced_transfers)
 
 RUN = date(2026, 3, 2)
 QCOLS = ["q50", "q80", "q90", "q95", "q99"]
@@ -204,3 +205,66 @@ def test_a_routes_cost_is_shared_as_marginal_cost_plus_what_each_trip_can_bear()
     # Marginal costs beyond the route's own cost (rare geometry) are scaled down to it.
     over = allocate_route_cost(loads.assign(marginal=[60.0, 60.0, 80.0, 50.0]), {0: 100.0, 1: 50.0}, 0.0)
     assert over[:3] == pytest.approx([30.0, 30.0, 40.0])
+
+
+def _day_cost(transfers, orders, stores, dcs, fleet, products, day, settings) -> float:
+    """The delivery day's routes for these transfers and orders (the packing, request and engine of
+    `pipeline.plan_step`), with the value of the loads they leave behind (their penalty)."""
+    t, o = assign_shipments(transfers, orders, fleet, products)
+    request = build_request(t, o, stores, dcs, fleet, products, run_date=day, settings=settings)
+    response = solve_routes_by_problem(request, settings=settings).response
+    return (sum(float(r.route_total_cost) for r in response.routes if len(r.visits))
+            + sum(float(s.penalty_cost) for s in response.skipped_shipments))
+
+
+def test_beside_the_days_orders_the_charge_stays_within_15_percent_of_the_marginal_cost():
+    """The transfers arrive on the day the distribution centre's orders do (lead time 1 day both):
+    priced beside the run's own orders due that day (estimated before the transfers, as
+    `plan_step` does), the route cost charged is compared with the real marginal cost of the plan,
+    the delivery day's routes solved with the final orders and the transfers less those solved with
+    the orders alone. Each day's marginal cost is the difference of two time-limited searches whose
+    van counts move in steps of a van's fixed cost, so the bar is on the days together (three
+    chains)."""
+    charged = real = 0.0
+    for seed in (3, 7, 11):
+        stores, products, inv, prot, policy = _many_trips(seed)
+        dcs, fleet = _dcs(41.85, -87.80).assign(lead_time_days=1), _vehicles(4)
+        settings = SETTINGS.replace(routing_time_limit_s=4.0, transfer_pricing_time_s=3.0)
+        own = own_orders_due(policy, products, dcs, stores, settings=settings, run_date=RUN, inventory=inv)
+        assert len(own) > 0
+        priced, info = plan_priced_transfers(policy, prot, products, stores, dcs, fleet, settings=settings,
+                                             run_date=RUN, inventory=inv,
+                                             background=DayBackground(transfers=pd.DataFrame(), orders=own))
+        assert len(priced) >= 5 and info.background_loads > 0
+        assert float(priced["cost"].sum() - priced["quantity"].sum() * settings.handling_cost_per_unit) \
+            == pytest.approx(info.route_cost)
+        # The budget, passed by the last solves at most: a drop or two and the charge's.
+        assert info.elapsed_s < settings.transfer_pricing_time_s + settings.routing_time_limit_s + 2 * FINAL_SOLVE_S + 1
+        day = delivery_day(RUN, settings.transfer_lead_days)
+        orders = plan_orders(policy, priced, products, dcs, stores, settings=settings, run_date=RUN, inventory=inv)
+        orders = orders[pd.to_datetime(orders["expected_arrival"]).dt.date == day]
+        full = settings.replace(routing_time_limit_s=2.5)
+        real += (_day_cost(priced, orders, stores, dcs, fleet, products, day, full)
+                 - _day_cost(priced.iloc[:0], orders, stores, dcs, fleet, products, day, full))
+        charged += info.route_cost
+    assert real > 0
+    assert abs(charged - real) <= 0.15 * real, (charged, real)
+
+
+def test_the_time_budget_ends_the_rounds():
+    """With no time to spare the pricing plans and routes once, drops what is weak and stops; with
+    time it re-plans. A budget of 0 s or less is refused."""
+    from retailopt.config import ConfigError
+
+    stores, products, inv, prot, policy = _many_trips(3)
+    dcs, fleet = _dcs(41.85, -87.80), _vehicles(3)
+    tight = SETTINGS.replace(routing_time_limit_s=2.0, transfer_pricing_time_s=0.01)
+    _, info = plan_priced_transfers(policy, prot, products, stores, dcs, fleet, settings=tight, run_date=RUN,
+                                    inventory=inv)
+    assert info.rounds == 1
+    roomy = tight.replace(transfer_pricing_time_s=30.0)
+    _, more = plan_priced_transfers(policy, prot, products, stores, dcs, fleet, settings=roomy, run_date=RUN,
+                                    inventory=inv)
+    assert more.rounds > 1 and not more.out_of_time
+    with pytest.raises(ConfigError, match="transfer_pricing_time_s"):
+        SETTINGS.replace(transfer_pricing_time_s=0)

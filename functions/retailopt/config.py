@@ -92,6 +92,8 @@ SETTING_BOUNDS: dict[str, Bounds] = {
     "slow_mover_daily_demand": Bounds(0, 1000),
     "speed_kmh": Bounds(1, 130),
     "transfer_lead_days": Bounds(0, 60),
+    "transfer_max_wait_days": Bounds(0, 60),
+    "transfer_pricing_time_s": Bounds(0, 3600, min_exclusive=True),
     "transfer_sender_min_daily_demand": Bounds(0, 1000),
     "transfer_sender_reserve_days": Bounds(0, 366),
     "transport_cost_per_unit_km": Bounds(0, 1e6),
@@ -161,6 +163,9 @@ class Settings:
     order_cost_per_line: float = 4.0
     # Days a store-to-store transfer takes to arrive.
     transfer_lead_days: int = 1
+    # Days a released transfer may wait for a truck past its delivery day; then it is cancelled
+    # (its sender keeps the units, its receiver is planned again).
+    transfer_max_wait_days: int = 2
     # Rebalancing.
     handling_cost_per_unit: float = 0.30
     transport_cost_per_unit_km: float = 0.02
@@ -175,6 +180,10 @@ class Settings:
     # may): one store's slow-mover forecast is mostly noise, so its "surplus" usually is not one
     # (replay evidence in docs/policy.md).
     transfer_sender_min_daily_demand: float | None = None
+    # Seconds the pricing of a plan's transfers by solved routes may take in all (planning and
+    # solving, `transfer_pricing`): it ends its rounds early rather than pass this, though the first
+    # plan and solve, and the solve of the final plan, always run.
+    transfer_pricing_time_s: float = 10.0
     routing_engine: str = "local"  # "local" or "api"
     routing_time_limit_s: float = 10.0
     speed_kmh: float = 35.0

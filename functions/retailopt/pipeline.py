@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ from retailopt.loading import (DateRange, drop_staged, load_facts, load_parquet_
                                stage_parquet_file, stage_rows)
 from retailopt.warehouse import Warehouse, open_warehouse
 from retailopt.warehouse.base import query_file
+
+if TYPE_CHECKING:
+    from retailopt.transfer_pricing import DayBackground
 
 log = logging.getLogger(__name__)
 
@@ -625,6 +628,44 @@ def pack_later_loads(orders: pd.DataFrame, run_date: date, fleet: pd.DataFrame,
     return packed
 
 
+def _carried_frames(carried: pd.DataFrame, products: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Released lines (`carried_lines` columns) as transfers and replenishment_orders frames, by
+    line type; an order's cases from its product's case pack."""
+    pack = products.drop_duplicates("product_id", keep="last").set_index(
+        products.drop_duplicates("product_id", keep="last")["product_id"].astype(str))["case_pack"]
+    extra = {}
+    for kind, names in _CARRIED_AS.items():
+        part = carried[carried.line_type == kind].rename(columns=names) if len(carried) else carried.iloc[:0]
+        if kind == "ORDER" and len(part):
+            case = pd.to_numeric(part["product_id"].astype(str).map(pack), errors="coerce").fillna(1).clip(lower=1)
+            whole = (part["quantity"] % case) == 0
+            part = part.assign(cases=(part["quantity"] // case).where(whole, part["quantity"]).astype("int64"))
+        extra[kind] = part
+    return extra
+
+
+def pricing_background(wh: Warehouse, policy: pd.DataFrame, products: pd.DataFrame, dcs: pd.DataFrame,
+                       stores: pd.DataFrame, *, settings: Settings, run_date: date,
+                       inventory: pd.DataFrame) -> DayBackground:
+    """What else the routes of the transfers' delivery day carry, for their pricing: the released
+    lines of earlier runs due that day (or, for same-day transfers, due by today and not
+    dispatched), and this run's own orders arriving that day (estimated, the orders being planned
+    after the transfers)."""
+    from retailopt.dispatch.ledger import carried_lines
+    from retailopt.rebalance import delivery_day
+    from retailopt.transfer_pricing import DayBackground, own_orders_due
+
+    day = delivery_day(run_date, settings.transfer_lead_days)
+    carried = carried_lines(wh, day, max_wait_days=settings.transfer_max_wait_days)
+    if len(carried) and day > run_date:  # lines due by today travel on today's routes
+        carried = carried[pd.to_datetime(carried["expected_arrival"]).dt.date > run_date]
+    extra = _carried_frames(carried, products)
+    own = own_orders_due(policy, products, dcs, stores, settings=settings, run_date=run_date, inventory=inventory)
+    orders = [f for f in (extra["ORDER"], own) if len(f)]
+    return DayBackground(transfers=extra["TRANSFER"].reset_index(drop=True),
+                         orders=pd.concat(orders, ignore_index=True) if orders else own)
+
+
 def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFrame, run_date: date,
                        fleet: pd.DataFrame, products: pd.DataFrame):
     """Pack the vehicle loads of the run date: the run's own lines arriving that day and the released
@@ -644,16 +685,7 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
 
     t_today, t_later = split(transfers)
     o_today, o_later = split(orders)
-    pack = products.drop_duplicates("product_id", keep="last").set_index(
-        products.drop_duplicates("product_id", keep="last")["product_id"].astype(str))["case_pack"]
-    extra = {}
-    for kind, names in _CARRIED_AS.items():
-        part = carried[carried.line_type == kind].rename(columns=names) if len(carried) else carried.iloc[:0]
-        if kind == "ORDER" and len(part):
-            case = pd.to_numeric(part["product_id"].astype(str).map(pack), errors="coerce").fillna(1).clip(lower=1)
-            whole = (part["quantity"] % case) == 0
-            part = part.assign(cases=(part["quantity"] // case).where(whole, part["quantity"]).astype("int64"))
-        extra[kind] = part
+    extra = _carried_frames(carried, products)
 
     def together(own: pd.DataFrame, other: pd.DataFrame) -> pd.DataFrame:
         parts = [f for f in (own.assign(_own=True), other.assign(_own=False)) if len(f)]
@@ -691,7 +723,8 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     from retailopt.rebalance import apply_plan, plan_orders
     from retailopt.transfer_pricing import plan_priced_transfers
     from retailopt.routing import build_request, request_to_json, response_to_tables
-    from retailopt.dispatch.ledger import carried_lines, failed_delivery_exceptions, stock_position
+    from retailopt.dispatch.ledger import (cancelled_transfer_exceptions, carried_lines, failed_delivery_exceptions,
+                                           stock_position)
     from retailopt.routing.emissions import with_emissions
     from retailopt.routing.fleet import select_fleet
     from retailopt.routing.tables import locations_frame
@@ -702,7 +735,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     stores, dcs = read_table(wh, "stores"), read_table(wh, "distribution_centers")
     products, vehicles = read_table(wh, "products"), read_table(wh, "vehicles")
     # The latest snapshot with the released lines since then: on order, in transit, delivered.
-    inventory = stock_position(wh, run_date)
+    inventory = stock_position(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
     daily = read_run_rows(wh, "forecasts", run_id)
     protection = read_run_rows(wh, "demand_windows", run_id)
     if protection.empty:
@@ -718,15 +751,18 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     fleet = select_fleet(vehicles, settings)
     # Transfers whose value covers their share of the routes that carry them; orders after, so a
     # receiver whose transfer was not worth its route gets its distribution-centre order.
+    # They are priced on the delivery day's routes beside the loads already due that day.
+    background = pricing_background(wh, policy, products, dcs, stores, settings=settings, run_date=run_date,
+                                    inventory=inventory) if fleet is not None and len(fleet) else None
     transfers, pricing = plan_priced_transfers(policy, protection, products, stores, dcs, fleet, settings=settings,
-                                               run_date=run_date, inventory=inventory)
-    timings["transfer_pricing"] = pricing.solve_s
+                                               run_date=run_date, inventory=inventory, background=background)
+    timings["transfer_pricing"] = pricing.elapsed_s
     orders, room_cuts = plan_orders(policy, transfers, products, dcs, stores, settings=settings,
                                     run_date=run_date, inventory=inventory, return_exceptions=True)
     # Each consignment packed into vehicle loads; a line larger than a truck becomes one row per load.
     # The routes of the run date carry what arrives that day: the run's own lines due today and the
     # released lines of earlier runs due by today.
-    carried = carried_lines(wh, run_date)
+    carried = carried_lines(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
     transfers, orders, carried, day_transfers, day_orders = day_loads(
         transfers, orders, carried, run_date, fleet, products)
     timings["rebalancing"] = time.perf_counter() - started
@@ -756,8 +792,9 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     if len(late):
         unrouted = pd.concat([unrouted, late], ignore_index=True) if len(unrouted) else late
     failed = failed_delivery_exceptions(wh, run_date)
-    noted = pd.concat([f for f in (room_cuts, failed) if len(f)], ignore_index=True) \
-        if len(room_cuts) or len(failed) else room_cuts
+    cancelled = cancelled_transfer_exceptions(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
+    noted = pd.concat([f for f in (room_cuts, failed, cancelled) if len(f)], ignore_index=True) \
+        if len(room_cuts) or len(failed) or len(cancelled) else room_cuts
     if len(noted):
         exceptions = pd.concat([exceptions, noted], ignore_index=True)
         policy = _note_exceptions(policy, noted)

@@ -55,9 +55,13 @@ ACTIONS = {
     # Written by the plan step (retailopt.dispatch.ledger): a released line's delivery closed short.
     "DELIVERY_FAILED": "the undelivered units are counted back at the sender (the distribution centre for an "
                        "order); this plan covers the receiver's need again from its stock",
+    # Written by the plan step (retailopt.dispatch.ledger): a released transfer found no truck for
+    # transfer_max_wait_days days after its delivery day.
+    "TRANSFER_CANCELLED": "the transfer is cancelled: its units stay at the sender and are no longer on order "
+                          "here; this plan covers the receiver's need again (a distribution-centre order)",
 }
 # Codes that still let a position send and receive transfers (informational only).
-TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET", "DELIVERY_FAILED"})
+TRANSFER_OK_CODES = frozenset({"CAPACITY_BELOW_TARGET", "DELIVERY_FAILED", "TRANSFER_CANCELLED"})
 # Codes after which a distribution-centre order must not be placed.
 NO_ORDER_CODES = frozenset({"CAPACITY_BELOW_STOCK", "MISSING_COST", "UNKNOWN_PRODUCT", "NO_FORECAST"})
 _CODE_RE = re.compile(r"(?:^|; )([A-Z_]+):")

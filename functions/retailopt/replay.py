@@ -442,11 +442,17 @@ def _transfers_at(chain: Chain, policy: pd.DataFrame, prot: pd.DataFrame, inv: p
     """The day's transfers, each with `cost` = handling + its share of the routes solved for them
     (`transfer_pricing`; the replay charges that, not a per-unit estimate). `reprice=False` plans
     with the per-unit proxy and still charges its routes. Without vehicles.csv: the proxy's cost."""
-    from retailopt.transfer_pricing import plan_priced_transfers
+    from retailopt.transfer_pricing import DayBackground, own_orders_due, plan_priced_transfers
 
+    # Beside the orders of the day arriving with them (with weekly re-planning only the day's own
+    # orders can, where a centre's lead time is the transfers').
+    background = None
+    if chain.vehicles is not None and len(chain.vehicles):
+        background = DayBackground(transfers=pd.DataFrame(), orders=own_orders_due(
+            policy, chain.products, chain.dcs, chain.stores, settings=settings, run_date=day, inventory=inv))
     transfers, _ = plan_priced_transfers(policy, prot, chain.products, chain.stores, chain.dcs, chain.vehicles,
                                          settings=settings, run_date=day, inventory=inv,
-                                         value_horizon=value_horizon, reprice=reprice)
+                                         value_horizon=value_horizon, reprice=reprice, background=background)
     return transfers
 
 

@@ -2,7 +2,9 @@
 -- before and not dispatched in full (released late, their day had no released plan, or part of
 -- them was on a load no route carried): the units no delivery task has carried yet. A unit
 -- dispatched once is never carried again: a failed delivery goes back to its sender and the
--- next plan plans its receiver afresh. Parameters: run_date.
+-- next plan plans its receiver afresh. A transfer whose delivery day is before cancel_before
+-- (run_date less transfer_max_wait_days) was cancelled: its sender keeps the units the trucks
+-- never took (cancelled_transfers.sql). Parameters: run_date, cancel_before.
 SELECT
   c.run_id AS source_run_id,
   c.line_type,
@@ -24,4 +26,5 @@ LEFT JOIN (
 WHERE c.run_date < @run_date
   AND c.expected_arrival <= @run_date
   AND c.quantity > COALESCE(d.dispatched, 0)
+  AND (c.line_type <> 'TRANSFER' OR c.expected_arrival >= @cancel_before)
 ORDER BY c.line_type, c.run_id, c.line_id

@@ -10,6 +10,10 @@
 --   receiver on_hand   += delivered, when route_day > S
 --   sender on_hand     -= the open units, unless they left on or before S (dispatched by then);
 --                         -= delivered, when route_day > S (the undelivered rest came back)
+-- A transfer never dispatched in full by cancel_before (run_date less transfer_max_wait_days) after
+-- its delivery day is cancelled: its undispatched units (cancelled) are neither on order at the
+-- receiver nor reserved at the sender, which keeps them. The ERP hears of no cancellation, so a
+-- snapshot still counts such a line on order as released.
 -- Positions without a snapshot are not planned, so their lines change nothing here.
 WITH plan AS (
   SELECT @run_date AS run_date
@@ -26,7 +30,8 @@ delivered AS (
     line_id,
     MAX(run_date) AS route_day,
     SUM(IF(state = 'CLOSED', quantity, 0)) AS closed_units,
-    SUM(IF(state = 'CLOSED', COALESCE(units_delivered, 0), 0)) AS delivered_units
+    SUM(IF(state = 'CLOSED', COALESCE(units_delivered, 0), 0)) AS delivered_units,
+    SUM(quantity) AS dispatched_units
   FROM `{dataset}.dispatch_tasks`
   WHERE task_type = 'DELIVERY' AND run_date < (SELECT run_date FROM plan)
   GROUP BY source_run_id, line_type, line_id
@@ -41,7 +46,9 @@ lines AS (
     c.quantity,
     d.route_day,
     COALESCE(d.closed_units, 0) AS closed_units,
-    COALESCE(d.delivered_units, 0) AS delivered_units
+    COALESCE(d.delivered_units, 0) AS delivered_units,
+    IF(c.line_type = 'TRANSFER' AND c.expected_arrival < @cancel_before,
+       GREATEST(c.quantity - COALESCE(d.dispatched_units, 0), 0), 0) AS cancelled_units
   FROM `{dataset}.committed_lines` AS c
   LEFT JOIN delivered AS d
     ON d.source_run_id = c.run_id AND d.line_type = c.line_type AND d.line_id = c.line_id
@@ -51,7 +58,7 @@ receiving AS (
   SELECT
     l.destination_id AS store_id,
     l.product_id,
-    SUM(l.quantity - l.closed_units
+    SUM(l.quantity - l.closed_units - l.cancelled_units
       - IF(l.release_day <= s.snapshot_date,
            l.quantity - IF(l.route_day <= s.snapshot_date, l.closed_units, 0), 0)) AS on_order_change,
     SUM(IF(l.route_day > s.snapshot_date, l.delivered_units, 0)) AS on_hand_change
@@ -63,7 +70,7 @@ sending AS (
   SELECT
     l.origin_id AS store_id,
     l.product_id,
-    -SUM(IF(l.route_day IS NULL OR l.route_day > s.snapshot_date, l.quantity - l.closed_units, 0)
+    -SUM(IF(l.route_day IS NULL OR l.route_day > s.snapshot_date, l.quantity - l.closed_units - l.cancelled_units, 0)
       + IF(l.route_day > s.snapshot_date, l.delivered_units, 0)) AS on_hand_change
   FROM lines AS l
   JOIN snapshot AS s ON s.store_id = l.origin_id AND s.product_id = l.product_id

@@ -8,12 +8,15 @@ released line with its quantity in force to `committed_lines`. From there:
 - a plan starts from the latest snapshot plus the released lines not yet in it
   (`sql/queries/stock_position.sql`): open lines on order at the receiver and reserved at the
   sender, delivered units on the receiver's shelf, failed ones back at the sender;
-- a delivery closed short is a `DELIVERY_FAILED` exception of the next plan.
+- a delivery closed short is a `DELIVERY_FAILED` exception of the next plan;
+- a transfer no truck took by `transfer_max_wait_days` after its delivery day is cancelled: its
+  sender keeps the units, its receiver no longer counts them on order (so the plan orders for it
+  from the distribution centre), and the next plan lists it as a `TRANSFER_CANCELLED` exception.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Iterable
 
 import pandas as pd
@@ -22,6 +25,15 @@ from retailopt.warehouse.base import query_file
 
 LINE_TYPES = ("TRANSFER", "ORDER")
 DELIVERY_FAILED = "DELIVERY_FAILED"
+TRANSFER_CANCELLED = "TRANSFER_CANCELLED"
+
+
+def cancel_before(run_date: date, max_wait_days: int) -> date:
+    """A released transfer due before this day and not dispatched in full is cancelled by the
+    plans of `run_date`: it has waited `max_wait_days` days past its delivery day for a truck."""
+    if max_wait_days < 0:
+        raise ValueError(f"max_wait_days must be >= 0, got {max_wait_days}")
+    return run_date - timedelta(days=int(max_wait_days))
 
 
 def committed_rows(run_id: str, run_date: date, orders: Iterable[dict[str, Any]],
@@ -67,17 +79,43 @@ def commit(wh: Any, rows: pd.DataFrame) -> int:
         return wh.insert("committed_lines", rows)
 
 
-def carried_lines(wh: Any, run_date: date) -> pd.DataFrame:
-    """Released lines of earlier runs that the routes of `run_date` carry (`carried_lines.sql`)."""
-    frame = query_file(wh, "carried_lines", {"run_date": run_date})
+def carried_lines(wh: Any, run_date: date, *, max_wait_days: int) -> pd.DataFrame:
+    """Released lines of earlier runs that the routes of `run_date` carry (`carried_lines.sql`);
+    transfers that waited more than `max_wait_days` past their day are cancelled, not carried."""
+    frame = query_file(wh, "carried_lines", {"run_date": run_date,
+                                             "cancel_before": cancel_before(run_date, max_wait_days)})
     frame["expected_arrival"] = pd.to_datetime(frame["expected_arrival"])
     return frame
 
 
-def stock_position(wh: Any, run_date: date) -> pd.DataFrame:
+def stock_position(wh: Any, run_date: date, *, max_wait_days: int) -> pd.DataFrame:
     """The latest snapshot of each position with retailopt's released lines since then applied
-    (`stock_position.sql`): `latest_inventory` columns plus `on_hand_change`, `on_order_change`."""
-    return query_file(wh, "stock_position", {"run_date": run_date})
+    (`stock_position.sql`): `latest_inventory` columns plus `on_hand_change`, `on_order_change`.
+    Transfers cancelled for want of a truck (`max_wait_days`) leave their units at the sender."""
+    return query_file(wh, "stock_position", {"run_date": run_date,
+                                              "cancel_before": cancel_before(run_date, max_wait_days)})
+
+
+def cancelled_transfer_exceptions(wh: Any, run_date: date, *, max_wait_days: int) -> pd.DataFrame:
+    """One TRANSFER_CANCELLED exception (plan_exceptions columns without run_id) at the receiving
+    position of each released transfer cancelled since the last plan: no truck took it within
+    `max_wait_days` days of its delivery day."""
+    from retailopt.policy import ACTIONS, EXCEPTION_COLUMNS
+
+    lines = query_file(wh, "cancelled_transfers", {"run_date": run_date,
+                                                   "cancel_before": cancel_before(run_date, max_wait_days)})
+    rows = []
+    for r in lines.itertuples():
+        cancelled_on = pd.Timestamp(r.expected_arrival).date() + timedelta(days=int(max_wait_days) + 1)
+        previous = None if pd.isna(r.previous_plan) else pd.Timestamp(r.previous_plan).date()
+        if previous is not None and cancelled_on <= previous:
+            continue  # an earlier plan cancelled and reported it
+        rows.append((pd.Timestamp(run_date), str(r.store_id), str(r.product_id), TRANSFER_CANCELLED,
+                     f"transfer {r.line_id} (run {r.source_run_id}) from store {r.origin_id}: "
+                     f"{int(r.cancelled_units)} of {int(r.quantity)} units found no truck by "
+                     f"{pd.Timestamp(r.expected_arrival):%Y-%m-%d} + {int(max_wait_days)} day(s) and are cancelled; "
+                     f"they stay at store {r.origin_id}", ACTIONS[TRANSFER_CANCELLED]))
+    return pd.DataFrame(rows, columns=EXCEPTION_COLUMNS)
 
 
 def failed_delivery_exceptions(wh: Any, run_date: date) -> pd.DataFrame:

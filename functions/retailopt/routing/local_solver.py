@@ -98,7 +98,9 @@ def _search(problem: Problem, t_end: float, *, fast: bool, log: bool) -> _Soluti
     has_fixed = any(c > 0 for c in problem.fixed_cost) and problem.vehicle_count > 1 and not fast
     # First solution: cheapest insertion and a descent to the first local optimum.
     first = _Model(problem, vehicles, active, use_fixed=True)
-    best = first.solve(None, max(0.05, remaining() * (FIRST_SHARE if has_fixed else 1.0)), guided=not fast)
+    # Injected routes (a previous solution) are where the first search starts, when feasible.
+    best = first.solve(problem.injected or None, max(0.05, remaining() * (FIRST_SHARE if has_fixed else 1.0)),
+                       guided=not fast)
     best = _evaluate(problem, best.routes if best is not None else {}, active)
     if log:
         print(f"{remaining():.1f}s left; first: vehicles={sum(1 for r in best.routes.values() if r)} cost={best.cost:.3f} "

@@ -38,7 +38,7 @@ class RequestError(ValueError):
 _SUPPORTED: dict[str, set[str]] = {
     "request": {"parent", "timeout", "model", "solving_mode", "search_mode", "use_geodesic_distances",
                 "geodesic_meters_per_second", "label", "max_validation_errors",
-                "allow_large_deadline_despite_interruption_risk"},
+                "allow_large_deadline_despite_interruption_risk", "injected_first_solution_routes"},
     "model": {"shipments", "vehicles", "global_start_time", "global_end_time",
               "global_duration_cost_per_hour", "duration_distance_matrices",
               "duration_distance_matrix_src_tags", "duration_distance_matrix_dst_tags"},
@@ -112,6 +112,27 @@ class Problem:
     dist_mm: list[np.ndarray] = field(default_factory=list)
     skip_reasons: dict[int, list[tuple[int, int | None, str]]] = field(default_factory=dict)
     validation_errors: list[tuple[str, str]] = field(default_factory=list)  # (field path, message)
+    # The request's injected_first_solution_routes: vehicle -> its visits' nodes in order, where
+    # the search starts (the API's guide to a first solution similar to a previous one).
+    injected: dict[int, list[int]] = field(default_factory=dict)
+
+
+def _injected_routes(pb, shipment_nodes: list[tuple[int | None, int | None]], vehicles: int
+                     ) -> dict[int, list[int]]:
+    """`injected_first_solution_routes` as vehicle -> nodes; an index out of range is refused."""
+    out: dict[int, list[int]] = {}
+    for r, route in enumerate(pb.injected_first_solution_routes):
+        path = f"request.injected_first_solution_routes[{r}]"
+        if not 0 <= route.vehicle_index < vehicles:
+            raise RequestError(f"{path}.vehicle_index", f"no vehicle {route.vehicle_index}")
+        seq = out.setdefault(route.vehicle_index, [])
+        for k, visit in enumerate(route.visits):
+            if not 0 <= visit.shipment_index < len(shipment_nodes):
+                raise RequestError(f"{path}.visits[{k}].shipment_index", f"no shipment {visit.shipment_index}")
+            node = shipment_nodes[visit.shipment_index][0 if visit.is_pickup else 1]
+            if node is not None:
+                seq.append(node)
+    return out
 
 
 def _ts_seconds(ts) -> float:
@@ -304,7 +325,7 @@ def load_problem(request: ro.OptimizeToursRequest) -> Problem:
         capacities=limits, vehicle_windows=vwin, max_duration_ms=maxdur, max_distance_mm=maxdist,
         cost_per_km=cpk, cost_per_hour=cph, cost_per_traveled_hour=cpth, fixed_cost=fixed,
         used_if_empty=used_empty, vehicle_labels=vlabels, travel_group=[0] * nv,
-        skip_reasons=skip, validation_errors=verrors)
+        skip_reasons=skip, validation_errors=verrors, injected=_injected_routes(pb, shipment_nodes, nv))
     if use_matrix:
         _matrix_travel(problem, m, multiples)
     else:

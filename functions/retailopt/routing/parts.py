@@ -318,6 +318,20 @@ def _sub_request(pb, vehicle_ix: list[int], shipment_ix: list[int], limit: float
     del sub.model.vehicles[:]
     sub.model.shipments.extend(pb.model.shipments[s] for s in shipment_ix)
     sub.model.vehicles.extend(pb.model.vehicles[v] for v in vehicle_ix)
+    # Injected routes name the request's vehicles and shipments: renumbered, others' visits left out.
+    del sub.injected_first_solution_routes[:]
+    new_vehicle = {v: k for k, v in enumerate(vehicle_ix)}
+    new_shipment = {s: k for k, s in enumerate(shipment_ix)}
+    for route in pb.injected_first_solution_routes:
+        if route.vehicle_index not in new_vehicle:
+            continue
+        kept = sub.injected_first_solution_routes.add()
+        kept.vehicle_index = new_vehicle[route.vehicle_index]
+        for visit in route.visits:
+            if visit.shipment_index in new_shipment:
+                v = kept.visits.add()
+                v.CopyFrom(visit)
+                v.shipment_index = new_shipment[visit.shipment_index]
     whole = math.floor(limit)
     sub.timeout.seconds, sub.timeout.nanos = int(whole), int((limit - whole) * 1e9)
     return sub

@@ -63,29 +63,8 @@ def route_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResp
     for route in resp.routes:
         if not route.visits:
             continue
-        vehicle = req.model.vehicles[route.vehicle_index]
-        start = (vehicle.start_location.latitude, vehicle.start_location.longitude)
-        end = (vehicle.end_location.latitude, vehicle.end_location.longitude)
-        places = [start]
-        service_s: list[float] = []
-        shipment_of: list[int] = []
-        for visit in route.visits:
-            shipment = req.model.shipments[visit.shipment_index]
-            vr = (shipment.pickups if visit.is_pickup else shipment.deliveries)[visit.visit_request_index]
-            places.append(_at(vr))
-            service_s.append(_seconds(vr.duration))
-            shipment_of.append(visit.shipment_index)
-        places.append(end)
-        per_km = vehicle.cost_per_kilometer + (vehicle.cost_per_hour + vehicle.cost_per_traveled_hour) / speed_kmh
-        per_s = vehicle.cost_per_hour / 3600.0
-        total_km = sum(_km(places[i], places[i + 1]) for i in range(len(places) - 1))
-        removal: dict[int, float] = {}
-        for index in dict.fromkeys(shipment_of):
-            # Positions in `places` (visit k is places[k + 1]) without this shipment's two visits.
-            kept = [0] + [k + 1 for k, s in enumerate(shipment_of) if s != index] + [len(places) - 1]
-            km = sum(_km(places[kept[i]], places[kept[i + 1]]) for i in range(len(kept) - 1))
-            visits_s = sum(service_s[k] for k, s in enumerate(shipment_of) if s == index)
-            removal[index] = max(total_km - km, 0.0) * per_km + visits_s * per_s
+        geometry = _RouteGeometry(req, route, speed_kmh)
+        removal = {index: geometry.saved({index}) for index in dict.fromkeys(geometry.shipment_of)}
         weight = sum(removal.values())
         cost = float(route.route_total_cost)
         alone = len(removal) == 1
@@ -95,3 +74,57 @@ def route_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResp
             out[label] = ShipmentCost(share=share, marginal=cost if alone else min(saved, cost),
                                       route=int(route.vehicle_index))
     return out
+
+
+def group_removal_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResponse,
+                        speed_kmh: float, labels: set[str]) -> dict[int, float]:
+    """Route (vehicle index) -> what it would save without the visits of every shipment in `labels`
+    together, the other stops kept in their order: the whole route's cost when none is left (the
+    group caused the route), else the km and time of the group's detours. For routes that carry a
+    shipment of the group. How much a set of loads (a plan's transfers) adds to routes that also
+    carry others (the orders due that day)."""
+    req = ro.OptimizeToursRequest.pb(request)
+    resp = ro.OptimizeToursResponse.pb(response)
+    out: dict[int, float] = {}
+    for route in resp.routes:
+        if not route.visits:
+            continue
+        geometry = _RouteGeometry(req, route, speed_kmh)
+        group = {s for s in geometry.shipment_of if (req.model.shipments[s].label or str(s)) in labels}
+        if not group:
+            continue
+        cost = float(route.route_total_cost)
+        out[int(route.vehicle_index)] = cost if group == set(geometry.shipment_of) else min(geometry.saved(group), cost)
+    return out
+
+
+class _RouteGeometry:
+    """A solved route's stops in order (start, visits, end) and its vehicle's cost per km and per
+    second of visit, to price what it saves without some of its shipments."""
+
+    def __init__(self, req, route, speed_kmh: float) -> None:
+        vehicle = req.model.vehicles[route.vehicle_index]
+        self.places = [(vehicle.start_location.latitude, vehicle.start_location.longitude)]
+        self.service_s: list[float] = []
+        self.shipment_of: list[int] = []
+        for visit in route.visits:
+            shipment = req.model.shipments[visit.shipment_index]
+            vr = (shipment.pickups if visit.is_pickup else shipment.deliveries)[visit.visit_request_index]
+            self.places.append(_at(vr))
+            self.service_s.append(_seconds(vr.duration))
+            self.shipment_of.append(visit.shipment_index)
+        self.places.append((vehicle.end_location.latitude, vehicle.end_location.longitude))
+        self.per_km = vehicle.cost_per_kilometer + (vehicle.cost_per_hour + vehicle.cost_per_traveled_hour) / speed_kmh
+        self.per_s = vehicle.cost_per_hour / 3600.0
+        self.total_km = self._km([*range(len(self.places))])
+
+    def _km(self, positions: list[int]) -> float:
+        return sum(_km(self.places[positions[i]], self.places[positions[i + 1]]) for i in range(len(positions) - 1))
+
+    def saved(self, removed: set[int]) -> float:
+        """What the route saves without the visits of the shipments `removed` (indices), the
+        fixed cost aside: the detour's km at the cost per km and per hour, the visits' time."""
+        # Positions in `places` (visit k is places[k + 1]) without the removed shipments' visits.
+        kept = [0] + [k + 1 for k, s in enumerate(self.shipment_of) if s not in removed] + [len(self.places) - 1]
+        visits_s = sum(self.service_s[k] for k, s in enumerate(self.shipment_of) if s in removed)
+        return max(self.total_km - self._km(kept), 0.0) * self.per_km + visits_s * self.per_s

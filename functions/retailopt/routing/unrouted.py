@@ -115,5 +115,6 @@ def carried_unrouted_exceptions(carried: pd.DataFrame, response: ro.OptimizeTour
     rows = unrouted_exceptions(transfers, orders, response)
     if len(rows):
         rows["action"] = ("released before and still to deliver: on order at the store until it arrives, and "
-                          "carried by the next plan's routes; add vehicles or shifts if it keeps waiting")
+                          "carried by the next plan's routes; add vehicles or shifts if it keeps waiting (a "
+                          "transfer is cancelled transfer_max_wait_days after its delivery day)")
     return rows

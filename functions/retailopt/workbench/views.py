@@ -44,6 +44,7 @@ REASONS: dict[str, str] = {
     # plan_exceptions codes (the planner's own record of the position)
     "SHELF_ROOM_AT_DELIVERY": "shelf room at delivery",
     "DELIVERY_FAILED": "delivery failed",
+    "TRANSFER_CANCELLED": "transfer cancelled (no truck)",
     "CAPACITY_BELOW_TARGET": "shelf below target",
     "STORE_CAPACITY": "store room, order cut",
     "CAPACITY_BELOW_STOCK": "stock above the shelf",
