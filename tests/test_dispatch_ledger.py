@@ -79,6 +79,10 @@ def _check(wh) -> None:
     assert list(zip(day16.line_id, day16.quantity)) == [("O3", 30)]
     day17 = ledger.carried_lines(wh, date(2026, 1, 17), max_wait_days=2)
     assert list(zip(day17.line_id, day17.quantity)) == [("O2", 40), ("O3", 30)]
+    # Another plan of the 15th (a what-if) looking ahead to the 17th does not count the 15th's own
+    # released lines: it is an alternative to them.
+    ahead = ledger.carried_lines(wh, date(2026, 1, 17), max_wait_days=2, released_before=date(2026, 1, 15))
+    assert ahead.empty
 
 
 def test_the_ledger_on_the_embedded_warehouse(tmp_path):

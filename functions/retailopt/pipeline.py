@@ -656,7 +656,7 @@ def pricing_background(wh: Warehouse, policy: pd.DataFrame, products: pd.DataFra
     from retailopt.transfer_pricing import DayBackground, own_orders_due
 
     day = delivery_day(run_date, settings.transfer_lead_days)
-    carried = carried_lines(wh, day, max_wait_days=settings.transfer_max_wait_days)
+    carried = carried_lines(wh, day, max_wait_days=settings.transfer_max_wait_days, released_before=run_date)
     if len(carried) and day > run_date:  # lines due by today travel on today's routes
         carried = carried[pd.to_datetime(carried["expected_arrival"]).dt.date > run_date]
     extra = _carried_frames(carried, products)

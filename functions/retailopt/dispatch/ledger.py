@@ -79,11 +79,15 @@ def commit(wh: Any, rows: pd.DataFrame) -> int:
         return wh.insert("committed_lines", rows)
 
 
-def carried_lines(wh: Any, run_date: date, *, max_wait_days: int) -> pd.DataFrame:
+def carried_lines(wh: Any, run_date: date, *, max_wait_days: int,
+                  released_before: date | None = None) -> pd.DataFrame:
     """Released lines of earlier runs that the routes of `run_date` carry (`carried_lines.sql`);
-    transfers that waited more than `max_wait_days` past their day are cancelled, not carried."""
+    transfers that waited more than `max_wait_days` past their day are cancelled, not carried.
+    Only runs dated before `released_before` (default `run_date`) count: a plan looking ahead to
+    a later day passes its own date, so its date's released plan is never counted twice."""
     frame = query_file(wh, "carried_lines", {"run_date": run_date,
-                                             "cancel_before": cancel_before(run_date, max_wait_days)})
+                                             "cancel_before": cancel_before(run_date, max_wait_days),
+                                             "released_before": released_before or run_date})
     frame["expected_arrival"] = pd.to_datetime(frame["expected_arrival"])
     return frame
 
