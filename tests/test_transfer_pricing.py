@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from retailopt.benchmarks.pricing import day_cost
 from retailopt.config import Settings
 from retailopt.policy import compute_policy
 from retailopt.rebalance import delivery_day, plan_orders, plan_transfers
@@ -207,16 +208,6 @@ def test_a_routes_cost_is_shared_as_marginal_cost_plus_what_each_trip_can_bear()
     assert over[:3] == pytest.approx([30.0, 30.0, 40.0])
 
 
-def _day_cost(transfers, orders, stores, dcs, fleet, products, day, settings) -> float:
-    """The delivery day's routes for these transfers and orders (the packing, request and engine of
-    `pipeline.plan_step`), with the value of the loads they leave behind (their penalty)."""
-    t, o = assign_shipments(transfers, orders, fleet, products)
-    request = build_request(t, o, stores, dcs, fleet, products, run_date=day, settings=settings)
-    response = solve_routes_by_problem(request, settings=settings).response
-    return (sum(float(r.route_total_cost) for r in response.routes if len(r.visits))
-            + sum(float(s.penalty_cost) for s in response.skipped_shipments))
-
-
 def test_beside_the_days_orders_the_charge_stays_within_15_percent_of_the_marginal_cost():
     """The transfers arrive on the day the distribution centre's orders do (lead time 1 day both):
     priced beside the run's own orders due that day (estimated before the transfers, as
@@ -244,8 +235,8 @@ def test_beside_the_days_orders_the_charge_stays_within_15_percent_of_the_margin
         orders = plan_orders(policy, priced, products, dcs, stores, settings=settings, run_date=RUN, inventory=inv)
         orders = orders[pd.to_datetime(orders["expected_arrival"]).dt.date == day]
         full = settings.replace(routing_time_limit_s=2.5)
-        real += (_day_cost(priced, orders, stores, dcs, fleet, products, day, full)
-                 - _day_cost(priced.iloc[:0], orders, stores, dcs, fleet, products, day, full))
+        real += (day_cost(priced, orders, stores, dcs, fleet, products, day=day, settings=full)
+                 - day_cost(priced.iloc[:0], orders, stores, dcs, fleet, products, day=day, settings=full))
         charged += info.route_cost
     assert real > 0
     assert abs(charged - real) <= 0.15 * real, (charged, real)

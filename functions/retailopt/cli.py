@@ -23,6 +23,7 @@ DELEGATED = {
     "bench-run": ("retailopt.benchmarks.run", "Benchmark the whole planning run (time, memory)"),
     "bench-forecast": ("retailopt.benchmarks.forecasting", "Benchmark the forecasting engine"),
     "bench-rebalance": ("retailopt.benchmarks.rebalance", "Benchmark rebalancing at 20 million positions"),
+    "bench-pricing": ("retailopt.benchmarks.pricing", "Transfers' route charge against their real marginal cost"),
     "bench-routing": ("retailopt.benchmarks.routing", "Benchmark the routing solver on Li & Lim"),
     "bench-api": ("retailopt.benchmarks.api", "Load-test the HTTP API on loopback"),
     "bench-faults": ("retailopt.benchmarks.faults", "Corrupted files, killed runs, hostile API requests"),
