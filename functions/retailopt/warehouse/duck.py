@@ -30,7 +30,11 @@ class DuckDBWarehouse:
         self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{sqlfiles.render("{dataset}", dataset)}"')
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.path), config={"memory_limit": "768MB"})
+        # DuckDB checkpoints a commit once its write-ahead log passes 16 MB, and each checkpoint
+        # rewrites the tables' unfinished row groups: the forecast's commits (one a chunk) spent
+        # a quarter of the sample's forecast step there. A larger log (written once, folded in
+        # at the next checkpoint or on close) saves about 4 s of CPU of its 31 s run.
+        return duckdb.connect(str(self.path), config={"memory_limit": "768MB", "checkpoint_threshold": "256MB"})
 
     @contextlib.contextmanager
     def _recovering(self) -> Iterator[None]:
