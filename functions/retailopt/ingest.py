@@ -797,9 +797,9 @@ def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_r
     DuckDB (`sql/ingest/sales_file_check.sql`, streaming over the file); None when a column is
     not of its plain type or any row breaks a rule (the row-by-row validation then reports it)."""
     import duckdb
-    import pyarrow.dataset as ds
 
     from retailopt import sqlfiles
+    from retailopt.warehouse.duck import scan_parquet
     from retailopt.contracts import ID_PATTERN, MAX_UNITS
 
     arrow_schema = pq.ParquetFile(path).schema_arrow
@@ -808,7 +808,7 @@ def _clean_file(path: Path, valid_ids: dict[str, set[str]], as_of: date, chunk_r
         return None
     conn = duckdb.connect(":memory:", config={"memory_limit": "512MB", "threads": 2})
     try:
-        conn.register("file_rows", ds.dataset(path, format="parquet"))
+        scan_parquet(conn, "file_rows", path)
         for name, table in (("known_stores", "stores"), ("known_products", "products")):
             conn.register(name, pa.table({"id": pa.array(sorted(valid_ids.get(table, ())), pa.string())}))
         (statement,) = sqlfiles.to_duckdb(sqlfiles.read_sql("ingest/sales_file_check.sql"))
