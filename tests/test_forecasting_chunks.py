@@ -124,3 +124,19 @@ def test_the_forecast_step_writes_chunk_by_chunk_and_a_failing_chunk_leaves_no_r
             assert int(rows.n.iloc[0]) == 0, table
     finally:
         wh.close()
+
+
+def test_chunk_windows_are_the_merge_of_each_chunks_keys(chain):
+    from retailopt.forecasting.chunks import chunk_windows, store_chunks
+
+    _, positions, window = chain
+    # A window in another order than the keys, with a position no chunk holds and a missing one.
+    shuffled = window.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    shuffled.loc[len(shuffled)] = {"store_id": "S999", "product_id": "P001", "window_days": 4}
+    shuffled = shuffled.iloc[1:].reset_index(drop=True)
+    chunks = store_chunks(positions.assign(category="c"), 70)
+    assert len(chunks) > 2
+    windows = chunk_windows(shuffled, chunks)
+    for first, last, keys in chunks:
+        expected = shuffled.merge(keys, on=["store_id", "product_id"], how="inner")
+        pd.testing.assert_frame_equal(windows[(first, last)], expected)

@@ -177,6 +177,28 @@ def test_one_bad_row_sends_the_file_to_the_row_by_row_validation(chain, tmp_path
     assert ingest._clean_file(ok, ids, AS_OF, 20) is not None  # the same check passes the clean file
 
 
+def test_repeated_keys_are_found_in_any_order_of_the_file(chain, tmp_path):
+    sales = _typed(chain)
+    ids = {"stores": set(sales.store_id), "products": set(sales.product_id)}
+
+    def repeated(frame: pd.DataFrame) -> bool:
+        path = tmp_path / "sales.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
+        return ingest._has_repeated_key(path, ids, 25)  # several batches
+
+    by_day = sales.sort_values(KEY, ignore_index=True)
+    by_store = sales.sort_values(["store_id", "product_id", "sale_date"], ignore_index=True)
+    shuffled = sales.sample(frac=1.0, random_state=3, ignore_index=True)
+    # Rising keys (one streaming pass) and shuffled ones (the sort) without a repeat.
+    assert not repeated(by_day) and not repeated(by_store) and not repeated(shuffled)
+    for frame in (by_day, by_store, shuffled):
+        # A key again right after itself (still in order, not rising) or far from it in a later batch.
+        assert repeated(pd.concat([frame.iloc[:41], frame.iloc[[40]], frame.iloc[41:]], ignore_index=True))
+        assert repeated(pd.concat([frame, frame.iloc[[2]]], ignore_index=True))
+    # The last key of one batch repeated as the first of the next.
+    assert repeated(pd.concat([by_day.iloc[:25], by_day.iloc[[24]], by_day.iloc[25:]], ignore_index=True))
+
+
 def test_a_null_in_a_typed_column_or_an_untyped_column_is_not_clean(chain, tmp_path):
     ids = {"stores": {"S001", "S002", "S003"}, "products": set(_typed(chain).product_id)}
     table = pa.Table.from_pandas(_typed(chain), preserve_index=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tracemalloc
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from retailopt import sample
 from retailopt.sample import DC_PLACE, METRO_BBOX, generate_sample_chain, main
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "sql" / "schema"
@@ -60,6 +62,52 @@ def test_same_seed_gives_identical_files(tmp_path: Path, small: dict[str, Path])
     assert set(again) == set(INPUT_TABLES)
     for table, path in small.items():
         assert path.read_bytes() == again[table].read_bytes(), table
+
+
+@pytest.mark.parametrize("frequency", ["daily", "weekly"])
+def test_blocks_of_stores_give_the_same_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              frequency: str) -> None:
+    # Small row groups, so blocks end inside them and the writer has to carry rows over.
+    monkeypatch.setattr(sample, "_ROW_GROUP", 700)
+    whole = generate_sample_chain(tmp_path / "whole", seed=11, frequency=frequency, **MEDIUM)
+    assert pq.ParquetFile(whole["sales"]).metadata.num_row_groups > 3
+    for block in (1, 3):
+        # More than one block: the units wait in a memory map on disk.
+        parts = generate_sample_chain(tmp_path / f"b{block}", seed=11, frequency=frequency,
+                                      block_stores=block, **MEDIUM)
+        for table, path in whole.items():
+            assert path.read_bytes() == parts[table].read_bytes(), (block, table)
+        assert not list((tmp_path / f"b{block}").glob(".sample-*"))  # the memory map is gone
+    with pytest.raises(ValueError, match="block_stores"):
+        generate_sample_chain(tmp_path / "x", block_stores=0, **SMALL)
+
+
+def test_memory_follows_the_block_not_the_chain(tmp_path: Path) -> None:
+    from retailopt.sample.catalog import make_catalog
+    from retailopt.sample.demand import simulate
+    from retailopt.sample.network import make_stores
+
+    n_stores, n_products, days = 40, 60, 400  # stores make most of the arrays
+    calendar = [END - timedelta(days=days - 1 - i) for i in range(days)]
+
+    def peak(block: int | None) -> tuple[int, np.ndarray]:
+        rng = np.random.default_rng(2)
+        _, size, tilt = make_stores(rng, n_stores)
+        catalog = make_catalog(rng, n_products)
+        units = None if block is None else np.lib.format.open_memmap(
+            tmp_path / f"{block}.npy", mode="w+", dtype=np.int32, shape=(n_stores, n_products, days))
+        # numpy reports its arrays to tracemalloc; a memory map is not on the heap.
+        tracemalloc.start()
+        try:
+            demand = simulate(rng, catalog, size, tilt, calendar, "US", block_stores=block, units=units)
+            return tracemalloc.get_traced_memory()[1], np.array(demand.units)
+        finally:
+            tracemalloc.stop()
+
+    whole, units = peak(None)
+    one, units_one = peak(1)
+    assert one < 0.2 * whole
+    assert np.array_equal(units, units_one)
 
 
 def test_different_seed_gives_different_chain(tmp_path: Path, small: dict[str, Path]) -> None:

@@ -83,3 +83,24 @@ def test_dates_in_any_form_are_stored_as_the_days_they_name(tmp_path):
             assert expected == [dt.date(2026, 11, 22), dt.date(2026, 12, 31), dt.date(1700, 1, 1)], name
     finally:
         wh.close()
+
+
+def test_a_parquet_file_is_scanned_in_place_whatever_its_path(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "it's a folder; DROP TABLE x"
+    folder.mkdir()
+    path = folder / "sales.parquet"
+    pq.write_table(pa.table({"store_id": ["S1", "S2", "S3"], "units": [1, 2, 3]}), path)
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb", "retail")
+    try:
+        with wh.scanning("file_rows", path):
+            assert wh.query("SELECT SUM(units) AS n FROM file_rows").n.iloc[0] == 6
+        with pytest.raises(duckdb.CatalogException):  # the view went with the block
+            wh.query("SELECT * FROM file_rows")
+        with pytest.raises(ValueError, match="view name"):
+            with wh.scanning("file_rows; DROP", path):
+                pass
+    finally:
+        wh.close()

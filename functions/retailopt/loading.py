@@ -110,9 +110,7 @@ def stage_parquet_file(wh: Warehouse, table: str, path: Path, load_id: str) -> i
     scanning = getattr(wh, "scanning", None)
     if scanning is None or table != "sales":
         return None
-    import pyarrow.dataset as ds
-
-    with scanning("file_rows", ds.dataset(path, format="parquet")):
+    with scanning("file_rows", Path(path)):
         wh.execute(sqlfiles.read_sql("ingest/stage_sales_file.sql"), {"load_id": load_id})
     staging = sqlfiles.check_table_name(f"{table}_staging")
     return int(wh.query(f"SELECT COUNT(*) AS n FROM `{{dataset}}.{staging}` WHERE load_id = @load_id",
@@ -131,12 +129,10 @@ def load_parquet_file(wh: Warehouse, table: str, path: Path, load_id: str, *, ro
     day = FACT_TABLES[table][1]
     if scanning is not None and table == "sales" and replace is None and rows and first is not None \
             and last is not None:
-        import pyarrow.dataset as ds
-
         count = f"SELECT COUNT(*) AS n FROM `{{dataset}}.{name}` WHERE {day} BETWEEN @first AND @last"
         with wh.transaction():
             if int(wh.query(count, {"first": first, "last": last}).n.iloc[0]) == 0:
-                with scanning("file_rows", ds.dataset(path, format="parquet")):
+                with scanning("file_rows", Path(path)):
                     wh.execute(sqlfiles.read_sql("ingest/insert_sales_file.sql"))
                 added = int(wh.query(count, {"first": first, "last": last}).n.iloc[0])
                 if added != rows:  # the file changed since it was checked: the transaction is undone

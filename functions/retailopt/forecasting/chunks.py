@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -72,6 +73,24 @@ def store_chunks(positions: pd.DataFrame, chunk_series: int) -> list[tuple[str, 
     out = []
     for stores in chunks:
         out.append((stores[0], stores[-1], keys[keys.store_id.isin(stores)].reset_index(drop=True)))
+    return out
+
+
+def chunk_windows(window: pd.DataFrame, chunks: list[tuple[str, str, pd.DataFrame]]
+                  ) -> dict[tuple[str, str], pd.DataFrame]:
+    """Each chunk's window rows, `window.merge(keys, how="inner")` for its keys: merged once and
+    split by store (merging the chain's whole window for every chunk cost the main process
+    O(positions) a chunk, a million rows 250 times at 500 x 2,000). Pure."""
+    if not chunks:
+        return {}
+    merged = window.merge(pd.concat([keys for _, _, keys in chunks], ignore_index=True),
+                          on=["store_id", "product_id"], how="inner")
+    rows_of = merged.groupby(merged["store_id"].astype(str), sort=False).indices
+    out = {}
+    for first, last, keys in chunks:
+        parts = [rows_of[store] for store in keys["store_id"].unique() if store in rows_of]
+        rows = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        out[(first, last)] = merged.iloc[rows].reset_index(drop=True)
     return out
 
 
@@ -144,10 +163,11 @@ def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
                disable=None if show_progress is None else not show_progress, leave=False, position=1,
                dynamic_ncols=True)
 
+    windows = chunk_windows(window, chunks)
+
     def inputs(first: str, last: str, keys: pd.DataFrame) -> tuple:
         history = read_history(first, last)
-        win = window.merge(keys, on=["store_id", "product_id"], how="inner")
-        return history, keys, win, plan_for(keys)
+        return history, keys, windows[(first, last)], plan_for(keys)
 
     def absorb(result: ChunkResult) -> None:
         write(result)

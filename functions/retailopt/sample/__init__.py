@@ -39,6 +39,11 @@ DEFAULT_END_DATE = date(2026, 11, 21)
 _RECENT_DAYS = 28
 _PLAN_DAYS = 28  # the default forecast horizon
 
+# Store x product x day cells simulated and written at a time: memory follows this, not the
+# chain (the 25 x 300 sample chain is one block; 500 x 2,000 is a hundred).
+_BLOCK_CELLS = 8_000_000
+_ROW_GROUP = 1 << 20
+
 _ARROW_TYPES = {"STRING": pa.string(), "INT64": pa.int64(), "FLOAT64": pa.float64(),
                 "BOOL": pa.bool_(), "DATE": pa.date32()}
 
@@ -89,6 +94,28 @@ def _weekly(units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: list[
     return u, pr, pm, [days[skip + 7 * k + 6] for k in range(n_weeks)]
 
 
+def _write_sales(path: Path, units: np.ndarray, price: np.ndarray, promo: np.ndarray, days: list[date],
+                 store_ids: list[str], product_ids: list[str], frequency: str, block: int) -> None:
+    """Write the sales of `block` stores at a time, in row groups of `_ROW_GROUP` rows whatever
+    the block, so the file is the one a single write of the whole chain gives."""
+    target = _arrow_schema("sales")
+    with pq.ParquetWriter(path, target, compression="zstd") as writer:
+        pending: list[pa.Table] = []
+        n_pending, written = 0, False
+        for a in range(0, len(store_ids), block):
+            sales = (np.asarray(units[a:a + block]), price, promo, days)
+            if frequency == "weekly":
+                sales = _weekly(*sales)
+            pending.append(_sales_table(*sales, store_ids[a:a + block], product_ids))
+            n_pending += pending[-1].num_rows
+            while n_pending >= _ROW_GROUP:
+                whole = pa.concat_tables(pending)
+                writer.write_table(whole.slice(0, _ROW_GROUP), row_group_size=_ROW_GROUP)
+                pending, n_pending, written = [whole.slice(_ROW_GROUP)], n_pending - _ROW_GROUP, True
+        if n_pending or not written:
+            writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP)
+
+
 def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str], first_day: date) -> pd.DataFrame:
     # Chain-wide circulars: an empty store_id means every store.
     return pd.DataFrame({
@@ -102,7 +129,7 @@ def _promotions_frame(planned: list[tuple[int, int, int]], product_ids: list[str
 def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, n_products: int = 300,
                           days: int = 730, end_date: date = DEFAULT_END_DATE,
                           holiday_country: str = "US", frequency: str = "daily",
-                          truth_days: int = 0) -> dict[str, Path]:
+                          truth_days: int = 0, block_stores: int | None = None) -> dict[str, Path]:
     """Write a sample chain to out_dir and return {table name: file path}.
 
     The same arguments always give byte-identical files. Sales cover `days` days ending on
@@ -113,6 +140,11 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
     ``truth_days > 0`` also writes `demand_truth.parquet` (`truth.py`): the expected units of
     the last `truth_days` days and the noise around them, a diagnostic for the replay's `truth`
     forecaster only (the other files are unchanged).
+
+    Stores are simulated and written `block_stores` at a time (by default as many as make about
+    eight million store x product x day cells); the block size changes no byte of any file.
+    With more than one block the units wait in a memory map on disk, so a chain of 500 stores x
+    2,000 products needs a few GB of memory, not the ~28 GB of the whole chain's arrays.
     """
     if frequency not in ("daily", "weekly"):
         raise ValueError(f"frequency must be daily or weekly (got {frequency!r})")
@@ -126,29 +158,36 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
         raise ValueError("the demand truth is daily: truth_days needs frequency='daily'")
     if days < _RECENT_DAYS:
         raise ValueError(f"days must be at least {_RECENT_DAYS} (got {days})")
+    if block_stores is not None and block_stores < 1:
+        raise ValueError(f"block_stores must be at least 1 (got {block_stores})")
+    block = block_stores or max(1, _BLOCK_CELLS // (n_products * days))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     calendar = [end_date - timedelta(days=days - 1 - i) for i in range(days)]
 
-    stores, store_size, weekly_tilt = make_stores(rng, n_stores)
-    catalog = make_catalog(rng, n_products)
-    demand = simulate(rng, catalog, store_size, weekly_tilt, calendar, holiday_country,
-                      expected_window=max(_RECENT_DAYS, truth_days))
-    recent = demand.units[:, :, -_RECENT_DAYS:].mean(axis=2)
-    inventory = make_inventory(rng, stores, catalog.products, recent,
-                               demand.expected[:, :, -_RECENT_DAYS:].mean(axis=2), end_date)
-    dcs = make_distribution_centers()
-    vehicles = make_vehicles(rng, stores, dcs.iloc[0], weekly_units=7 * recent.sum(axis=1))
-    # A generator of its own, so adding the plan left every other file byte-identical.
-    promotions = _promotions_frame(
-        plan_promotions(np.random.default_rng([seed, 1]), catalog.promotable, demand.promo,
-                        end_date + timedelta(days=1), _PLAN_DAYS),
-        catalog.products["product_id"].tolist(), end_date + timedelta(days=1))
-
     # Files are written aside and moved in at the end, so a failure leaves no half-written chain.
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sample-"))
     try:
+        stores, store_size, weekly_tilt = make_stores(rng, n_stores)
+        catalog = make_catalog(rng, n_products)
+        units = None
+        if block < n_stores:
+            units = np.lib.format.open_memmap(staging / "units.npy", mode="w+", dtype=np.int32,
+                                              shape=(n_stores, n_products, days))
+        demand = simulate(rng, catalog, store_size, weekly_tilt, calendar, holiday_country,
+                          expected_window=max(_RECENT_DAYS, truth_days), block_stores=block, units=units)
+        recent = demand.units[:, :, -_RECENT_DAYS:].mean(axis=2)
+        inventory = make_inventory(rng, stores, catalog.products, recent,
+                                   demand.expected[:, :, -_RECENT_DAYS:].mean(axis=2), end_date)
+        dcs = make_distribution_centers()
+        vehicles = make_vehicles(rng, stores, dcs.iloc[0], weekly_units=7 * recent.sum(axis=1))
+        # A generator of its own, so adding the plan left every other file byte-identical.
+        promotions = _promotions_frame(
+            plan_promotions(np.random.default_rng([seed, 1]), catalog.promotable, demand.promo,
+                            end_date + timedelta(days=1), _PLAN_DAYS),
+            catalog.products["product_id"].tolist(), end_date + timedelta(days=1))
+
         staged = {
             "stores": _write_csv("stores", stores, staging / "stores.csv"),
             "distribution_centers": _write_csv("distribution_centers", dcs, staging / "distribution_centers.csv"),
@@ -157,17 +196,15 @@ def generate_sample_chain(out_dir: Path, *, seed: int = 42, n_stores: int = 25, 
             "inventory": _write_csv("inventory", inventory, staging / "inventory.csv"),
             "promotions": _write_csv("promotions", promotions, staging / "promotions.csv"),
         }
-        sales = (demand.units, demand.price, demand.promo, calendar)
-        if frequency == "weekly":
-            sales = _weekly(*sales)
-        table = _sales_table(*sales, stores["store_id"].tolist(), catalog.products["product_id"].tolist())
         staged["sales"] = staging / "sales.parquet"
         if truth_days:
             expected = replace(demand, expected=demand.expected[:, :, -truth_days:])
             staged["demand_truth"] = write_truth(truth_table(expected, calendar, stores["store_id"].tolist(),
                                                              catalog.products["product_id"].tolist()),
                                                  staging / TRUTH_FILE)
-        pq.write_table(table, staged["sales"], compression="zstd", row_group_size=1 << 20)
+        _write_sales(staged["sales"], demand.units, demand.price, demand.promo, calendar,
+                     stores["store_id"].tolist(), catalog.products["product_id"].tolist(), frequency, block)
+        del demand, units
         paths = {}
         for name, path in staged.items():
             paths[name] = out_dir / path.name

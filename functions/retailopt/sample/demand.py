@@ -1,4 +1,4 @@
-"""Daily unit sales of every store x product, simulated in one vectorised pass.
+"""Daily unit sales of every store x product, simulated vectorised a block of stores at a time.
 
 The latent rate is a product of independent effects (store size, store x product affinity,
 weekly and yearly seasonality, holidays, promotions, permanent price steps, trend and product
@@ -191,7 +191,11 @@ def _life_cycle(rng: np.random.Generator, n_prod: int, n_days: int) -> np.ndarra
 
 def simulate(rng: np.random.Generator, catalog: Catalog, store_size: np.ndarray,
              store_weekly_tilt: np.ndarray, days: list[date], holiday_country: str,
-             expected_window: int = 28) -> Demand:
+             expected_window: int = 28, *, block_stores: int | None = None,
+             units: np.ndarray | None = None) -> Demand:
+    """The chain's daily demand. `block_stores` simulates that many stores at a time (all of them
+    by default) and `units`, when given, receives the units (an (S, P, T) int32 array, e.g. a
+    memory map on disk); neither changes a drawn value."""
     n_store, n_prod, n_days = store_size.size, catalog.category.size, len(days)
     cat = catalog.category
     dclass = catalog.demand_class
@@ -231,40 +235,80 @@ def simulate(rng: np.random.Generator, catalog: Catalog, store_size: np.ndarray,
     size_mean[dclass == INTERMITTENT] = rng.uniform(0.1, 0.4, (dclass == INTERMITTENT).sum())
     size_mean[dclass == LUMPY] = rng.uniform(3.0, 9.0, (dclass == LUMPY).sum())
 
-    units = np.zeros((n_store, n_prod, n_days), dtype=np.int32)
+    if units is None:
+        units = np.zeros((n_store, n_prod, n_days), dtype=np.int32)
+    elif units.shape != (n_store, n_prod, n_days) or units.dtype != np.int32:
+        raise ValueError(f"units must be an int32 array of shape {(n_store, n_prod, n_days)}")
     expected = np.zeros((n_store, n_prod, min(expected_window, n_days)))
     w = expected.shape[2]
+    # Stores are simulated a block at a time so memory follows the block, not the chain. The draws
+    # come out in the order one pass over the whole chain would make them (below), so the block
+    # size never changes a unit.
+    block = n_store if block_stores is None else max(1, int(block_stores))
+    blocks = [slice(a, min(a + block, n_store)) for a in range(0, n_store, block)]
 
-    def multiplier(idx: np.ndarray) -> np.ndarray:
-        week = store_weekly[:, cat[idx]][:, :, dow]  # (S, p, T)
-        return affinity[:, idx, None] * product_t[None, idx, :] * week
+    def multiplier(rows: slice, idx: np.ndarray) -> np.ndarray:
+        week = store_weekly[rows, cat[idx]][:, :, dow]  # (s, p, T)
+        return affinity[rows, idx, None] * product_t[None, idx, :] * week
 
     cont = np.flatnonzero((dclass == SMOOTH) | (dclass == ERRATIC))
     if cont.size:
-        mean = base[cont][None, :, None] * multiplier(cont)
-        kk = np.broadcast_to(k[cont][None, :, None], mean.shape)
-        units[:, cont, :] = rng.negative_binomial(kk, kk / (kk + mean))
-        expected[:, cont, :] = mean[:, :, -w:]
+        for rows in blocks:
+            mean = base[cont][None, :, None] * multiplier(rows, cont)
+            kk = np.broadcast_to(k[cont][None, :, None], mean.shape)
+            units[rows, cont, :] = rng.negative_binomial(kk, kk / (kk + mean))
+            expected[rows, cont, :] = mean[:, :, -w:]
+            del mean, kk
     occ_idx = np.flatnonzero((dclass == INTERMITTENT) | (dclass == LUMPY))
     if occ_idx.size:
-        rate = base[occ_idx][None, :, None] * multiplier(occ_idx)
-        p_occ = -np.expm1(-rate)
-        hit = rng.random(p_occ.shape) < p_occ
-        s_i, p_i, t_i = np.nonzero(hit)
-        prod = occ_idx[p_i]
-        sm = size_mean[prod]
-        lumpy = dclass[prod] == LUMPY
-        size = np.ones(prod.size, dtype=np.int64)
-        # Intermittent: sizes near 1 (low CV^2). Lumpy: heavy-tailed sizes (high CV^2).
-        size[~lumpy] += rng.poisson(sm[~lumpy])
-        kl = k[prod[lumpy]]
-        size[lumpy] += rng.negative_binomial(kl, kl / (kl + sm[lumpy]))
-        units[s_i, prod, t_i] = size
-        expected[:, occ_idx, :] = (p_occ * (1.0 + size_mean[occ_idx])[None, :, None])[:, :, -w:]
+        # One pass draws every occurrence, then every intermittent size, then every lumpy size.
+        # Per block, the occurrences come from `rng` and the intermittent sizes from a second
+        # stream started where the occurrences end (one 64-bit draw per uniform); the lumpy sizes
+        # follow the last intermittent size, so their hits are kept until then.
+        sizes = _skipped(rng, n_store * occ_idx.size * n_days) if len(blocks) > 1 else rng
+        lumpy_hits: list[tuple[slice, tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+        is_lumpy = dclass[occ_idx] == LUMPY
+        for rows in blocks:
+            rate = base[occ_idx][None, :, None] * multiplier(rows, occ_idx)
+            p_occ = -np.expm1(-rate)
+            del rate
+            hit = rng.random(p_occ.shape) < p_occ
+            expected[rows, occ_idx, :] = (p_occ * (1.0 + size_mean[occ_idx])[None, :, None])[:, :, -w:]
+            del p_occ
+            s_i, p_i, t_i = np.nonzero(hit)
+            del hit
+            lumpy = is_lumpy[p_i]
+            prod = occ_idx[p_i[~lumpy]]
+            # Intermittent: sizes near 1 (low CV^2).
+            units[s_i[~lumpy] + rows.start, prod, t_i[~lumpy]] = 1 + sizes.poisson(size_mean[prod])
+            lumpy_hits.append((rows, (s_i[lumpy], p_i[lumpy], t_i[lumpy])))
+        for rows, (s_i, p_i, t_i) in lumpy_hits:
+            prod = occ_idx[p_i]
+            sm, kl = size_mean[prod], k[prod]
+            # Lumpy: heavy-tailed sizes (high CV^2).
+            units[s_i + rows.start, prod, t_i] = 1 + sizes.negative_binomial(kl, kl / (kl + sm))
+        if sizes is not rng:
+            rng.bit_generator.state = sizes.bit_generator.state  # where one pass would leave it
     noise = np.where(dclass == INTERMITTENT, NOISE_INTERMITTENT,
                      np.where(dclass == LUMPY, NOISE_LUMPY, NOISE_NEGATIVE_BINOMIAL))
     return Demand(units=units, expected=expected, price=price, promo=promo, closed=closed,
                   noise=noise, dispersion=k, size_mean=size_mean)
+
+
+def _skipped(rng: np.random.Generator, draws: int) -> np.random.Generator:
+    """A generator on `rng`'s stream `draws` 64-bit draws ahead (rng itself is not moved)."""
+    bit = rng.bit_generator
+    if not hasattr(bit, "advance"):
+        raise ValueError(f"simulating in blocks needs a bit generator that can advance (not {type(bit).__name__})")
+    ahead = type(bit)()
+    ahead.state = bit.state
+    ahead.advance(draws)
+    # advance() drops a buffered 32-bit half-draw; doubles never use it, so carry it on as one
+    # stream would.
+    state = ahead.state
+    state.update({k: v for k, v in bit.state.items() if k in ("has_uint32", "uinteger")})
+    ahead.state = state
+    return np.random.Generator(ahead)
 
 
 def plan_promotions(rng: np.random.Generator, promotable: np.ndarray, history_promo: np.ndarray,
