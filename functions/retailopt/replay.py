@@ -148,12 +148,18 @@ def oracle_forecast(demand_all: np.ndarray, upto: int, window: np.ndarray, keys:
     sums = csum[np.arange(len(future)), np.minimum(window, horizon)]
     prot = keys.assign(window_days=window, demand_mean=sums, demand_std=0.0,
                        **{c: sums for c in QUANTILE_COLUMNS}, model="oracle")
-    daily = pd.DataFrame({
+    return _daily(keys, start, future), prot
+
+
+def _daily(keys: pd.DataFrame, start: date, means: np.ndarray) -> pd.DataFrame:
+    """Daily forecast rows (store_id, product_id, forecast_date, forecast_mean) from a positions x
+    days array of means, the days counted from `start`."""
+    horizon = means.shape[1]
+    return pd.DataFrame({
         "store_id": np.repeat(keys["store_id"].to_numpy(), horizon),
         "product_id": np.repeat(keys["product_id"].to_numpy(), horizon),
         "forecast_date": np.tile(pd.date_range(start, periods=horizon, freq="D"), len(keys)),
-        "forecast_mean": future.ravel()})
-    return daily, prot
+        "forecast_mean": means.ravel()})
 
 
 def truth_forecast(truth: TruthModel, window: np.ndarray, keys: pd.DataFrame, start: date, horizon: int,
@@ -186,12 +192,7 @@ def truth_forecast(truth: TruthModel, window: np.ndarray, keys: pd.DataFrame, st
         q[rows] = np.quantile(sums, QUANTILE_LEVELS, axis=1).T
     prot = keys.assign(window_days=window, demand_mean=m.sum(axis=1), demand_std=np.sqrt(np.maximum(var_day, 0).sum(axis=1)),
                        **{c: q[:, i] for i, c in enumerate(QUANTILE_COLUMNS)}, model="truth")
-    daily = pd.DataFrame({
-        "store_id": np.repeat(keys["store_id"].to_numpy(), horizon),
-        "product_id": np.repeat(keys["product_id"].to_numpy(), horizon),
-        "forecast_date": np.tile(pd.date_range(start, periods=horizon, freq="D"), len(keys)),
-        "forecast_mean": mean.ravel()})
-    return daily, prot
+    return _daily(keys, start, mean), prot
 
 
 def _forecast_at(forecaster: str, demand_all: np.ndarray, all_days: pd.DatetimeIndex, upto: int,
