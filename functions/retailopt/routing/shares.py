@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 from google.maps import routeoptimization_v1 as ro
 
@@ -57,21 +58,15 @@ class ShipmentCost:
 def route_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResponse,
                 speed_kmh: float) -> dict[str, ShipmentCost]:
     """Shipment label -> its `ShipmentCost`, for every shipment a route carries."""
-    req = ro.OptimizeToursRequest.pb(request)
-    resp = ro.OptimizeToursResponse.pb(response)
     out: dict[str, ShipmentCost] = {}
-    for route in resp.routes:
-        if not route.visits:
-            continue
-        geometry = _RouteGeometry(req, route, speed_kmh)
+    for route, geometry in _solved_routes(request, response, speed_kmh):
         removal = {index: geometry.saved({index}) for index in dict.fromkeys(geometry.shipment_of)}
         weight = sum(removal.values())
         cost = float(route.route_total_cost)
         alone = len(removal) == 1
         for index, saved in removal.items():
             share = cost * saved / weight if weight > 0 else cost / len(removal)
-            label = req.model.shipments[index].label or str(index)
-            out[label] = ShipmentCost(share=share, marginal=cost if alone else min(saved, cost),
+            out[geometry.label(index)] = ShipmentCost(share=share, marginal=cost if alone else min(saved, cost),
                                       route=int(route.vehicle_index))
     return out
 
@@ -83,14 +78,9 @@ def group_removal_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeT
     group caused the route), else the km and time of the group's detours. For routes that carry a
     shipment of the group. How much a set of loads (a plan's transfers) adds to routes that also
     carry others (the orders due that day)."""
-    req = ro.OptimizeToursRequest.pb(request)
-    resp = ro.OptimizeToursResponse.pb(response)
     out: dict[int, float] = {}
-    for route in resp.routes:
-        if not route.visits:
-            continue
-        geometry = _RouteGeometry(req, route, speed_kmh)
-        group = {s for s in geometry.shipment_of if (req.model.shipments[s].label or str(s)) in labels}
+    for route, geometry in _solved_routes(request, response, speed_kmh):
+        group = {s for s in geometry.shipment_of if geometry.label(s) in labels}
         if not group:
             continue
         cost = float(route.route_total_cost)
@@ -98,11 +88,21 @@ def group_removal_costs(request: ro.OptimizeToursRequest, response: ro.OptimizeT
     return out
 
 
+def _solved_routes(request: ro.OptimizeToursRequest, response: ro.OptimizeToursResponse,
+                   speed_kmh: float) -> Iterator[tuple[Any, "_RouteGeometry"]]:
+    """Each route that visits something (its protobuf message), with its geometry."""
+    req = ro.OptimizeToursRequest.pb(request)
+    for route in ro.OptimizeToursResponse.pb(response).routes:
+        if route.visits:
+            yield route, _RouteGeometry(req, route, speed_kmh)
+
+
 class _RouteGeometry:
     """A solved route's stops in order (start, visits, end) and its vehicle's cost per km and per
     second of visit, to price what it saves without some of its shipments."""
 
     def __init__(self, req, route, speed_kmh: float) -> None:
+        self._shipments = req.model.shipments
         vehicle = req.model.vehicles[route.vehicle_index]
         self.places = [(vehicle.start_location.latitude, vehicle.start_location.longitude)]
         self.service_s: list[float] = []
@@ -117,6 +117,10 @@ class _RouteGeometry:
         self.per_km = vehicle.cost_per_kilometer + (vehicle.cost_per_hour + vehicle.cost_per_traveled_hour) / speed_kmh
         self.per_s = vehicle.cost_per_hour / 3600.0
         self.total_km = self._km([*range(len(self.places))])
+
+    def label(self, index: int) -> str:
+        """A shipment's label (its index where it has none)."""
+        return self._shipments[index].label or str(index)
 
     def _km(self, positions: list[int]) -> float:
         return sum(_km(self.places[positions[i]], self.places[positions[i + 1]]) for i in range(len(positions) - 1))
