@@ -631,8 +631,8 @@ def pack_later_loads(orders: pd.DataFrame, run_date: date, fleet: pd.DataFrame,
 def _carried_frames(carried: pd.DataFrame, products: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Released lines (`carried_lines` columns) as transfers and replenishment_orders frames, by
     line type; an order's cases from its product's case pack."""
-    pack = products.drop_duplicates("product_id", keep="last").set_index(
-        products.drop_duplicates("product_id", keep="last")["product_id"].astype(str))["case_pack"]
+    unique = products.drop_duplicates("product_id", keep="last")
+    pack = unique.set_index(unique["product_id"].astype(str))["case_pack"]
     extra = {}
     for kind, names in _CARRIED_AS.items():
         part = carried[carried.line_type == kind].rename(columns=names) if len(carried) else carried.iloc[:0]

@@ -245,7 +245,7 @@ def _timezone(run: dict) -> str:
 # plan's parts are timed inside "plan", the solves inside their part).
 STEP_LABELS = {
     "setup": "Setup", "import": "Import of the input files", "forecast": "Forecast", "plan": "Plan",
-    "policy": "Plan: inventory targets", "transfer_pricing": "Plan: route solves pricing the transfers",
+    "policy": "Plan: inventory targets", "transfer_pricing": "Plan: pricing the transfers by their routes (within the transfers and orders below)",
     "rebalancing": "Plan: transfers and distribution-centre orders", "routing": "Plan: routes",
     "routing_solve": "Plan: route solves", "publish": "Publish",
 }
