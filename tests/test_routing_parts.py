@@ -116,6 +116,27 @@ def test_a_small_request_stays_one_problem_with_the_whole_fleet():
     assert problems[0][2] == list(range(len(req.model.shipments))) and problems[0][3] == []
 
 
+def test_a_problem_gets_at_most_one_vehicle_per_load_from_both_depots_and_of_every_size():
+    # 8 loads and 2 x 40 vehicles, half of them too small for a load: the model keeps 8 vehicles
+    # (no route needs more), each able to carry a load, from the depots the loads are near.
+    stores = _stores(8)
+    orders = _orders(stores).assign(order_value=lambda f: f.order_value * 20)  # every load worth its trip
+    fleet = pd.concat([_vehicles(20), _vehicles(20, capacity=100).assign(
+        vehicle_id=lambda f: f.vehicle_id + "-small")], ignore_index=True)
+    req = build_request(_no_transfers(), orders, stores, _dcs(), fleet, _products(), run_date=RUN,
+                        settings=Settings(routing_time_limit_s=2))
+    (name, vehicles, offered, left), = split_request(req)
+    assert len(offered) == 8 and not left
+    assert len(vehicles) == 8
+    assert all(req.model.vehicles[v].load_limits["units"].max_load >= 600 for v in vehicles)
+    depots = {req.model.vehicles[v].display_name.split()[0] for v in vehicles}
+    assert depots == set(orders.dc_id)
+    response = solve_in_parts(req, time_limit_s=2, solve=solve_local).response
+    _check_feasible(req, response)
+    assert {v.shipment_index for r in response.routes for v in r.visits} == set(range(8))
+    assert len(response.routes) == len(fleet)  # the response still names every vehicle
+
+
 @pytest.mark.parametrize("per_dc", [1, 6])
 def test_solved_in_parts_within_the_limit_every_load_routed_or_skipped_with_its_value(per_dc):
     limit = 4.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time as _time
 from dataclasses import dataclass
 
+import numpy as np
 from google.maps import routeoptimization_v1 as ro
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from ortools.constraint_solver import routing_ils_pb2 as ils_pb
@@ -208,10 +209,13 @@ class _Model:
         dist_cb: dict[int, int] = {}
         cost_cb: dict[tuple, int] = {}
         max_arc = 0
+        # The model's rows and columns of each travel group's matrices, taken once per group.
+        sliced: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for k, v in enumerate(self.vehicles):
             g = p.travel_group[v]
-            tm = p.travel_ms[g][ids][:, ids]
-            dm = p.dist_mm[g][ids][:, ids]
+            if g not in sliced:
+                sliced[g] = (p.travel_ms[g][np.ix_(ids, ids)], p.dist_mm[g][np.ix_(ids, ids)])
+            tm, dm = sliced[g]
             if g not in time_cb:
                 time_cb[g] = routing.RegisterTransitMatrix((tm + [[s] for s in service]).tolist())
                 dist_cb[g] = routing.RegisterTransitMatrix(dm.tolist())
