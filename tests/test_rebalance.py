@@ -14,8 +14,9 @@ from scipy import optimize, stats
 from retailopt.config import Settings
 from retailopt.geo import distance_matrix_km
 from retailopt.policy import compute_policy
-from retailopt.rebalance import (ORDER_COLUMNS, TRANSFER_COLUMNS, apply_plan, assign_dcs, plan_orders,
-                                 plan_transfers)
+from retailopt.demand_model import WindowDemand
+from retailopt.rebalance import (COST_SCALE, ORDER_COLUMNS, TRANSFER_COLUMNS, _unit_arcs, apply_plan, assign_dcs,
+                                 plan_orders, plan_transfers)
 
 RUN = date(2026, 3, 2)
 QCOLS = ["q50", "q80", "q90", "q95", "q99"]
@@ -182,6 +183,39 @@ def test_plan_objective_equals_independent_lp(seed):
     assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
     if seed == 0:
         assert lp > 1.0  # the cases are not trivially empty
+
+
+def test_pairs_that_can_never_pay_are_dropped_and_the_lp_optimum_stays():
+    # Moves dearer than some pairs' best gain (a far pair's transport) leave those pairs out of
+    # the model; the plan is still the LP's optimum over every pair (the independent LP has them).
+    settings = dataclasses.replace(BASE, transport_cost_per_unit_km=0.15)
+    dropped = 0
+    for seed in range(4):
+        stores, products, inv, prot = random_chain(seed)
+        policy, _ = compute_policy(inv, products, prot, None, run_date=RUN, lead_time_days=3, settings=settings)
+        info: dict = {}
+        tr = plan_transfers(policy, prot, products, stores, settings=settings, run_date=RUN, inventory=inv,
+                            value_horizon="window", stats=info)
+        ours = float((tr["value"] - tr["cost"]).sum()) if len(tr) else 0.0
+        lp = lp_optimum(policy, prot, products, stores, inv, settings)
+        assert ours == pytest.approx(lp, abs=1e-3 + 1e-6 * abs(lp))
+        dropped += info.get("pairs_dropped", 0)
+    assert dropped > 0
+
+
+def test_a_senders_free_units_are_one_arc_valued_as_unit_by_unit():
+    # Senders far above their demand: the leading units worth 0 to the solver become one arc; the
+    # arcs, their capacities and the solver's integer costs are those of valuing every unit.
+    mean = np.array([4.0, 30.0, 0.8, 12.0])
+    demand = WindowDemand.from_forecast(mean, np.sqrt(mean) * 1.3, np.column_stack(
+        [stats.norm.ppf(q, mean, np.sqrt(mean) * 1.3).clip(0) for q in (0.5, 0.8, 0.9, 0.95, 0.99)]),
+        discrete=mean < 1)
+    counts, base, price = np.array([400, 90, 3000, 0]), np.array([420, 160, 3005, 50]), np.array([5.0, 2.0, 9.0, 1.0])
+    fast = _unit_arcs(counts, base, -1, demand, price, None)
+    slow = _unit_arcs(counts, base, -1, demand, price, None, free_prefix=False)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    np.testing.assert_array_equal(np.rint(fast[2] * COST_SCALE), np.rint(slow[2] * COST_SCALE))
 
 
 @pytest.mark.parametrize("seed", range(3))

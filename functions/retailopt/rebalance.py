@@ -216,7 +216,8 @@ UNIT_ARCS_CHUNK = 1_000_000
 
 
 def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDemand,
-               price: np.ndarray, max_segments: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               price: np.ndarray, max_segments: int | None, free_prefix: bool = True
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arcs for moving up to `count` units out of (sign -1) or into (sign +1) each position.
 
     Each unit is its own arc, valued at the change in expected sales it brings (exact: the flow
@@ -227,6 +228,21 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
     piecewise-linear interpolation of the curve, exact only at the block edges (an
     approximation, 0.9-3.5 % below the optimum with 16 segments on generated chains)."""
     counts = counts.astype(np.int64)
+    if max_segments is None and sign < 0 and len(counts) and free_prefix:
+        # A sender far above its demand gives its first units up for (next to) nothing: thousands
+        # of them, worth 0 in the solver's integer costs, would be valued one by one and merged
+        # into one arc. That arc is made at once (its value the telescoped loss change) and only
+        # the units after it valued one by one.
+        free = _useful_units(counts, base, sign, demand, price, np.full(len(counts), 0.5 / COST_SCALE))
+        has = np.flatnonzero(free > 0)
+        if len(has):
+            d = demand.take(has)
+            lvl = base[has].astype(np.float64)
+            value = np.maximum(price[has] * (d.loss(lvl - free[has]) - d.loss(lvl)) / free[has], 0.0)
+            own, cap, val = _unit_arcs(counts - free, base - free, sign, demand, price, None, free_prefix=False)
+            order = np.argsort(np.concatenate([has, own]), kind="stable")
+            return (np.concatenate([has, own])[order], np.concatenate([free[has], cap])[order],
+                    np.concatenate([value, val])[order])
     n_seg = counts if max_segments is None else np.minimum(counts, max_segments)
     # In slices of about a million units: the temporaries stay small at chain scale.
     ends = np.searchsorted(np.cumsum(n_seg), np.arange(UNIT_ARCS_CHUNK, int(n_seg.sum()), UNIT_ARCS_CHUNK))
@@ -236,7 +252,7 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
         for lo, hi in zip(np.concatenate([[0], ends[:-1]]), ends):
             if hi > lo:
                 own, cap, val = _unit_arcs(counts[lo:hi], base[lo:hi], sign, demand.take(np.arange(lo, hi)),
-                                           price[lo:hi], max_segments)
+                                           price[lo:hi], max_segments, free_prefix)
                 parts.append((own + lo, cap, val))
         return tuple(np.concatenate(x) for x in zip(*parts))
     total = int(n_seg.sum())
@@ -265,6 +281,44 @@ def _unit_arcs(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDe
     run_cap = np.add.reduceat(cap, run_start)
     run_value = np.add.reduceat(value * cap, run_start) / run_cap
     return rep[run_start], run_cap, run_value
+
+
+def _nth_unit_value(base: np.ndarray, k: np.ndarray | int, sign: int, demand: WindowDemand,
+                    price: np.ndarray) -> np.ndarray:
+    """What the k-th unit moved out of (sign -1) or into (sign +1) each position is worth, as
+    `_unit_arcs` values it: the margin of the expected sales it changes."""
+    k = np.broadcast_to(np.asarray(k, dtype=np.float64), base.shape)
+    start = base.astype(np.float64) + sign * (k - 1)
+    change = sign * (demand.loss(start) - demand.loss(start + sign))
+    return np.maximum(price * change, 0.0)
+
+
+def _useful_units(counts: np.ndarray, base: np.ndarray, sign: int, demand: WindowDemand, price: np.ndarray,
+                  limit: np.ndarray) -> np.ndarray:
+    """How many of each position's first `counts` units could pay: a sender's units while their
+    loss stays below `limit`, a receiver's while their gain stays above it. The loss of a sender's
+    k-th unit grows with k and a receiver's gain shrinks (L is convex), so an integer bisection
+    finds the count."""
+    counts = counts.astype(np.int64)
+
+    def pays(idx: np.ndarray, k: np.ndarray) -> np.ndarray:
+        value = _nth_unit_value(base[idx], k, sign, demand.take(idx), price[idx])
+        return value < limit[idx] if sign < 0 else value > limit[idx]
+
+    lo = np.zeros(len(counts), dtype=np.int64)  # lo units pay (none always does)
+    hi = counts.copy()
+    idx = np.flatnonzero(counts > 0)
+    top = pays(idx, counts[idx])
+    lo[idx[top]] = counts[idx[top]]
+    idx = idx[~top]  # the count-th unit does not pay: the answer is below it
+    idx = idx[hi[idx] - lo[idx] > 1]
+    while len(idx):
+        mid = (lo[idx] + hi[idx]) // 2
+        ok = pays(idx, mid)
+        lo[idx[ok]] = mid[ok]
+        hi[idx[~ok]] = mid[~ok]
+        idx = idx[hi[idx] - lo[idx] > 1]
+    return lo
 
 
 def projected_stock(on_hand: np.ndarray, on_order: np.ndarray, mean_daily: np.ndarray | None,
@@ -515,28 +569,62 @@ def plan_transfers(policy: pd.DataFrame, protection: pd.DataFrame, products: pd.
     if len(pair_s) == 0:
         return _empty(TRANSFER_COLUMNS)
 
-    s_own, s_cap, s_cost = _unit_arcs(send_r[s_rows], position_r[s_rows], -1, demand_send.take(s_rows),
-                                      margin_row[s_rows], max_segments)
-    r_own, r_cap, r_gain = _unit_arcs(need_r[r_rows], position_r[r_rows], +1, demand_recv.take(r_rows),
-                                      margin_row[r_rows], max_segments)
+    g = len(groups_used)
+    min_move = settings.handling_cost_per_unit
+    s_demand, r_demand = demand_send.take(s_rows), demand_recv.take(r_rows)
+    s_units, r_units = send_r[s_rows], need_r[r_rows]
+    if max_segments is None:
+        # Only the units that could pay are valued (the arcs below drop the others all the same):
+        # a sender's k-th unit loses more as k grows and a receiver's gains less, so each position's
+        # useful count is found by bisection against the product's best first unit on the other
+        # side. At a million positions valuing every unit was most of the plan's time.
+        first_loss = _nth_unit_value(position_r[s_rows], 1, -1, s_demand, margin_row[s_rows])
+        first_gain = _nth_unit_value(position_r[r_rows], 1, +1, r_demand, margin_row[r_rows])
+        top_gain = np.full(g, -np.inf)
+        np.maximum.at(top_gain, r_group, first_gain)
+        low_loss = np.full(g, np.inf)
+        np.minimum.at(low_loss, s_group, first_loss)
+        s_units = _useful_units(s_units, position_r[s_rows], -1, s_demand, margin_row[s_rows],
+                                top_gain[s_group] - min_move)
+        r_units = _useful_units(r_units, position_r[r_rows], +1, r_demand, margin_row[r_rows],
+                                low_loss[r_group] + min_move)
+    s_own, s_cap, s_cost = _unit_arcs(s_units, position_r[s_rows], -1, s_demand, margin_row[s_rows], max_segments)
+    r_own, r_cap, r_gain = _unit_arcs(r_units, position_r[r_rows], +1, r_demand, margin_row[r_rows], max_segments)
     # Arcs that can never carry flow: a sender unit losing more than the best receiver unit of the
     # product gains, a receiver unit gaining less than the cheapest sender unit loses.
-    g = len(groups_used)
     best_gain = np.full(g, -np.inf)
     np.maximum.at(best_gain, r_group[r_own], r_gain)
     least_loss = np.full(g, np.inf)
     np.minimum.at(least_loss, s_group[s_own], s_cost)
-    min_move = settings.handling_cost_per_unit
     keep_s = s_cost + min_move < best_gain[s_group[s_own]]
     keep_r = r_gain > least_loss[r_group[r_own]] + min_move
     s_own, s_cap, s_cost = s_own[keep_s], s_cap[keep_s], s_cost[keep_s]
     r_own, r_cap, r_gain = r_own[keep_r], r_cap[keep_r], r_gain[keep_r]
+    # Pair arcs that can never pay: a unit moved on (i, j) costs at least i's cheapest unit plus
+    # the move, and earns at most j's best unit. Where that is no gain, taking every unit off the
+    # arc never makes a plan worse (its units are the sender's dearest and the receiver's least
+    # worth), minimums and store room included: dropping the arc keeps the LP and the exact
+    # optimum, and in one metro it is most of the sender x receiver pairs.
+    pair_cost = settings.handling_cost_per_unit + transport
+    # In the solver's integer costs, so a dropped arc is one its paths cannot use at a gain.
+    cheapest = np.full(len(s_rows), np.iinfo(np.int64).max // 4)
+    np.minimum.at(cheapest, s_own, _scaled(s_cost))
+    best = np.full(len(r_rows), np.iinfo(np.int64).min // 4)
+    np.maximum.at(best, r_own, _scaled(r_gain))
+    pays = cheapest[pair_s] + _scaled(pair_cost) < best[pair_r]
+    if stats is not None:
+        stats["pairs_dropped"] = int((~pays).sum())
+    if not pays.all():
+        pair_s, pair_r, km, transport, trip_fixed, pair_cost = (
+            pair_s[pays], pair_r[pays], km[pays], transport[pays], trip_fixed[pays], pair_cost[pays])
+    if len(pair_s) == 0:
+        return _empty(TRANSFER_COLUMNS)
     problem = TransferProblem(
         n_groups=len(groups_used), sender_group=s_group, receiver_group=r_group,
         send_owner=s_own, send_cap=s_cap, send_cost=s_cost,
         recv_owner=r_own, recv_cap=r_cap, recv_gain=r_gain,
         pair_sender=pair_s, pair_receiver=pair_r,
-        pair_cost=settings.handling_cost_per_unit + transport,
+        pair_cost=pair_cost,
         pair_cap=np.minimum(send_r[s_rows][pair_s], need_r[r_rows][pair_r]),
         recv_store=local[store_codes[rows[r_rows]]], store_cap=store_room[used_stores])
     s_store = store_codes[rows[s_rows]][pair_s]
