@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -717,6 +718,18 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
             o_all.drop(columns="_own", errors="ignore"))
 
 
+def _review_forecasts(wh: Warehouse, run_id: str, run_date: date, lead_days: pd.Series,
+                      review_days: int) -> pd.DataFrame | None:
+    """The run's daily forecasts the policy sums: from the shortest lead time to the longest plus
+    a review period (`policy._review_demand`)."""
+    lead = pd.to_numeric(lead_days, errors="coerce").dropna()
+    if lead.empty:
+        return None
+    since = run_date + timedelta(days=math.floor(lead.min()))
+    until = run_date + timedelta(days=math.ceil(lead.max()) + int(review_days))
+    return query_file(wh, "review_forecasts", {"run_id": run_id, "since": since, "until": until})
+
+
 @_leased
 def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Path | None = None) -> dict[str, Any]:
     from retailopt.policy import compute_policy
@@ -736,12 +749,12 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
     products, vehicles = read_table(wh, "products"), read_table(wh, "vehicles")
     # The latest snapshot with the released lines since then: on order, in transit, delivered.
     inventory = stock_position(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
-    daily = read_run_rows(wh, "forecasts", run_id)
     protection = read_run_rows(wh, "demand_windows", run_id)
     if protection.empty:
         raise RunNotFound(f"run {run_id} has no forecast: run the forecast step first")
     leads = _lead_times(stores, dcs)
     lead_map = dict(zip(leads.store_id, leads.lead_time_days))
+    daily = _review_forecasts(wh, run_id, run_date, leads["lead_time_days"], settings.review_period_days)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     policy, exceptions = compute_policy(inventory, products, protection, daily, run_date=run_date,

@@ -130,7 +130,8 @@ def assign_shipments(transfers: pd.DataFrame, orders: pd.DataFrame, vehicles: pd
     Loads are sized for `vehicles` (the fleet the run routes with). A line split across loads becomes
     one row per load; its quantity, cases and money columns are shared out so they add up exactly.
     """
-    capacities = fleet_capacities(vehicles)
+    # The fleet's distinct limits: a chain's thousands of vehicles are a few types.
+    capacities = list(dict.fromkeys(fleet_capacities(vehicles)))
     weights, _ = unit_measures(products)
     return (_assign("transfers", transfers, capacities, weights),
             _assign("replenishment_orders", orders, capacities, weights))

@@ -245,8 +245,15 @@ def _by_depot(loads: list[_Load], vehicles: list[_Vehicle], depots: list[tuple[f
     fleet has room."""
     left_s = {k: slack * sum(v.shift_s for v in vehicles if depot_of[v.index] == k) for k in range(len(depots))}
     groups: dict[int, list[_Load]] = {k: [] for k in range(len(depots))}
+    # A depot's vehicles by their distinct limits: thousands of vehicles are a few types per depot.
+    types: dict[int, list[_Vehicle]] = {}
+    for v in vehicles:
+        kinds = types.setdefault(depot_of[v.index], [])
+        if all(v.limits != t.limits for t in kinds):
+            kinds.append(v)
     for ld in sorted(loads, key=lambda x: (-x.value, x.index)):
-        capable = sorted({depot_of[v.index] for v in vehicles if v.carries(ld)}) or list(range(len(depots)))
+        capable = sorted(k for k, kinds in types.items() if any(t.carries(ld) for t in kinds)) \
+            or list(range(len(depots)))
         trips = {k: _trip_s(ld, depots[k], speed) for k in capable}
         ranked = sorted(capable, key=lambda k: (trips[k], k))
         k = next((k for k in ranked if trips[k] <= left_s[k]), ranked[0])
