@@ -5,8 +5,8 @@ whole stores (weekday profiles pool per store; holiday effects and calibration p
 chunk, thousands of series), each chunk's history is read from the warehouse on its own
 (`read_history(first_store, last_store)`), its anomalies are found and its forecast is made in a
 worker process, and its rows are handed to `write` as soon as they are back. At most one chunk
-per worker is in flight, so memory depends on the chunk size and the number of workers, not on
-the chain. A progress bar (stderr, on a terminal) shows series per second and the time left.
+per worker, and one more queued, is in flight, so memory depends on the chunk size and the number
+of workers, not on the chain. A progress bar (stderr, on a terminal) shows series per second and the time left.
 """
 
 from __future__ import annotations
@@ -207,17 +207,30 @@ def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending: set[Future] = set()
             todo = iter(chunks)
-            for first, last, keys in todo:
-                pending.add(pool.submit(forecast_chunk, *inputs(first, last, keys), params))
-                if len(pending) >= workers:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    absorb(future.result())
-                    nxt = next(todo, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(forecast_chunk, *inputs(*nxt), params))
+
+            def submit_next() -> None:
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.add(pool.submit(forecast_chunk, *inputs(*nxt), params))
+
+            # One chunk more than workers in flight: a worker that finishes starts on the queued
+            # chunk at once, instead of idling while this process writes its rows and reads the
+            # next chunk's history (memory: one more chunk's history).
+            for _ in range(workers + 1):
+                submit_next()
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending.discard(future)
+                        result = future.result()
+                        submit_next()
+                        absorb(result)
+            except BaseException:
+                # The step fails: chunks not started yet are dropped rather than waited for.
+                for future in pending:
+                    future.cancel()
+                raise
         return totals
     finally:
         bar.close()

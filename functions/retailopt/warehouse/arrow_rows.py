@@ -60,7 +60,8 @@ def _array(kind: str, values: pd.Series) -> pa.Array:
     if kind == "BOOL":
         return pa.array(values.astype("boolean"), type=pa.bool_(), from_pandas=True)
     # DATE: the local day of a timestamp, as `conform(native_dates=True)` hands DuckDB.
-    days = pd.to_datetime(values)
+    # Timestamps already: `pd.to_datetime` would still look at thousands of them one by one.
+    days = values if pd.api.types.is_datetime64_any_dtype(values.dtype) else pd.to_datetime(values)
     days = (days.dt.tz_localize(None) if days.dt.tz is not None else days).dt.normalize()
     return pa.array(days, from_pandas=True).cast(pa.date32())
 
