@@ -101,3 +101,16 @@ def test_the_thread_cap_holds_in_the_block_and_is_undone_after(warehouse):
             assert threads() == 1
             raise RuntimeError("a failing step")
     assert threads() == before
+
+
+def test_a_checkpoint_keeps_what_was_committed(tmp_path):
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb", "retail")
+    wh.ensure_schema()
+    wh.insert("sales", synthetic_history(1, 2, 30, END, seed=1))
+    rows = int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`").n.iloc[0])
+    with wh.threads(1):
+        wh.checkpoint()
+    wh.close()
+    wh = DuckDBWarehouse(tmp_path / "w.duckdb", "retail")
+    assert int(wh.query("SELECT COUNT(*) AS n FROM `{dataset}.sales`").n.iloc[0]) == rows > 0
+    wh.close()

@@ -571,11 +571,15 @@ def _forecast_local(wh: Warehouse, settings: Settings, run_id: str, run_date: da
     with _results_of_running_run(wh, run_id, FORECAST_TABLES):
         _remove_results(wh, run_id, FORECAST_TABLES)
     # One DuckDB thread while the chunks run: the cores are the workers' (DuckDBWarehouse.threads).
-    one_thread = getattr(wh, "threads", None)
+    # The step's rows are folded into the file on that thread too: left to a later checkpoint on
+    # two threads they cost twice the CPU (100 x 1,000: 16 s against about 8 s).
+    one_thread, checkpoint = getattr(wh, "threads", None), getattr(wh, "checkpoint", None)
     try:
         with one_thread(1) if one_thread is not None else contextlib.nullcontext():
             counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=plan_for,
                                         write=write, params=params)
+            if checkpoint is not None:
+                checkpoint()
     except BaseException:
         # A step that stops half way leaves none of its rows (the run is failed by its caller).
         if _status(wh, run_id) != "COMPLETE":

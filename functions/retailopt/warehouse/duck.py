@@ -183,6 +183,11 @@ class DuckDBWarehouse:
             with self._lock, self._recovering():
                 self._conn.execute(f"SET threads = {before}")
 
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file now (DuckDB's CHECKPOINT)."""
+        with self._lock, self._recovering():
+            self._conn.execute("CHECKPOINT")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock, self._recovering():
