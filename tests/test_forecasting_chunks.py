@@ -140,3 +140,33 @@ def test_chunk_windows_are_the_merge_of_each_chunks_keys(chain):
     for first, last, keys in chunks:
         expected = shuffled.merge(keys, on=["store_id", "product_id"], how="inner")
         pd.testing.assert_frame_equal(windows[(first, last)], expected)
+
+
+def test_the_pool_reads_at_most_one_chunk_ahead_of_its_workers(chain):
+    history, positions, window = chain
+    events: list[str] = []
+
+    def read_history(first, last):
+        events.append("read")
+        return history[(history.store_id >= first) & (history.store_id <= last)].reset_index(drop=True)
+
+    counts = forecast_in_chunks(positions, window, read_history=read_history, plan_for=lambda keys: None,
+                                write=lambda c: events.append("write"), params=PARAMS, chunk_series=40,
+                                workers=2, show_progress=False)
+    assert counts["chunks"] == 6 and events.count("read") == events.count("write") == 6
+    in_flight = [events[:i + 1].count("read") - events[:i + 1].count("write") for i in range(len(events))]
+    # Two workers busy, one chunk queued, and the chunk just back whose rows are written after the
+    # next chunk is handed out: memory stays bounded by the chunk size.
+    assert max(in_flight) == 4
+
+
+def test_the_engine_builds_the_same_matrix_from_categorical_ids(chain):
+    from retailopt.forecasting.engine import _dense_of, _densify
+
+    history, positions, _ = chain
+    coded = history.astype({"store_id": "category", "product_id": "category"})
+    fast, plain = _dense_of(coded, positions, START, 1100), _densify(history, positions, START, 1100)
+    pd.testing.assert_frame_equal(fast.keys, plain.keys)
+    pd.testing.assert_index_equal(fast.days, plain.days)
+    for field in ("units", "promo", "has_rows", "first"):
+        assert (getattr(fast, field) == getattr(plain, field)).all(), field

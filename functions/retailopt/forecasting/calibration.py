@@ -130,7 +130,7 @@ def thresholds(calibration: pd.DataFrame | None, mean: np.ndarray, level: float,
     # Pooled first, then bands over all classes, then class x band: the most specific cell wins.
     cells = [(ALL, None)] + [(ALL, b) for b in range(len(MEAN_BANDS) - 1)]
     if group is not None:
-        cells += [(cls, b) for cls in sorted({str(g) for g in c_group} - {ALL})
+        cells += [(cls, b) for cls in sorted({str(g) for g in pd.unique(c_group)} - {ALL})
                   for b in range(len(MEAN_BANDS) - 1)]
     for cls, b in cells:
         in_cell = np.ones(len(pit), dtype=bool) if b is None else c_band == b

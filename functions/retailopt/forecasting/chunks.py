@@ -5,8 +5,8 @@ whole stores (weekday profiles pool per store; holiday effects and calibration p
 chunk, thousands of series), each chunk's history is read from the warehouse on its own
 (`read_history(first_store, last_store)`), its anomalies are found and its forecast is made in a
 worker process, and its rows are handed to `write` as soon as they are back. At most one chunk
-per worker is in flight, so memory depends on the chunk size and the number of workers, not on
-the chain. A progress bar (stderr, on a terminal) shows series per second and the time left.
+per worker, and one more queued, is in flight, so memory depends on the chunk size and the number
+of workers, not on the chain. A progress bar (stderr, on a terminal) shows series per second and the time left.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from tqdm import tqdm
 
 # Series per chunk: a few thousand keep a chunk's dense matrices within a few hundred MB. A chunk
@@ -36,12 +37,13 @@ POOL_MIN_SERIES = 20_000
 
 @dataclass
 class ChunkResult:
-    """What a chunk gives the forecast step's tables (without run_id), and its counts."""
+    """What a chunk gives the forecast step's tables (without run_id), and its counts. The rows are
+    frames, or with the parameter `arrow_rows` Arrow tables typed by their tables (`handoff.py`)."""
 
-    daily: pd.DataFrame
-    protection: pd.DataFrame
-    components: pd.DataFrame
-    anomalies: pd.DataFrame
+    daily: pd.DataFrame | pa.Table
+    protection: pd.DataFrame | pa.Table
+    components: pd.DataFrame | pa.Table
+    anomalies: pd.DataFrame | pa.Table
     series: int
     history_rows: int
     excluded_days: int
@@ -94,9 +96,21 @@ def chunk_windows(window: pd.DataFrame, chunks: list[tuple[str, str, pd.DataFram
     return out
 
 
-def forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.DataFrame,
+def forecast_chunk(history: pd.DataFrame | pa.Table, positions: pd.DataFrame, window: pd.DataFrame,
                    plan: pd.DataFrame | None, params: dict[str, Any]) -> ChunkResult:
-    """Anomalies and forecast of one chunk (runs in a worker process)."""
+    """Anomalies and forecast of one chunk (runs in a worker process). A history read as an Arrow
+    table becomes the engine's frame here, and with `params["arrow_rows"]` the result's rows
+    become Arrow tables here: work the worker does instead of the main process (`handoff.py`)."""
+    from retailopt.forecasting.handoff import history_frame, result_tables
+
+    if isinstance(history, pa.Table):
+        history = history_frame(history)
+    result = _forecast_chunk(history, positions, window, plan, params)
+    return result_tables(result) if params.get("arrow_rows") else result
+
+
+def _forecast_chunk(history: pd.DataFrame, positions: pd.DataFrame, window: pd.DataFrame,
+                    plan: pd.DataFrame | None, params: dict[str, Any]) -> ChunkResult:
     from retailopt.forecasting import forecast
     from retailopt.forecasting.anomalies import ANOMALY_COLUMNS, detect_anomalies
     from retailopt.forecasting.anomalies import recent as recent_anomalies
@@ -193,17 +207,30 @@ def forecast_in_chunks(positions: pd.DataFrame, window: pd.DataFrame, *,
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             pending: set[Future] = set()
             todo = iter(chunks)
-            for first, last, keys in todo:
-                pending.add(pool.submit(forecast_chunk, *inputs(first, last, keys), params))
-                if len(pending) >= workers:
-                    break
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    absorb(future.result())
-                    nxt = next(todo, None)
-                    if nxt is not None:
-                        pending.add(pool.submit(forecast_chunk, *inputs(*nxt), params))
+
+            def submit_next() -> None:
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.add(pool.submit(forecast_chunk, *inputs(*nxt), params))
+
+            # One chunk more than workers in flight: a worker that finishes starts on the queued
+            # chunk at once, instead of idling while this process writes its rows and reads the
+            # next chunk's history (memory: one more chunk's history).
+            for _ in range(workers + 1):
+                submit_next()
+            try:
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        pending.discard(future)
+                        result = future.result()
+                        submit_next()
+                        absorb(result)
+            except BaseException:
+                # The step fails: chunks not started yet are dropped rather than waited for.
+                for future in pending:
+                    future.cancel()
+                raise
         return totals
     finally:
         bar.close()

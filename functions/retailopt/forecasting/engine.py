@@ -171,7 +171,7 @@ def forecast(history: pd.DataFrame, positions: pd.DataFrame, *, forecast_start: 
                                    component_days=component_days, future_promotions=future_promotions,
                                    frequency=freq)
     forecast_start = pd.Timestamp(forecast_start).date()
-    dense = _densify(history, positions, forecast_start, max_history_days)
+    dense = _dense_of(history, positions, forecast_start, max_history_days)
     windows = _window_lengths(window_days, dense.keys)
     n_future = int(max(horizon, windows.max(initial=1)))
     future_days = pd.date_range(forecast_start, periods=n_future, freq="D")
@@ -268,6 +268,19 @@ def _require(df: pd.DataFrame, name: str, columns: list[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing}")
+
+
+def _dense_of(history: pd.DataFrame, positions: pd.DataFrame, forecast_start: date,
+              max_history_days: int) -> _Dense:
+    """`_densify`'s matrix, built from the category codes when the ids are categorical (the
+    planning run's chunks, `anomalies._dense`): the same matrix without turning every history
+    row's ids into strings and matching them (a tenth of a chunk's forecast)."""
+    from .anomalies import _dense
+
+    _require(positions, "positions", ["store_id", "product_id"])
+    keys = (positions.loc[:, ["store_id", "product_id"]].astype(str).drop_duplicates()
+            .reset_index(drop=True))
+    return _dense(history, keys, forecast_start, max_history_days)[0]
 
 
 def _densify(history: pd.DataFrame, positions: pd.DataFrame, forecast_start: date,

@@ -9,6 +9,7 @@ from typing import Any, Iterator, Mapping
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import sqlglot
 
 from retailopt import schema, sqlfiles
@@ -90,6 +91,12 @@ class DuckDBWarehouse:
         with self._lock, self._recovering():
             return self._run(sql, params).df()
 
+    def query_arrow(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """`query`'s rows as an Arrow table: strings and dates stay in buffers (no Python object per
+        value), cheap to hand to another process."""
+        with self._lock, self._recovering():
+            return self._run(sql, params).to_arrow_table()
+
     def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         with self._lock, self._recovering():
             self._run(sql, params)
@@ -130,6 +137,56 @@ class DuckDBWarehouse:
                 except duckdb.FatalException:  # the INSERT's own fatal error is the one to report
                     pass
         return len(data)
+
+    def insert_arrow(self, table: str, rows: pa.Table, fixed: Mapping[str, Any] | None = None) -> int:
+        """Rows already typed and checked where they were made (`arrow_rows.arrow_rows`), scanned
+        in place: no Python object per value. `fixed` columns (the run's id and date) take one value
+        for every row, passed as parameters."""
+        if rows.num_rows == 0:
+            return 0
+        definition = schema.table(sqlfiles.check_table_name(table))
+        fixed = dict(fixed or {})
+        names = list(rows.column_names) + list(fixed)
+        unknown = set(names) - set(definition.column_names)
+        if unknown or len(set(names)) < len(names):
+            raise ValueError(f"{table}: columns not in sql/schema/{table}.sql or repeated: {names}")
+        for name, value in fixed.items():
+            if value is None and not definition.column(name).nullable:
+                raise ValueError(f"{table}.{name} is NOT NULL but its value is empty")
+        columns = ", ".join(f'"{c}"' for c in names)
+        values = ", ".join([f'"{c}"' for c in rows.column_names] + [f"$fixed{i}" for i in range(len(fixed))])
+        args = {f"fixed{i}": python_value(v) for i, v in enumerate(fixed.values())}
+        with self._lock, self._recovering():
+            conn = self._conn
+            conn.register("_incoming_rows", rows)
+            try:
+                conn.execute(f'INSERT INTO "{self.dataset}"."{table}" ({columns}) SELECT {values} FROM _incoming_rows',
+                             args or None)
+            finally:
+                try:
+                    conn.unregister("_incoming_rows")
+                except duckdb.FatalException:  # the INSERT's own fatal error is the one to report
+                    pass
+        return rows.num_rows
+
+    @contextlib.contextmanager
+    def threads(self, count: int) -> Iterator[None]:
+        """DuckDB's own threads capped at `count` for the block. While the forecast's workers keep
+        every core busy, a statement split over the cores only waits for them: an insert of a
+        chunk's rows took twice the CPU on two threads as on one (1.0 s against 0.45 s)."""
+        with self._lock:
+            before = int(self._conn.execute("SELECT current_setting('threads')").fetchone()[0])
+            self._conn.execute(f"SET threads = {int(count)}")
+        try:
+            yield
+        finally:
+            with self._lock, self._recovering():
+                self._conn.execute(f"SET threads = {before}")
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into the database file now (DuckDB's CHECKPOINT)."""
+        with self._lock, self._recovering():
+            self._conn.execute("CHECKPOINT")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
