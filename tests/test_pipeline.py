@@ -65,6 +65,34 @@ def test_run_completes_with_every_result(completed):
         wh.close()
 
 
+def test_the_policy_sums_the_same_forecasts_as_from_the_whole_horizon(completed):
+    # The plan step reads only the days the policy sums; a store without a lead time takes its
+    # fallback lead (its window less the review period), which those days must cover too.
+    from retailopt.policy import compute_policy
+
+    settings, result = completed
+    wh = open_warehouse(settings)
+    try:
+        run_date = pipeline.get_run(wh, result.run_id)["run_date"]
+        stores, dcs = pipeline.read_table(wh, "stores"), pipeline.read_table(wh, "distribution_centers")
+        products = pipeline.read_table(wh, "products")
+        inventory = ledger.stock_position(wh, run_date, max_wait_days=settings.transfer_max_wait_days)
+        protection = pipeline.read_run_rows(wh, "demand_windows", result.run_id)
+        leads = pipeline._lead_times(stores, dcs)
+        leads.loc[leads.index[0], "lead_time_days"] = float("nan")  # one store without a lead time
+        lead_map = dict(zip(leads.store_id, leads.lead_time_days))
+        whole = pipeline.read_run_rows(wh, "forecasts", result.run_id)
+        read = pipeline._review_forecasts(wh, result.run_id, run_date, leads["lead_time_days"], protection,
+                                          settings.review_period_days)
+        assert 0 < len(read) < len(whole)
+        plans = [compute_policy(inventory, products, protection, daily, run_date=run_date, lead_time_days=lead_map,
+                                settings=settings)[0] for daily in (whole, read)]
+        numbers = plans[0].select_dtypes("number").columns
+        pd.testing.assert_frame_equal(plans[0][numbers], plans[1][numbers])
+    finally:
+        wh.close()
+
+
 def test_artifacts_are_written(completed):
     _, result = completed
     summary = json.loads(result.summary_path.read_text())

@@ -730,16 +730,17 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
             o_all.drop(columns="_own", errors="ignore"))
 
 
-def _review_forecasts(wh: Warehouse, run_id: str, run_date: date, lead_days: pd.Series,
-                      review_days: int) -> pd.DataFrame | None:
-    """The run's daily forecasts the policy sums: from the shortest lead time to the longest plus
-    a review period (`policy._review_demand`)."""
+def _review_forecasts(wh: Warehouse, run_id: str, run_date: date, lead_days: pd.Series, protection: pd.DataFrame,
+                      review_days: int) -> pd.DataFrame:
+    """The run's daily forecasts the policy sums (`policy._review_demand`): the review period after
+    each position's lead time, which is at least a day, and a store without one takes its window
+    less the review period (`policy.compute_policy`)."""
     lead = pd.to_numeric(lead_days, errors="coerce").dropna()
-    if lead.empty:
-        return None
-    since = run_date + timedelta(days=math.floor(lead.min()))
-    until = run_date + timedelta(days=math.ceil(lead.max()) + int(review_days))
-    return query_file(wh, "review_forecasts", {"run_id": run_id, "since": since, "until": until})
+    window = pd.to_numeric(protection["window_days"], errors="coerce").dropna()
+    last = max(math.ceil(lead.max()) if len(lead) else 1, math.ceil(window.max()) - int(review_days) if len(window)
+               else 1, 1)
+    return query_file(wh, "review_forecasts", {"run_id": run_id, "since": run_date + timedelta(days=1),
+                                               "until": run_date + timedelta(days=last + int(review_days))})
 
 
 @_leased
@@ -766,7 +767,7 @@ def plan_step(wh: Warehouse, settings: Settings, run_id: str, artifacts_dir: Pat
         raise RunNotFound(f"run {run_id} has no forecast: run the forecast step first")
     leads = _lead_times(stores, dcs)
     lead_map = dict(zip(leads.store_id, leads.lead_time_days))
-    daily = _review_forecasts(wh, run_id, run_date, leads["lead_time_days"], settings.review_period_days)
+    daily = _review_forecasts(wh, run_id, run_date, leads["lead_time_days"], protection, settings.review_period_days)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     policy, exceptions = compute_policy(inventory, products, protection, daily, run_date=run_date,
