@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -732,15 +731,12 @@ def day_loads(transfers: pd.DataFrame, orders: pd.DataFrame, carried: pd.DataFra
 
 def _review_forecasts(wh: Warehouse, run_id: str, run_date: date, lead_days: pd.Series, protection: pd.DataFrame,
                       review_days: int) -> pd.DataFrame:
-    """The run's daily forecasts the policy sums (`policy._review_demand`): the review period after
-    each position's lead time, which is at least a day, and a store without one takes its window
-    less the review period (`policy.compute_policy`)."""
-    lead = pd.to_numeric(lead_days, errors="coerce").dropna()
-    window = pd.to_numeric(protection["window_days"], errors="coerce").dropna()
-    last = max(math.ceil(lead.max()) if len(lead) else 1, math.ceil(window.max()) - int(review_days) if len(window)
-               else 1, 1)
-    return query_file(wh, "review_forecasts", {"run_id": run_id, "since": run_date + timedelta(days=1),
-                                               "until": run_date + timedelta(days=last + int(review_days))})
+    """The run's daily forecasts the policy sums (`policy.review_offsets`)."""
+    from retailopt.policy import review_offsets
+
+    first, last = review_offsets(lead_days, protection["window_days"], review_days)
+    return query_file(wh, "review_forecasts", {"run_id": run_id, "since": run_date + timedelta(days=first),
+                                               "until": run_date + timedelta(days=last)})
 
 
 @_leased

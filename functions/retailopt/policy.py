@@ -102,6 +102,23 @@ def _lead_times(stores: pd.Series, lead_time_days: int | Mapping[str, int] | pd.
     return pd.to_numeric(stores.map(mapping), errors="coerce").astype(float)
 
 
+def fallback_lead(window: np.ndarray, review: int, usable: np.ndarray | bool = True) -> np.ndarray:
+    """The lead time of a store without a usable one: its protection window less the review period
+    (at least a day; a day where the window is unusable)."""
+    window = np.asarray(window, dtype=np.float64)
+    return np.where(usable & (window - review >= 1), window - review, 1.0)
+
+
+def review_offsets(lead_days: pd.Series, window_days: pd.Series, review: int) -> tuple[int, int]:
+    """The days after the run date, [first, last), whose daily forecasts `_review_demand` can sum:
+    the review period after each position's lead time (at least a day), or after its fallback lead
+    (`fallback_lead`) where the store has none. The plan step reads only these."""
+    lead = pd.to_numeric(lead_days, errors="coerce").dropna().to_numpy(dtype=np.float64)
+    window = pd.to_numeric(window_days, errors="coerce").dropna().to_numpy(dtype=np.float64)
+    longest = max(np.ceil(lead.max()) if len(lead) else 1.0, fallback_lead(window, review).max(initial=1.0))
+    return 1, int(longest) + int(review)
+
+
 def _review_demand(daily: pd.DataFrame, keys: pd.DataFrame, run_date: date, lead: np.ndarray,
                    review: int) -> np.ndarray:
     """Expected demand over the review period that follows the lead time, from daily forecasts."""
@@ -193,7 +210,7 @@ def compute_policy(inventory: pd.DataFrame, products: pd.DataFrame, protection: 
 
     lead = _lead_times(pos["store_id"], lead_time_days).to_numpy()
     bad_lead = ~(lead >= 1)
-    fallback = np.where(has_fc & (window - review >= 1), window - review, 1.0)
+    fallback = fallback_lead(window, review, has_fc)
     flag(bad_lead, "LEAD_TIME_MISSING",
          lambda i: f"lead_time_days={lead[i]!r} for store {pos['store_id'].iat[i]}; used {fallback[i]:g}")
     lead = np.where(bad_lead, fallback, lead).astype(np.int64)
